@@ -1,0 +1,60 @@
+"""skier: train deep nets with PyTorch and see what training does.
+
+>>> import skier
+>>> data = skier.load_data(skier.DataConfig(name="digits"))          # doctest: +SKIP
+>>> model = skier.build_model(skier.ModelConfig(), data)              # doctest: +SKIP
+>>> result = skier.fit(model, data.train, data.val, epochs=5)         # doctest: +SKIP
+
+The public names are imported lazily, so ``import skier`` stays fast and torch is loaded only
+when something that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    # config and errors
+    "RunConfig": "skier.config",
+    "DataConfig": "skier.config",
+    "ModelConfig": "skier.config",
+    "OptimConfig": "skier.config",
+    "TrainConfig": "skier.config",
+    "load_config": "skier.config",
+    "SkierError": "skier.errors",
+    "ConfigError": "skier.errors",
+    "DataError": "skier.errors",
+    "History": "skier.history",
+    # data and models
+    "DataBundle": "skier.data",
+    "Split": "skier.data",
+    "load_data": "skier.data",
+    "build_model": "skier.models",
+    # training
+    "fit": "skier.train",
+    "evaluate": "skier.train",
+    "FitResult": "skier.train",
+    "Callback": "skier.train",
+    "EarlyStopping": "skier.train",
+    "Checkpoint": "skier.train",
+    # whole runs
+    "run_training": "skier.runner",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skier' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,109 @@
+"""Training history: one row of floats per epoch, plus optional per-step series.
+
+Standard library only, so the read side (record, report, plots) never imports torch.
+
+>>> h = History()
+>>> h.append({"epoch": 1, "loss": 0.5, "val_loss": 0.6})
+>>> h.column("loss")
+[0.5]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["History"]
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+@dataclass
+class History:
+    """Per-epoch rows (``epoch`` first, then ``loss``, ``error``, ``val_loss``, ...)."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    steps: dict[str, list[float]] = field(default_factory=dict)
+
+    def append(self, row: Mapping[str, float]) -> None:
+        self.rows.append({k: float(v) for k, v in row.items()})
+
+    def add_step(self, key: str, value: float) -> None:
+        self.steps.setdefault(key, []).append(float(value))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key seen in any row, in first-seen order."""
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            seen.update(dict.fromkeys(row))
+        return list(seen)
+
+    def column(self, key: str) -> list[float]:
+        """Values of ``key`` per epoch; ``nan`` where an epoch has none (e.g. no validation)."""
+        return [row.get(key, math.nan) for row in self.rows]
+
+    def last(self, key: str, default: float = math.nan) -> float:
+        for row in reversed(self.rows):
+            if key in row and not math.isnan(row[key]):
+                return row[key]
+        return default
+
+    def truncate(self, epochs: int) -> None:
+        """Keep the first ``epochs`` rows (used when resuming from a checkpoint)."""
+        del self.rows[epochs:]
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rows": [{k: _clean(v) for k, v in r.items()} for r in self.rows],
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> History:
+        rows_in = data.get("rows", [])
+        steps_in = data.get("steps", {})
+        if not isinstance(rows_in, list) or not isinstance(steps_in, dict):
+            raise ValueError("history must hold a list 'rows' and a mapping 'steps'")
+        rows = [{k: (math.nan if v is None else float(v)) for k, v in r.items()} for r in rows_in]
+        steps = {str(k): [float(x) for x in v] for k, v in steps_in.items()}
+        return cls(rows=rows, steps=steps)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls.from_dict(json.loads(text))
+
+    def to_csv(self) -> str:
+        """CSV with one row per epoch; empty cells where a key is missing."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.keys, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: ("" if math.isnan(v) else repr(v)) for k, v in row.items()})
+        return out.getvalue()
+
+    @classmethod
+    def from_csv(cls, text: str | Path) -> History:
+        if isinstance(text, Path):
+            text = text.read_text()
+        reader = csv.DictReader(io.StringIO(text))
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in reader]
+        return cls(rows=rows)
+
+    def extend(self, rows: Iterable[Mapping[str, float]]) -> None:
+        for row in rows:
+            self.append(row)
