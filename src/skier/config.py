@@ -222,7 +222,9 @@ def _describe(err: Mapping[str, Any], source: str) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         valid = _fields_at(err["loc"])
-        hint = did_you_mean(loc[-1], valid) or (f" Valid keys: {', '.join(valid)}." if valid else "")
+        hint = did_you_mean(loc[-1], valid) or (
+            f" Valid keys: {', '.join(valid)}." if valid else ""
+        )
         return f"{where}{field} is not a known setting.{hint}"
     if kind == "missing":
         return f"{where}{field} is required."

@@ -80,7 +80,11 @@ class DataBundle:
 
     @property
     def output_size(self) -> int:
-        return int(self.num_classes) if self.task == "classification" else self.num_targets
+        if self.task != "classification":
+            return self.num_targets
+        if self.num_classes is None:
+            raise ValueError("num_classes must be set for a classification DataBundle; got None.")
+        return int(self.num_classes)
 
     def with_splits(self, train: Split, val: Split | None, test: Split | None) -> DataBundle:
         return replace(self, train=train, val=val, test=test)

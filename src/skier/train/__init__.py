@@ -1,1 +1,20 @@
-"""skier.train."""
+"""Training: the loop, its state, callbacks, metrics and checkpoints."""
+
+from skier.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
+from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from skier.train.loop import FitResult, evaluate, fit
+from skier.train.state import TrainState
+
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "FitResult",
+    "ProgressBar",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_model_weights",
+    "save_checkpoint",
+]

@@ -1,0 +1,137 @@
+"""Mini-batches for the loop.
+
+In-memory data is batched by indexing the (device) tensors with a fresh seeded permutation each
+epoch: no per-sample Python work, no DataLoader workers. A user's own ``Dataset`` or
+``DataLoader`` goes through :class:`LoaderBatches` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from skier.data.types import Split
+
+__all__ = ["BatchSource", "LoaderBatches", "TensorBatches", "resolve_batch_size"]
+
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
+
+
+class BatchSource(Protocol):
+    num_examples: int
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+
+def resolve_batch_size(batch_size: int | Literal["full"], n: int) -> int:
+    """``"full"`` (batch gradient descent) means every example in one batch."""
+    return n if batch_size == "full" else min(int(batch_size), n)
+
+
+class TensorBatches:
+    """Batches of an in-memory :class:`Split` (already on the training device).
+
+    ``balanced=True`` draws each epoch's examples with probability inverse to their class
+    frequency (with replacement), so every class is equally represented in expectation in each
+    mini-batch — the class-balanced sampling of the course.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int | Literal["full"],
+        *,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        balanced: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.split = split
+        self.num_examples = len(split)
+        self.batch_size = resolve_batch_size(batch_size, self.num_examples)
+        self.shuffle = shuffle
+        self.drop_last = drop_last and self.num_examples >= self.batch_size
+        self.generator = generator
+        self._sample_weights: torch.Tensor | None = None
+        if balanced:
+            targets = split.targets.cpu()
+            counts = torch.bincount(targets)
+            self._sample_weights = (1.0 / counts.clamp(min=1).double())[targets]
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_examples // self.batch_size
+        return math.ceil(self.num_examples / self.batch_size)
+
+    def _order(self) -> torch.Tensor | None:
+        n = self.num_examples
+        if self._sample_weights is not None:
+            idx = torch.multinomial(self._sample_weights, n, True, generator=self.generator)
+        elif self.shuffle and self.batch_size < n:
+            idx = torch.randperm(n, generator=self.generator)
+        else:
+            return None
+        return idx.to(self.split.device)
+
+    def __iter__(self) -> Iterator[Batch]:
+        inputs, targets = self.split.inputs, self.split.targets
+        order = self._order()
+        size = self.batch_size
+        stop = len(self) * size
+        for start in range(0, min(stop, self.num_examples), size):
+            if order is None:
+                yield tuple(t[start : start + size] for t in inputs), targets[start : start + size]
+            else:
+                idx = order[start : start + size]
+                yield tuple(t[idx] for t in inputs), targets[idx]
+
+
+def _as_batch(item: Any, device: torch.device) -> Batch:
+    if isinstance(item, dict):
+        raise TypeError("dict batches are not supported; yield (inputs..., target) tuples")
+    if not isinstance(item, Sequence) or len(item) < 2:
+        raise TypeError("each batch must be a tuple (inputs..., target)")
+    *xs, y = item
+    return tuple(x.to(device, non_blocking=True) for x in xs), y.to(device, non_blocking=True)
+
+
+class LoaderBatches:
+    """Batches from a user's ``DataLoader`` (or a ``Dataset``, wrapped in one)."""
+
+    def __init__(
+        self,
+        source: DataLoader[Any] | Dataset[Any],
+        device: torch.device,
+        *,
+        batch_size: int | Literal["full"] = 128,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if isinstance(source, DataLoader):
+            self.loader: DataLoader[Any] = source
+        else:
+            n = len(source)  # type: ignore[arg-type]
+            self.loader = DataLoader(
+                source,
+                batch_size=resolve_batch_size(batch_size, n),
+                shuffle=shuffle,
+                drop_last=drop_last,
+                generator=generator,
+            )
+        self.device = device
+        dataset = self.loader.dataset
+        self.num_examples = len(dataset)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for item in self.loader:
+            yield _as_batch(item, self.device)

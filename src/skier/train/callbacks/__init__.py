@@ -1,0 +1,8 @@
+"""Callbacks: narrow hooks around the loop."""
+
+from skier.train.callbacks.base import Callback
+from skier.train.callbacks.checkpoint import Checkpoint
+from skier.train.callbacks.early_stopping import EarlyStopping
+from skier.train.callbacks.progress import ProgressBar
+
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "ProgressBar"]

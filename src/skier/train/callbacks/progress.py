@@ -1,0 +1,53 @@
+"""A progress bar over epochs and batches (tqdm), quiet when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from skier.train.callbacks.base import Callback
+from skier.train.state import TrainState
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar(Callback):
+    """Epoch bar with the latest metrics; a batch bar inside it.
+
+    ``enabled="auto"`` shows the bars only when stderr is a terminal (the CLI also turns them
+    off under CI).
+    """
+
+    def __init__(self, enabled: bool | Literal["auto"] = "auto") -> None:
+        self.enabled = sys.stderr.isatty() if enabled == "auto" else bool(enabled)
+        self._epochs: Any = None
+        self._batch: Any = None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if not self.enabled:
+            return
+        self._epochs = tqdm(
+            total=state.epochs, initial=state.epoch, desc="epochs", unit="ep", leave=True
+        )
+        self._batch = tqdm(total=state.batches_per_epoch, desc="batches", unit="b", leave=False)
+
+    def on_batch_end(self, state: TrainState) -> None:
+        if self._batch is not None:
+            self._batch.update(1)
+
+    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        if self._epochs is None:
+            return
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "val_loss", "val_error")}
+        self._epochs.set_postfix(shown, refresh=False)
+        self._epochs.update(1)
+        self._batch.reset()
+
+    def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        for bar in (self._batch, self._epochs):
+            if bar is not None:
+                bar.close()
+        self._epochs = self._batch = None

@@ -1,0 +1,133 @@
+"""Checkpoint files: atomic, checksummed, loadable with ``weights_only=True``.
+
+A file holds ``{"skier_checkpoint": 1, "sha256": ..., "payload": bytes}``; the payload is itself a
+``torch.save`` of the training state (model, optimizer, scheduler, callbacks, RNG states,
+history, position). The checksum catches a truncated or altered file before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skier._io import atomic_write_bytes
+from skier.errors import CheckpointError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "capture_rng",
+    "load_checkpoint",
+    "load_model_weights",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically with a checksum."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    outer = io.BytesIO()
+    torch.save(
+        {
+            "skier_checkpoint": FORMAT_VERSION,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": payload,
+        },
+        outer,
+    )
+    return atomic_write_bytes(path, outer.getvalue())
+
+
+def _safe_load(source: Any, path: Path) -> Any:
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a bad file: report them all as one
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read safely: {first}"
+        ) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a skier checkpoint, verify its checksum and return the training state."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
+    outer = _safe_load(path, path)
+    if not isinstance(outer, dict) or "skier_checkpoint" not in outer:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a skier checkpoint. "
+            "Use load_model_weights() for a plain state dict."
+        )
+    if outer["skier_checkpoint"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {outer['skier_checkpoint']}, newer than this "
+            f"skier reads ({FORMAT_VERSION}). Upgrade skier."
+        )
+    payload = outer.get("payload")
+    if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its checksum does not match.")
+    state = _safe_load(io.BytesIO(payload), path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no training state.")
+    return state
+
+
+def load_model_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of a skier checkpoint or of a plain ``state_dict`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
+    outer = _safe_load(path, path)
+    if isinstance(outer, dict) and "skier_checkpoint" in outer:
+        return dict(load_checkpoint(path)["model"])
+    if isinstance(outer, dict) and all(isinstance(v, torch.Tensor) for v in outer.values()):
+        return dict(outer)
+    raise CheckpointError(f"checkpoint {str(path)!r} holds neither a skier checkpoint nor weights.")
+
+
+# --- random number generators -------------------------------------------------------------------
+
+
+def capture_rng(shuffle: torch.Generator | None) -> dict[str, Any]:
+    """Every RNG state an exact resume needs, as tensors and plain lists (weights_only-safe)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "shuffle": shuffle.get_state() if shuffle is not None else None,
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], shuffle: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if shuffle is not None and state.get("shuffle") is not None:
+        shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,303 @@
+"""The training loop: ``fit`` and ``evaluate``.
+
+One epoch is: set LR → forward → loss → backward → clip → step → callbacks → evaluate →
+checkpoint. The per-batch path does no Python-side work that can be avoided: running loss and
+error are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from skier.config import OptimConfig, ScheduleConfig, TrainConfig
+from skier.data.types import Split
+from skier.errors import CheckpointError
+from skier.history import History
+from skier.train.callbacks.base import Callback
+from skier.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from skier.train.metrics import evaluate_split
+from skier.train.setup import DataLike, Setup, _as_split, prepare
+from skier.train.state import TrainState
+
+__all__ = ["FitResult", "evaluate", "fit"]
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the history and how training ended."""
+
+    history: History
+    task: str
+    epochs_done: int
+    monitor: str
+    best_epoch: int | None
+    best_value: float | None
+    stop_reason: str | None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    restored: str | None = None
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+
+def fit(
+    model: torch.nn.Module,
+    train: DataLike,
+    val: DataLike | None = None,
+    *,
+    test: DataLike | None = None,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    scheduler: LRScheduler | None = None,
+    schedule: str | Mapping[str, Any] | ScheduleConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    task: Literal["classification", "regression"] | None = None,
+    resume: str | Path | None = None,
+    train_config: TrainConfig | None = None,
+    optim_config: OptimConfig | None = None,
+    **settings: Any,
+) -> FitResult:
+    """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
+
+    ``settings`` are the fields of the ``train`` and ``optim`` config sections (``epochs``,
+    ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``seed``, ``device``, ...), checked
+    by the same schema as the YAML config. ``resume`` is a checkpoint written by
+    :class:`~skier.train.callbacks.Checkpoint`; training goes on from its position.
+
+    Example::
+
+        result = fit(model, (x, y), (x_val, y_val), optimizer="sgd", lr=0.1, epochs=5)
+        result.history.column("val_loss")
+    """
+    s = prepare(
+        model, train, val, test, optimizer=optimizer, scheduler=scheduler, schedule=schedule,
+        callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
+        settings=settings,
+    )  # fmt: skip
+    checkpoint = load_checkpoint(resume) if resume is not None else None
+    s.move_to_device()
+    state = _start(s, checkpoint)
+    started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
+    good = state.capture_weights()
+    for cb in s.callbacks:
+        cb.on_fit_start(state)
+    for epoch in range(state.epoch + 1, s.train_cfg.epochs + 1):
+        state.epoch = epoch
+        logs = _run_epoch(s, state)  # set LR → forward → loss → backward → clip → step → evaluate
+        state.history.append(logs)
+        if s.train_cfg.stop_on_non_finite and not math.isfinite(logs["loss"]):
+            s.model.load_state_dict(good)  # the last good weights; no checkpoint of this epoch
+            state.request_stop(f"non-finite training loss at epoch {epoch}; kept epoch {epoch - 1}")
+            break
+        if s.scheduler is not None:
+            s.scheduler.step()
+        for cb in s.callbacks:  # callbacks
+            cb.on_epoch_end(state, logs)
+        _write_checkpoints(s, state)  # checkpoint
+        good = state.capture_weights() if s.train_cfg.stop_on_non_finite else good
+        if state.stop_requested:
+            break
+    return _finish(s, state, logs, time.perf_counter() - started)
+
+
+def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
+    t0 = time.perf_counter()
+    lr = float(s.optimizer.param_groups[0]["lr"])
+    logs: dict[str, float] = {"epoch": float(state.epoch), **_train_one_epoch(s, state), "lr": lr}
+    if s.train_cfg.exact_train_error:
+        logs.update(evaluate_split(s.model, s.train, classification=s.classification))  # type: ignore[arg-type]
+    last = state.epoch == s.train_cfg.epochs
+    if s.val is not None and (state.epoch % s.train_cfg.val_every == 0 or last):
+        metrics = evaluate_split(s.model, s.val, classification=s.classification)
+        logs.update({f"val_{k}": v for k, v in metrics.items()})
+    logs["epoch_time"] = time.perf_counter() - t0
+    return logs
+
+
+def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
+    model, opt, loss_fn, scaler = s.model, s.optimizer, s.loss_fn, s.scaler
+    clip, per_batch = s.train_cfg.grad_clip, _overrides(s.callbacks, "on_batch_end")
+    mean = s.train_cfg.reduction == "mean"
+    acc_dtype = torch.float32 if s.device.type == "mps" else torch.float64
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=s.device)
+    wrong = torch.zeros((), dtype=torch.int64, device=s.device)
+    seen, per_example = 0, 1
+    model.train()
+    assert s.batches is not None
+    for inputs, y in s.batches:
+        opt.zero_grad(set_to_none=True)
+        with s.autocast():
+            out = model(*inputs)
+            loss = loss_fn(out, y)
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
+        n = y.shape[0]
+        loss_sum.add_(loss.detach(), alpha=n if mean else 1)
+        if s.classification:
+            wrong.add_((out.detach().argmax(dim=1) != y).sum())
+        seen += n
+        state.step += 1
+        for cb in per_batch:
+            cb.on_batch_end(state)
+    if not s.classification:
+        per_example = max(int(out[0].numel()), 1) if seen and not mean else 1
+    result = {"loss": float(loss_sum) / max(seen * per_example, 1)}
+    if s.classification:
+        result["error"] = float(wrong) / max(seen, 1)
+        result["accuracy"] = 1.0 - result["error"]
+    return result
+
+
+def _overrides(callbacks: Sequence[Callback], hook: str) -> list[Callback]:
+    """Callbacks that override ``hook``: only those are called on the per-batch path."""
+    return [cb for cb in callbacks if getattr(type(cb), hook) is not getattr(Callback, hook)]
+
+
+def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
+    state = TrainState(
+        s.model,
+        epochs=s.train_cfg.epochs,
+        task=s.task,
+        history=History(),
+        available_keys=s.available_keys,
+        batches_per_epoch=len(s.batches) if s.batches is not None else 0,
+    )
+    if checkpoint is None:
+        s.seed()
+        return state
+    try:
+        s.model.load_state_dict(checkpoint["model"])
+        s.optimizer.load_state_dict(checkpoint["optimizer"])
+        if s.scheduler is not None and checkpoint.get("scheduler") is not None:
+            s.scheduler.load_state_dict(checkpoint["scheduler"])
+        if s.scaler is not None and checkpoint.get("scaler") is not None:
+            s.scaler.load_state_dict(checkpoint["scaler"])
+        saved = checkpoint["callbacks"]
+        names = [type(cb).__name__ for cb in s.callbacks]
+        if [c["class"] for c in saved] != names:
+            raise CheckpointError(
+                f"callbacks must match the checkpoint's {[c['class'] for c in saved]}; got {names}."
+            )
+        for cb, c in zip(s.callbacks, saved, strict=True):
+            cb.load_state_dict(c["state"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint does not match this model or set-up: {first}") from None
+    restore_rng(checkpoint["rng"], s.shuffle_generator)
+    state.history.extend(History.from_dict(checkpoint["history"]).rows)
+    state.epoch, state.step = int(checkpoint["epoch"]), int(checkpoint["step"])
+    return state
+
+
+def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
+    return {
+        "epoch": state.epoch,
+        "step": state.step,
+        "task": s.task,
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
+        "scaler": s.scaler.state_dict() if s.scaler is not None else None,
+        "callbacks": [{"class": type(c).__name__, "state": c.state_dict()} for c in s.callbacks],
+        "rng": capture_rng(s.shuffle_generator),
+        "history": state.history.to_dict(),
+    }
+
+
+def _write_checkpoints(s: Setup, state: TrainState) -> None:
+    requests, state.requests.checkpoints = state.requests.checkpoints, []
+    if not requests:
+        return
+    payload = _training_state(s, state)
+    for path in dict.fromkeys(r.path for r in requests):
+        save_checkpoint(path, payload)
+        state.written[Path(path).stem] = Path(path)
+
+
+def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float) -> FitResult:
+    for cb in s.callbacks:
+        cb.on_fit_end(state, logs)
+    if not (state.stop_reason or "").startswith("non-finite"):
+        _write_checkpoints(s, state)
+    restored = None
+    if state.requests.restore is not None:
+        s.model.load_state_dict(state.requests.restore)
+        restored = state.requests.restore_reason
+    test_metrics = {}
+    if s.test is not None:
+        metrics = evaluate_split(s.model, s.test, classification=s.classification)
+        test_metrics = {f"test_{k}": v for k, v in metrics.items()}
+    monitor = _monitor(s)
+    best_epoch, best_value = _best(state.history, monitor)
+    return FitResult(
+        history=state.history,
+        task=s.task,
+        epochs_done=state.epoch,
+        monitor=monitor,
+        best_epoch=best_epoch,
+        best_value=best_value,
+        stop_reason=state.stop_reason,
+        test_metrics=test_metrics,
+        duration_s=seconds,
+        restored=restored,
+        checkpoints=dict(state.written),
+        model=s.model,
+    )
+
+
+def _monitor(s: Setup) -> str:
+    for cb in s.callbacks:
+        keys = cb.monitored_keys()
+        if keys:
+            return keys[0]
+    return "val_loss" if "val_loss" in s.available_keys else "loss"
+
+
+def _best(history: History, monitor: str) -> tuple[int | None, float | None]:
+    sign = -1.0 if "acc" in monitor else 1.0
+    best: tuple[float, int] | None = None
+    for row in history.rows:
+        value = row.get(monitor)
+        if value is not None and math.isfinite(value) and (best is None or sign * value < best[0]):
+            best = (sign * value, int(row["epoch"]))
+    return (None, None) if best is None else (best[1], sign * best[0])
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: Split | tuple[Any, Any],
+    *,
+    task: Literal["classification", "regression"] | None = None,
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """Loss (and error, accuracy) of ``model`` on ``data``, in eval mode, on the model's device.
+
+    >>> evaluate(model, data.test)          # doctest: +SKIP
+    {'loss': 0.08, 'error': 0.02, 'accuracy': 0.98}
+    """
+    split = _as_split(data, "data")
+    if not isinstance(split, Split):
+        raise TypeError("evaluate() takes in-memory data: a Split or an (inputs, targets) pair")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if task is None:
+        task = "regression" if split.targets.is_floating_point() else "classification"
+    return evaluate_split(
+        model, split.to(device), classification=task == "classification", batch_size=batch_size
+    )

@@ -1,0 +1,324 @@
+"""Everything ``fit`` needs, resolved and validated before anything is changed.
+
+``prepare`` checks the settings, the data, the model's output shape and the callbacks' monitored
+keys, and reports every problem at once. Only then does ``fit`` move the model, seed the RNGs or
+touch a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader, Dataset
+
+from skier.config import OptimConfig, ScheduleConfig, TrainConfig, config_from_mapping
+from skier.data.types import DataBundle, Split
+from skier.errors import ConfigError, DataError, did_you_mean, problem
+from skier.models import check_output_shape
+from skier.optim import build_optimizer, build_scheduler
+from skier.train.batches import BatchSource, LoaderBatches, TensorBatches
+from skier.train.callbacks.base import Callback
+from skier.train.metrics import LossFn, make_loss
+
+__all__ = ["DataLike", "Setup", "prepare", "resolve_device"]
+
+DataLike = Split | DataBundle | tuple[Any, Any] | Dataset[Any] | DataLoader[Any]
+
+_OPTIM_KEYS = set(OptimConfig.model_fields) - {"name"}
+_TRAIN_KEYS = set(TrainConfig.model_fields)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            problem("train.device", "an available device", name, "No CUDA device: use 'cpu'.")
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(problem("train.device", "an available device", name, "Use 'cpu'."))
+    return torch.device(name)
+
+
+def _settings(
+    settings: Mapping[str, Any], optimizer: Any, schedule: Any
+) -> tuple[TrainConfig, OptimConfig, ScheduleConfig]:
+    """Split ``fit``'s keywords into the config sections, validated by the same schema."""
+    unknown = [k for k in settings if k not in _TRAIN_KEYS | _OPTIM_KEYS]
+    valid = sorted(_TRAIN_KEYS | _OPTIM_KEYS | {"optimizer", "schedule", "callbacks"})
+    if unknown:
+        raise ConfigError(
+            [f"fit() got an unknown setting {k!r}.{did_you_mean(k, valid)}" for k in unknown]
+        )
+    raw: dict[str, Any] = {
+        "train": {k: v for k, v in settings.items() if k in _TRAIN_KEYS},
+        "optim": {k: v for k, v in settings.items() if k in _OPTIM_KEYS},
+    }
+    if isinstance(optimizer, str):
+        raw["optim"]["name"] = optimizer
+    if isinstance(schedule, str):
+        raw["schedule"] = {"name": schedule}
+    elif isinstance(schedule, Mapping):
+        raw["schedule"] = dict(schedule)
+    cfg = config_from_mapping(raw, "fit()")
+    sched = schedule if isinstance(schedule, ScheduleConfig) else cfg.schedule
+    return cfg.train, cfg.optim, sched
+
+
+def _as_split(data: Any, name: str) -> Split | DataLoader[Any] | Dataset[Any] | None:
+    if data is None or isinstance(data, Split | DataLoader | Dataset):
+        return data
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = data
+        try:
+            xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+            yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{name} must be (inputs, targets) arrays; {exc}") from None
+        if xt.is_floating_point():
+            xt = xt.float()
+        if yt.is_floating_point():
+            yt = yt.float()
+            if yt.dim() == 1:
+                yt = yt.unsqueeze(1)
+        try:
+            return Split((xt,), yt)
+        except ValueError as exc:
+            raise DataError(f"{name}: {exc}") from None
+    raise DataError(
+        f"{name} must be a Split, a DataBundle, an (inputs, targets) pair, a torch Dataset or "
+        f"a DataLoader; got {type(data).__name__}."
+    )
+
+
+@dataclass
+class Setup:
+    """The resolved training set-up; built by :func:`prepare`."""
+
+    model: torch.nn.Module
+    train_cfg: TrainConfig
+    device: torch.device
+    task: str
+    output_size: int
+    train: Split | DataLoader[Any] | Dataset[Any]
+    val: Split | None
+    test: Split | None
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
+    loss_fn: LossFn
+    callbacks: list[Callback]
+    available_keys: frozenset[str]
+    shuffle_generator: torch.Generator = field(default_factory=torch.Generator)
+    scaler: Any = None
+    batches: BatchSource | None = None
+
+    @property
+    def classification(self) -> bool:
+        return self.task == "classification"
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.scaler is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+
+    def seed(self) -> None:
+        seed = self.train_cfg.seed
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        self.shuffle_generator.manual_seed(seed)
+
+    def move_to_device(self) -> None:
+        """The only mutation of the caller's objects: model and data go to the device."""
+        self.model.to(self.device)
+        if isinstance(self.train, Split):
+            self.train = self.train.to(self.device)
+            self.batches = TensorBatches(
+                self.train,
+                self.train_cfg.batch_size,
+                shuffle=self.train_cfg.shuffle,
+                drop_last=self.train_cfg.drop_last,
+                balanced=self.train_cfg.balanced,
+                generator=self.shuffle_generator,
+            )
+        else:
+            self.batches = LoaderBatches(
+                self.train,
+                self.device,
+                batch_size=self.train_cfg.batch_size,
+                shuffle=self.train_cfg.shuffle,
+                drop_last=self.train_cfg.drop_last,
+                generator=self.shuffle_generator,
+            )
+        self.val = self.val.to(self.device) if self.val is not None else None
+        self.test = self.test.to(self.device) if self.test is not None else None
+
+
+def _infer_task(train: Any, declared: str | None) -> str:
+    if declared is not None:
+        if declared not in ("classification", "regression"):
+            raise ConfigError(problem("task", "'classification' or 'regression'", declared))
+        return declared
+    if isinstance(train, Split):
+        return "regression" if train.targets.is_floating_point() else "classification"
+    sample = _first_example(train)
+    if sample is None:
+        raise ConfigError("task must be given for this data set (its first example is unreadable).")
+    target = torch.as_tensor(sample[-1])
+    return "regression" if target.is_floating_point() else "classification"
+
+
+def _first_example(data: Any) -> Sequence[Any] | None:
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    try:
+        item = dataset[0]
+    except (TypeError, IndexError, KeyError, NotImplementedError):
+        return None
+    return item if isinstance(item, Sequence) and len(item) >= 2 else None
+
+
+def _output_size(task: str, splits: Sequence[Split | None], bundle: DataBundle | None) -> int:
+    if bundle is not None:
+        return bundle.output_size
+    known = [s for s in splits if s is not None]
+    if task == "regression":
+        return int(known[0].targets.shape[1]) if known and known[0].targets.dim() > 1 else 1
+    return int(max(int(s.targets.max()) for s in known) + 1) if known else 0
+
+
+def _check_shapes(setup: Setup, bundle: DataBundle | None) -> None:
+    sample: Sequence[torch.Tensor]
+    if isinstance(setup.train, Split):
+        sample = setup.train.inputs
+        shapes = [tuple(t.shape[1:]) for t in sample if t.is_floating_point()]
+        cats = [t for t in sample if not t.is_floating_point()]
+    else:
+        first = _first_example(setup.train)
+        if first is None:
+            return
+        xs = [torch.as_tensor(x) for x in first[:-1]]
+        shapes = [tuple(x.shape) for x in xs if x.is_floating_point()]
+        cats = [x.unsqueeze(0) for x in xs if not x.is_floating_point()]
+    cards: Sequence[int] = ()
+    if cats:
+        cards = (
+            bundle.categorical_cardinalities
+            if bundle is not None
+            else (cats[0].max(dim=0).values + 1).tolist()
+        )
+    check_output_shape(setup.model, shapes, setup.output_size, categorical_cardinalities=cards)
+
+
+def _check_callbacks(callbacks: Sequence[Callback], available: frozenset[str]) -> None:
+    problems = []
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            problems.append(f"callbacks[{i}] must be a skier Callback; got {type(cb).__name__}.")
+            continue
+        for key in cb.monitored_keys():
+            if key not in available:
+                problems.append(
+                    f"{type(cb).__name__}.monitor must be a key the loop produces; got {key!r}."
+                    f"{did_you_mean(key, available)} Valid keys: {', '.join(sorted(available))}."
+                    + (" (Validation keys need validation data.)" if key.startswith("val_") else "")
+                )
+        before = {type(c) for c in callbacks[:i]}
+        for needed in cb.requires:
+            if not any(issubclass(b, needed) for b in before):
+                problems.append(
+                    f"{type(cb).__name__} needs a {needed.__name__} callback before it in the list."
+                )
+    if problems:
+        raise ConfigError(problems)
+
+
+def prepare(
+    model: torch.nn.Module,
+    train: DataLike,
+    val: Any,
+    test: Any,
+    *,
+    optimizer: str | torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    schedule: str | Mapping[str, Any] | ScheduleConfig | None,
+    callbacks: Sequence[Callback],
+    task: str | None,
+    train_config: TrainConfig | None,
+    optim_config: OptimConfig | None,
+    settings: Mapping[str, Any],
+) -> Setup:
+    """Validate and resolve everything; change nothing."""
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    try:
+        cfg_train, cfg_optim, cfg_sched = _settings(settings, optimizer, schedule)
+    except ValidationError as exc:  # pragma: no cover - config_from_mapping converts these
+        raise ConfigError(str(exc)) from None
+    cfg_train = train_config or cfg_train
+    cfg_optim = optim_config or cfg_optim
+    bundle = train if isinstance(train, DataBundle) else None
+    if bundle is not None:
+        train, val, test = bundle.train, val or bundle.val, test or bundle.test
+        task = task or bundle.task
+    train_s = _as_split(train, "train")
+    if train_s is None:
+        raise DataError("train must hold data; got None.")
+    val_s, test_s = _as_split(val, "val"), _as_split(test, "test")
+    if not isinstance(val_s, Split | None) or not isinstance(test_s, Split | None):
+        raise DataError(
+            "val and test must be in-memory data (a Split or an (inputs, targets) pair)."
+        )
+    if isinstance(train_s, Split) and len(train_s) == 0:
+        raise DataError("train must hold at least one example; got 0.")
+    device = resolve_device(cfg_train.device)
+    resolved_task = _infer_task(train_s, task)
+    splits = [train_s if isinstance(train_s, Split) else None, val_s, test_s]
+    output_size = _output_size(resolved_task, splits, bundle)
+    loss_name = cfg_train.loss
+    if loss_name == "auto":
+        loss_name = "cross_entropy" if resolved_task == "classification" else "mse"
+    elif (loss_name == "cross_entropy") != (resolved_task == "classification"):
+        raise ConfigError(problem("train.loss", f"a loss for {resolved_task}", loss_name))
+    keys = {"epoch", "loss", "lr", "epoch_time"}
+    if resolved_task == "classification":
+        keys |= {"error", "accuracy"}
+    if val_s is not None:
+        keys |= {f"val_{k}" for k in keys if k in ("loss", "error", "accuracy")}
+    available = frozenset(keys)
+    callbacks = list(callbacks)
+    _check_callbacks(callbacks, available)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:
+        opt = build_optimizer(model.parameters(), cfg_optim)
+    sched = (
+        scheduler if scheduler is not None else build_scheduler(opt, cfg_sched, cfg_train.epochs)
+    )
+    use_amp = cfg_train.amp and device.type == "cuda"
+    setup = Setup(
+        model=model,
+        train_cfg=cfg_train,
+        device=device,
+        task=resolved_task,
+        output_size=output_size,
+        train=train_s,
+        val=val_s,
+        test=test_s,
+        optimizer=opt,
+        scheduler=sched,
+        loss_fn=make_loss(loss_name, cfg_train.reduction),  # type: ignore[arg-type]
+        callbacks=callbacks,
+        available_keys=available,
+        scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+    )
+    _check_shapes(setup, bundle)
+    return setup

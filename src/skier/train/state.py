@@ -1,0 +1,89 @@
+"""The state callbacks see: read-only facts plus a few explicit requests.
+
+Callbacks never change the loop directly. They ask: stop (with a reason), save a checkpoint,
+restore a set of weights at the end. The loop carries the requests out at its own stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from skier.history import History
+
+__all__ = ["CheckpointRequest", "TrainState"]
+
+
+@dataclass(frozen=True)
+class CheckpointRequest:
+    path: str
+    tag: Literal["last", "best"] = "last"
+
+
+@dataclass
+class _Requests:
+    stop_reason: str | None = None
+    checkpoints: list[CheckpointRequest] = field(default_factory=list)
+    restore: dict[str, torch.Tensor] | None = None
+    restore_reason: str = ""
+
+
+class TrainState:
+    """What a callback may read (``epoch``, ``step``, ``history``, ...) and ask for."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        epochs: int,
+        task: str,
+        history: History,
+        available_keys: frozenset[str],
+        batches_per_epoch: int = 0,
+    ) -> None:
+        self._model = model
+        self._history = history
+        self.epochs = epochs
+        self.task = task
+        self.available_keys = available_keys
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch = 0
+        self.step = 0
+        self.requests = _Requests()
+        self.written: dict[str, Path] = {}  # checkpoints written so far, by name ("last", "best")
+
+    # --- read side ---------------------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        return self._history
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.requests.stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.requests.stop_reason
+
+    def capture_weights(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the model's current weights (e.g. to restore the best later)."""
+        return {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+
+    # --- requests ----------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after this epoch; the first reason given wins."""
+        if self.requests.stop_reason is None:
+            self.requests.stop_reason = reason
+
+    def request_checkpoint(self, path: str, tag: Literal["last", "best"] = "last") -> None:
+        """Ask the loop to write a full checkpoint once every callback has run."""
+        self.requests.checkpoints.append(CheckpointRequest(path, tag))
+
+    def request_restore(self, weights: Mapping[str, torch.Tensor], reason: str) -> None:
+        """Ask the loop to load ``weights`` into the model when training ends."""
+        self.requests.restore = dict(weights)
+        self.requests.restore_reason = reason
