@@ -33,6 +33,7 @@ __all__ = [
     "apply_overrides",
     "config_from_mapping",
     "config_to_yaml",
+    "demo_config",
     "load_config",
 ]
 
@@ -315,3 +316,17 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def config_to_yaml(config: RunConfig) -> str:
     """The fully resolved config as YAML (what ``skier config show`` prints)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def demo_config() -> RunConfig:
+    """The config ``skier demo`` runs: a small CNN on scikit-learn's 8x8 digits."""
+    return RunConfig.model_validate(
+        {
+            "data": {"name": "digits", "as_images": True},
+            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128], "dropout": 0.2},
+            "optim": {"name": "adam", "lr": 0.002},
+            "schedule": {"name": "cosine"},
+            "train": {"epochs": 30, "batch_size": 64},
+            "record": {"name": "demo-digits-cnn"},
+        }
+    )

@@ -1,1 +1,29 @@
-"""skier.models."""
+"""Networks for skier: MLP, CNN and TabularNet, built from a config, plus shape checks.
+
+>>> from skier.config import ModelConfig
+>>> model = build_model(ModelConfig(name="cnn"), input_shape=(1, 8, 8), output_size=10)
+>>> check_output_shape(model, (1, 8, 8), 10)  # raises ModelError on a mismatch
+
+This layer imports only :mod:`skier.config`, :mod:`skier.errors`, :mod:`skier.history` and
+third-party libraries; it takes plain shapes rather than :mod:`skier.data` objects.
+"""
+
+from skier.models.blocks import ACTIVATIONS, DenseBlock, activation
+from skier.models.build import build_model, count_parameters
+from skier.models.cnn import CNN
+from skier.models.mlp import MLP
+from skier.models.shapes import check_output_shape
+from skier.models.tabular import TabularNet, embedding_size
+
+__all__ = [
+    "ACTIVATIONS",
+    "CNN",
+    "MLP",
+    "DenseBlock",
+    "TabularNet",
+    "activation",
+    "build_model",
+    "check_output_shape",
+    "count_parameters",
+    "embedding_size",
+]

@@ -2,7 +2,7 @@
 
 from skier.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from skier.train.loop import FitResult, evaluate, fit
+from skier.train.loop import FitResult, check_fit, evaluate, fit
 from skier.train.state import TrainState
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "FitResult",
     "ProgressBar",
     "TrainState",
+    "check_fit",
     "evaluate",
     "fit",
     "load_checkpoint",

@@ -27,7 +27,7 @@ from skier.train.metrics import evaluate_split
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
 
-__all__ = ["FitResult", "evaluate", "fit"]
+__all__ = ["FitResult", "check_fit", "evaluate", "fit"]
 
 
 @dataclass
@@ -105,6 +105,29 @@ def fit(
         if state.stop_requested:
             break
     return _finish(s, state, logs, time.perf_counter() - started)
+
+
+def check_fit(
+    model: torch.nn.Module,
+    train: DataLike,
+    val: DataLike | None = None,
+    *,
+    test: DataLike | None = None,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    schedule: str | Mapping[str, Any] | ScheduleConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    task: Literal["classification", "regression"] | None = None,
+    train_config: TrainConfig | None = None,
+    optim_config: OptimConfig | None = None,
+    **settings: Any,
+) -> None:
+    """Run every check :func:`fit` runs first (settings, data, output shape, monitored keys)
+    and change nothing: lets a caller fail before it creates files for a run."""
+    prepare(
+        model, train, val, test, optimizer=optimizer, scheduler=None, schedule=schedule,
+        callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
+        settings=settings,
+    )  # fmt: skip
 
 
 def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:

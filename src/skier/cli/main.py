@@ -1,0 +1,215 @@
+"""The ``skier`` command. The only place that reads argv, files and environment variables.
+
+Exit status: 0 success, 2 bad input (one line per problem, no traceback), 1 failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from skier import __version__
+from skier.errors import SkierError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(exc: SkierError) -> NoReturn:
+    lines = str(exc).splitlines()
+    click.echo(f"skier: error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        click.echo(f"  {line.strip()}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _progress(quiet: bool) -> bool | str:
+    # Bars only on a terminal, never under CI (the CI variable is read here, not in the library).
+    if quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    return "auto"
+
+
+def _load(config: str | None, overrides: tuple[str, ...]) -> Any:
+    from skier.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _report(outcome: Any) -> None:
+    result = outcome.result
+    tm = result.test_metrics
+    parts = [f"status {outcome.status}", f"{result.epochs_done} epochs"]
+    if result.best_epoch is not None:
+        parts.append(f"best {result.monitor} {result.best_value:.4g} at epoch {result.best_epoch}")
+    if "test_accuracy" in tm:
+        parts.append(f"test accuracy {tm['test_accuracy']:.4f}")
+    elif "test_loss" in tm:
+        parts.append(f"test loss {tm['test_loss']:.4g}")
+    parts.append(f"{result.duration_s:.1f} s")
+    click.echo("done: " + ", ".join(parts))
+    if result.stop_reason:
+        click.echo(f"stopped: {result.stop_reason}")
+    click.echo(f"run directory: {outcome.run_dir}")
+    click.echo(f"report: {outcome.run_dir / 'report.html'}")
+    click.echo(f"store: {outcome.store_url} (run {outcome.run_id})")
+
+
+def _train(
+    config: Any,
+    *,
+    base_dir: Path | None,
+    out: str | None,
+    resume: str | None,
+    store: str | None,
+    quiet: bool,
+) -> None:
+    from skier.runner import run_training
+
+    outcome = run_training(
+        config,
+        base_dir=base_dir,
+        out_dir=out,
+        resume_dir=resume,
+        store_url=store,
+        progress=_progress(quiet),
+        echo=click.echo,
+    )
+    _report(outcome)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="skier")
+def cli() -> None:
+    """skier: train deep nets with PyTorch and see what training does."""
+
+
+_set = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a setting (repeatable), e.g. --set optim.lr=0.01.",
+)
+_store = click.option("--store", default=None, help="SQLAlchemy URL of the run store.")
+_quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set
+@click.option("--out", default=None, help="Folder for run directories (default: record.dir).")
+@click.option(
+    "--resume",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Continue an interrupted run from its last checkpoint.",
+)
+@_store
+@_quiet
+def train(
+    config: str | None,
+    overrides: tuple[str, ...],
+    out: str | None,
+    resume: str | None,
+    store: str | None,
+    quiet: bool,
+) -> None:
+    """Train a model as CONFIG (YAML) says; without CONFIG, the defaults (digits, MLP).
+
+    With --resume RUN_DIR, CONFIG may be left out: the run's saved config is used, and only
+    train.epochs may change.
+    """
+    if resume is not None and config is None:
+        from skier.config import load_config
+
+        cfg = load_config(Path(resume) / "config.yaml", overrides) if overrides else None
+    else:
+        cfg = _load(config, overrides)
+    base = Path(config).resolve().parent if config else None
+    _train(cfg, base_dir=base, out=out, resume=resume, store=store, quiet=quiet)
+
+
+@cli.command()
+@click.option("--out", default=None, help="Folder for run directories (default: runs).")
+@_store
+@_quiet
+def demo(out: str | None, store: str | None, quiet: bool) -> None:
+    """Train the demo: a small CNN on scikit-learn's 8x8 digits (no download)."""
+    from skier.config import demo_config
+
+    _train(demo_config(), base_dir=None, out=out, resume=None, store=store, quiet=quiet)
+
+
+@cli.command()
+@click.option("--dir", "runs_dir", default="runs", show_default=True, help="Runs folder.")
+@_store
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--status", default=None, help="Only runs with this status.")
+def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> None:
+    """List runs from the store: id, name, status, epochs, best val metric, test metric, time."""
+    from skier.record import RunStore, default_store_url
+
+    url = store or default_store_url(runs_dir)
+    if store is None and not (Path(runs_dir) / "skier.db").is_file():
+        click.echo(f"no runs yet: {Path(runs_dir) / 'skier.db'} does not exist.")
+        return
+    with RunStore(url) as st:
+        records = st.list_runs(limit=limit, status=status)
+    if not records:
+        click.echo("no runs.")
+        return
+    header = f"{'id':<24} {'name':<28} {'status':<11} {'epochs':>6}  {'best':<22} {'test':<20} {'time':>8}"
+    click.echo(header)
+    for r in records:
+        best = f"{r.monitor}={r.best_value:.4g}" if r.best_value is not None else "-"
+        if r.test_metric_name and r.test_metric_value is not None:
+            test = f"{r.test_metric_name}={r.test_metric_value:.4f}"
+        elif r.test_loss is not None:
+            test = f"loss={r.test_loss:.4g}"
+        else:
+            test = "-"
+        secs = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+        click.echo(
+            f"{r.id:<24} {r.name[:28]:<28} {r.status:<11} {r.epochs_done or 0:>6}  "
+            f"{best[:22]:<22} {test[:20]:<20} {secs:>8}"
+        )
+
+
+@cli.group()
+def config() -> None:
+    """Show and check configs."""
+
+
+@config.command("show")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@_set
+def config_show(config_file: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config (defaults filled in)."""
+    from skier.config import config_to_yaml
+
+    click.echo(config_to_yaml(_load(config_file, overrides)), nl=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning skier's errors into one line and an exit status."""
+    try:
+        cli.main(args=argv, prog_name="skier", standalone_mode=False)
+    except SkierError as exc:
+        _fail(exc)
+    except click.exceptions.Abort:
+        click.echo("skier: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("skier: interrupted; the last checkpoint and the record are kept", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Learning curves: train vs validation loss and error per epoch, best and stop epochs marked.
+
+Figures are made with :class:`matplotlib.figure.Figure` on the Agg canvas, never through pyplot,
+so plotting touches no global state: it is headless and safe in threads, and nothing needs
+closing.
+
+>>> from types import SimpleNamespace
+>>> from skier.history import History
+>>> h = History()
+>>> h.extend([{"epoch": 1, "loss": 1.0, "val_loss": 1.1}, {"epoch": 2, "loss": 0.5}])
+>>> result = SimpleNamespace(history=h, best_epoch=1, stop_reason=None, test_metrics={})
+>>> fig = plot_learning_figure(result)
+>>> len(fig.axes)   # no "error" column: a single loss panel
+1
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from skier._io import atomic_write_bytes
+from skier.history import History
+
+__all__ = [
+    "LearningResult",
+    "new_figure",
+    "plot_learning_curves",
+    "plot_learning_figure",
+    "save_figure",
+]
+
+_TRAIN_COLOR = "tab:blue"
+_VAL_COLOR = "tab:orange"
+_BEST_COLOR = "tab:green"
+_STOP_COLOR = "tab:red"
+
+
+class LearningResult(Protocol):
+    """What the curve plots read from a result (``FitResult`` has these)."""
+
+    @property
+    def history(self) -> History: ...
+
+    @property
+    def best_epoch(self) -> int | None: ...
+
+    @property
+    def stop_reason(self) -> str | None: ...
+
+    @property
+    def test_metrics(self) -> Mapping[str, float]: ...
+
+
+def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
+    """A Figure on its own Agg canvas, outside pyplot's registry (nothing to close)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _epochs(history: History) -> list[float]:
+    epochs = history.column("epoch")
+    if any(math.isnan(e) for e in epochs):  # no usable "epoch" column: number the rows from 1
+        return [float(i + 1) for i in range(len(history))]
+    return epochs
+
+
+def _points(history: History, key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of ``key``, leaving out epochs where it is missing or NaN."""
+    epochs = _epochs(history)
+    pairs = [(e, v) for e, v in zip(epochs, history.column(key), strict=True) if not math.isnan(v)]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def _has(history: History, key: str) -> bool:
+    return any(not math.isnan(v) for v in history.column(key))
+
+
+def _stop_epoch(result: LearningResult, last_epoch: float | None) -> float | None:
+    """The epoch training stopped at, when that is worth marking (an early or forced stop)."""
+    stop = getattr(result, "stop_epoch", None)  # optional: results may name it explicitly
+    if stop is not None and (last_epoch is None or stop != last_epoch):
+        return float(stop)
+    if result.stop_reason and last_epoch is not None:
+        return last_epoch
+    return None
+
+
+def plot_learning_curves(
+    result: LearningResult, ax: Axes | None = None, *, metric: str = "loss"
+) -> Axes:
+    """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None).
+
+    NaN points (e.g. epochs without validation) are skipped; every point gets a marker so a
+    lone validation point still shows. The best epoch is a dashed green line with a star on the
+    validation (else train) value; an early stop is a dotted red line labelled with its reason.
+
+    >>> ax = plot_learning_curves(result, metric="loss")   # doctest: +SKIP
+    """
+    if ax is None:
+        ax = new_figure().add_subplot()
+    history = result.history
+    for key, label, color in (
+        (metric, "train", _TRAIN_COLOR),
+        (f"val_{metric}", "validation", _VAL_COLOR),
+    ):
+        epochs, values = _points(history, key)
+        if epochs:
+            ax.plot(epochs, values, marker="o", markersize=3, color=color, label=label)
+
+    last_epoch = _epochs(history)[-1] if len(history) else None
+
+    best = result.best_epoch
+    if best is not None:
+        ax.axvline(
+            best, color=_BEST_COLOR, linestyle="--", linewidth=1, label=f"best (epoch {best})"
+        )
+        for key in (f"val_{metric}", metric):
+            epochs, values = _points(history, key)
+            if best in epochs:
+                ax.plot(
+                    [best], [values[epochs.index(best)]], marker="*", markersize=12,
+                    color=_BEST_COLOR, linestyle="none",
+                )  # fmt: skip
+                break
+
+    stop = _stop_epoch(result, last_epoch)
+    if stop is not None:
+        reason = f": {result.stop_reason}" if result.stop_reason else ""
+        ax.axvline(stop, color=_STOP_COLOR, linestyle=":", linewidth=1.2, label=f"stop{reason}")
+
+    if len(history) == 0:
+        ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_ylabel(metric)
+    ax.set_title(metric)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def _test_title(test_metrics: Mapping[str, float]) -> str:
+    parts = []
+    for key, value in test_metrics.items():
+        name = key if key.startswith("test_") else f"test_{key}"
+        if value is not None and not math.isnan(value):
+            parts.append(f"{name.replace('_', ' ')} {value:.4g}")
+    return " · ".join(parts)
+
+
+def plot_learning_figure(result: LearningResult) -> Figure:
+    """Loss and error panels side by side (loss only when there is no error, e.g. regression).
+
+    The test metrics, if any, are in the figure title.
+
+    >>> save_figure(plot_learning_figure(result), "learning_curves.png")   # doctest: +SKIP
+    """
+    history = result.history
+    metrics = ["loss"]
+    if _has(history, "error") or _has(history, "val_error"):
+        metrics.append("error")
+    fig = new_figure(width=5.2 * len(metrics), height=4.0)
+    for i, metric in enumerate(metrics):
+        plot_learning_curves(result, fig.add_subplot(1, len(metrics), i + 1), metric=metric)
+    title = _test_title(result.test_metrics or {})
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG at ``path`` atomically (rendered in memory first)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,148 @@
+"""The run directory: one folder per run holding its config, metrics, result, checkpoints and plots.
+
+>>> import tempfile
+>>> run = RunDir.create(tempfile.mkdtemp(), new_run_id())
+>>> run.write_result({"status": "completed", "best_value": float("nan")}).name
+'result.json'
+>>> run.read_result()
+{'status': 'completed', 'best_value': None}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skier._io import atomic_write_text
+from skier.errors import StoreError
+from skier.history import History
+
+__all__ = ["RunDir", "json_safe", "new_run_id"]
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable, unique run id: UTC time plus 6 random hex digits.
+
+    >>> len(new_run_id())  # e.g. '20261121-215501-3fa2c1'
+    22
+    """
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by ``None`` (strict JSON has neither).
+
+    >>> json_safe({"a": [1.0, float("inf")]})
+    {'a': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class RunDir:
+    """Paths and atomic writers for one run directory ``ROOT/RUN_ID/``.
+
+    ``RunDir(path)`` wraps an existing directory; :meth:`create` makes a new one.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, run_id: str, *, exist_ok: bool = False) -> RunDir:
+        """Make ``root/run_id/`` and its ``checkpoints/`` folder.
+
+        ``exist_ok=True`` reuses the folder (resuming a run); otherwise an existing one is an error,
+        so that two runs never mix their files.
+        """
+        run = cls(Path(root) / run_id)
+        try:
+            run.path.mkdir(parents=True, exist_ok=exist_ok)
+        except FileExistsError:
+            raise StoreError(
+                f"run directory must be new; got {str(run.path)!r}, which exists. "
+                "Pick another run id or pass exist_ok=True to resume into it."
+            ) from None
+        run.checkpoints.mkdir(exist_ok=True)
+        return run
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def result_json(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def learning_curves_png(self) -> Path:
+        return self.path / "learning_curves.png"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    def write_config(self, yaml_text: str) -> Path:
+        """Write the resolved config (YAML text, as produced by ``config_to_yaml``)."""
+        return atomic_write_text(self.config_path, yaml_text)
+
+    def write_metrics(self, history: History) -> Path:
+        """Write one CSV row per epoch; empty cells where a value is missing or NaN."""
+        return atomic_write_text(self.metrics_csv, history.to_csv())
+
+    def read_metrics(self) -> History:
+        if not self.metrics_csv.is_file():
+            raise StoreError(f"metrics file must exist; got {str(self.metrics_csv)!r}, missing.")
+        return History.from_csv(self.metrics_csv)
+
+    def write_result(self, result: Mapping[str, Any]) -> Path:
+        """Write ``result`` as strict JSON: NaN and infinities become ``null``."""
+        text = json.dumps(json_safe(result), indent=2, allow_nan=False, default=str)
+        return atomic_write_text(self.result_json, text + "\n")
+
+    def read_result(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.result_json.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StoreError(
+                f"result file must exist; got {str(self.result_json)!r}, missing. "
+                "The run may not have finished."
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise StoreError(
+                f"result file must be JSON; got {str(self.result_json)!r}: {exc}."
+            ) from None
+        if not isinstance(data, dict):
+            raise StoreError(
+                f"result file must hold a JSON object; got {type(data).__name__} "
+                f"in {str(self.result_json)!r}."
+            )
+        return data

@@ -1,0 +1,110 @@
+"""Tables of the run store (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+One row per run in ``runs``; its flattened config in ``params``; one row per (epoch, metric) in
+``metrics``; the files it wrote in ``artifacts``; ``meta`` holds the schema version so that an
+older skier refuses a store written by a newer one instead of misreading it.
+
+>>> sorted(metadata.tables)
+['artifacts', 'meta', 'metrics', 'params', 'runs']
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "ARTIFACT_KINDS",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "artifacts",
+    "meta",
+    "metadata",
+    "metrics",
+    "params",
+    "runs",
+]
+
+#: Bump when a table changes shape; a store written with a newer version is refused on open.
+SCHEMA_VERSION: Final = 1
+
+#: ``stopped`` is an early stop or the non-finite guard; ``interrupted`` is Ctrl-C or a signal.
+RUN_STATUSES: Final = ("running", "completed", "stopped", "failed", "interrupted")
+ARTIFACT_KINDS: Final = ("checkpoint", "figure", "report", "csv", "json", "config")
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
+    # Timezone-aware on PostgreSQL; SQLite keeps the UTC wall time and the store re-attaches UTC.
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("run_dir", Text),
+    Column("task", String(32)),
+    Column("epochs_done", Integer),
+    Column("best_epoch", Integer),
+    Column("monitor", String(255)),
+    Column("best_value", Float),
+    Column("test_loss", Float),
+    Column("test_error", Float),
+    Column("test_metric_name", String(255)),
+    Column("test_metric_value", Float),
+    Column("stop_reason", Text),
+    Column("duration_s", Float),
+    Column("skier_version", String(32)),
+    Column("schema_version", Integer, nullable=False),
+    Column("config_json", Text),
+    Column("error", Text),
+    Index("ix_runs_created_at", "created_at"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    # NULL where the value was NaN or infinite (see RunStore.log_epoch).
+    Column("value", Float),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,297 @@
+"""Whole runs: config → data → model → fit (+ callbacks) → record → plots → report.
+
+This is what ``skier train`` and ``skier demo`` call, and what a Python user calls to get the
+same run directory and store row::
+
+    from skier.config import load_config
+    from skier.runner import run_training
+    outcome = run_training(load_config("examples/digits_mlp.yaml"))
+    print(outcome.run_dir, outcome.result.test_metrics)
+
+Everything is validated before the run directory or the store row is created; once they exist,
+a failure marks the run ``failed`` (``interrupted`` on Ctrl-C) and keeps its last good
+checkpoint and its per-epoch record.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from skier import __version__
+from skier.config import RunConfig, config_from_mapping, config_to_yaml
+from skier.data import DataBundle, load_data
+from skier.errors import CheckpointError, ConfigError, SkierError
+from skier.models import build_model, count_parameters
+from skier.plots import plot_learning_figure, save_figure
+from skier.record import RunDir, RunStore, capture_environment, default_store_url, new_run_id
+from skier.report import write_report
+from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, ProgressBar, check_fit, fit
+from skier.train.checkpoint import load_checkpoint
+from skier.train.state import TrainState
+
+__all__ = ["RecordLogger", "RunOutcome", "run_training"]
+
+# Settings a resumed run may change: how long it trains and how it reports, nothing that
+# would make the resumed run differ from the one that was interrupted.
+RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report")
+
+
+@dataclass
+class RunOutcome:
+    """Where a run was written and how it ended."""
+
+    run_id: str
+    run_dir: Path
+    store_url: str
+    status: str
+    result: FitResult
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordLogger(Callback):
+    """Writes each epoch to ``metrics.csv`` and the store, so a crash loses nothing logged."""
+
+    def __init__(self, store: RunStore, run_id: str, run_dir: RunDir) -> None:
+        self.store, self.run_id, self.run_dir = store, run_id, run_dir
+
+    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        self.store.log_epoch(self.run_id, state.epoch, logs)
+        self.run_dir.write_metrics(state.history)
+
+
+def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _resume_config(run_dir: RunDir, requested: RunConfig | None) -> RunConfig:
+    """The run's saved config; a requested one may differ only in :data:`RESUMABLE_CHANGES`."""
+    if not run_dir.config_path.is_file():
+        raise CheckpointError(f"resume directory {str(run_dir.path)!r} has no config.yaml.")
+    saved = config_from_mapping(yaml.safe_load(run_dir.config_path.read_text()), "saved config")
+    if requested is None:
+        return saved
+    old, new = _flat(saved.model_dump(mode="json")), _flat(requested.model_dump(mode="json"))
+    changed = [k for k in new if new[k] != old.get(k) and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            [
+                f"{k} must match the run being resumed ({old.get(k)!r}); got {new[k]!r}."
+                for k in changed
+            ]
+        )
+    return requested
+
+
+def _callbacks(config: RunConfig, run_dir: RunDir, progress: bool | Literal["auto"]) -> list[Any]:
+    cbs: list[Callback] = []
+    es = config.early_stopping
+    if es.enabled:
+        cbs.append(
+            EarlyStopping(
+                monitor=es.monitor,
+                mode=es.mode,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                warmup_epochs=es.warmup_epochs,
+                restore_best=es.restore_best,
+                criterion=es.criterion,
+                strips=es.strips,
+                threshold=es.threshold,
+            )
+        )
+    ck = config.checkpoint
+    if ck.enabled:
+        cbs.append(
+            Checkpoint(
+                run_dir.checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor
+            )
+        )
+    cbs.append(ProgressBar(progress))
+    return cbs
+
+
+def _build(config: RunConfig, base_dir: Path | None) -> tuple[DataBundle, Any, float]:
+    import torch  # local: seeding the model's initialisation is a run-level concern
+
+    t0 = time.perf_counter()
+    data = load_data(config.data, base_dir=base_dir)
+    torch.manual_seed(config.train.seed)
+    model = build_model(
+        config.model,
+        input_shape=data.input_shape,
+        output_size=data.output_size,
+        categorical_cardinalities=data.categorical_cardinalities,
+    )
+    return data, model, time.perf_counter() - t0
+
+
+def run_training(
+    config: RunConfig,
+    *,
+    base_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    resume_dir: str | Path | None = None,
+    store_url: str | None = None,
+    progress: bool | Literal["auto"] = "auto",
+    echo: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Train as ``config`` says and record everything in a run directory and the store.
+
+    ``out_dir`` is the folder that holds run directories (default ``config.record.dir``);
+    ``resume_dir`` continues an interrupted run from its last checkpoint, in the same directory
+    and store row. ``echo`` receives one-line progress messages (the CLI prints them).
+    """
+    say = echo or (lambda _msg: None)
+    base = Path(base_dir) if base_dir is not None else None
+    resume = RunDir(resume_dir) if resume_dir is not None else None
+    if resume is not None:
+        config = _resume_config(resume, config)
+        checkpoint: Path | None = resume.checkpoints / "last.pt"
+        if not checkpoint.is_file():
+            raise CheckpointError(
+                f"resume directory {str(resume.path)!r} has no checkpoints/last.pt to resume from."
+            )
+        root = resume.path.parent
+        from_epoch = int(load_checkpoint(checkpoint)["epoch"])
+    else:
+        checkpoint, from_epoch = None, 0
+        root = Path(out_dir) if out_dir is not None else Path(config.record.dir)
+    url = store_url or config.record.store or default_store_url(root)
+
+    # Validate everything before anything is written.
+    data, model, data_seconds = _build(config, base)
+    run_id = resume.run_id if resume is not None else new_run_id()
+    run_dir = resume or RunDir(root / run_id)
+    callbacks = _callbacks(config, run_dir, progress)
+    fit_kwargs: dict[str, Any] = {
+        "train_config": config.train,
+        "optim_config": config.optim,
+        "schedule": config.schedule,
+    }
+    check_fit(model, data, callbacks=callbacks, **fit_kwargs)
+    store = RunStore(url).open()
+
+    name = config.record.name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
+    if resume is None:
+        run_dir = RunDir.create(root, run_id)
+        store.create_run(
+            name, config.model_dump(mode="json"), run_dir.path, task=data.task, run_id=run_id
+        )
+    else:
+        store.resume_run(run_id, from_epoch=from_epoch)
+    run_dir.write_config(config_to_yaml(config))
+    say(f"run {run_id} → {run_dir.path}")
+    callbacks.append(RecordLogger(store, run_id, run_dir))
+    started = time.perf_counter()
+    try:
+        result = fit(model, data, callbacks=callbacks, resume=checkpoint, **fit_kwargs)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
+        raise
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
+        store.finish_run(run_id, "failed", error=message, duration_s=time.perf_counter() - started)
+        raise
+    status = "stopped" if result.stop_reason else "completed"
+    summary = _summary(config, data, model, result, run_id, name, status, data_seconds)
+    _write_outputs(config, run_dir, store, run_id, result, summary)
+    store.finish_run(
+        run_id,
+        status,
+        epochs_done=result.epochs_done,
+        best_epoch=result.best_epoch,
+        monitor=result.monitor,
+        best_value=result.best_value,
+        test_metrics=result.test_metrics,
+        stop_reason=result.stop_reason,
+        duration_s=result.duration_s,
+    )
+    store.close()
+    return RunOutcome(run_id, run_dir.path, store.safe_url, status, result, summary)
+
+
+def _summary(
+    config: RunConfig,
+    data: DataBundle,
+    model: Any,
+    result: FitResult,
+    run_id: str,
+    name: str,
+    status: str,
+    data_seconds: float,
+) -> dict[str, Any]:
+    history = result.history
+    epoch_times = [t for t in history.column("epoch_time") if t == t]
+    final = dict(history.rows[-1]) if history.rows else {}
+    return {
+        "run_id": run_id,
+        "name": name,
+        "status": status,
+        "task": result.task,
+        "epochs_done": result.epochs_done,
+        "epochs_planned": config.train.epochs,
+        "monitor": result.monitor,
+        "best_epoch": result.best_epoch,
+        "best_value": result.best_value,
+        "stop_reason": result.stop_reason,
+        "restored": result.restored,
+        "final_metrics": final,
+        "test_metrics": result.test_metrics,
+        "timings": {
+            "data_s": data_seconds,
+            "fit_s": result.duration_s,
+            "mean_epoch_s": sum(epoch_times) / len(epoch_times) if epoch_times else None,
+        },
+        "model": {"class": type(model).__name__, "parameters": count_parameters(model)},
+        "data": {"name": data.name, **data.info},
+        "checkpoints": {k: str(v) for k, v in result.checkpoints.items()},
+        "skier_version": __version__,
+        "environment": capture_environment(),
+    }
+
+
+def _write_outputs(
+    config: RunConfig,
+    run_dir: RunDir,
+    store: RunStore,
+    run_id: str,
+    result: FitResult,
+    summary: dict[str, Any],
+) -> None:
+    run_dir.write_metrics(result.history)
+    run_dir.write_result(summary)
+    store.add_artifact(run_id, "config.yaml", run_dir.config_path, "config")
+    store.add_artifact(run_id, "metrics.csv", run_dir.metrics_csv, "csv")
+    store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
+    for tag, path in result.checkpoints.items():
+        store.add_artifact(run_id, f"checkpoints/{path.name}", path, "checkpoint")
+    figures: dict[str, Path | bytes] = {}
+    if config.record.plots and result.history.rows:
+        figure = plot_learning_figure(result)
+        save_figure(figure, run_dir.learning_curves_png)
+        store.add_artifact(run_id, "learning_curves.png", run_dir.learning_curves_png, "figure")
+        figures["Learning curves"] = run_dir.learning_curves_png
+    if config.record.report:
+        write_report(
+            run_dir.report_html,
+            title=summary["name"],
+            config=config.model_dump(mode="json"),
+            result=summary,
+            figures=figures,
+            history=result.history,
+        )
+        store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
