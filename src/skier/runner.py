@@ -277,7 +277,7 @@ def _write_outputs(
     store.add_artifact(run_id, "config.yaml", run_dir.config_path, "config")
     store.add_artifact(run_id, "metrics.csv", run_dir.metrics_csv, "csv")
     store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
-    for tag, path in result.checkpoints.items():
+    for path in result.checkpoints.values():
         store.add_artifact(run_id, f"checkpoints/{path.name}", path, "checkpoint")
     figures: dict[str, Path | bytes] = {}
     if config.record.plots and result.history.rows:

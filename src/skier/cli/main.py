@@ -162,8 +162,10 @@ def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> No
     if not records:
         click.echo("no runs.")
         return
-    header = f"{'id':<24} {'name':<28} {'status':<11} {'epochs':>6}  {'best':<22} {'test':<20} {'time':>8}"
-    click.echo(header)
+    click.echo(
+        f"{'id':<24} {'name':<28} {'status':<11} {'epochs':>6}  "
+        f"{'best':<22} {'test':<20} {'time':>8}"
+    )
     for r in records:
         best = f"{r.monitor}={r.best_value:.4g}" if r.best_value is not None else "-"
         if r.test_metric_name and r.test_metric_value is not None:

@@ -1,0 +1,628 @@
+"""Raw data loaders: each returns a :class:`RawData` of numpy arrays, before splitting.
+
+>>> raw = digits()
+>>> raw.x_num.shape, raw.y.shape, raw.task
+((1797, 64), (1797,), 'classification')
+
+Nothing here downloads anything: ``digits`` ships with scikit-learn, ``synthetic`` is generated,
+and ``read_csv`` / ``read_npz`` / ``read_idx`` read local files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from skier.data.types import Task
+from skier.errors import DataError, did_you_mean, problem
+
+__all__ = [
+    "MAX_AUTO_CLASSES",
+    "RawData",
+    "as_inputs",
+    "digits",
+    "encode_target",
+    "read_csv",
+    "read_idx",
+    "read_npz",
+    "synthetic",
+]
+
+TaskChoice = Literal["auto", "classification", "regression"]
+
+#: ``task="auto"`` calls an integer-valued target with at most this many values a class label.
+MAX_AUTO_CLASSES = 50
+
+
+@dataclass
+class RawData:
+    """A whole data set as numpy arrays, before splitting and preprocessing.
+
+    ``x_num`` is float32 ``N x d`` (or ``N x 1 x H x W`` for images) and may hold NaN for missing
+    values; ``x_cat`` is an object array ``N x c`` of category values (``None``/NaN = missing) or
+    ``None`` when there are no categorical columns. ``y`` is int64 ``N`` with labels ``0..K-1``
+    for classification (``class_names[k]`` names label ``k``) and float32 ``N x t`` for regression.
+
+    >>> raw = RawData(np.zeros((2, 1), np.float32), None, np.array([0, 1]), ["a"], [], ["n", "y"],
+    ...               "classification")
+    >>> len(raw)
+    2
+    """
+
+    x_num: np.ndarray
+    x_cat: np.ndarray | None
+    y: np.ndarray
+    feature_names: list[str]
+    categorical_names: list[str]
+    class_names: list[str]
+    task: Task
+    name: str = "data"
+    info: dict[str, Any] = field(default_factory=dict)  # facts for the record (source, columns)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def num_targets(self) -> int:
+        return 1 if self.y.ndim == 1 else int(self.y.shape[1])
+
+    def take(self, index: np.ndarray) -> RawData:
+        """The rows at ``index`` (integer indices or a boolean mask), other fields unchanged."""
+        return RawData(
+            x_num=self.x_num[index],
+            x_cat=None if self.x_cat is None else self.x_cat[index],
+            y=self.y[index],
+            feature_names=self.feature_names,
+            categorical_names=self.categorical_names,
+            class_names=self.class_names,
+            task=self.task,
+            name=self.name,
+            info=dict(self.info),
+        )
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+def _is_integer_valued(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def _examples(values: Sequence[Any] | np.ndarray, limit: int = 3) -> list[Any]:
+    out = []
+    for v in list(values)[:limit]:
+        out.append(v.item() if isinstance(v, np.generic) else v)
+    return out
+
+
+def encode_target(
+    y: np.ndarray | pd.Series, task: TaskChoice = "auto", field: str = "y"
+) -> tuple[np.ndarray, Task, list[str]]:
+    """Resolve the task and encode ``y``: labels ``0..K-1`` or float32 ``N x t`` targets.
+
+    ``task="auto"`` means classification for string/bool targets and for integer-valued targets
+    with at most :data:`MAX_AUTO_CLASSES` distinct values; regression otherwise. Returns
+    ``(y_encoded, task, class_names)``; ``class_names`` is empty for regression.
+
+    >>> y, task, names = encode_target(np.array(["cat", "dog", "cat"]))
+    >>> y.tolist(), task, names
+    ([0, 1, 0], 'classification', ['cat', 'dog'])
+    """
+    values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
+    if values.ndim == 0 or values.ndim > 2:
+        raise DataError(problem(field, "a 1-D array (or N x t for regression)", values.shape))
+    numeric = values.dtype.kind in "iuf"
+    if values.dtype.kind in "fc" and np.isnan(values.astype(np.float64)).any():
+        raise DataError(
+            problem(field, "free of missing values", f"{int(np.isnan(values).sum())} NaN")
+        )
+    if values.dtype.kind == "O" and pd.isna(values).any():
+        raise DataError(problem(field, "free of missing values", f"{int(pd.isna(values).sum())}"))
+
+    if task == "auto":
+        if values.ndim == 2 and values.shape[1] > 1:
+            task = "regression"
+        elif not numeric:
+            task = "classification"
+        elif values.dtype.kind in "iu" or _is_integer_valued(values):
+            few = np.unique(values).size <= MAX_AUTO_CLASSES
+            task = "classification" if few else "regression"
+        else:
+            task = "regression"
+
+    if task == "regression":
+        if not numeric:
+            bad = _examples(np.unique(values.astype(str)))
+            raise DataError(
+                problem(
+                    field,
+                    "numeric for task 'regression'",
+                    bad,
+                    "Set task: classification for class labels.",
+                )
+            )
+        out = values.astype(np.float32, copy=False)
+        return (out.reshape(-1, 1) if out.ndim == 1 else out), "regression", []
+
+    if values.ndim == 2:
+        if values.shape[1] != 1:
+            raise DataError(problem(field, "1-D class labels for classification", values.shape))
+        values = values[:, 0]
+    if values.dtype.kind == "f":
+        if not _is_integer_valued(values):
+            frac = values[values != np.round(values)]
+            raise DataError(
+                problem(
+                    field,
+                    "integer-valued class labels for task 'classification'",
+                    _examples(frac),
+                    "Set task: regression for continuous targets.",
+                )
+            )
+        values = values.astype(np.int64)
+    if values.dtype.kind in "iub":
+        classes, codes = np.unique(values, return_inverse=True)
+        names = [str(c.item()) for c in classes]
+    else:
+        # Mixed objects do not sort; their text does, and text is what the record shows anyway.
+        classes, codes = np.unique(values.astype(str), return_inverse=True)
+        names = [str(c) for c in classes]
+    if len(names) < 2:
+        raise DataError(
+            problem(field, "at least 2 classes for classification", names, "Check the target.")
+        )
+    return codes.astype(np.int64).reshape(-1), "classification", names
+
+
+# --- built-in data sets ---------------------------------------------------------------------------
+
+
+def digits(as_images: bool = False) -> RawData:
+    """scikit-learn's 8x8 handwritten digits: 1797 images, 10 classes, pixel values 0..16.
+
+    >>> digits(as_images=True).x_num.shape
+    (1797, 1, 8, 8)
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.asarray(bunch.data, dtype=np.float32)
+    names = [str(n) for n in bunch.feature_names]
+    if as_images:
+        x = x.reshape(-1, 1, 8, 8)
+        names = []
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return RawData(
+        x_num=x,
+        x_cat=None,
+        y=y,
+        feature_names=names,
+        categorical_names=[],
+        class_names=[str(c) for c in bunch.target_names],
+        task="classification",
+        name="digits",
+        info={"source": "sklearn.datasets.load_digits"},
+    )
+
+
+def synthetic(
+    samples: int = 10_000,
+    features: int = 20,
+    task: TaskChoice = "classification",
+    classes: int = 10,
+    targets: int = 1,
+    teacher_hidden: int = 32,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> RawData:
+    """Inputs ``N(0, 1)`` labelled by a random teacher network ``tanh(x W1 + b1) W2``.
+
+    Classification takes the argmax of the teacher's logits; each logit is standardised over the
+    samples first, so no class dominates and the classes come out roughly balanced. ``noise`` is
+    the standard deviation of Gaussian noise added to the (unit-variance) logits or regression
+    outputs. The same ``seed`` gives the same data.
+
+    >>> raw = synthetic(samples=100, features=5, classes=3, seed=1)
+    >>> raw.x_num.shape, sorted(set(raw.y.tolist()))
+    ((100, 5), [0, 1, 2])
+    """
+    problems = []
+    if samples < 1:
+        problems.append(problem("samples", "at least 1", samples))
+    if features < 1:
+        problems.append(problem("features", "at least 1", features))
+    if teacher_hidden < 1:
+        problems.append(problem("teacher_hidden", "at least 1", teacher_hidden))
+    if noise < 0:
+        problems.append(problem("noise", "non-negative", noise))
+    if task == "auto":
+        task = "classification"
+    if task not in ("classification", "regression"):
+        problems.append(problem("task", "'classification' or 'regression'", task))
+    if task == "classification" and classes < 2:
+        problems.append(problem("classes", "at least 2", classes))
+    if task == "regression" and targets < 1:
+        problems.append(problem("targets", "at least 1", targets))
+    if problems:
+        raise DataError(problems)
+
+    rng = np.random.default_rng(seed)
+    outputs = classes if task == "classification" else targets
+    # float32 throughout: 60,000 x 784 is ~190 MB in float32 and generates in well under a second.
+    x = rng.standard_normal((samples, features), dtype=np.float32)
+    # Python-float scales keep float32 (a numpy float64 scalar would upcast x @ w1 to float64).
+    w1 = rng.standard_normal((features, teacher_hidden), dtype=np.float32)
+    w1 *= float(1.0 / np.sqrt(features))
+    b1 = 0.1 * rng.standard_normal(teacher_hidden, dtype=np.float32)
+    w2 = rng.standard_normal((teacher_hidden, outputs), dtype=np.float32)
+    out = np.tanh(x @ w1 + b1) @ w2
+    # Standardise each output so that logits compete on equal terms and noise has a fixed scale.
+    std = out.std(axis=0)
+    out = (out - out.mean(axis=0)) / np.where(std > 0, std, 1.0).astype(np.float32)
+    if noise > 0:
+        out += np.float32(noise) * rng.standard_normal(out.shape, dtype=np.float32)
+    if task == "classification":
+        out += _balancing_bias(out)
+
+    info = {"source": "synthetic teacher network", "teacher_hidden": teacher_hidden, "seed": seed}
+    common: dict[str, Any] = {
+        "x_num": x,
+        "x_cat": None,
+        "feature_names": [f"x{i}" for i in range(features)],
+        "categorical_names": [],
+        "name": "synthetic",
+        "info": info,
+    }
+    if task == "classification":
+        y = out.argmax(axis=1).astype(np.int64)
+        names = [str(k) for k in range(classes)]
+        return RawData(y=y, class_names=names, task="classification", **common)
+    return RawData(y=out.astype(np.float32), class_names=[], task="regression", **common)
+
+
+def _balancing_bias(logits: np.ndarray, rounds: int = 200, step: float = 0.1) -> np.ndarray:
+    """Per-class offsets that make the argmax classes roughly equally frequent.
+
+    Standardised logits alone can leave one class many times as common as another (more so with
+    few input features); nudging each class's offset by the log of its over-representation
+    evens them out. A small step avoids oscillating; the most balanced offsets seen are kept.
+    """
+    n, k = logits.shape
+    bias = np.zeros(k, dtype=np.float32)
+    best, best_gap = bias.copy(), np.inf
+    for _ in range(rounds):
+        counts = np.bincount((logits + bias).argmax(axis=1), minlength=k)
+        share = (counts + 1.0) / (n + k) * k  # 1.0 means exactly balanced
+        gap = float(np.abs(share - 1.0).max())
+        if gap < best_gap:
+            best, best_gap = bias.copy(), gap
+        if gap < 0.05:
+            break
+        bias -= np.float32(step) * np.log(share).astype(np.float32)
+    return best
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def _existing_file(path: str | Path, field: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        hint = "Check the path; relative paths are read from the config file's folder."
+        raise DataError(problem(field, f"an existing {what}", str(p), hint))
+    return p
+
+
+def _missing_column(field: str, name: str, columns: Sequence[str], path: Path) -> str:
+    hint = did_you_mean(name, columns) or f" Columns: {', '.join(map(str, columns))}."
+    return problem(f"{path.name}: {field}", "a column of the file", name, hint.strip())
+
+
+def _bad_numeric_values(col: pd.Series, name: str, path: Path) -> str | None:
+    """The problem with a declared numeric column's non-numeric entries, or ``None`` if clean."""
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna()
+    if not bad.any():
+        return None
+    # Data row i is line i + 2 of the file (line 1 is the header).
+    lines = [int(i) + 2 for i in np.flatnonzero(bad.to_numpy())[:3]]
+    return problem(
+        f"{path.name}: column {name!r} (declared numeric)",
+        "numbers only",
+        _examples(col[bad].to_numpy()),
+        f"{int(bad.sum())} non-numeric value(s), first on line(s) {lines}. "
+        "Fix the file or declare the column in data.categorical_columns.",
+    )
+
+
+def _is_numeric_dtype(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def read_csv(
+    path: str | Path,
+    target: str,
+    numeric_columns: Sequence[str] | None = None,
+    categorical_columns: Sequence[str] | None = None,
+    task: TaskChoice = "auto",
+    missing: Literal["error", "drop", "impute"] = "error",
+) -> RawData:
+    """Read a CSV file with a header row; one column is the target, others are inputs.
+
+    Each kind of column is declared or, when ``None``, detected among the columns not declared
+    as the other kind: numeric dtypes are numeric, text and bool columns are categorical.
+    Columns in neither list are ignored. Missing inputs stay NaN/None for the preprocessor;
+    rows with a missing *target* are dropped when ``missing="drop"`` and are an error otherwise
+    (a target cannot be imputed). Every problem found is reported in one :class:`DataError`.
+
+    >>> raw = read_csv("houses.csv", target="price", categorical_columns=["zip"])  # doctest: +SKIP
+    """
+    p = _existing_file(path, "data.path", "CSV file")
+    try:
+        df = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(problem("data.path", "a readable CSV file", str(p), str(exc))) from None
+    columns = [str(c) for c in df.columns]
+    df.columns = pd.Index(columns)
+
+    problems: list[str] = []
+    if target not in columns:
+        problems.append(_missing_column("data.target", target, columns, p))
+    declared: dict[str, list[str]] = {}
+    for setting, names in (
+        ("data.numeric_columns", numeric_columns),
+        ("data.categorical_columns", categorical_columns),
+    ):
+        if names is None:
+            continue
+        declared[setting] = list(names)
+        for name in names:
+            if name not in columns:
+                problems.append(_missing_column(setting, name, columns, p))
+            elif name == target:
+                problems.append(problem(setting, "free of the target column", name))
+    both = set(declared.get("data.numeric_columns", [])) & set(
+        declared.get("data.categorical_columns", [])
+    )
+    for name in sorted(both):
+        problems.append(
+            problem("data.numeric_columns", "disjoint from data.categorical_columns", name)
+        )
+    for name in numeric_columns or []:
+        if name in columns and name != target and not _is_numeric_dtype(df[name]):
+            bad = _bad_numeric_values(df[name], name, p)
+            if bad is not None:
+                problems.append(bad)
+    if problems:
+        raise DataError(problems)
+
+    inputs = [c for c in columns if c != target]
+    if numeric_columns is not None:
+        num = list(numeric_columns)
+    else:
+        taken = set(categorical_columns or [])
+        num = [c for c in inputs if c not in taken and _is_numeric_dtype(df[c])]
+    if categorical_columns is not None:
+        cat = list(categorical_columns)
+    else:
+        cat = [c for c in inputs if c not in num and not _is_numeric_dtype(df[c])]
+    if not num and not cat:
+        raise DataError(
+            problem(f"{p.name}: input columns", "at least one column besides the target", columns)
+        )
+    ignored = [c for c in inputs if c not in num and c not in cat]
+
+    # Rows without a target cannot be trained on or imputed.
+    no_target = df[target].isna().to_numpy()
+    rows_dropped = 0
+    if no_target.any():
+        if missing != "drop":
+            lines = [int(i) + 2 for i in np.flatnonzero(no_target)[:3]]
+            raise DataError(
+                problem(
+                    f"{p.name}: target column {target!r}",
+                    "free of missing values",
+                    f"{int(no_target.sum())} missing (line(s) {lines})",
+                    "Set data.missing: drop to drop those rows.",
+                )
+            )
+        rows_dropped = int(no_target.sum())
+        df = df.loc[~no_target].reset_index(drop=True)
+
+    x_num = np.empty((len(df), len(num)), dtype=np.float32)
+    for j, c in enumerate(num):
+        x_num[:, j] = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float32)
+    x_cat = df[cat].to_numpy(dtype=object) if cat else None
+    y, resolved, class_names = encode_target(df[target], task, f"{p.name}: column {target!r}")
+    return RawData(
+        x_num=x_num,
+        x_cat=x_cat,
+        y=y,
+        feature_names=num,
+        categorical_names=cat,
+        class_names=class_names,
+        task=resolved,
+        name=p.stem,
+        info={
+            "source": str(p),
+            "target": target,
+            "ignored_columns": ignored,
+            "rows_without_target_dropped": rows_dropped,
+        },
+    )
+
+
+def as_inputs(x: np.ndarray, field: str) -> np.ndarray:
+    """Numeric float32 inputs: ``N`` becomes ``N x 1``, ``N x H x W`` gets a channel axis.
+
+    >>> as_inputs(np.zeros((5, 8, 8), dtype=np.uint8), "x").shape
+    (5, 1, 8, 8)
+    """
+    if x.dtype.kind not in "iufb":
+        raise DataError(problem(field, "a numeric array", str(x.dtype)))
+    x = x.astype(np.float32, copy=False)
+    if x.ndim == 1:
+        return x.reshape(-1, 1)
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    if x.ndim in (2, 4):
+        return x
+    raise DataError(problem(field, "an array of 1 to 4 dimensions", x.shape))
+
+
+def read_npz(
+    path: str | Path, features_key: str = "x", target: str = "y", task: TaskChoice = "auto"
+) -> RawData:
+    """Read inputs and targets from a ``.npz`` file (``np.savez``).
+
+    Inputs of shape ``N x d`` are a table; ``N x H x W`` become ``N x 1 x H x W`` images and
+    ``N x C x H x W`` stay as they are.
+
+    >>> raw = read_npz("data.npz", features_key="x", target="y")  # doctest: +SKIP
+    """
+    p = _existing_file(path, "data.path", ".npz file")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            problems = [
+                problem(
+                    field,
+                    f"a key of {p.name}",
+                    key,
+                    did_you_mean(key, keys).strip() or f"Keys: {', '.join(keys)}.",
+                )
+                for field, key in (("data.features_key", features_key), ("data.target", target))
+                if key not in keys
+            ]
+            if problems:
+                raise DataError(problems)
+            x = archive[features_key]
+            y = archive[target]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        # allow_pickle=False refuses object arrays: a deliberate limit, never unpickle data.
+        raise DataError(
+            problem("data.path", "a .npz file of numeric arrays", str(p), str(exc))
+        ) from None
+    x = as_inputs(x, f"{p.name}[{features_key!r}]")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(
+            problem(
+                f"{p.name}[{target!r}]",
+                f"as long as {features_key!r} ({x.shape[0]} rows)",
+                f"{y.shape[0]} rows",
+            )
+        )
+    y_enc, resolved, class_names = encode_target(y, task, f"{p.name}[{target!r}]")
+    names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
+    return RawData(
+        x_num=x,
+        x_cat=None,
+        y=y_enc,
+        feature_names=names,
+        categorical_names=[],
+        class_names=class_names,
+        task=resolved,
+        name=p.stem,
+        info={"source": str(p)},
+    )
+
+
+# IDX type codes (see http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_idx_array(path: Path, field: str) -> np.ndarray:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(problem(field, "a readable IDX file", str(path), str(exc))) from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(
+            problem(
+                field,
+                "an IDX file (magic number 0x0000 + type code + dimensions)",
+                data[:4].hex(),
+                f"{path.name} is not in MNIST's IDX format.",
+            )
+        )
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise DataError(problem(field, "an IDX file with a complete header", str(path)))
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            problem(
+                field,
+                f"{expected} bytes of data for shape {shape}",
+                len(data) - header,
+                f"{path.name} is truncated or corrupt.",
+            )
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def read_idx(
+    images_path: str | Path,
+    labels_path: str | Path,
+    as_images: bool = False,
+    task: TaskChoice = "classification",
+) -> RawData:
+    """Read an MNIST-style pair of IDX files (``.gz`` files are decompressed on the fly).
+
+    Pixel values are kept as they are (0..255 for MNIST); the preprocessor standardises them.
+
+    >>> raw = read_idx("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")  # doctest: +SKIP
+    """
+    img_p = _existing_file(images_path, "data.path", "IDX images file")
+    lab_p = _existing_file(labels_path, "data.labels_path", "IDX labels file")
+    images = _read_idx_array(img_p, "data.path")
+    labels = _read_idx_array(lab_p, "data.labels_path")
+    problems = []
+    if images.ndim not in (2, 3):
+        problems.append(problem("data.path", "IDX images of shape N x H x W", images.shape))
+    if labels.ndim != 1:
+        problems.append(problem("data.labels_path", "IDX labels of shape N", labels.shape))
+    if not problems and images.shape[0] != labels.shape[0]:
+        problems.append(
+            problem(
+                "data.labels_path",
+                f"as many labels as {img_p.name} has images ({images.shape[0]})",
+                labels.shape[0],
+            )
+        )
+    if problems:
+        raise DataError(problems)
+    x = images.astype(np.float32)
+    if images.ndim == 3 and as_images:
+        x = x[:, None, :, :]
+        names: list[str] = []
+    elif images.ndim == 3:
+        h, w = images.shape[1:]
+        x = x.reshape(len(x), h * w)
+        names = [f"pixel_{r}_{c}" for r in range(h) for c in range(w)]
+    else:
+        names = [f"x{i}" for i in range(x.shape[1])]
+    y, resolved, class_names = encode_target(labels, task, "data.labels_path")
+    return RawData(
+        x_num=x,
+        x_cat=None,
+        y=y,
+        feature_names=names,
+        categorical_names=[],
+        class_names=class_names,
+        task=resolved,
+        name=img_p.name.split(".")[0],
+        info={"source": str(img_p), "labels": str(lab_p)},
+    )

@@ -1,0 +1,263 @@
+"""From a :class:`~skier.config.DataConfig` (or the user's own arrays) to a :class:`DataBundle`.
+
+>>> bundle = load_data(DataConfig(name="digits", test_fraction=0.0))
+>>> bundle.task, bundle.num_classes, len(bundle.train), len(bundle.val)
+('classification', 10, 1437, 360)
+
+The order is fixed so that nothing leaks from validation/test into training: load the raw
+arrays → handle missing values → split → fit the preprocessor on the training split only →
+transform every split → CPU tensors (the train loop moves them to the device).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from skier.config import DataConfig
+from skier.data.datasets import (
+    RawData,
+    as_inputs,
+    digits,
+    encode_target,
+    read_csv,
+    read_idx,
+    read_npz,
+)
+from skier.data.datasets import synthetic as make_synthetic
+from skier.data.preprocess import MissingPolicy, Preprocessor, check_no_missing, drop_missing
+from skier.data.splits import stratified_split
+from skier.data.types import DataBundle, Split
+from skier.errors import DataError, problem
+
+__all__ = ["bundle_from_raw", "from_arrays", "load_data", "load_raw"]
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+def _config_problems(config: DataConfig) -> list[str]:
+    """Settings that cannot work together, all found before any file is read."""
+    problems = []
+    name = config.name
+    needs_path = "the data file" if name != "idx" else "the IDX images file"
+    if name in ("csv", "npz", "idx") and not config.path:
+        problems.append(
+            problem("data.path", f"set for data.name {name!r} ({needs_path})", config.path)
+        )
+    if name == "idx" and not config.labels_path:
+        problems.append(
+            problem("data.labels_path", "set for data.name 'idx' (the IDX labels file)", None)
+        )
+    if name == "csv" and not config.target:
+        problems.append(
+            problem("data.target", "the name of the target column for data.name 'csv'", None)
+        )
+    if name in ("digits", "idx") and config.task == "regression":
+        problems.append(
+            problem(
+                "data.task",
+                f"'classification' or 'auto' for data.name {name!r} (its targets are labels)",
+                config.task,
+            )
+        )
+    if config.val_fraction + config.test_fraction >= 1.0:
+        problems.append(
+            problem(
+                "data.val_fraction + data.test_fraction",
+                "below 1 so that some training data is left",
+                round(config.val_fraction + config.test_fraction, 6),
+            )
+        )
+    return problems
+
+
+def load_raw(config: DataConfig, *, base_dir: Path | None = None) -> RawData:
+    """Only the loading step of :func:`load_data`: the whole data set as numpy arrays.
+
+    >>> load_raw(DataConfig(name="digits")).x_num.shape
+    (1797, 64)
+    """
+    problems = _config_problems(config)
+    if problems:
+        raise DataError(problems)
+    if config.name == "digits":
+        return digits(as_images=config.as_images)
+    if config.name == "synthetic":
+        return make_synthetic(
+            samples=config.samples,
+            features=config.features,
+            task=config.task,
+            classes=config.classes,
+            targets=config.targets,
+            teacher_hidden=config.teacher_hidden,
+            noise=config.noise,
+            seed=config.seed,
+        )
+    # The checks above guarantee the paths and target these loaders need.
+    path = _resolve(str(config.path), base_dir)
+    if config.name == "csv":
+        return read_csv(
+            path,
+            target=str(config.target),
+            numeric_columns=config.numeric_columns,
+            categorical_columns=config.categorical_columns,
+            task=config.task,
+            missing=config.missing,
+        )
+    if config.name == "npz":
+        return read_npz(
+            path, features_key=config.features_key, target=config.target or "y", task=config.task
+        )
+    labels = _resolve(str(config.labels_path), base_dir)
+    task = "classification" if config.task == "auto" else config.task
+    return read_idx(path, labels, as_images=config.as_images, task=task)
+
+
+def load_data(config: DataConfig, *, base_dir: Path | None = None) -> DataBundle:
+    """Load, split and preprocess the data a config describes.
+
+    Relative paths are read from ``base_dir`` (the CLI passes the config file's folder).
+    Raises :class:`DataError` listing every problem found with the settings or the file.
+
+    >>> bundle = load_data(DataConfig(name="csv", path="houses.csv", target="price"),
+    ...                    base_dir=Path("examples"))  # doctest: +SKIP
+    """
+    raw = load_raw(config, base_dir=base_dir)
+    return bundle_from_raw(
+        raw,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        standardize=config.standardize,
+        missing=config.missing,
+    )
+
+
+def from_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: Literal["auto", "classification", "regression"] = "auto",
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    standardize: bool = True,
+) -> DataBundle:
+    """Split and preprocess your own arrays: ``x`` is ``N x d`` (or ``N x C x H x W`` images).
+
+    ``N x H x W`` inputs get a channel axis. Classification labels may be ints or strings.
+
+    >>> x = np.random.default_rng(0).normal(size=(100, 3))
+    >>> bundle = from_arrays(x, (x[:, 0] > 0).astype(int))
+    >>> bundle.task, bundle.num_classes, len(bundle.train), len(bundle.val)
+    ('classification', 2, 80, 20)
+    """
+    x_arr = as_inputs(np.asarray(x), "x")
+    y_arr = np.asarray(y)
+    if x_arr.shape[0] != y_arr.shape[0]:
+        raise DataError(problem("y", f"as long as x ({x_arr.shape[0]} rows)", y_arr.shape[0]))
+    y_enc, resolved, class_names = encode_target(y_arr, task, "y")
+    raw = RawData(
+        x_num=x_arr,
+        x_cat=None,
+        y=y_enc,
+        feature_names=[f"x{i}" for i in range(x_arr.shape[1])] if x_arr.ndim == 2 else [],
+        categorical_names=[],
+        class_names=class_names,
+        task=resolved,
+        name="arrays",
+    )
+    return bundle_from_raw(
+        raw,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        standardize=standardize,
+    )
+
+
+def _split(raw: RawData, index: np.ndarray, prep: Preprocessor, task: str) -> Split | None:
+    if index.size == 0:
+        return None
+    x_num, x_cat = prep.transform(raw.x_num[index], None if raw.x_cat is None else raw.x_cat[index])
+    inputs = [torch.from_numpy(np.ascontiguousarray(x_num))]
+    if x_cat is not None:
+        inputs.append(torch.from_numpy(x_cat))
+    y = raw.y[index]
+    targets = torch.from_numpy(y.astype(np.int64 if task == "classification" else np.float32))
+    return Split(tuple(inputs), targets)
+
+
+def bundle_from_raw(
+    raw: RawData,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    standardize: bool = True,
+    missing: MissingPolicy = "error",
+) -> DataBundle:
+    """Missing values → split → fit on train → transform all → :class:`DataBundle`."""
+    rows_dropped = 0
+    if missing == "drop":
+        # Dropping before splitting keeps the split sizes true to the fractions asked for.
+        raw, rows_dropped = drop_missing(raw)
+    elif missing == "error":
+        # Checked on the whole set so the message counts every missing row, not just train's.
+        check_no_missing(
+            raw.x_num, raw.x_cat, raw.feature_names, raw.categorical_names, f" in {raw.name}"
+        )
+    if len(raw) == 0:
+        raise DataError(problem(f"{raw.name}", "at least one row to train on", "0 rows"))
+
+    stratify = raw.task == "classification"
+    train_idx, val_idx, test_idx = stratified_split(
+        raw.y, val_fraction, test_fraction, seed, stratify=stratify
+    )
+    prep = Preprocessor(
+        standardize=standardize,
+        missing=missing,
+        numeric_names=raw.feature_names,
+        categorical_names=raw.categorical_names,
+    )
+    prep.fit(raw.x_num[train_idx], None if raw.x_cat is None else raw.x_cat[train_idx])
+    train = _split(raw, train_idx, prep, raw.task)
+    if train is None:  # stratified_split always leaves training rows; this is for the type checker
+        raise DataError(problem(raw.name, "at least one training row", 0))
+    val = _split(raw, val_idx, prep, raw.task)
+    test = _split(raw, test_idx, prep, raw.task)
+
+    info: dict[str, Any] = {
+        "name": raw.name,
+        **raw.info,
+        "task": raw.task,
+        "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+        "split": {
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "stratified": stratify,
+        },
+        "missing": missing,
+        "rows_dropped": rows_dropped,
+        "preprocessing": prep.to_dict(),
+    }
+    classification = raw.task == "classification"
+    return DataBundle(
+        train=train,
+        val=val,
+        test=test,
+        task=raw.task,
+        num_classes=len(raw.class_names) if classification else None,
+        num_targets=1 if classification else raw.num_targets,
+        name=raw.name,
+        feature_names=tuple(raw.feature_names),
+        class_names=tuple(raw.class_names),
+        categorical_cardinalities=tuple(prep.cardinalities),
+        info=info,
+    )
