@@ -189,14 +189,14 @@ class RecordConfig(Section):
 class RunConfig(Section):
     """A whole run: ``skier train CONFIG`` reads one of these from YAML."""
 
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    record: RecordConfig = Field(default_factory=RecordConfig)
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig())
+    early_stopping: EarlyStoppingConfig = Field(default_factory=lambda: EarlyStoppingConfig())
+    checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig())
+    record: RecordConfig = Field(default_factory=lambda: RecordConfig())
 
 
 # --- loading ------------------------------------------------------------------------------------

@@ -160,13 +160,14 @@ def run_training(
     resume = RunDir(resume_dir) if resume_dir is not None else None
     if resume is not None:
         config = _resume_config(resume, config)
-        checkpoint: Path | None = resume.checkpoints / "last.pt"
-        if not checkpoint.is_file():
+        last = resume.checkpoints / "last.pt"
+        if not last.is_file():
             raise CheckpointError(
                 f"resume directory {str(resume.path)!r} has no checkpoints/last.pt to resume from."
             )
+        checkpoint: Path | None = last
         root = resume.path.parent
-        from_epoch = int(load_checkpoint(checkpoint)["epoch"])
+        from_epoch = int(load_checkpoint(last)["epoch"])
     else:
         checkpoint, from_epoch = None, 0
         root = Path(out_dir) if out_dir is not None else Path(config.record.dir)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 
@@ -26,7 +26,7 @@ def _fail(exc: SkierError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def _progress(quiet: bool) -> bool | str:
+def _progress(quiet: bool) -> bool | Literal["auto"]:
     # Bars only on a terminal, never under CI (the CI variable is read here, not in the library).
     if quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return False

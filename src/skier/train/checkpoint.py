@@ -101,7 +101,7 @@ def load_model_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def capture_rng(shuffle: torch.Generator | None) -> dict[str, Any]:
     """Every RNG state an exact resume needs, as tensors and plain lists (weights_only-safe)."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -7,6 +7,7 @@ error are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -92,16 +93,19 @@ def fit(
         state.epoch = epoch
         logs = _run_epoch(s, state)  # set LR → forward → loss → backward → clip → step → evaluate
         state.history.append(logs)
-        if s.train_cfg.stop_on_non_finite and not math.isfinite(logs["loss"]):
-            s.model.load_state_dict(good)  # the last good weights; no checkpoint of this epoch
+        diverged = s.train_cfg.stop_on_non_finite and not math.isfinite(logs["loss"])
+        if diverged:  # back to the last good weights; this epoch is logged, never checkpointed
+            s.model.load_state_dict(good)
             state.request_stop(f"non-finite training loss at epoch {epoch}; kept epoch {epoch - 1}")
-            break
-        if s.scheduler is not None:
+        elif s.scheduler is not None:
             s.scheduler.step()
         for cb in s.callbacks:  # callbacks
             cb.on_epoch_end(state, logs)
-        _write_checkpoints(s, state)  # checkpoint
-        good = state.capture_weights() if s.train_cfg.stop_on_non_finite else good
+        if diverged:
+            state.requests.checkpoints.clear()
+        else:
+            _write_checkpoints(s, state)  # checkpoint
+            good = state.capture_weights() if s.train_cfg.stop_on_non_finite else good
         if state.stop_requested:
             break
     return _finish(s, state, logs, time.perf_counter() - started)
@@ -123,11 +127,17 @@ def check_fit(
 ) -> None:
     """Run every check :func:`fit` runs first (settings, data, output shape, monitored keys)
     and change nothing: lets a caller fail before it creates files for a run."""
-    prepare(
-        model, train, val, test, optimizer=optimizer, scheduler=None, schedule=schedule,
-        callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
-        settings=settings,
-    )  # fmt: skip
+    given = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
+    saved = copy.deepcopy(given.state_dict()) if given is not None else None
+    try:
+        prepare(
+            model, train, val, test, optimizer=optimizer, scheduler=None, schedule=schedule,
+            callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
+            settings=settings,
+        )  # fmt: skip
+    finally:  # the schedule built on a given optimizer has set its lr: put it back
+        if given is not None and saved is not None:
+            given.load_state_dict(saved)
 
 
 def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
@@ -205,6 +215,7 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
     if checkpoint is None:
         s.seed()
         return state
+    _check_resumable(s, checkpoint)  # before loading anything: a refused resume changes nothing
     try:
         s.model.load_state_dict(checkpoint["model"])
         s.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -213,11 +224,6 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         if s.scaler is not None and checkpoint.get("scaler") is not None:
             s.scaler.load_state_dict(checkpoint["scaler"])
         saved = checkpoint["callbacks"]
-        names = [type(cb).__name__ for cb in s.callbacks]
-        if [c["class"] for c in saved] != names:
-            raise CheckpointError(
-                f"callbacks must match the checkpoint's {[c['class'] for c in saved]}; got {names}."
-            )
         for cb, c in zip(s.callbacks, saved, strict=True):
             cb.load_state_dict(c["state"])
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -229,12 +235,35 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
     return state
 
 
+def _check_resumable(s: Setup, checkpoint: dict[str, Any]) -> None:
+    """Every way the checkpoint does not fit this set-up, found before anything is loaded."""
+    problems = []
+    saved = [c.get("class") for c in checkpoint.get("callbacks", [])]
+    names = [type(cb).__name__ for cb in s.callbacks]
+    if saved != names:
+        problems.append(f"callbacks must match the checkpoint's {saved}; got {names}.")
+    saved_opt, opt = checkpoint.get("optimizer_class"), type(s.optimizer).__name__
+    if saved_opt is not None and saved_opt != opt:
+        problems.append(f"optimizer must be the checkpoint's {saved_opt}; got {opt}.")
+    weights, current = checkpoint.get("model", {}), s.model.state_dict()
+    differ = sorted(set(weights) ^ set(current))
+    differ += [k for k in current if k in weights and weights[k].shape != current[k].shape]
+    if differ:
+        problems.append(
+            f"checkpoint does not match this model: {len(differ)} tensors differ in name or "
+            f"shape ({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''})."
+        )
+    if problems:
+        raise CheckpointError(problems)
+
+
 def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
     return {
         "epoch": state.epoch,
         "step": state.step,
         "task": s.task,
         "model": s.model.state_dict(),
+        "optimizer_class": type(s.optimizer).__name__,
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
         "scaler": s.scaler.state_dict() if s.scaler is not None else None,

@@ -196,6 +196,8 @@ def _output_size(task: str, splits: Sequence[Split | None], bundle: DataBundle |
 
 
 def _check_shapes(setup: Setup, bundle: DataBundle | None) -> None:
+    if setup.output_size == 0:  # classes unknown (a Dataset with no in-memory split): no check
+        return
     sample: Sequence[torch.Tensor]
     if isinstance(setup.train, Split):
         sample = setup.train.inputs
@@ -279,6 +281,18 @@ def prepare(
         )
     if isinstance(train_s, Split) and len(train_s) == 0:
         raise DataError("train must hold at least one example; got 0.")
+    if not isinstance(train_s, Split):  # these two index the in-memory tensors
+        unsupported = [k for k in ("balanced", "exact_train_error") if getattr(cfg_train, k)]
+        if unsupported:
+            raise ConfigError(
+                [
+                    problem(
+                        f"train.{k}", "False when train is a Dataset or DataLoader", True,
+                        "Pass train as an (inputs, targets) pair or a Split.",
+                    )
+                    for k in unsupported
+                ]
+            )  # fmt: skip
     device = resolve_device(cfg_train.device)
     resolved_task = _infer_task(train_s, task)
     splits = [train_s if isinstance(train_s, Split) else None, val_s, test_s]
@@ -300,9 +314,6 @@ def prepare(
         opt = optimizer
     else:
         opt = build_optimizer(model.parameters(), cfg_optim)
-    sched = (
-        scheduler if scheduler is not None else build_scheduler(opt, cfg_sched, cfg_train.epochs)
-    )
     use_amp = cfg_train.amp and device.type == "cuda"
     setup = Setup(
         model=model,
@@ -314,11 +325,15 @@ def prepare(
         val=val_s,
         test=test_s,
         optimizer=opt,
-        scheduler=sched,
-        loss_fn=make_loss(loss_name, cfg_train.reduction),  # type: ignore[arg-type]
+        scheduler=None,
+        loss_fn=make_loss(loss_name, cfg_train.reduction),
         callbacks=callbacks,
         available_keys=available,
         scaler=torch.amp.GradScaler("cuda") if use_amp else None,
     )
     _check_shapes(setup, bundle)
+    # Last: building a scheduler changes the optimizer's lr (e.g. a warm-up ramp starts low).
+    setup.scheduler = (
+        scheduler if scheduler is not None else build_scheduler(opt, cfg_sched, cfg_train.epochs)
+    )
     return setup

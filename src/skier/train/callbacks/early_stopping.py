@@ -19,8 +19,10 @@ Criterion = Literal["patience", "up", "generalization_loss"]
 
 def resolve_mode(monitor: str, mode: str) -> Literal["min", "max"]:
     """``auto``: maximise accuracies, minimise everything else (losses, errors)."""
-    if mode == "min" or mode == "max":
-        return mode
+    if mode == "min":
+        return "min"
+    if mode == "max":
+        return "max"
     return "max" if "acc" in monitor else "min"
 
 
@@ -64,6 +66,10 @@ class EarlyStopping(Callback):
             problems.append(problem("early_stopping.warmup_epochs", ">= 0", warmup_epochs))
         if strips < 1:
             problems.append(problem("early_stopping.strips", ">= 1", strips))
+        if mode not in ("auto", "min", "max"):
+            problems.append(problem("early_stopping.mode", "auto, min or max", mode))
+        if not threshold > 0:
+            problems.append(problem("early_stopping.threshold", "> 0 (a percentage)", threshold))
         if criterion not in ("patience", "up", "generalization_loss"):
             problems.append(
                 problem(

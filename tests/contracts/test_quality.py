@@ -1,0 +1,67 @@
+"""Lint, format, types and the import-layer contract (DESIGN.md) run as part of the tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    found = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run `make test`, which installs the dev tools")
+    return str(found)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_lint() -> None:
+    proc = _run(_tool("ruff"), "check", "src", "tests", "bench")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format() -> None:
+    proc = _run(_tool("ruff"), "format", "--check", "src", "tests", "bench")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_mypy() -> None:
+    proc = _run(_tool("mypy"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_layers() -> None:
+    proc = _run(_tool("lint-imports"), "--no-cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "broken" not in proc.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+def test_import_skier_is_lazy() -> None:
+    code = "import sys, skier; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_safety_rules_hold_in_src() -> None:
+    """The security rules of the brief, checked over the source."""
+    problems = []
+    for path in (ROOT / "src" / "skier").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{number}"
+            if "torch.load(" in line and "weights_only=True" not in line:
+                problems.append(f"{where}: torch.load without weights_only=True")
+            if "yaml.load(" in line or "yaml.unsafe_load(" in line:
+                problems.append(f"{where}: yaml.load instead of yaml.safe_load")
+            if line.strip() == "except:":
+                problems.append(f"{where}: bare except")
+    assert not problems, "\n".join(problems)
