@@ -83,6 +83,11 @@ def fit(
         settings=settings,
     )  # fmt: skip
     checkpoint = load_checkpoint(resume) if resume is not None else None
+    with s.determinism():
+        return _train(s, checkpoint)
+
+
+def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,31 @@ class Setup:
         if self.scaler is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+
+    @contextlib.contextmanager
+    def determinism(self) -> Iterator[None]:
+        """Deterministic algorithms while training (when asked); the caller's settings after.
+
+        On the CPU the ops skier uses are deterministic already; on CUDA this also turns off
+        cuDNN's autotuner (cuBLAS additionally needs CUBLAS_WORKSPACE_CONFIG=:4096:8, which is
+        the caller's environment to set, not the library's).
+        """
+        if not self.train_cfg.deterministic:
+            yield
+            return
+        before = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
 
     def seed(self) -> None:
         seed = self.train_cfg.seed
