@@ -15,6 +15,7 @@ checkpoint and its per-epoch record.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -25,12 +26,20 @@ from typing import Any, Literal
 import yaml
 
 from skier import __version__
+from skier._io import atomic_write_text
 from skier.config import RunConfig, config_from_mapping, config_to_yaml
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.models import build_model, count_parameters
 from skier.plots import plot_learning_figure, save_figure
-from skier.record import RunDir, RunStore, capture_environment, default_store_url, new_run_id
+from skier.record import (
+    RunDir,
+    RunStore,
+    capture_environment,
+    default_store_url,
+    json_safe,
+    new_run_id,
+)
 from skier.report import write_report
 from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, ProgressBar, check_fit, fit
 from skier.train.checkpoint import load_checkpoint
@@ -209,7 +218,7 @@ def run_training(
         raise
     status = "stopped" if result.stop_reason else "completed"
     summary = _summary(config, data, model, result, run_id, name, status, data_seconds)
-    _write_outputs(config, run_dir, store, run_id, result, summary)
+    _write_outputs(config, run_dir, store, run_id, result, summary, data.info)
     store.finish_run(
         run_id,
         status,
@@ -258,7 +267,7 @@ def _summary(
             "mean_epoch_s": sum(epoch_times) / len(epoch_times) if epoch_times else None,
         },
         "model": {"class": type(model).__name__, "parameters": count_parameters(model)},
-        "data": {"name": data.name, **data.info},
+        "data": {"name": data.name, **{k: v for k, v in data.info.items() if k != "preprocessing"}},
         "checkpoints": {k: str(v) for k, v in result.checkpoints.items()},
         "skier_version": __version__,
         "environment": capture_environment(),
@@ -272,9 +281,16 @@ def _write_outputs(
     run_id: str,
     result: FitResult,
     summary: dict[str, Any],
+    data_info: dict[str, Any],
 ) -> None:
     run_dir.write_metrics(result.history)
     run_dir.write_result(summary)
+    if "preprocessing" in data_info:
+        # What was fitted on the training split (means, stds, vocabularies): what a later
+        # prediction on new data needs, kept beside the checkpoints rather than in result.json.
+        path = run_dir.path / "preprocessing.json"
+        atomic_write_text(path, json.dumps(json_safe(data_info["preprocessing"]), indent=2))
+        store.add_artifact(run_id, "preprocessing.json", path, "json")
     store.add_artifact(run_id, "config.yaml", run_dir.config_path, "config")
     store.add_artifact(run_id, "metrics.csv", run_dir.metrics_csv, "csv")
     store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
