@@ -130,7 +130,10 @@ def build_optimizer(params: Params, config: OptimConfig) -> torch.optim.Optimize
         return _generic(classes[name], params, config)
     raise ConfigError(
         problem(
-            "optim.name", "a known optimizer", config.name, did_you_mean(name, optimizer_names())
+            "optim.name",
+            "a known optimizer",
+            config.name,
+            did_you_mean(name, optimizer_names()).strip(),  # problem() adds the space
         )
         + f" Known: {', '.join(optimizer_names())}."
     )
