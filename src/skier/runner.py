@@ -95,6 +95,8 @@ def _resume_config(run_dir: RunDir, requested: RunConfig | None) -> RunConfig:
         return saved
     old, new = _flat(saved.model_dump(mode="json")), _flat(requested.model_dump(mode="json"))
     changed = [k for k in new if new[k] != old.get(k) and k not in RESUMABLE_CHANGES]
+    if new["train.epochs"] != old["train.epochs"] and saved.schedule.name == "cosine":
+        changed.append("train.epochs")  # the cosine period is the planned number of epochs
     if changed:
         raise ConfigError(
             [

@@ -80,9 +80,9 @@ def test_guard_off_lets_the_loss_go_non_finite(make_mlp: Any, reg_data: Data) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known bug: the epoch's running loss is measured before each step, so the weights "
-    "kept as 'the last good epoch' were never seen to give a finite loss (full batch: the "
-    "non-finite loss of epoch t IS the loss of epoch t-1's weights)",
+    reason="known limit without validation data: the epoch's running loss is measured before "
+    "each step, so the weights kept as 'the last good epoch' were never seen to give a finite "
+    "loss (full batch: the non-finite loss of epoch t IS the loss of epoch t-1's weights)",
 )
 def test_kept_weights_give_a_finite_loss(make_mlp: Any, clf_data: Data) -> None:
     model = make_mlp(seed=0)
@@ -91,3 +91,19 @@ def test_kept_weights_give_a_finite_loss(make_mlp: Any, clf_data: Data) -> None:
     )
     assert result.stop_reason is not None and "non-finite" in result.stop_reason
     assert math.isfinite(evaluate(model, clf_data)["loss"])
+
+
+def test_with_validation_the_kept_weights_give_a_finite_loss(
+    make_mlp: Any, clf_data: Data
+) -> None:
+    """Validation measures the weights at the end of the epoch, so the guard catches them."""
+    x, y = clf_data
+    train, val = (x[:180], y[:180]), (x[180:], y[180:])
+    model = make_mlp(seed=0)
+    result = fit(
+        model, train, val, optimizer="sgd", lr=1e30, batch_size="full", epochs=5, device="cpu"
+    )
+    assert result.stop_reason is not None
+    assert "non-finite validation loss at epoch 1; kept epoch 0" in result.stop_reason
+    assert math.isfinite(evaluate(model, train)["loss"])
+    assert math.isfinite(evaluate(model, val)["loss"])

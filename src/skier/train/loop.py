@@ -23,6 +23,7 @@ from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
 from skier.train.callbacks.base import Callback
+from skier.train.callbacks.early_stopping import EarlyStopping, resolve_mode
 from skier.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from skier.train.metrics import evaluate_split
 from skier.train.setup import DataLike, Setup, _as_split, prepare
@@ -98,15 +99,19 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
         state.epoch = epoch
         logs = _run_epoch(s, state)  # set LR → forward → loss → backward → clip → step → evaluate
         state.history.append(logs)
-        diverged = s.train_cfg.stop_on_non_finite and not math.isfinite(logs["loss"])
-        if diverged:  # back to the last good weights; this epoch is logged, never checkpointed
+        bad = [k for k in ("loss", "val_loss") if not math.isfinite(logs.get(k, 0.0))]
+        state.diverged = s.train_cfg.stop_on_non_finite and bool(bad)
+        if state.diverged:  # back to the last good weights; this epoch is logged, never saved
             s.model.load_state_dict(good)
-            state.request_stop(f"non-finite training loss at epoch {epoch}; kept epoch {epoch - 1}")
+            what = "training loss" if bad[0] == "loss" else "validation loss"
+            state.requests.stop_reason = (
+                f"non-finite {what} at epoch {epoch}; kept epoch {epoch - 1}"
+            )
         elif s.scheduler is not None:
             s.scheduler.step()
         for cb in s.callbacks:  # callbacks
             cb.on_epoch_end(state, logs)
-        if diverged:
+        if state.diverged:
             state.requests.checkpoints.clear()
         else:
             _write_checkpoints(s, state)  # checkpoint
@@ -291,7 +296,7 @@ def _write_checkpoints(s: Setup, state: TrainState) -> None:
 def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float) -> FitResult:
     for cb in s.callbacks:
         cb.on_fit_end(state, logs)
-    if not (state.stop_reason or "").startswith("non-finite"):
+    if not state.diverged:
         _write_checkpoints(s, state)
     restored = None
     if state.requests.restore is not None:
@@ -301,8 +306,7 @@ def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float)
     if s.test is not None:
         metrics = evaluate_split(s.model, s.test, classification=s.classification)
         test_metrics = {f"test_{k}": v for k, v in metrics.items()}
-    monitor = _monitor(s)
-    best_epoch, best_value = _best(state.history, monitor)
+    monitor, best_epoch, best_value = _best(s, state.history)
     return FitResult(
         history=state.history,
         task=s.task,
@@ -319,22 +323,23 @@ def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float)
     )
 
 
-def _monitor(s: Setup) -> str:
+def _best(s: Setup, history: History) -> tuple[str, int | None, float | None]:
+    """The monitored key and its best epoch: early stopping's own verdict when it ran (its
+    mode, min_delta and warm-up), else the best finite value of the history."""
     for cb in s.callbacks:
-        keys = cb.monitored_keys()
-        if keys:
-            return keys[0]
-    return "val_loss" if "val_loss" in s.available_keys else "loss"
-
-
-def _best(history: History, monitor: str) -> tuple[int | None, float | None]:
-    sign = -1.0 if "acc" in monitor else 1.0
+        if isinstance(cb, EarlyStopping) and cb.best_epoch is not None:
+            return cb.monitor, cb.best_epoch, cb.best
+    monitor = next(
+        (keys[0] for keys in (cb.monitored_keys() for cb in s.callbacks) if keys),
+        "val_loss" if "val_loss" in s.available_keys else "loss",
+    )
+    sign = 1.0 if resolve_mode(monitor, "auto") == "min" else -1.0
     best: tuple[float, int] | None = None
     for row in history.rows:
         value = row.get(monitor)
         if value is not None and math.isfinite(value) and (best is None or sign * value < best[0]):
             best = (sign * value, int(row["epoch"]))
-    return (None, None) if best is None else (best[1], sign * best[0])
+    return (monitor, None, None) if best is None else (monitor, best[1], sign * best[0])
 
 
 def evaluate(

@@ -54,6 +54,7 @@ class TrainState:
         self.epoch = 0
         self.step = 0
         self.requests = _Requests()
+        self.diverged = False  # set by the loop when an epoch's training loss is not finite
         self.written: dict[str, Path] = {}  # checkpoints written so far, by name ("last", "best")
 
     # --- read side ---------------------------------------------------------------------------

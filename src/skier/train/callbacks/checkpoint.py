@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from skier.errors import ConfigError, problem
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.early_stopping import resolve_mode
 from skier.train.state import TrainState
@@ -32,6 +33,10 @@ class Checkpoint(Callback):
         monitor: str = "auto",
         mode: Literal["auto", "min", "max"] = "auto",
     ) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(problem("checkpoint.every", "an integer >= 1", every))
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(problem("checkpoint.mode", "'auto', 'min' or 'max'", mode))
         self.directory = Path(directory)
         self.every = every
         self.keep_best = keep_best

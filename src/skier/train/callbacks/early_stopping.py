@@ -33,12 +33,15 @@ class EarlyStopping(Callback):
     patience is five checks, not five epochs). The first ``warmup_epochs`` epochs are ignored
     entirely: they neither set the best value nor count toward patience.
 
-    ``criterion`` picks the stopping rule (Prechelt, "Early stopping — but when?", 1998):
+    ``criterion`` picks the stopping rule:
 
     - ``patience``: no improvement larger than ``min_delta`` over ``patience`` checks.
-    - ``up``: the cumulative one-step difference over ``strips`` checks is positive, i.e. the
-      value now is worse than it was ``strips`` checks ago (by more than ``min_delta``).
-    - ``generalization_loss``: the value is more than ``threshold`` percent worse than the best.
+    - ``up``: the course's rule — the cumulative one-step difference over ``strips`` checks is
+      positive, i.e. the value now is worse than it was ``strips`` checks ago (by more than
+      ``min_delta``). Prechelt's UP_s ("Early stopping — but when?", 1998) instead asks for a
+      rise at each of s successive strips; the cumulative form tolerates one noisy dip.
+    - ``generalization_loss``: the value is more than ``threshold`` percent worse than the best
+      (Prechelt's GL_alpha).
 
     With ``restore_best`` the weights of the best check are put back when training ends.
 
