@@ -93,9 +93,7 @@ def test_kept_weights_give_a_finite_loss(make_mlp: Any, clf_data: Data) -> None:
     assert math.isfinite(evaluate(model, clf_data)["loss"])
 
 
-def test_with_validation_the_kept_weights_give_a_finite_loss(
-    make_mlp: Any, clf_data: Data
-) -> None:
+def test_with_validation_the_kept_weights_give_a_finite_loss(make_mlp: Any, clf_data: Data) -> None:
     """Validation measures the weights at the end of the epoch, so the guard catches them."""
     x, y = clf_data
     train, val = (x[:180], y[:180]), (x[180:], y[180:])
