@@ -199,8 +199,10 @@ def test_sigkill_then_resume_is_bit_identical(skier_cli: Runner, tmp_path: Path)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
     run = metrics.parent
+    # Epoch 3 was logged; its checkpoint may or may not have been written when the kill came
+    # (the record is written before the checkpoint), so the resume starts after epoch 2 or 3.
     killed_at = load_checkpoint(run / "checkpoints" / "last.pt")["epoch"]
-    assert 3 <= killed_at < 8, killed_at
+    assert 2 <= killed_at < 8, killed_at
 
     resumed = subprocess.run(
         [sys.executable, "-m", "skier", "train", "--resume", str(run)],
