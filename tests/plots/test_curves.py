@@ -69,10 +69,10 @@ def test_best_epoch_is_marked_with_a_dashed_line_and_a_star() -> None:
 def test_stop_is_marked_when_there_is_a_reason() -> None:
     reason = "early stopping: val_loss did not improve for 2 epochs"
     ax = plot_learning_curves(_classification(best_epoch=3, stop_reason=reason))
-    stop = _line(ax, f"stop: {reason}")
+    stop = _line(ax, "stop (epoch 5)")
     assert stop.get_linestyle() == ":"
     assert list(stop.get_xdata()) == [5, 5]
-    assert any(t.get_text() == f"stop: {reason}" for t in ax.get_legend().get_texts())
+    assert any(t.get_text() == "stop (epoch 5)" for t in ax.get_legend().get_texts())
 
 
 def test_no_stop_mark_for_a_run_that_ran_to_the_end() -> None:
@@ -82,7 +82,7 @@ def test_no_stop_mark_for_a_run_that_ran_to_the_end() -> None:
 
 def test_explicit_stop_epoch_is_marked() -> None:
     ax = plot_learning_curves(_classification(stop_epoch=4))
-    assert list(_line(ax, "stop").get_xdata()) == [4, 4]
+    assert list(_line(ax, "stop (epoch 4)").get_xdata()) == [4, 4]
 
 
 def test_regression_draws_a_single_loss_panel_with_test_title() -> None:

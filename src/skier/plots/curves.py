@@ -102,7 +102,7 @@ def plot_learning_curves(
 
     NaN points (e.g. epochs without validation) are skipped; every point gets a marker so a
     lone validation point still shows. The best epoch is a dashed green line with a star on the
-    validation (else train) value; an early stop is a dotted red line labelled with its reason.
+    validation (else train) value; an early stop is a dotted red line labelled with its epoch.
 
     >>> ax = plot_learning_curves(result, metric="loss")   # doctest: +SKIP
     """
@@ -135,8 +135,10 @@ def plot_learning_curves(
 
     stop = _stop_epoch(result, last_epoch)
     if stop is not None:
-        reason = f": {result.stop_reason}" if result.stop_reason else ""
-        ax.axvline(stop, color=_STOP_COLOR, linestyle=":", linewidth=1.2, label=f"stop{reason}")
+        # The reason can be long: it goes in the report and result.json, the legend stays short.
+        ax.axvline(
+            stop, color=_STOP_COLOR, linestyle=":", linewidth=1.2, label=f"stop (epoch {stop:g})"
+        )
 
     if len(history) == 0:
         ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)

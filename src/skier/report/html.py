@@ -56,6 +56,7 @@ _RUN_FIELDS = (
     ("run_id", "run id"),
     ("status", "status"),
     ("stop_reason", "stop reason"),
+    ("restored", "weights"),
     ("epochs_done", "epochs"),
     ("best_epoch", "best epoch"),
     ("monitor", "monitor"),
