@@ -131,7 +131,8 @@ def _callbacks(config: RunConfig, run_dir: RunDir, progress: bool | Literal["aut
                 run_dir.checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor
             )
         )
-    cbs.append(ProgressBar(progress))
+    if progress is not False and config.train.progress != "off":
+        cbs.append(ProgressBar(True if config.train.progress == "on" else progress))
     return cbs
 
 
@@ -190,7 +191,8 @@ def run_training(
     run_dir = resume or RunDir(root / run_id)
     callbacks = _callbacks(config, run_dir, progress)
     fit_kwargs: dict[str, Any] = {
-        "train_config": config.train,
+        # The runner adds its own bar (CLI: --quiet, CI); fit() must not add another.
+        "train_config": config.train.model_copy(update={"progress": "off"}),
         "optim_config": config.optim,
         "schedule": config.schedule,
     }

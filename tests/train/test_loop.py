@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -438,3 +439,31 @@ def test_lr_column_is_the_rate_the_epoch_trained_with(make_mlp: Any, clf_data: D
     )
     assert result.history.column("lr") == pytest.approx([0.2, 0.1, 0.05])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+def test_progress_on_draws_epoch_bar_and_off_draws_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    fit(torch.nn.Linear(4, 2), (x, y), epochs=2, batch_size=16, progress="on", device="cpu")
+    assert "epochs: 100%" in capsys.readouterr().err
+    fit(torch.nn.Linear(4, 2), (x, y), epochs=2, batch_size=16, progress="off", device="cpu")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_progress_bar_does_not_change_what_a_checkpoint_must_match(tmp_path: Path) -> None:
+    from skier.train import Checkpoint, ProgressBar
+
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    fit(
+        torch.nn.Linear(4, 2), (x, y), epochs=2, device="cpu",
+        callbacks=[Checkpoint(tmp_path), ProgressBar(False)],
+    )  # fmt: skip
+    result = fit(
+        torch.nn.Linear(4, 2), (x, y), epochs=3, device="cpu",
+        callbacks=[Checkpoint(tmp_path)], resume=tmp_path / "last.pt",
+    )  # fmt: skip
+    assert result.epochs_done == 3 and len(result.history) == 3

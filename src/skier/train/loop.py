@@ -208,6 +208,11 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     return result
 
 
+def _stateful(callbacks: Sequence[Callback]) -> list[Callback]:
+    """The callbacks whose state a checkpoint keeps (a progress bar has none)."""
+    return [cb for cb in callbacks if cb.stateful]
+
+
 def _overrides(callbacks: Sequence[Callback], hook: str) -> list[Callback]:
     """Callbacks that override ``hook``: only those are called on the per-batch path."""
     return [cb for cb in callbacks if getattr(type(cb), hook) is not getattr(Callback, hook)]
@@ -234,7 +239,7 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         if s.scaler is not None and checkpoint.get("scaler") is not None:
             s.scaler.load_state_dict(checkpoint["scaler"])
         saved = checkpoint["callbacks"]
-        for cb, c in zip(s.callbacks, saved, strict=True):
+        for cb, c in zip(_stateful(s.callbacks), saved, strict=True):
             cb.load_state_dict(c["state"])
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
@@ -249,7 +254,7 @@ def _check_resumable(s: Setup, checkpoint: dict[str, Any]) -> None:
     """Every way the checkpoint does not fit this set-up, found before anything is loaded."""
     problems = []
     saved = [c.get("class") for c in checkpoint.get("callbacks", [])]
-    names = [type(cb).__name__ for cb in s.callbacks]
+    names = [type(cb).__name__ for cb in _stateful(s.callbacks)]
     if saved != names:
         problems.append(f"callbacks must match the checkpoint's {saved}; got {names}.")
     saved_opt, opt = checkpoint.get("optimizer_class"), type(s.optimizer).__name__
@@ -277,7 +282,9 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
         "scaler": s.scaler.state_dict() if s.scaler is not None else None,
-        "callbacks": [{"class": type(c).__name__, "state": c.state_dict()} for c in s.callbacks],
+        "callbacks": [
+            {"class": type(c).__name__, "state": c.state_dict()} for c in _stateful(s.callbacks)
+        ],
         "rng": capture_rng(s.shuffle_generator),
         "history": state.history.to_dict(),
     }

@@ -26,6 +26,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, build_scheduler
 from skier.train.batches import BatchSource, LoaderBatches, TensorBatches
 from skier.train.callbacks.base import Callback
+from skier.train.callbacks.progress import ProgressBar
 from skier.train.metrics import LossFn, make_loss
 
 __all__ = ["DataLike", "Setup", "prepare", "resolve_device"]
@@ -335,6 +336,10 @@ def prepare(
     available = frozenset(keys)
     callbacks = list(callbacks)
     _check_callbacks(callbacks, available)
+    if cfg_train.progress != "off" and not any(isinstance(c, ProgressBar) for c in callbacks):
+        bar = ProgressBar(True if cfg_train.progress == "on" else "auto")
+        if bar.enabled:  # a disabled bar would still cost a call per batch
+            callbacks.append(bar)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
     else:

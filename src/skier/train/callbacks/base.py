@@ -22,10 +22,12 @@ class Callback:
 
     ``monitored_keys()`` names the log keys the callback reads; the loop checks them at fit start
     against what it will produce. ``requires`` lists callback classes that must come earlier in
-    the list. ``state_dict``/``load_state_dict`` make a resume exact.
+    the list. ``state_dict``/``load_state_dict`` make a resume exact; a callback with
+    ``stateful = False`` (a progress bar) is left out of checkpoints.
     """
 
     requires: tuple[type[Callback], ...] = ()
+    stateful = True  # False: nothing to checkpoint, and it may differ between run and resume
 
     def monitored_keys(self) -> list[str]:
         return []

@@ -21,6 +21,8 @@ class ProgressBar(Callback):
     off under CI).
     """
 
+    stateful = False
+
     def __init__(self, enabled: bool | Literal["auto"] = "auto") -> None:
         self.enabled = sys.stderr.isatty() if enabled == "auto" else bool(enabled)
         self._epochs: Any = None
