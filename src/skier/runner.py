@@ -33,6 +33,7 @@ from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.models import build_model, count_parameters
 from skier.plots import plot_learning_figure, save_figure
 from skier.record import (
+    SCHEMA_VERSION,
     RunDir,
     RunStore,
     capture_environment,
@@ -274,6 +275,7 @@ def _summary(
         "data": {"name": data.name, **{k: v for k, v in data.info.items() if k != "preprocessing"}},
         "checkpoints": {k: str(v) for k, v in result.checkpoints.items()},
         "skier_version": __version__,
+        "schema_version": SCHEMA_VERSION,
         "environment": capture_environment(),
     }
 
