@@ -1,9 +1,14 @@
 """skier: train deep nets with PyTorch and see what training does.
 
->>> import skier
->>> data = skier.load_data(skier.DataConfig(name="digits"))          # doctest: +SKIP
->>> model = skier.build_model(skier.ModelConfig(), data)              # doctest: +SKIP
->>> result = skier.fit(model, data.train, data.val, epochs=5)         # doctest: +SKIP
+Example::
+
+    import skier
+    data = skier.load_data(skier.DataConfig(name="digits"))
+    model = skier.build_model(
+        skier.ModelConfig(), input_shape=data.input_shape, output_size=data.output_size
+    )
+    result = skier.fit(model, data, epochs=5)      # train, validate, test
+    print(result.test_metrics)
 
 The public names are imported lazily, so ``import skier`` stays fast and torch is loaded only
 when something that needs it is used.
