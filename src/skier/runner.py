@@ -46,7 +46,7 @@ from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, Progress
 from skier.train.checkpoint import load_checkpoint
 from skier.train.state import TrainState
 
-__all__ = ["RecordLogger", "RunOutcome", "run_training"]
+__all__ = ["EpochLines", "RecordLogger", "RunOutcome", "run_training"]
 
 # Settings a resumed run may change: how long it trains and how it reports, nothing that
 # would make the resumed run differ from the one that was interrupted.
@@ -108,7 +108,27 @@ def _resume_config(run_dir: RunDir, requested: RunConfig | None) -> RunConfig:
     return requested
 
 
-def _callbacks(config: RunConfig, run_dir: RunDir, progress: bool | Literal["auto"]) -> list[Any]:
+class EpochLines(Callback):
+    """One line per epoch through ``echo``: progress for logs and pipes, where bars are off."""
+
+    stateful = False
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+
+    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        keys = ("loss", "error", "val_loss", "val_error", "lr")
+        parts = [f"{k} {logs[k]:.4g}" for k in keys if k in logs]
+        seconds = logs.get("epoch_time", 0.0)
+        self.echo(f"epoch {state.epoch}/{state.epochs}  " + "  ".join(parts) + f"  {seconds:.2f} s")
+
+
+def _callbacks(
+    config: RunConfig,
+    run_dir: RunDir,
+    progress: bool | Literal["auto"],
+    epoch_lines: Callable[[str], None] | None,
+) -> list[Any]:
     cbs: list[Callback] = []
     es = config.early_stopping
     if es.enabled:
@@ -132,8 +152,11 @@ def _callbacks(config: RunConfig, run_dir: RunDir, progress: bool | Literal["aut
                 run_dir.checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor
             )
         )
-    if progress is not False and config.train.progress != "off":
-        cbs.append(ProgressBar(True if config.train.progress == "on" else progress))
+    bar = ProgressBar(False if progress is False or config.train.progress == "off" else progress)
+    if bar.enabled:
+        cbs.append(bar)
+    elif epoch_lines is not None:
+        cbs.append(EpochLines(epoch_lines))
     return cbs
 
 
@@ -161,12 +184,14 @@ def run_training(
     store_url: str | None = None,
     progress: bool | Literal["auto"] = "auto",
     echo: Callable[[str], None] | None = None,
+    epoch_lines: bool = False,
 ) -> RunOutcome:
     """Train as ``config`` says and record everything in a run directory and the store.
 
     ``out_dir`` is the folder that holds run directories (default ``config.record.dir``);
     ``resume_dir`` continues an interrupted run from its last checkpoint, in the same directory
-    and store row. ``echo`` receives one-line progress messages (the CLI prints them).
+    and store row. ``echo`` receives one-line messages (the CLI prints them); with
+    ``epoch_lines`` it also gets a line per epoch whenever no progress bar is shown.
     """
     say = echo or (lambda _msg: None)
     base = Path(base_dir) if base_dir is not None else None
@@ -190,7 +215,7 @@ def run_training(
     data, model, data_seconds = _build(config, base)
     run_id = resume.run_id if resume is not None else new_run_id()
     run_dir = resume or RunDir(root / run_id)
-    callbacks = _callbacks(config, run_dir, progress)
+    callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None)
     fit_kwargs: dict[str, Any] = {
         # The runner adds its own bar (CLI: --quiet, CI); fit() must not add another.
         "train_config": config.train.model_copy(update={"progress": "off"}),

@@ -47,6 +47,10 @@ def test_train_writes_run_directory_and_store_row(skier_cli: Runner, tmp_path: P
         "runs",
     )
     assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/3  loss " in proc.stdout and "epoch 3/3  loss " in proc.stdout
+    assert "\r" not in proc.stdout + proc.stderr  # no progress bar where there is no terminal
+    quiet = skier_cli("train", "--set", "train.epochs=1", "--out", "quiet", "-q")
+    assert quiet.returncode == 0 and "epoch 1/1" not in quiet.stdout
     run = _only_run(tmp_path / "runs")
     for name in ("config.yaml", "metrics.csv", "result.json", "learning_curves.png", "report.html"):
         assert (run / name).is_file(), name

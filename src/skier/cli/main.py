@@ -27,7 +27,8 @@ def _fail(exc: SkierError) -> NoReturn:
 
 
 def _progress(quiet: bool) -> bool | Literal["auto"]:
-    # Bars only on a terminal, never under CI (the CI variable is read here, not in the library).
+    # Bars only on a terminal, never under CI (the CI variable is read here, not in the library);
+    # without bars the run prints a line per epoch unless --quiet.
     if quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return False
     return "auto"
@@ -77,6 +78,7 @@ def _train(
         store_url=store,
         progress=_progress(quiet),
         echo=click.echo,
+        epoch_lines=not quiet,
     )
     _report(outcome)
 
@@ -95,7 +97,9 @@ _set = click.option(
     help="Override a setting (repeatable), e.g. --set optim.lr=0.01.",
 )
 _store = click.option("--store", default=None, help="SQLAlchemy URL of the run store.")
-_quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+_quiet = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines; the summary only."
+)
 
 
 @cli.command()
