@@ -23,10 +23,13 @@ from skier.errors import ConfigError, did_you_mean
 __all__ = [
     "CheckpointConfig",
     "DataConfig",
+    "DiagnosticsConfig",
     "EarlyStoppingConfig",
+    "InitConfig",
     "ModelConfig",
     "OptimConfig",
     "RecordConfig",
+    "RegularizationConfig",
     "RunConfig",
     "ScheduleConfig",
     "TrainConfig",
@@ -186,6 +189,30 @@ class RecordConfig(Section):
     report: bool = True
 
 
+class InitConfig(Section):
+    """How the model's weights start (applied after the model is built, before training)."""
+
+    scheme: str = Field("default", description="'default' keeps each layer's own init")
+
+
+class RegularizationConfig(Section):
+    """Explicit penalty terms, added to the data loss and logged apart from it."""
+
+    l1: Annotated[float, Field(ge=0.0)] = 0.0
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+    penalize: Literal["weights", "all"] = Field(
+        "weights", description="'weights': no penalty on biases and normalization layers"
+    )
+
+
+class DiagnosticsConfig(Section):
+    """Optional measurements during training (off by default, no cost when off)."""
+
+    gradient_flow_every: Annotated[int, Field(ge=0)] = Field(
+        0, description="record per-layer gradient norms every N steps (0: off)"
+    )
+
+
 class RunConfig(Section):
     """A whole run: ``skier train CONFIG`` reads one of these from YAML."""
 
@@ -193,7 +220,10 @@ class RunConfig(Section):
     model: ModelConfig = Field(default_factory=lambda: ModelConfig())
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
+    init: InitConfig = Field(default_factory=lambda: InitConfig())
     train: TrainConfig = Field(default_factory=lambda: TrainConfig())
+    regularization: RegularizationConfig = Field(default_factory=lambda: RegularizationConfig())
+    diagnostics: DiagnosticsConfig = Field(default_factory=lambda: DiagnosticsConfig())
     early_stopping: EarlyStoppingConfig = Field(default_factory=lambda: EarlyStoppingConfig())
     checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig())
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())

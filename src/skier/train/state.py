@@ -6,7 +6,7 @@ restore a set of weights at the end. The loop carries the requests out at its ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -69,6 +69,10 @@ class TrainState:
     @property
     def stop_reason(self) -> str | None:
         return self.requests.stop_reason
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        """The model's parameters and their gradients, to read (norms, ratios); never to change."""
+        return self._model.named_parameters()
 
     def capture_weights(self) -> dict[str, torch.Tensor]:
         """A detached copy of the model's current weights (e.g. to restore the best later)."""
