@@ -102,26 +102,206 @@ class ModelConfig(Section):
 
 
 class OptimConfig(Section):
-    """Optimizer by name (any ``torch.optim`` class too) and its hyper-parameters."""
+    """Optimizer by name (any ``torch.optim`` class too) and its hyper-parameters.
+
+    Set only the settings the chosen optimizer takes: any other one set to a value other than
+    its default is an error (``skier.optim`` checks this). ``None`` means the optimizer's own
+    default, where that differs between optimizers. ``lookahead: true`` wraps the optimizer in
+    Lookahead (``lookahead_k`` fast steps, then the slow weights move ``lookahead_alpha`` of the
+    way). Example::
+
+        optim: {name: rmsprop, lr: 0.001, alpha: 0.9, centered: true, lookahead: true}
+    """
 
     name: str = "adam"
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] | None = Field(
+        None, description="None: 0.9 for momentum/nesterov, else 0"
+    )
     nesterov: bool = False
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0.0)] | None = Field(
+        None, description="None: 0.01 for adamw, else 0"
+    )
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
-    eps: Annotated[float, Field(gt=0.0)] = 1e-8
+    eps: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="None: torch's default (adam 1e-8, adagrad 1e-10, adadelta 1e-6)"
+    )
+    amsgrad: bool = Field(False, description="adam/adamw: the max of past squared gradients")
+    alpha: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.99, description="rmsprop: smoothing of the squared gradients"
+    )
+    centered: bool = Field(False, description="rmsprop: divide by the gradient's variance")
+    rho: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.9, description="adadelta: smoothing of the squared gradients and updates"
+    )
+    etas: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] = Field(
+        (0.5, 1.2), description="rprop: (decrease, increase) factors of the step sizes"
+    )
+    step_sizes: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] = Field(
+        (1e-6, 50.0), description="rprop: (min, max) step size"
+    )
+    lr_decay: Annotated[float, Field(ge=0.0)] = Field(0.0, description="adagrad")
+    initial_accumulator_value: Annotated[float, Field(ge=0.0)] = Field(0.0, description="adagrad")
+    max_iter: PositiveInt = Field(20, description="lbfgs: iterations per step")
+    history_size: PositiveInt = Field(100, description="lbfgs: updates kept for the curvature")
+    line_search: Literal["strong_wolfe"] | None = Field(None, description="lbfgs")
+    lookahead: bool = Field(False, description="wrap the optimizer in Lookahead")
+    lookahead_k: PositiveInt = Field(5, description="lookahead: fast steps per slow step")
+    lookahead_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.5, description="lookahead: slow weights move this share towards the fast ones"
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="other keyword arguments")
+
+    @field_validator("etas")
+    @classmethod
+    def _etas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < 1.0 < v[1]:
+            raise ValueError("must be (decrease, increase) with 0 < decrease < 1 < increase")
+        return v
+
+    @field_validator("step_sizes")
+    @classmethod
+    def _step_sizes(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError("must be (min, max) with min <= max")
+        return v
 
 
 class ScheduleConfig(Section):
-    """Learning-rate schedule, stepped once per epoch."""
+    """Learning-rate schedule (a ``torch.optim.lr_scheduler`` underneath), with optional warm-up.
 
-    name: Literal["constant", "step", "exponential", "cosine"] = "constant"
-    step_size: PositiveInt = 10
-    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
-    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    Each schedule reads only its own fields; defaults are torch's. ``interval: auto`` updates
+    the lr after every optimizer step for ``cyclical``, ``one_cycle`` and ``cosine_restarts``
+    and after every epoch for the rest. Lengths in epochs (``warmup_epochs``, ``step_size``,
+    ``milestones``, ``restart_epochs``) stay in epochs with ``interval: step`` (only the
+    granularity changes); ``step_size_up``/``step_size_down`` count optimizer steps, like
+    torch. A warm-up ramps linearly up to the optimizer's lr; the schedule's clock (step_size,
+    milestones, the cosine period) starts when it ends.
+    """
+
+    name: Literal[
+        "constant", "step", "multistep", "exponential", "cosine", "cosine_restarts",
+        "cyclical", "one_cycle", "plateau",
+    ] = "constant"  # fmt: skip
+    interval: Literal["auto", "epoch", "step"] = Field(
+        "auto",
+        description="when the lr changes: after every epoch or every optimizer step",
+        validate_default=True,
+    )
+    warmup_epochs: Annotated[int, Field(ge=0)] = Field(
+        0, description="linear warm-up before the schedule (not one_cycle)", validate_default=True
+    )
+    # step, multistep, exponential
+    step_size: PositiveInt = Field(10, description="step: epochs between decays")
+    milestones: list[PositiveInt] = Field(
+        default_factory=list,
+        description="multistep: epochs at which the lr decays",
+        validate_default=True,
+    )
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
+        None, description="decay factor; default 0.1, or 1.0 for cyclical exp_range"
+    )
+    # cosine, cosine_restarts, plateau
+    min_lr: Annotated[float, Field(ge=0.0)] = Field(0.0, description="lower bound of the lr")
+    restart_epochs: PositiveInt = Field(10, description="cosine_restarts: first period (T_0)")
+    restart_mult: PositiveInt = Field(1, description="cosine_restarts: period factor (T_mult)")
+    # cyclical, one_cycle
+    max_lr: Annotated[float, Field(gt=0.0)] | None = Field(
+        None,
+        description="cyclical (required), one_cycle (default: optim.lr): the peak lr",
+        validate_default=True,
+    )
+    base_lr: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="cyclical: the lowest lr (default: optim.lr)"
+    )
+    step_size_up: PositiveInt = Field(2000, description="cyclical: optimizer steps going up")
+    step_size_down: PositiveInt | None = Field(None, description="cyclical: default step_size_up")
+    cycle_mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    cycle_momentum: bool | None = Field(
+        None, description="cyclical, one_cycle: cycle momentum (default: if optimizer momentum>0)"
+    )
+    pct_start: Fraction = Field(0.3, description="one_cycle: share of the run going up")
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    div_factor: Annotated[float, Field(gt=0.0)] = Field(25.0, description="start: max_lr / this")
+    final_div_factor: Annotated[float, Field(gt=0.0)] = Field(
+        1e4, description="one_cycle: the end lr is the start lr / this"
+    )
+    three_phase: bool = False
+    # plateau
+    monitor: str = Field("val_loss", description="plateau: the logged metric it watches")
+    mode: Literal["min", "max"] = "min"
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.1, description="plateau: the lr is multiplied by this"
+    )
+    patience: Annotated[int, Field(ge=0)] = 10
+    threshold: Annotated[float, Field(ge=0.0)] = 1e-4
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator(
+        "name", "interval", "cycle_mode", "anneal_strategy", "mode", "threshold_mode",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _known_choice(cls, v: object, info: Any) -> object:
+        # The Literal would list the choices too; this adds "did you mean" for a misspelt one.
+        field = cls.model_fields[str(info.field_name)]
+        choices = [str(c) for c in getattr(field.annotation, "__args__", ())]
+        if isinstance(v, str) and choices and v not in choices:
+            hint = did_you_mean(v, choices).strip()
+            raise ValueError(
+                f"must be one of {', '.join(map(repr, choices))}" + f" ({hint})" * bool(hint)
+            )
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_fits(cls, v: str, info: Any) -> str:
+        name = info.data.get("name")
+        if v == "epoch" and name == "cyclical":
+            raise ValueError(
+                "must be 'auto' or 'step' for schedule.name 'cyclical' (it cycles in steps)"
+            )
+        if v == "step" and name == "plateau":
+            raise ValueError(
+                "must be 'auto' or 'epoch' for schedule.name 'plateau' (metrics come per epoch)"
+            )
+        return v
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _no_double_warmup(cls, v: int, info: Any) -> int:
+        if v and info.data.get("name") == "one_cycle":
+            raise ValueError(
+                "must be 0 for schedule.name 'one_cycle': it warms up on its own (pct_start)"
+            )
+        return v
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v: list[int], info: Any) -> list[int]:
+        if any(v[i + 1] <= v[i] for i in range(len(v) - 1)):
+            raise ValueError("must be strictly increasing epochs, e.g. [30, 60, 90]")
+        if not v and info.data.get("name") == "multistep":
+            raise ValueError(
+                "must be a non-empty list for schedule.name 'multistep', e.g. [30, 60]"
+            )
+        return v
+
+    @field_validator("max_lr")
+    @classmethod
+    def _max_lr_given(cls, v: float | None, info: Any) -> float | None:
+        if v is None and info.data.get("name") == "cyclical":
+            raise ValueError("must be set for schedule.name 'cyclical' (the peak lr), e.g. 0.1")
+        return v
+
+    @field_validator("base_lr")
+    @classmethod
+    def _below_max_lr(cls, v: float | None, info: Any) -> float | None:
+        peak = info.data.get("max_lr")
+        if v is not None and peak is not None and v >= peak:
+            raise ValueError(f"must be below schedule.max_lr ({peak!r})")
+        return v
 
 
 class TrainConfig(Section):
@@ -131,10 +311,18 @@ class TrainConfig(Section):
     batch_size: PositiveInt | Literal["full"] = 128
     drop_last: bool = False
     shuffle: bool = True
-    balanced: bool = Field(False, description="class-balanced mini-batches")
+    sampling: Literal["uniform", "balanced", "informative"] = Field(
+        "uniform", description="how mini-batches are drawn (see the README)"
+    )
+    informative_floor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.2, description="informative sampling: share of the uniform distribution in the mix"
+    )
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     reduction: Literal["mean", "sum"] = "mean"
     grad_clip: Annotated[float, Field(gt=0.0)] | None = None
+    grad_clip_mode: Literal["norm", "value"] = Field(
+        "norm", description="clip the global gradient norm, or each gradient value"
+    )
     seed: int = 0
     deterministic: bool = True
     device: str = "auto"
@@ -190,9 +378,97 @@ class RecordConfig(Section):
 
 
 class InitConfig(Section):
-    """How the model's weights start (applied after the model is built, before training)."""
+    """How the model's weights start (applied after the model is built, before training).
 
-    scheme: str = Field("default", description="'default' keeps each layer's own init")
+    ``scheme`` sets the weights of every Linear and Conv layer and ``bias`` their biases;
+    embeddings, normalization layers and any other parameter keep their own PyTorch init.
+    ``pretrained`` then loads the checkpoint tensors whose names and shapes match, over the
+    scheme. See :func:`skier.models.initialize`.
+    """
+
+    scheme: str = Field(
+        "default",
+        description="'default' keeps each layer's own init; uniform, normal, xavier_uniform, "
+        "xavier_normal, kaiming_uniform, kaiming_normal, orthogonal, zeros, constant; or "
+        "'package.module:function', called as function(weight) in place",
+    )
+    a: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        0.05, description="uniform: weights ~ U(-a, a)"
+    )
+    std: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        0.01, description="normal: weights ~ N(0, std²)"
+    )
+    gain: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        1.0, description="xavier_uniform, xavier_normal, orthogonal: scale factor"
+    )
+    mode: Literal["fan_in", "fan_out"] = Field(
+        "fan_in",
+        description="kaiming_*: keep the variance of the forward (fan_in) or backward pass",
+    )
+    nonlinearity: Literal["relu", "leaky_relu", "tanh", "sigmoid", "selu", "linear"] = Field(
+        "relu", description="kaiming_*: the activation after the layer (leaky_relu: slope 0.01)"
+    )
+    value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        0.01, description="constant: every weight (shows the symmetry problem)"
+    )
+    bias: Literal["auto", "default", "zeros", "constant", "normal"] = Field(
+        "auto",
+        description="biases of Linear/Conv layers; 'auto': 'default' when scheme is "
+        "'default', else 'zeros'",
+    )
+    bias_value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        0.0, description="bias 'constant': every bias"
+    )
+    bias_std: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        0.01, description="bias 'normal': biases ~ N(0, bias_std²)"
+    )
+    pretrained: str | None = Field(
+        None,
+        description="skier checkpoint or state-dict file: tensors whose names and shapes match "
+        "are loaded; relative to the config file's folder",
+    )
+
+    @staticmethod
+    def schemes() -> tuple[str, ...]:
+        """The built-in scheme names (a ``package.module:function`` reference is valid too)."""
+        return (
+            "default",
+            "uniform",
+            "normal",
+            "xavier_uniform",
+            "xavier_normal",
+            "kaiming_uniform",
+            "kaiming_normal",
+            "orthogonal",
+            "zeros",
+            "constant",
+        )
+
+    @field_validator("scheme")
+    @classmethod
+    def _known_scheme_or_reference(cls, v: str) -> str:
+        known = cls.schemes()
+        if v in known:
+            return v
+        module, sep, attr = v.partition(":")
+        if sep and all(p.isidentifier() for p in [*module.split("."), *attr.split(".")]):
+            return v
+        # Keras' names for the same schemes, which difflib would match to 'normal'/'uniform'.
+        aliases = {"he": "kaiming", "glorot": "xavier"}
+        prefix, _, rest = v.partition("_")
+        alias = f"{aliases[prefix]}_{rest}" if prefix in aliases else ""
+        hint = f" Did you mean {alias!r}?" if alias in known else did_you_mean(v, known)
+        raise ValueError(
+            f"must be one of {', '.join(known)}, or a 'package.module:function' reference"
+            + (f".{hint}" if hint else "")
+        )
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_path(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must be a file path (or null for none)")
+        return v
 
 
 class RegularizationConfig(Section):
@@ -209,7 +485,10 @@ class DiagnosticsConfig(Section):
     """Optional measurements during training (off by default, no cost when off)."""
 
     gradient_flow_every: Annotated[int, Field(ge=0)] = Field(
-        0, description="record per-layer gradient norms every N steps (0: off)"
+        0, description="record per-layer gradient norms and update ratios every N steps (0: off)"
+    )
+    gradient_flow_layers: Literal["weights", "all"] = Field(
+        "weights", description="'weights': weight matrices and kernels only; 'all': biases too"
     )
 
 

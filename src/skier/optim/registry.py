@@ -1,36 +1,72 @@
-"""Optimizers by name: a registry that later issues extend (rprop, rmsprop, lookahead, ...).
+"""Optimizers by name: skier's registry, then any other ``torch.optim`` class.
+
+Each registered optimizer declares which ``OptimConfig`` settings it takes; a setting it does not
+take, set to anything but its default, is an error rather than silently ignored. For any other
+torch.optim class, its constructor's signature decides.
 
 >>> import torch
 >>> from skier.config import OptimConfig
 >>> opt = build_optimizer(torch.nn.Linear(2, 1).parameters(), OptimConfig(name="sgd", lr=0.1))
 >>> type(opt).__name__
 'SGD'
+>>> opt = build_optimizer(
+...     torch.nn.Linear(2, 1).parameters(), OptimConfig(name="adam", lookahead=True)
+... )
+>>> type(opt).__name__, type(opt.base_optimizer).__name__
+('Lookahead', 'Adam')
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
 from skier.config import OptimConfig
 from skier.errors import ConfigError, did_you_mean, problem
+from skier.optim.lookahead import Lookahead
+from skier.optim.scratch import SCRATCH
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_names", "register_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "SETTINGS",
+    "build_optimizer",
+    "needs_closure",
+    "optimizer_names",
+    "register_optimizer",
+]
 
 Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
 Factory = Callable[[Params, OptimConfig], torch.optim.Optimizer]
 
 OPTIMIZERS: dict[str, Factory] = {}
+# The OptimConfig fields each registered optimizer takes (absent: not checked).
+SETTINGS: dict[str, tuple[str, ...]] = {}
+
+# Settings of every optimizer: which one, Lookahead around it, and pass-through keywords.
+_ANY_OPTIMIZER = ("name", "extra", "lookahead", "lookahead_k", "lookahead_alpha")
+_LOOKAHEAD = ("lookahead_k", "lookahead_alpha")
+# A config field whose torch keyword has another name.
+_KEYWORD = {"line_search": "line_search_fn"}
 
 
-def register_optimizer(name: str) -> Callable[[Factory], Factory]:
-    """Register ``factory(params, config) -> Optimizer`` under ``name``."""
+def register_optimizer(
+    name: str, settings: Sequence[str] | None = None
+) -> Callable[[Factory], Factory]:
+    """Register ``factory(params, config) -> Optimizer`` under ``name``.
+
+    ``settings`` are the ``OptimConfig`` fields the factory reads (``lr``, ``betas``, ...);
+    with them, a config that sets any other field is refused. ``None`` skips that check.
+    """
 
     def decorate(factory: Factory) -> Factory:
         OPTIMIZERS[name] = factory
+        if settings is not None:
+            SETTINGS[name] = tuple(settings)
+        else:
+            SETTINGS.pop(name, None)
         return factory
 
     return decorate
@@ -51,89 +87,309 @@ def optimizer_names() -> list[str]:
     return sorted(set(OPTIMIZERS) | set(_torch_classes()))
 
 
-@register_optimizer("sgd")
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` needs a closure that recomputes the loss (L-BFGS does).
+
+    >>> p = [torch.nn.Parameter(torch.zeros(1))]
+    >>> needs_closure(torch.optim.LBFGS(p)), needs_closure(Lookahead(torch.optim.LBFGS(p)))
+    (True, True)
+    >>> needs_closure(torch.optim.SGD(p, lr=0.1))
+    False
+    """
+    if isinstance(optimizer, Lookahead):
+        return needs_closure(optimizer.base_optimizer)
+    return isinstance(optimizer, torch.optim.LBFGS)
+
+
+def _changed(config: OptimConfig) -> list[str]:
+    """The fields set explicitly to a value other than their default.
+
+    A field written at its default changes nothing, and a saved run config lists every field
+    (resuming reads it back), so only a changed value counts as "set".
+    """
+    return [
+        name
+        for name, info in OptimConfig.model_fields.items()
+        if name in config.model_fields_set and getattr(config, name) != info.get_default()
+    ]
+
+
+def _not_taken(name: str, config: OptimConfig, takes: Sequence[str]) -> list[str]:
+    """A problem for each field ``config`` sets that optimizer ``name`` does not take."""
+    return [
+        f"optim.{field} is not a setting of optimizer {name!r}; got {getattr(config, field)!r}. "
+        f"Settings of {name}: {', '.join(takes)}."
+        for field in _changed(config)
+        if field not in takes and field not in _ANY_OPTIMIZER
+    ]
+
+
+def _wrapper_problems(config: OptimConfig) -> list[str]:
+    problems = []
+    if not config.lookahead:
+        problems += [
+            f"optim.{field} is a setting of Lookahead, which is off; "
+            f"got {getattr(config, field)!r}. Set optim.lookahead: true."
+            for field in _changed(config)
+            if field in _LOOKAHEAD
+        ]
+    fields = set(OptimConfig.model_fields) | set(_KEYWORD.values())
+    problems += [
+        f"optim.extra.{key} is a setting of its own; got {config.extra[key]!r}. "
+        f"Set optim.{_field_of(key)} instead."
+        for key in config.extra
+        if key in fields
+    ]
+    return problems
+
+
+def _field_of(keyword: str) -> str:
+    return next((f for f, k in _KEYWORD.items() if k == keyword), keyword)
+
+
+def _checked(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems)
+
+
+# --- skier's optimizers: the settings each takes, then how it is built ---------------------------
+
+_SGD = ("lr", "momentum", "nesterov", "weight_decay")
+_HEAVY_BALL = ("lr", "momentum", "weight_decay")
+_ADAM = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+
+_WITH_MOMENTUM = ("momentum", "nesterov", "scratch_momentum", "scratch_nesterov")
+
+
+def _value_problems(name: str, c: OptimConfig) -> list[str]:
+    """Values that make no sense for this optimizer (found before anything is built)."""
+    if name in _WITH_MOMENTUM and c.momentum == 0.0:
+        # Heavy ball and Nesterov with no momentum would be plain gradient descent: say so.
+        return [
+            problem(
+                "optim.momentum", f"> 0 for optimizer {name!r}", c.momentum,
+                "Leave it out for 0.9, or use optim.name: sgd for plain gradient descent.",
+            )
+        ]  # fmt: skip
+    if name == "sgd" and c.nesterov and not c.momentum:
+        momentum = c.momentum or 0.0
+        return [
+            problem("optim.momentum", "> 0 with nesterov", momentum, "Set optim.momentum: 0.9.")
+        ]
+    return []
+
+
+def _momentum_of(c: OptimConfig) -> float:
+    return 0.9 if c.momentum is None else c.momentum  # heavy ball / Nesterov default
+
+
+@register_optimizer("sgd", _SGD)
 def _sgd(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-    if c.nesterov and c.momentum == 0.0:
-        raise ConfigError(
-            problem("optim.momentum", "> 0 with nesterov", c.momentum, "Set optim.momentum: 0.9.")
-        )
     return torch.optim.SGD(
         params,
         lr=c.lr,
-        momentum=c.momentum,
+        momentum=c.momentum or 0.0,
         nesterov=c.nesterov,
-        weight_decay=c.weight_decay,
+        weight_decay=c.weight_decay or 0.0,
         **c.extra,
     )
 
 
-@register_optimizer("momentum")
+@register_optimizer("momentum", _HEAVY_BALL)
 def _momentum(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-    # Heavy ball: plain SGD with momentum; 0.9 when the config leaves momentum at 0.
-    m = c.momentum or 0.9
-    return torch.optim.SGD(params, lr=c.lr, momentum=m, weight_decay=c.weight_decay, **c.extra)
-
-
-@register_optimizer("nesterov")
-def _nesterov(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-    m = c.momentum or 0.9
+    # Heavy ball: SGD with momentum (0.9 unless the config says otherwise).
+    m = _momentum_of(c)
     return torch.optim.SGD(
-        params, lr=c.lr, momentum=m, nesterov=True, weight_decay=c.weight_decay, **c.extra
+        params, lr=c.lr, momentum=m, weight_decay=c.weight_decay or 0.0, **c.extra
     )
 
 
-@register_optimizer("adam")
+@register_optimizer("nesterov", _HEAVY_BALL)
+def _nesterov(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    m = _momentum_of(c)
+    return torch.optim.SGD(
+        params, lr=c.lr, momentum=m, nesterov=True, weight_decay=c.weight_decay or 0.0, **c.extra
+    )
+
+
+@register_optimizer("rprop", ("lr", "etas", "step_sizes"))
+def _rprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    # Rprop has no weight decay and no eps: only the signs of the gradient matter.
+    return torch.optim.Rprop(params, lr=c.lr, etas=c.etas, step_sizes=c.step_sizes, **c.extra)
+
+
+@register_optimizer("rmsprop", ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"))
+def _rmsprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        params,
+        lr=c.lr,
+        alpha=c.alpha,
+        eps=c.eps if c.eps is not None else 1e-8,
+        weight_decay=c.weight_decay or 0.0,
+        momentum=c.momentum or 0.0,
+        centered=c.centered,
+        **c.extra,
+    )
+
+
+@register_optimizer("adam", _ADAM)
 def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(
-        params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay, **c.extra
+        params,
+        lr=c.lr,
+        betas=c.betas,
+        eps=c.eps if c.eps is not None else 1e-8,
+        weight_decay=c.weight_decay or 0.0,
+        amsgrad=c.amsgrad,
+        **c.extra,
     )
 
 
-@register_optimizer("adamw")
+@register_optimizer("adamw", _ADAM)
 def _adamw(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-    # Decoupled weight decay (Loshchilov & Hutter); torch's own default is 0.01.
-    wd = c.weight_decay if "weight_decay" in c.model_fields_set else 0.01
-    return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd, **c.extra)
+    # Decoupled weight decay (Loshchilov & Hutter); torch's default decay is 0.01.
+    return torch.optim.AdamW(
+        params,
+        lr=c.lr,
+        betas=c.betas,
+        eps=c.eps if c.eps is not None else 1e-8,
+        weight_decay=c.weight_decay if c.weight_decay is not None else 0.01,
+        amsgrad=c.amsgrad,
+        **c.extra,
+    )
+
+
+@register_optimizer("adadelta", ("lr", "rho", "eps", "weight_decay"))
+def _adadelta(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    # torch's lr for Adadelta is 1.0 (a scale on the update, which carries its own units).
+    return torch.optim.Adadelta(
+        params,
+        lr=c.lr,
+        rho=c.rho,
+        eps=c.eps if c.eps is not None else 1e-6,
+        weight_decay=c.weight_decay or 0.0,
+        **c.extra,
+    )
+
+
+@register_optimizer(
+    "adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+)
+def _adagrad(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(
+        params,
+        lr=c.lr,
+        lr_decay=c.lr_decay,
+        weight_decay=c.weight_decay or 0.0,
+        initial_accumulator_value=c.initial_accumulator_value,
+        eps=c.eps if c.eps is not None else 1e-10,
+        **c.extra,
+    )
+
+
+@register_optimizer("lbfgs", ("lr", "max_iter", "history_size", "line_search"))
+def _lbfgs(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    # step() needs a closure that recomputes the loss: see needs_closure.
+    return torch.optim.LBFGS(
+        params,
+        lr=c.lr,
+        max_iter=c.max_iter,
+        history_size=c.history_size,
+        line_search_fn=c.line_search,
+        **c.extra,
+    )
+
+
+def _scratch_factory(name: str, cls: type[torch.optim.Optimizer]) -> Factory:
+    def factory(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+        kwargs: dict[str, Any] = {"lr": c.lr}
+        for field in _SCRATCH_SETTINGS[name][1:]:
+            value = getattr(c, field)
+            if value is not None:  # None: the class's own default (AdamW: decay 0.01)
+                kwargs[field] = value
+        if name in _WITH_MOMENTUM:
+            kwargs["momentum"] = _momentum_of(c)
+        return cls(params, **kwargs, **c.extra)
+
+    return factory
+
+
+_SCRATCH_SETTINGS = {
+    "scratch_sgd": ("lr", "weight_decay"),
+    "scratch_momentum": _HEAVY_BALL,
+    "scratch_nesterov": _HEAVY_BALL,
+    "scratch_rprop": ("lr", "etas", "step_sizes"),
+    "scratch_rmsprop": ("lr", "alpha", "eps", "weight_decay"),
+    "scratch_adam": ("lr", "betas", "eps", "weight_decay"),
+    "scratch_adamw": ("lr", "betas", "eps", "weight_decay"),
+}
+for _name, _cls in SCRATCH.items():
+    register_optimizer(_name, _SCRATCH_SETTINGS[_name])(_scratch_factory(_name, _cls))
+
+
+# --- any other torch.optim class ------------------------------------------------------------------
+
+
+def _generic_settings(cls: type[torch.optim.Optimizer]) -> tuple[str, ...]:
+    accepted = inspect.signature(cls.__init__).parameters
+    return tuple(f for f in OptimConfig.model_fields if _KEYWORD.get(f, f) in accepted)
+
+
+def _generic_problems(name: str, cls: type[torch.optim.Optimizer], c: OptimConfig) -> list[str]:
+    accepted = [
+        k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "params")
+    ]
+    problems = _not_taken(name, c, _generic_settings(cls))
+    problems += [
+        f"optim.extra.{k} is not a parameter of torch.optim.{cls.__name__}."
+        + (did_you_mean(k, accepted) or f" Valid: {', '.join(accepted)}.")
+        for k in c.extra
+        if k not in accepted and k not in OptimConfig.model_fields  # those: _wrapper_problems
+    ]
+    return problems
 
 
 def _generic(cls: type[torch.optim.Optimizer], params: Params, c: OptimConfig) -> Any:
-    """Any other torch.optim class: pass the config fields its constructor accepts."""
-    accepted = inspect.signature(cls.__init__).parameters
+    """Any other torch.optim class: lr, the fields the config changes, and extra."""
     kwargs: dict[str, Any] = {"lr": c.lr}
-    for key in ("momentum", "weight_decay", "betas", "eps", "nesterov"):
-        if key in accepted and key in c.model_fields_set:
-            kwargs[key] = getattr(c, key)
-    unknown = [k for k in c.extra if k not in accepted]
-    if unknown:
-        valid = [k for k in accepted if k not in ("self", "params")]
-        raise ConfigError(
-            [
-                f"optim.extra.{k} is not a parameter of torch.optim.{cls.__name__}."
-                + (did_you_mean(k, valid) or f" Valid: {', '.join(valid)}.")
-                for k in unknown
-            ]
-        )
+    takes = _generic_settings(cls)
+    for field in _changed(c):
+        if field in takes:
+            kwargs[_KEYWORD.get(field, field)] = getattr(c, field)
     kwargs.update(c.extra)
-    return cls(params, **kwargs)
+    try:
+        return cls(params, **kwargs)
+    except TypeError as exc:  # e.g. a keyword this class does not take
+        raise ConfigError(f"optim settings do not fit torch.optim.{cls.__name__}: {exc}") from None
 
 
 def build_optimizer(params: Params, config: OptimConfig) -> torch.optim.Optimizer:
-    """Build the optimizer ``config.name`` names over ``params``."""
+    """Build the optimizer ``config.name`` names over ``params`` (in Lookahead if asked).
+
+    Raises :class:`ConfigError` listing every setting the optimizer does not take.
+    """
     name = config.name.lower()
+    classes = _torch_classes()
+    if name not in OPTIMIZERS and name not in classes:
+        hint = did_you_mean(name, optimizer_names()).strip()  # problem() adds the space
+        if name == "lookahead":
+            hint = "Lookahead wraps another optimizer: set optim.lookahead: true."
+        raise ConfigError(
+            problem("optim.name", "a known optimizer", config.name, hint)
+            + f" Known: {', '.join(optimizer_names())}."
+        )
     if name in OPTIMIZERS:
+        takes = SETTINGS.get(name)
+        problems = _not_taken(name, config, takes) if takes is not None else []
+        _checked(problems + _wrapper_problems(config) + _value_problems(name, config))
         try:
-            return OPTIMIZERS[name](params, config)
+            optimizer = OPTIMIZERS[name](params, config)
         except TypeError as exc:  # an unknown keyword in optim.extra
             raise ConfigError(f"optim.extra does not fit optimizer {name!r}: {exc}") from None
-    classes = _torch_classes()
-    if name in classes:
-        return _generic(classes[name], params, config)
-    raise ConfigError(
-        problem(
-            "optim.name",
-            "a known optimizer",
-            config.name,
-            did_you_mean(name, optimizer_names()).strip(),  # problem() adds the space
-        )
-        + f" Known: {', '.join(optimizer_names())}."
-    )
+    else:
+        _checked(_generic_problems(name, classes[name], config) + _wrapper_problems(config))
+        optimizer = _generic(classes[name], params, config)
+    if config.lookahead:
+        optimizer = Lookahead(optimizer, k=config.lookahead_k, alpha=config.lookahead_alpha)
+    return optimizer
