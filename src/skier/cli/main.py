@@ -200,6 +200,66 @@ def config_show(config_file: str | None, overrides: tuple[str, ...]) -> None:
     click.echo(config_to_yaml(_load(config_file, overrides)), nl=False)
 
 
+@cli.group("schedule")
+def schedule_group() -> None:
+    """Look at learning-rate schedules before training."""
+
+
+def _steps_per_epoch(cfg: Any, base_dir: Path | None) -> int:
+    """Optimizer steps per epoch, as the train loop will batch the training split."""
+    import math
+
+    from skier.data import load_data
+
+    n = len(load_data(cfg.data, base_dir=base_dir).train)
+    batch = n if cfg.train.batch_size == "full" else min(int(cfg.train.batch_size), n)
+    return max(n // batch if cfg.train.drop_last else math.ceil(n / batch), 1)
+
+
+@schedule_group.command("plot")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@_set
+@click.option(
+    "--out", default="schedule.png", show_default=True, type=click.Path(dir_okay=False),
+    help="PNG file to write.",
+)  # fmt: skip
+@click.option(
+    "--steps-per-epoch", type=click.IntRange(min=1), default=None,
+    help="Optimizer steps per epoch (default: from the data's training split and batch size).",
+)  # fmt: skip
+@click.option("--log", "log_scale", is_flag=True, help="Log-scale lr axis.")
+def schedule_plot(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    out: str,
+    steps_per_epoch: int | None,
+    log_scale: bool,
+) -> None:
+    """Draw the learning rate of every step of the run CONFIG describes, without training."""
+    import torch
+
+    from skier.optim import build_optimizer
+    from skier.optim.schedules import lr_curve
+    from skier.plots import save_figure
+    from skier.plots.schedule import plot_lr_curve
+
+    cfg = _load(config_file, overrides)
+    base = Path(config_file).resolve().parent if config_file else None
+    spe = steps_per_epoch or _steps_per_epoch(cfg, base)
+    # The real optimizer's momentum decides whether cyclical schedules cycle it.
+    group = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg.optim).param_groups[0]
+    curve = lr_curve(
+        cfg.schedule, lr=cfg.optim.lr, epochs=cfg.train.epochs, steps_per_epoch=spe,
+        momentum=group.get("momentum"),
+    )  # fmt: skip
+    ax = plot_lr_curve(curve, log_scale=log_scale)
+    path = save_figure(ax.figure, out)  # type: ignore[arg-type]
+    click.echo(curve.summary())
+    for note in curve.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"plot: {path.resolve()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning skier's errors into one line and an exit status."""
     try:

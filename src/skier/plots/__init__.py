@@ -11,11 +11,23 @@ from skier.plots.curves import (
     plot_learning_figure,
     save_figure,
 )
+from skier.plots.gradient_flow import (
+    GradientFlowSeries,
+    gradient_flow_series,
+    plot_gradient_flow,
+    plot_gradient_flow_figure,
+)
+from skier.plots.schedule import plot_lr_curve
 
 __all__ = [
+    "GradientFlowSeries",
     "LearningResult",
+    "gradient_flow_series",
     "new_figure",
+    "plot_gradient_flow",
+    "plot_gradient_flow_figure",
     "plot_learning_curves",
     "plot_learning_figure",
+    "plot_lr_curve",
     "save_figure",
 ]
