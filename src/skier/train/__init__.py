@@ -1,6 +1,6 @@
 """Training: the loop, its state, callbacks, metrics and checkpoints."""
 
-from skier.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
+from skier.train.callbacks import Callback, Checkpoint, EarlyStopping, GradientFlow, ProgressBar
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from skier.train.loop import FitResult, check_fit, evaluate, fit
 from skier.train.state import TrainState
@@ -10,6 +10,7 @@ __all__ = [
     "Checkpoint",
     "EarlyStopping",
     "FitResult",
+    "GradientFlow",
     "ProgressBar",
     "TrainState",
     "check_fit",
