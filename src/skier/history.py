@@ -22,7 +22,8 @@ __all__ = ["History"]
 
 
 def _clean(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    """JSON has no NaN or infinity: they become null."""
+    return None if value is None or not math.isfinite(value) else value
 
 
 @dataclass
@@ -67,7 +68,7 @@ class History:
     def to_dict(self) -> dict[str, object]:
         return {
             "rows": [{k: _clean(v) for k, v in r.items()} for r in self.rows],
-            "steps": self.steps,
+            "steps": {k: [_clean(v) for v in vals] for k, vals in self.steps.items()},
         }
 
     @classmethod
@@ -77,7 +78,9 @@ class History:
         if not isinstance(rows_in, list) or not isinstance(steps_in, dict):
             raise ValueError("history must hold a list 'rows' and a mapping 'steps'")
         rows = [{k: (math.nan if v is None else float(v)) for k, v in r.items()} for r in rows_in]
-        steps = {str(k): [float(x) for x in v] for k, v in steps_in.items()}
+        steps = {
+            str(k): [math.nan if x is None else float(x) for x in v] for k, v in steps_in.items()
+        }
         return cls(rows=rows, steps=steps)
 
     def to_json(self) -> str:

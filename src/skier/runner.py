@@ -30,8 +30,9 @@ from skier._io import atomic_write_text
 from skier.config import RunConfig, config_from_mapping, config_to_yaml
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, SkierError
-from skier.models import build_model, count_parameters
+from skier.models import build_model, count_parameters, initialize
 from skier.plots import plot_learning_figure, save_figure
+from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
 from skier.record import (
     SCHEMA_VERSION,
     RunDir,
@@ -43,7 +44,8 @@ from skier.record import (
 )
 from skier.report import write_report
 from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, ProgressBar, check_fit, fit
-from skier.train.checkpoint import load_checkpoint
+from skier.train.callbacks.gradient_flow import GradientFlow
+from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.state import TrainState
 
 __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "run_training"]
@@ -152,6 +154,9 @@ def _callbacks(
                 run_dir.checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor
             )
         )
+    diag = config.diagnostics
+    if diag.gradient_flow_every > 0:  # off: nothing is added, so nothing runs per batch
+        cbs.append(GradientFlow(diag.gradient_flow_every, layers=diag.gradient_flow_layers))
     bar = ProgressBar(False if progress is False or config.train.progress == "off" else progress)
     if bar.enabled:
         cbs.append(bar)
@@ -160,11 +165,39 @@ def _callbacks(
     return cbs
 
 
-def _build(config: RunConfig, base_dir: Path | None) -> tuple[DataBundle, Any, float]:
+def _pretrained_path(value: str, base_dir: Path | None) -> Path:
+    """``init.pretrained`` resolved against the config file's folder; it must exist."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        where = f"the config file's folder {str(base_dir)!r}" if base_dir else "the working folder"
+        raise ConfigError(
+            f"init.pretrained must be an existing checkpoint or state-dict file; got {value!r}. "
+            f"No file at {str(path)!r} (a relative path is relative to {where})."
+        )
+    return path.resolve()
+
+
+def _build(
+    config: RunConfig, base_dir: Path | None, *, resuming: bool = False
+) -> tuple[DataBundle, Any, float, dict[str, Any]]:
+    """Data, the initialised model, the seconds both took and the ``init`` record.
+
+    A resumed run takes every weight from its checkpoint, so it applies neither the scheme nor
+    ``init.pretrained`` (whose file need not exist any more).
+    """
     import torch  # local: seeding the model's initialisation is a run-level concern
 
     t0 = time.perf_counter()
     data = load_data(config.data, base_dir=base_dir)
+    init = config.init
+    path, weights = None, None
+    if init.pretrained is not None and not resuming:
+        path = _pretrained_path(init.pretrained, base_dir)
+        weights = load_model_weights(path)  # weights_only=True: a checkpoint or a state dict
+    # Seeded once, before the model is built and initialised: a run is reproducible from
+    # train.seed, and fit() re-seeds itself, so drawing the init changes nothing after it.
     torch.manual_seed(config.train.seed)
     model = build_model(
         config.model,
@@ -172,7 +205,17 @@ def _build(config: RunConfig, base_dir: Path | None) -> tuple[DataBundle, Any, f
         output_size=data.output_size,
         categorical_cardinalities=data.categorical_cardinalities,
     )
-    return data, model, time.perf_counter() - t0
+    if resuming:
+        record: dict[str, Any] = {
+            "scheme": init.scheme,
+            "pretrained": init.pretrained,
+            "resumed": "not applied: the weights come from the checkpoint",
+        }
+    else:
+        record = initialize(model, init, pretrained=weights).to_dict()
+        if path is not None:
+            record["pretrained"] = str(path)
+    return data, model, time.perf_counter() - t0, record
 
 
 def run_training(
@@ -212,7 +255,7 @@ def run_training(
     url = store_url or config.record.store or default_store_url(root)
 
     # Validate everything before anything is written.
-    data, model, data_seconds = _build(config, base)
+    data, model, data_seconds, init_record = _build(config, base, resuming=resume is not None)
     run_id = resume.run_id if resume is not None else new_run_id()
     run_dir = resume or RunDir(root / run_id)
     callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None)
@@ -221,6 +264,7 @@ def run_training(
         "train_config": config.train.model_copy(update={"progress": "off"}),
         "optim_config": config.optim,
         "schedule": config.schedule,
+        "regularization": config.regularization,
     }
     check_fit(model, data, callbacks=callbacks, **fit_kwargs)
     store = RunStore(url).open()
@@ -247,7 +291,9 @@ def run_training(
         store.finish_run(run_id, "failed", error=message, duration_s=time.perf_counter() - started)
         raise
     status = "stopped" if result.stop_reason else "completed"
-    summary = _summary(config, data, model, result, run_id, name, status, data_seconds)
+    summary = _summary(
+        config, data, model, result, run_id, name, status, data_seconds, init=init_record
+    )
     _write_outputs(config, run_dir, store, run_id, result, summary, data.info)
     store.finish_run(
         run_id,
@@ -273,6 +319,8 @@ def _summary(
     name: str,
     status: str,
     data_seconds: float,
+    *,
+    init: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     history = result.history
     epoch_times = [t for t in history.column("epoch_time") if t == t]
@@ -297,6 +345,7 @@ def _summary(
             "mean_epoch_s": sum(epoch_times) / len(epoch_times) if epoch_times else None,
         },
         "model": {"class": type(model).__name__, "parameters": count_parameters(model)},
+        "init": dict(init) if init is not None else None,
         "data": {"name": data.name, **{k: v for k, v in data.info.items() if k != "preprocessing"}},
         "checkpoints": {k: str(v) for k, v in result.checkpoints.items()},
         "skier_version": __version__,
@@ -333,6 +382,15 @@ def _write_outputs(
         save_figure(figure, run_dir.learning_curves_png)
         store.add_artifact(run_id, "learning_curves.png", run_dir.learning_curves_png, "figure")
         figures["Learning curves"] = run_dir.learning_curves_png
+    if config.diagnostics.gradient_flow_every > 0:
+        flow_csv = run_dir.path / "gradient_flow.csv"
+        atomic_write_text(flow_csv, gradient_flow_series(result.history).to_csv())
+        store.add_artifact(run_id, "gradient_flow.csv", flow_csv, "csv")
+        if config.record.plots:
+            flow_png = run_dir.path / "gradient_flow.png"
+            save_figure(plot_gradient_flow_figure(result), flow_png)
+            store.add_artifact(run_id, "gradient_flow.png", flow_png, "figure")
+            figures["Gradient flow"] = flow_png
     if config.record.report:
         write_report(
             run_dir.report_html,

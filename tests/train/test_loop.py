@@ -126,16 +126,16 @@ def test_drop_last(make_mlp: Any, clf_data: Data, drop_last: bool, steps: int) -
 
 def test_tensor_batches_drop_last_sees_only_full_batches() -> None:
     split = Split((torch.arange(10.0).unsqueeze(1),), torch.arange(10))
-    sizes = [len(y) for _, y in TensorBatches(split, 4, drop_last=True)]
+    sizes = [len(y) for _, y, _ in TensorBatches(split, 4, drop_last=True)]
     assert sizes == [4, 4]
-    sizes = [len(y) for _, y in TensorBatches(split, 4, drop_last=False)]
+    sizes = [len(y) for _, y, _ in TensorBatches(split, 4, drop_last=False)]
     assert sizes == [4, 4, 2]
 
 
 def _orders(seed: int, epochs: int = 2) -> list[torch.Tensor]:
     split = Split((torch.arange(100.0).unsqueeze(1),), torch.arange(100))
     batches = TensorBatches(split, 10, generator=torch.Generator().manual_seed(seed))
-    return [torch.cat([y for _, y in batches]) for _ in range(epochs)]
+    return [torch.cat([y for _, y, _ in batches]) for _ in range(epochs)]
 
 
 def test_permutation_differs_between_epochs_and_is_reproducible() -> None:
@@ -162,7 +162,7 @@ def test_same_seed_same_weights_other_seed_other_weights(make_mlp: Any, clf_data
 def test_no_shuffle_keeps_the_order() -> None:
     split = Split((torch.arange(20.0).unsqueeze(1),), torch.arange(20))
     batches = TensorBatches(split, 6, shuffle=False, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(torch.cat([y for _, y in batches]), torch.arange(20))
+    assert torch.equal(torch.cat([y for _, y, _ in batches]), torch.arange(20))
 
 
 def test_balanced_batches_sample_classes_about_equally() -> None:
@@ -173,7 +173,7 @@ def test_balanced_batches_sample_classes_about_equally() -> None:
 
     def counts(balanced: bool) -> torch.Tensor:
         batches = TensorBatches(split, 50, balanced=balanced, generator=g)
-        seen = torch.cat([y for _, y in batches])
+        seen = torch.cat([y for _, y, _ in batches])
         assert len(seen) == 600
         return torch.bincount(seen, minlength=2)
 
@@ -378,14 +378,21 @@ def test_dataset_without_in_memory_splits_trains(make_mlp: Any, clf_data: Data) 
     assert set(result.history.keys) >= {"loss", "error", "accuracy"}
 
 
-@pytest.mark.parametrize("setting", ["balanced", "exact_train_error"])
+@pytest.mark.parametrize(
+    ("setting", "value", "match"),
+    [
+        ("sampling", "balanced", "train.sampling must be 'uniform' when train is a Data"),
+        ("sampling", "informative", "train.sampling must be 'uniform' when train is a Data"),
+        ("exact_train_error", True, "train.exact_train_error must be False when train is a Data"),
+    ],
+)
 def test_in_memory_only_settings_refused_for_a_dataset(
-    make_mlp: Any, clf_data: Data, setting: str
+    make_mlp: Any, clf_data: Data, setting: str, value: Any, match: str
 ) -> None:
     from skier.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=f"train.{setting} must be False when train is a Data"):
-        fit(make_mlp(), TensorDataset(*clf_data), epochs=1, **{setting: True}, **CPU)
+    with pytest.raises(ConfigError, match=match):
+        fit(make_mlp(), TensorDataset(*clf_data), epochs=1, **{setting: value}, **CPU)
 
 
 def test_regression_uses_mse_and_logs_no_error(make_mlp: Any, reg_data: Data) -> None:

@@ -172,7 +172,7 @@ def test_resume_with_another_optimizer_is_refused(
     interrupted: Path, make_mlp: Any, clf_data: Data, clf_val: Data
 ) -> None:
     model = make_mlp(seed=1, dropout=0.3, batch_norm=True)
-    settings = {**SETTINGS, "momentum": 0.0}
+    settings = {k: v for k, v in SETTINGS.items() if k != "momentum"}  # adam takes none
     with pytest.raises(CheckpointError, match="optimizer"):
         fit(
             model,

@@ -16,9 +16,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from skier.data.types import Split
 
-__all__ = ["BatchSource", "LoaderBatches", "TensorBatches", "resolve_batch_size"]
+__all__ = [
+    "BatchSource",
+    "InformativeBatches",
+    "LoaderBatches",
+    "TensorBatches",
+    "resolve_batch_size",
+]
 
-Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
+# (inputs, targets, per-example loss weights or None)
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor | None]
 
 
 class BatchSource(Protocol):
@@ -27,6 +34,10 @@ class BatchSource(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Batch]: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
 
 def resolve_batch_size(batch_size: int | Literal["full"], n: int) -> int:
@@ -86,10 +97,73 @@ class TensorBatches:
         stop = len(self) * size
         for start in range(0, min(stop, self.num_examples), size):
             if order is None:
-                yield tuple(t[start : start + size] for t in inputs), targets[start : start + size]
+                sl = slice(start, start + size)
+                yield tuple(t[sl] for t in inputs), targets[sl], None
             else:
                 idx = order[start : start + size]
-                yield tuple(t[idx] for t in inputs), targets[idx]
+                yield tuple(t[idx] for t in inputs), targets[idx], None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        return None
+
+
+class InformativeBatches(TensorBatches):
+    """Examples drawn with probability growing with their recent loss.
+
+    Each epoch draws ``n`` examples with replacement from
+    ``p_i = (1 - floor) * loss_i / sum(loss) + floor / n``: hard examples come more often, and
+    the uniform ``floor`` keeps every example's chance at least ``floor / n`` so the selection
+    stays "random enough". Each drawn example carries the weight ``1 / (n * p_i)``; the loop
+    multiplies its loss by it, which keeps the expected gradient equal to the full-data gradient
+    (unbiased). ``loss_i`` is the example's loss the last time it was in a batch (1 before).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int | Literal["full"],
+        *,
+        floor: float = 0.2,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(split, batch_size, drop_last=drop_last, generator=generator)
+        self.floor = floor
+        self.recent = torch.ones(self.num_examples, dtype=torch.float32, device=split.device)
+        self._current: torch.Tensor | None = None
+
+    def probabilities(self) -> torch.Tensor:
+        n = self.num_examples
+        losses = self.recent.clamp(min=0.0)
+        total = losses.sum()
+        by_loss = losses / total if float(total) > 0 else torch.full_like(losses, 1.0 / n)
+        return (1.0 - self.floor) * by_loss + self.floor / n
+
+    def __iter__(self) -> Iterator[Batch]:
+        n, size = self.num_examples, self.batch_size
+        probs = self.probabilities()
+        order = torch.multinomial(probs.cpu().double(), n, True, generator=self.generator)
+        order = order.to(self.split.device)
+        weights = (1.0 / (n * probs))[order]
+        inputs, targets = self.split.inputs, self.split.targets
+        for start in range(0, len(self) * size, size):
+            idx = order[start : start + size]
+            self._current = idx
+            yield tuple(t[idx] for t in inputs), targets[idx], weights[start : start + size]
+
+    def observe(self, losses: torch.Tensor) -> None:
+        """Record the per-example losses of the batch just yielded (stays on the device)."""
+        if self._current is not None:
+            self.recent[self._current] = losses.detach().float()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"recent": self.recent.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.recent.copy_(state["recent"].to(self.recent.device))
 
 
 def _as_batch(item: Any, device: torch.device) -> Batch:
@@ -98,7 +172,8 @@ def _as_batch(item: Any, device: torch.device) -> Batch:
     if not isinstance(item, Sequence) or len(item) < 2:
         raise TypeError("each batch must be a tuple (inputs..., target)")
     *xs, y = item
-    return tuple(x.to(device, non_blocking=True) for x in xs), y.to(device, non_blocking=True)
+    inputs = tuple(x.to(device, non_blocking=True) for x in xs)
+    return inputs, y.to(device, non_blocking=True), None
 
 
 class LoaderBatches:
@@ -135,3 +210,9 @@ class LoaderBatches:
     def __iter__(self) -> Iterator[Batch]:
         for item in self.loader:
             yield _as_batch(item, self.device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        return None

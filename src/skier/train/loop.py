@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from skier.config import OptimConfig, ScheduleConfig, TrainConfig
+from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, TrainConfig
 from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
@@ -64,12 +64,14 @@ def fit(
     resume: str | Path | None = None,
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
+    regularization: RegularizationConfig | None = None,
     **settings: Any,
 ) -> FitResult:
     """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
 
-    ``settings`` are the fields of the ``train`` and ``optim`` config sections (``epochs``,
-    ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``seed``, ``device``, ...), checked
+    ``settings`` are the fields of the ``train``, ``optim`` and ``regularization`` config
+    sections (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``l2``,
+    ``sampling``, ``seed``, ``device``, ...), checked
     by the same schema as the YAML config. ``resume`` is a checkpoint written by
     :class:`~skier.train.callbacks.Checkpoint`; training goes on from its position.
 
@@ -81,7 +83,7 @@ def fit(
     s = prepare(
         model, train, val, test, optimizer=optimizer, scheduler=scheduler, schedule=schedule,
         callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
-        settings=settings,
+        settings=settings, regularization=regularization,
     )  # fmt: skip
     checkpoint = load_checkpoint(resume) if resume is not None else None
     with s.determinism():
@@ -107,8 +109,8 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
             state.requests.stop_reason = (
                 f"non-finite {what} at epoch {epoch}; kept epoch {epoch - 1}"
             )
-        elif s.scheduler is not None:
-            s.scheduler.step()
+        elif s.schedule is not None and s.schedule.interval == "epoch":
+            s.schedule.step(logs)
         for cb in s.callbacks:  # callbacks
             cb.on_epoch_end(state, logs)
         if state.diverged:
@@ -133,6 +135,7 @@ def check_fit(
     task: Literal["classification", "regression"] | None = None,
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
+    regularization: RegularizationConfig | None = None,
     **settings: Any,
 ) -> None:
     """Run every check :func:`fit` runs first (settings, data, output shape, monitored keys)
@@ -143,7 +146,7 @@ def check_fit(
         prepare(
             model, train, val, test, optimizer=optimizer, scheduler=None, schedule=schedule,
             callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
-            settings=settings,
+            settings=settings, regularization=regularization,
         )  # fmt: skip
     finally:  # the schedule built on a given optimizer has set its lr: put it back
         if given is not None and saved is not None:
@@ -165,47 +168,114 @@ def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
 
 
 def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
-    model, opt, loss_fn, scaler = s.model, s.optimizer, s.loss_fn, s.scaler
-    clip, per_batch = s.train_cfg.grad_clip, _overrides(s.callbacks, "on_batch_end")
-    mean = s.train_cfg.reduction == "mean"
-    acc_dtype = torch.float32 if s.device.type == "mps" else torch.float64
-    loss_sum = torch.zeros((), dtype=acc_dtype, device=s.device)
-    wrong = torch.zeros((), dtype=torch.int64, device=s.device)
-    seen, per_example = 0, 1
-    model.train()
+    per_batch = _overrides(s.callbacks, "on_batch_end")
+    sums = _Sums(s)
+    s.model.train()
     assert s.batches is not None
-    for inputs, y in s.batches:
-        opt.zero_grad(set_to_none=True)
-        with s.autocast():
-            out = model(*inputs)
-            loss = loss_fn(out, y)
-        if scaler is None:
-            loss.backward()
+    per_step = s.schedule if s.schedule is not None and s.schedule.interval == "step" else None
+    group = s.optimizer.param_groups[0]
+    lrs = state.history.steps.setdefault("lr", [])  # the lr actually used, every step
+    for inputs, y, weights in s.batches:
+        if per_step is not None:  # set LR
+            lrs.append(group["lr"])
+        if s.needs_closure:  # L-BFGS evaluates the loss several times per step
+            data_loss, penalty, out = _closure_step(s, inputs, y, weights)
         else:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        if scaler is None:
-            opt.step()
-        else:
-            scaler.step(opt)
-            scaler.update()
-        n = y.shape[0]
-        loss_sum.add_(loss.detach(), alpha=n if mean else 1)
-        if s.classification:
-            wrong.add_((out.detach().argmax(dim=1) != y).sum())
-        seen += n
+            data_loss, penalty, out = _forward_backward(s, inputs, y, weights)
+            _clip_and_step(s)  # clip → step
+        if per_step is not None:
+            per_step.step()
+        sums.add(data_loss, penalty, out, y)
         state.step += 1
         for cb in per_batch:
             cb.on_batch_end(state)
-    if not s.classification:
-        per_example = max(int(out[0].numel()), 1) if seen and not mean else 1
-    result = {"loss": float(loss_sum) / max(seen * per_example, 1)}
-    if s.classification:
-        result["error"] = float(wrong) / max(seen, 1)
-        result["accuracy"] = 1.0 - result["error"]
-    return result
+    if per_step is None:  # one lr for the whole epoch: no per-step work
+        lrs.extend([float(group["lr"])] * sums.batches)
+    return sums.result()
+
+
+def _forward_backward(
+    s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    s.optimizer.zero_grad(set_to_none=True)
+    with s.autocast():
+        out = s.model(*inputs)
+        data_loss = s.loss(out, y, weights)  # forward → loss
+        penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
+        loss = data_loss if penalty is None else data_loss + penalty
+    (loss if s.scaler is None else s.scaler.scale(loss)).backward()  # backward
+    return data_loss, penalty, out
+
+
+def _clip_and_step(s: Setup) -> None:
+    clip, scaler, opt = s.train_cfg.grad_clip, s.scaler, s.optimizer
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if clip is not None and s.train_cfg.grad_clip_mode == "norm":
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip)
+    elif clip is not None:
+        torch.nn.utils.clip_grad_value_(s.model.parameters(), clip)
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
+
+
+def _closure_step(
+    s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
+) -> Any:
+    """One step of an optimizer that needs a closure; the metrics are those of its first call."""
+    first: list[Any] = []
+
+    def closure() -> float:
+        result = _forward_backward(s, inputs, y, weights)
+        first.append(result)
+        if s.train_cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.train_cfg.grad_clip)
+        data_loss, penalty, _ = result
+        return data_loss if penalty is None else data_loss + penalty  # type: ignore[return-value]
+
+    s.optimizer.step(closure)
+    return first[0]
+
+
+class _Sums:
+    """Running sums of an epoch, kept on the device and read once at its end."""
+
+    def __init__(self, s: Setup) -> None:
+        dtype = torch.float32 if s.device.type == "mps" else torch.float64
+        self.mean = s.train_cfg.reduction == "mean"
+        self.classification = s.classification
+        self.loss = torch.zeros((), dtype=dtype, device=s.device)
+        self.penalty = torch.zeros((), dtype=dtype, device=s.device) if s.penalty else None
+        self.wrong = torch.zeros((), dtype=torch.int64, device=s.device)
+        self.seen = self.batches = 0
+        self.per_example = 1  # regression with reduction "sum": the loss sums over targets too
+
+    def add(
+        self, data_loss: torch.Tensor, penalty: torch.Tensor | None, out: torch.Tensor, y: Any
+    ) -> None:
+        n = y.shape[0]
+        self.loss.add_(data_loss.detach(), alpha=n if self.mean else 1)
+        if self.penalty is not None and penalty is not None:
+            self.penalty.add_(penalty.detach())
+        if self.classification:
+            self.wrong.add_((out.detach().argmax(dim=1) != y).sum())
+        elif not self.mean:
+            self.per_example = max(int(out[0].numel()), 1)
+        self.seen += n
+        self.batches += 1
+
+    def result(self) -> dict[str, float]:
+        seen = max(self.seen, 1)
+        result = {"loss": float(self.loss) / (seen * self.per_example)}
+        if self.penalty is not None:
+            result["penalty"] = float(self.penalty) / max(self.batches, 1)  # mean per step
+        if self.classification:
+            result["error"] = float(self.wrong) / seen
+            result["accuracy"] = 1.0 - result["error"]
+        return result
 
 
 def _stateful(callbacks: Sequence[Callback]) -> list[Callback]:
@@ -234,8 +304,8 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
     try:
         s.model.load_state_dict(checkpoint["model"])
         s.optimizer.load_state_dict(checkpoint["optimizer"])
-        if s.scheduler is not None and checkpoint.get("scheduler") is not None:
-            s.scheduler.load_state_dict(checkpoint["scheduler"])
+        if s.schedule is not None and checkpoint.get("scheduler") is not None:
+            s.schedule.load_state_dict(checkpoint["scheduler"])
         if s.scaler is not None and checkpoint.get("scaler") is not None:
             s.scaler.load_state_dict(checkpoint["scaler"])
         saved = checkpoint["callbacks"]
@@ -245,7 +315,11 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint does not match this model or set-up: {first}") from None
     restore_rng(checkpoint["rng"], s.shuffle_generator)
-    state.history.extend(History.from_dict(checkpoint["history"]).rows)
+    if s.batches is not None and checkpoint.get("sampler"):
+        s.batches.load_state_dict(checkpoint["sampler"])
+    saved = History.from_dict(checkpoint["history"])
+    state.history.extend(saved.rows)
+    state.history.steps.update(saved.steps)  # per-step series (lr, gradient flow, ...)
     state.epoch, state.step = int(checkpoint["epoch"]), int(checkpoint["step"])
     return state
 
@@ -280,12 +354,13 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
         "model": s.model.state_dict(),
         "optimizer_class": type(s.optimizer).__name__,
         "optimizer": s.optimizer.state_dict(),
-        "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
+        "scheduler": s.schedule.state_dict() if s.schedule is not None else None,
         "scaler": s.scaler.state_dict() if s.scaler is not None else None,
         "callbacks": [
             {"class": type(c).__name__, "state": c.state_dict()} for c in _stateful(s.callbacks)
         ],
         "rng": capture_rng(s.shuffle_generator),
+        "sampler": s.batches.state_dict() if s.batches is not None else {},
         "history": state.history.to_dict(),
     }
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from skier.data.types import Split
 
-__all__ = ["LossFn", "evaluate_split", "make_loss"]
+__all__ = ["LossFn", "evaluate_split", "make_example_loss", "make_loss"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,6 +27,18 @@ def make_loss(
 
     def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out, y.reshape(out.shape), reduction=reduction)
+
+    return mse
+
+
+def make_example_loss(name: Literal["cross_entropy", "mse"]) -> LossFn:
+    """One loss per example (shape ``N``): the mean over targets for regression."""
+    if name == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+
+    def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        per = F.mse_loss(out, y.reshape(out.shape), reduction="none")
+        return per.reshape(per.shape[0], -1).mean(dim=1)
 
     return mse
 

@@ -8,6 +8,7 @@ touch a file.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +20,29 @@ from pydantic import ValidationError
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset
 
-from skier.config import OptimConfig, ScheduleConfig, TrainConfig, config_from_mapping
+from skier.config import (
+    OptimConfig,
+    RegularizationConfig,
+    ScheduleConfig,
+    TrainConfig,
+    config_from_mapping,
+)
 from skier.data.types import DataBundle, Split
 from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
-from skier.optim import build_optimizer, build_scheduler
-from skier.train.batches import BatchSource, LoaderBatches, TensorBatches
+from skier.optim import build_optimizer, needs_closure
+from skier.optim.schedules import Schedule, build_schedule
+from skier.train.batches import (
+    BatchSource,
+    InformativeBatches,
+    LoaderBatches,
+    TensorBatches,
+    resolve_batch_size,
+)
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.progress import ProgressBar
-from skier.train.metrics import LossFn, make_loss
+from skier.train.metrics import LossFn, make_example_loss, make_loss
+from skier.train.regularize import Penalty
 
 __all__ = ["DataLike", "Setup", "prepare", "resolve_device"]
 
@@ -35,6 +50,7 @@ DataLike = Split | DataBundle | tuple[Any, Any] | Dataset[Any] | DataLoader[Any]
 
 _OPTIM_KEYS = set(OptimConfig.model_fields) - {"name"}
 _TRAIN_KEYS = set(TrainConfig.model_fields)
+_REG_KEYS = set(RegularizationConfig.model_fields)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,10 +68,11 @@ def resolve_device(name: str) -> torch.device:
 
 def _settings(
     settings: Mapping[str, Any], optimizer: Any, schedule: Any
-) -> tuple[TrainConfig, OptimConfig, ScheduleConfig]:
+) -> tuple[TrainConfig, OptimConfig, ScheduleConfig, RegularizationConfig]:
     """Split ``fit``'s keywords into the config sections, validated by the same schema."""
-    unknown = [k for k in settings if k not in _TRAIN_KEYS | _OPTIM_KEYS]
-    valid = sorted(_TRAIN_KEYS | _OPTIM_KEYS | {"optimizer", "schedule", "callbacks"})
+    known = _TRAIN_KEYS | _OPTIM_KEYS | _REG_KEYS
+    unknown = [k for k in settings if k not in known]
+    valid = sorted(known | {"optimizer", "schedule", "callbacks"})
     if unknown:
         raise ConfigError(
             [f"fit() got an unknown setting {k!r}.{did_you_mean(k, valid)}" for k in unknown]
@@ -63,6 +80,7 @@ def _settings(
     raw: dict[str, Any] = {
         "train": {k: v for k, v in settings.items() if k in _TRAIN_KEYS},
         "optim": {k: v for k, v in settings.items() if k in _OPTIM_KEYS},
+        "regularization": {k: v for k, v in settings.items() if k in _REG_KEYS},
     }
     if isinstance(optimizer, str):
         raw["optim"]["name"] = optimizer
@@ -72,7 +90,7 @@ def _settings(
         raw["schedule"] = dict(schedule)
     cfg = config_from_mapping(raw, "fit()")
     sched = schedule if isinstance(schedule, ScheduleConfig) else cfg.schedule
-    return cfg.train, cfg.optim, sched
+    return cfg.train, cfg.optim, sched, cfg.regularization
 
 
 def _as_split(data: Any, name: str) -> Split | DataLoader[Any] | Dataset[Any] | None:
@@ -114,13 +132,26 @@ class Setup:
     val: Split | None
     test: Split | None
     optimizer: torch.optim.Optimizer
-    scheduler: LRScheduler | None
+    schedule: Schedule | None
     loss_fn: LossFn
+    example_loss: LossFn  # per-example losses (informative sampling)
     callbacks: list[Callback]
     available_keys: frozenset[str]
     shuffle_generator: torch.Generator = field(default_factory=torch.Generator)
     scaler: Any = None
     batches: BatchSource | None = None
+    penalty: Penalty | None = None
+    needs_closure: bool = False
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> Any:
+        """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
+        if weights is None:
+            return self.loss_fn(out, y)
+        per_example = self.example_loss(out, y)
+        if isinstance(self.batches, InformativeBatches):
+            self.batches.observe(per_example)
+        weighted = per_example * weights
+        return weighted.mean() if self.train_cfg.reduction == "mean" else weighted.sum()
 
     @property
     def classification(self) -> bool:
@@ -166,14 +197,24 @@ class Setup:
     def move_to_device(self) -> None:
         """The only mutation of the caller's objects: model and data go to the device."""
         self.model.to(self.device)
-        if isinstance(self.train, Split):
+        cfg = self.train_cfg
+        if isinstance(self.train, Split) and cfg.sampling == "informative":
+            self.train = self.train.to(self.device)
+            self.batches = InformativeBatches(
+                self.train,
+                cfg.batch_size,
+                floor=cfg.informative_floor,
+                drop_last=cfg.drop_last,
+                generator=self.shuffle_generator,
+            )
+        elif isinstance(self.train, Split):
             self.train = self.train.to(self.device)
             self.batches = TensorBatches(
                 self.train,
-                self.train_cfg.batch_size,
-                shuffle=self.train_cfg.shuffle,
-                drop_last=self.train_cfg.drop_last,
-                balanced=self.train_cfg.balanced,
+                cfg.batch_size,
+                shuffle=cfg.shuffle,
+                drop_last=cfg.drop_last,
+                balanced=cfg.sampling == "balanced",
                 generator=self.shuffle_generator,
             )
         else:
@@ -187,6 +228,15 @@ class Setup:
             )
         self.val = self.val.to(self.device) if self.val is not None else None
         self.test = self.test.to(self.device) if self.test is not None else None
+
+
+def _steps_per_epoch(train: Any, cfg: TrainConfig) -> int:
+    """Optimizer steps per epoch, as the batch source will make them."""
+    if isinstance(train, DataLoader):
+        return len(train)
+    n = len(train)
+    size = resolve_batch_size(cfg.batch_size, n)
+    return n // size if cfg.drop_last and n >= size else math.ceil(n / size)
 
 
 def _infer_task(train: Any, declared: str | None) -> str:
@@ -283,16 +333,18 @@ def prepare(
     train_config: TrainConfig | None,
     optim_config: OptimConfig | None,
     settings: Mapping[str, Any],
+    regularization: RegularizationConfig | None = None,
 ) -> Setup:
     """Validate and resolve everything; change nothing."""
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     try:
-        cfg_train, cfg_optim, cfg_sched = _settings(settings, optimizer, schedule)
+        cfg_train, cfg_optim, cfg_sched, cfg_reg = _settings(settings, optimizer, schedule)
     except ValidationError as exc:  # pragma: no cover - config_from_mapping converts these
         raise ConfigError(str(exc)) from None
     cfg_train = train_config or cfg_train
     cfg_optim = optim_config or cfg_optim
+    cfg_reg = regularization or cfg_reg
     bundle = train if isinstance(train, DataBundle) else None
     if bundle is not None:
         train, val, test = bundle.train, val or bundle.val, test or bundle.test
@@ -308,17 +360,20 @@ def prepare(
     if isinstance(train_s, Split) and len(train_s) == 0:
         raise DataError("train must hold at least one example; got 0.")
     if not isinstance(train_s, Split):  # these two index the in-memory tensors
-        unsupported = [k for k in ("balanced", "exact_train_error") if getattr(cfg_train, k)]
-        if unsupported:
-            raise ConfigError(
-                [
-                    problem(
-                        f"train.{k}", "False when train is a Dataset or DataLoader", True,
-                        "Pass train as an (inputs, targets) pair or a Split.",
-                    )
-                    for k in unsupported
-                ]
+        hint = "Pass train as an (inputs, targets) pair or a Split."
+        problems = []
+        if cfg_train.sampling != "uniform":
+            problems.append(
+                problem("train.sampling", "'uniform' when train is a Dataset or DataLoader",
+                        cfg_train.sampling, hint)
             )  # fmt: skip
+        if cfg_train.exact_train_error:
+            problems.append(
+                problem("train.exact_train_error", "False when train is a Dataset or DataLoader",
+                        True, hint)
+            )  # fmt: skip
+        if problems:
+            raise ConfigError(problems)
     device = resolve_device(cfg_train.device)
     resolved_task = _infer_task(train_s, task)
     splits = [train_s if isinstance(train_s, Split) else None, val_s, test_s]
@@ -329,6 +384,8 @@ def prepare(
     elif (loss_name == "cross_entropy") != (resolved_task == "classification"):
         raise ConfigError(problem("train.loss", f"a loss for {resolved_task}", loss_name))
     keys = {"epoch", "loss", "lr", "epoch_time"}
+    if cfg_reg.l1 or cfg_reg.l2:
+        keys.add("penalty")
     if resolved_task == "classification":
         keys |= {"error", "accuracy"}
     if val_s is not None:
@@ -336,6 +393,12 @@ def prepare(
     available = frozenset(keys)
     callbacks = list(callbacks)
     _check_callbacks(callbacks, available)
+    if scheduler is None and cfg_sched.name == "plateau" and cfg_sched.monitor not in available:
+        raise ConfigError(
+            f"schedule.monitor must be a key the loop produces; got {cfg_sched.monitor!r}."
+            f"{did_you_mean(cfg_sched.monitor, available)} "
+            f"Valid keys: {', '.join(sorted(available))}."
+        )
     if cfg_train.progress != "off" and not any(isinstance(c, ProgressBar) for c in callbacks):
         bar = ProgressBar(True if cfg_train.progress == "on" else "auto")
         if bar.enabled:  # a disabled bar would still cost a call per batch
@@ -355,15 +418,25 @@ def prepare(
         val=val_s,
         test=test_s,
         optimizer=opt,
-        scheduler=None,
+        schedule=None,
         loss_fn=make_loss(loss_name, cfg_train.reduction),
+        example_loss=make_example_loss(loss_name),
         callbacks=callbacks,
         available_keys=available,
         scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+        penalty=(
+            Penalty(model, l1=cfg_reg.l1, l2=cfg_reg.l2, penalize=cfg_reg.penalize)
+            if cfg_reg.l1 or cfg_reg.l2
+            else None
+        ),
+        needs_closure=needs_closure(opt),
     )
     _check_shapes(setup, bundle)
-    # Last: building a scheduler changes the optimizer's lr (e.g. a warm-up ramp starts low).
-    setup.scheduler = (
-        scheduler if scheduler is not None else build_scheduler(opt, cfg_sched, cfg_train.epochs)
-    )
+    # Last: building a schedule changes the optimizer's lr (e.g. a warm-up ramp starts low).
+    if scheduler is not None:  # the caller's own torch scheduler, stepped once per epoch
+        setup.schedule = Schedule(scheduler, name=type(scheduler).__name__, interval="epoch")
+    else:
+        steps = _steps_per_epoch(train_s, cfg_train)
+        setup.schedule = build_schedule(opt, cfg_sched, epochs=cfg_train.epochs,
+                                        steps_per_epoch=steps)  # fmt: skip
     return setup
