@@ -545,7 +545,8 @@ def _describe(err: Mapping[str, Any], source: str) -> str:
         msg = "must be" + msg.removeprefix("Input should be")
     elif not msg.startswith("must"):
         msg = f"must be valid: {msg}"
-    return f"{where}{field} {msg}; got {value!r}."
+    msg, sep, hint = msg.partition(" Did you mean")  # the hint goes after the value
+    return f"{where}{field} {msg.rstrip('.')}; got {value!r}.{sep}{hint}"
 
 
 def _merge_problems(problems: Iterable[str]) -> list[str]:

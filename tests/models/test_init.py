@@ -394,7 +394,8 @@ def test_custom_function_errors(custom: str, ref: str, match: str) -> None:
 def test_unknown_scheme_lists_the_valid_ones_with_did_you_mean(scheme: str, hint: str) -> None:
     listing = ", ".join(SCHEMES)
     expected = rf"init\.scheme must be one of {listing}, or a 'package\.module:function' reference"
-    with pytest.raises(ConfigError, match=expected + r"\. " + hint.replace("?", r"\?")):
+    got = rf"; got {scheme!r}\. "
+    with pytest.raises(ConfigError, match=expected + got + hint.replace("?", r"\?")):
         config_from_mapping({"init": {"scheme": scheme}})
     with pytest.raises(ConfigError, match=hint.replace("?", r"\?")):
         initialize(nn.Linear(2, 2), {"scheme": scheme})
