@@ -376,6 +376,11 @@ def _write_outputs(
     store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
     for path in result.checkpoints.values():
         store.add_artifact(run_id, f"checkpoints/{path.name}", path, "checkpoint")
+    lrs = result.history.steps.get("lr", [])
+    if lrs:  # the lr actually used at every optimizer step
+        lines = ["step,lr", *(f"{i},{lr!r}" for i, lr in enumerate(lrs, 1))]
+        atomic_write_text(run_dir.path / "lr.csv", "\n".join(lines) + "\n")
+        store.add_artifact(run_id, "lr.csv", run_dir.path / "lr.csv", "csv")
     figures: dict[str, Path | bytes] = {}
     if config.record.plots and result.history.rows:
         figure = plot_learning_figure(result)

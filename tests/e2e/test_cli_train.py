@@ -61,6 +61,9 @@ def test_train_writes_run_directory_and_store_row(skier_cli: Runner, tmp_path: P
     assert 0.0 <= result["test_metrics"]["test_accuracy"] <= 1.0
     assert "epochs: 3" in (run / "config.yaml").read_text()
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 4
+    lr_lines = (run / "lr.csv").read_text().strip().splitlines()
+    assert lr_lines[0] == "step,lr" and lr_lines[1] == "1,0.001"
+    assert len(lr_lines) == 1 + 3 * 17  # 1,077 training examples, batch 64: 17 steps an epoch
     report = (run / "report.html").read_text()
     assert "<b>tiny</b>" not in report and "&lt;b&gt;tiny&lt;/b&gt;" in report
     with RunStore(default_store_url(tmp_path / "runs")) as store:
