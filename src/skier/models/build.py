@@ -9,7 +9,6 @@ Models never import :mod:`skier.data` (a sibling layer), so the caller passes th
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -22,12 +21,12 @@ from skier.errors import ModelError, SkierError, did_you_mean, problem
 from skier.models.blocks import is_count
 from skier.models.cnn import CNN
 from skier.models.mlp import MLP
+from skier.models.references import resolve_reference
 from skier.models.tabular import TabularNet
 
 __all__ = ["build_model", "count_parameters"]
 
 BUILT_IN = ("mlp", "cnn", "tabular")
-_MISSING = object()
 
 
 def build_model(
@@ -202,58 +201,7 @@ def _from_reference(
 
 
 def _resolve(ref: str) -> Callable[..., Any]:
-    """Import ``package.module:attr[.attr]`` and return the callable it names."""
-    module_name, _, attr_path = ref.partition(":")
-    if not module_name or not attr_path:
-        raise ModelError(
-            problem("model.name", "a 'package.module:function' reference", ref, _REF_HINT)
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # Tell "the module named in the config is missing" from "it imports something missing".
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            raise ModelError(
-                problem(
-                    "model.name",
-                    "a 'package.module:function' reference to an importable module",
-                    ref,
-                    f"No module named {exc.name!r}; install it or put it on sys.path.",
-                )
-            ) from exc
-        raise ModelError(f"model.name {ref!r}: importing {module_name!r} failed: {exc}.") from exc
-    except Exception as exc:  # an error inside the user's module while it is imported
-        raise ModelError(
-            f"model.name {ref!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}."
-        ) from exc
-    obj: Any = module
-    where = module_name
-    for part in attr_path.split("."):
-        nxt = getattr(obj, part, _MISSING)
-        if nxt is _MISSING:
-            public = [n for n in dir(obj) if not n.startswith("_")]
-            raise ModelError(
-                problem(
-                    "model.name",
-                    "a reference to an existing function",
-                    ref,
-                    f"{where!r} has no attribute {part!r}.{did_you_mean(part, public)}",
-                )
-            )
-        obj, where = nxt, f"{where}.{part}"
-    if not callable(obj):
-        raise ModelError(
-            problem(
-                "model.name",
-                "a reference to a function or class",
-                ref,
-                f"{where!r} is a {type(obj).__name__}.",
-            )
-        )
-    return obj
-
-
-_REF_HINT = "For example 'mypackage.models:make_net'."
+    return resolve_reference(ref, "model.name", ModelError, what="a function or class")
 
 
 def _call(factory: Callable[..., Any], kwargs: dict[str, Any], offered: dict[str, Any]) -> Any:

@@ -46,7 +46,6 @@ the runner seeds it with ``train.seed`` before building the model), or from ``ge
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,7 +55,8 @@ import torch
 from torch import nn
 
 from skier.config import InitConfig, config_from_mapping
-from skier.errors import CheckpointError, ConfigError, did_you_mean, problem
+from skier.errors import CheckpointError, ConfigError, problem
+from skier.models.references import resolve_reference
 
 __all__ = ["INIT_LAYERS", "SCHEMES", "InitReport", "initialize"]
 
@@ -307,49 +307,7 @@ def _custom_rule(ref: str) -> TensorRule:
 
 
 def _resolve(ref: str) -> Callable[..., Any]:
-    """Import ``package.module:attr[.attr]`` and return the callable it names."""
-    module_name, _, attr_path = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
-            raise ConfigError(
-                problem(
-                    "init.scheme",
-                    "a 'package.module:function' reference to an importable module",
-                    ref,
-                    f"No module named {exc.name!r}; install it or put it on sys.path.",
-                )
-            ) from exc
-        raise ConfigError(f"init.scheme {ref!r}: importing {module_name!r} failed: {exc}.") from exc
-    except Exception as exc:  # an error inside the user's module while it is imported
-        raise ConfigError(
-            f"init.scheme {ref!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}."
-        ) from exc
-    obj: Any = module
-    where = module_name
-    for part in attr_path.split("."):
-        if not hasattr(obj, part):
-            public = [n for n in dir(obj) if not n.startswith("_")]
-            raise ConfigError(
-                problem(
-                    "init.scheme",
-                    "a reference to an existing function",
-                    ref,
-                    f"{where!r} has no attribute {part!r}.{did_you_mean(part, public)}",
-                )
-            )
-        obj, where = getattr(obj, part), f"{where}.{part}"
-    if not callable(obj):
-        raise ConfigError(
-            problem(
-                "init.scheme",
-                "a reference to a function",
-                ref,
-                f"{where!r} is a {type(obj).__name__}.",
-            )
-        )
-    return obj
+    return resolve_reference(ref, "init.scheme", ConfigError, what="a function")
 
 
 # --- pretrained weights -------------------------------------------------------------------------
