@@ -246,9 +246,10 @@ def run_training(
             raise CheckpointError(
                 f"resume directory {str(resume.path)!r} has no checkpoints/last.pt to resume from."
             )
-        checkpoint: Path | None = last
+        state = load_checkpoint(last)  # read once, handed to fit
+        checkpoint: dict[str, Any] | None = state
         root = resume.path.parent
-        from_epoch = int(load_checkpoint(last)["epoch"])
+        from_epoch = int(state["epoch"])
     else:
         checkpoint, from_epoch = None, 0
         root = Path(out_dir) if out_dir is not None else Path(config.record.dir)

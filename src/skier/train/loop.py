@@ -61,7 +61,7 @@ def fit(
     schedule: str | Mapping[str, Any] | ScheduleConfig | None = None,
     callbacks: Sequence[Callback] = (),
     task: Literal["classification", "regression"] | None = None,
-    resume: str | Path | None = None,
+    resume: str | Path | Mapping[str, Any] | None = None,
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
     regularization: RegularizationConfig | None = None,
@@ -73,7 +73,8 @@ def fit(
     sections (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``l2``,
     ``sampling``, ``seed``, ``device``, ...), checked
     by the same schema as the YAML config. ``resume`` is a checkpoint written by
-    :class:`~skier.train.callbacks.Checkpoint`; training goes on from its position.
+    :class:`~skier.train.callbacks.Checkpoint` (its path, or the state ``load_checkpoint``
+    returned); training goes on from its position.
 
     Example::
 
@@ -85,7 +86,11 @@ def fit(
         callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
         settings=settings, regularization=regularization,
     )  # fmt: skip
-    checkpoint = load_checkpoint(resume) if resume is not None else None
+    checkpoint = (
+        dict(resume) if isinstance(resume, Mapping)
+        else load_checkpoint(resume) if resume is not None
+        else None
+    )  # fmt: skip
     with s.determinism():
         return _train(s, checkpoint)
 
