@@ -225,7 +225,10 @@ def test_newer_schema_is_refused(sqlite_url: str) -> None:
         conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,)
         )
-    with pytest.raises(StoreError, match=r"store schema version must be at most 1 .*; got 2\."):
+    with pytest.raises(
+        StoreError,
+        match=rf"schema version must be at most {SCHEMA_VERSION} .*; got {SCHEMA_VERSION + 1}\.",
+    ):
         RunStore(sqlite_url).open()
     with contextlib.closing(sqlite3.connect(_sqlite_file(sqlite_url))) as conn, conn:
         conn.execute("UPDATE meta SET value = 'one' WHERE key = 'schema_version'")
@@ -278,3 +281,28 @@ def test_create_run_uses_given_id(sqlite_url: str) -> None:
     with RunStore(sqlite_url) as store:
         assert store.create_run("r", {}, None, kind="lr_range", run_id=run_id) == run_id
         assert store.get_run(run_id).kind == "lr_range"
+
+
+def test_version_1_store_is_upgraded_in_place(sqlite_url: str) -> None:
+    # A store as skier 0.1 (schema 1) wrote it: no parent_id / summary_json columns.
+    store = RunStore(sqlite_url).open()
+    old = store.create_run("old", {"optim": {"lr": 0.1}}, None)
+    store.finish_run(old, "completed", test_metrics={"test_loss": 0.5})
+    store.close()
+    with contextlib.closing(sqlite3.connect(_sqlite_file(sqlite_url))) as conn, conn:
+        conn.execute("DROP INDEX ix_runs_parent_id")
+        conn.execute("ALTER TABLE runs DROP COLUMN parent_id")
+        conn.execute("ALTER TABLE runs DROP COLUMN summary_json")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with RunStore(sqlite_url) as upgraded:
+        record = upgraded.get_run(old)
+        assert record.parent_id is None and record.summary == {}
+        assert record.test_metrics == {"test_loss": 0.5}
+        child = upgraded.create_run("fold", {}, None, kind="cv_fold", parent_id=old)
+        upgraded.finish_run(child, "completed", summary={"best": 1.5, "nan": float("nan")})
+        assert upgraded.get_run(child).summary == {"best": 1.5, "nan": None}
+        assert [r.id for r in upgraded.list_runs(parent_id=old)] == [child]
+        assert [r.id for r in upgraded.list_runs(kind="train")] == [old]
+    with contextlib.closing(sqlite3.connect(_sqlite_file(sqlite_url))) as conn:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == str(SCHEMA_VERSION)

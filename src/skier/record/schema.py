@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "ADDED_COLUMNS",
     "ARTIFACT_KINDS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
@@ -38,7 +39,10 @@ __all__ = [
 ]
 
 #: Bump when a table changes shape; a store written with a newer version is refused on open.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+#: Columns added since version 1, added in place to an older store when it is opened.
+ADDED_COLUMNS: Final = {2: (("runs", "parent_id", "VARCHAR(64)"), ("runs", "summary_json", "TEXT"))}
 
 #: ``stopped`` is an early stop or the non-finite guard; ``interrupted`` is Ctrl-C or a signal.
 RUN_STATUSES: Final = ("running", "completed", "stopped", "failed", "interrupted")
@@ -52,7 +56,10 @@ runs = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(255), nullable=False),
     Column("status", String(16), nullable=False),
+    # train, lr_find, landscape, sharpness, connectivity, cv, cv_fold, tune, trial, ...
     Column("kind", String(32), nullable=False),
+    # The run this one belongs to: a CV fold's CV run, a trial's study run (schema 2).
+    Column("parent_id", String(64)),
     # Timezone-aware on PostgreSQL; SQLite keeps the UTC wall time and the store re-attaches UTC.
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
@@ -72,7 +79,10 @@ runs = Table(
     Column("schema_version", Integer, nullable=False),
     Column("config_json", Text),
     Column("error", Text),
+    # What a non-training run found (result.json's gist: suggestions, eigenvalues, ...; schema 2).
+    Column("summary_json", Text),
     Index("ix_runs_created_at", "created_at"),
+    Index("ix_runs_parent_id", "parent_id"),
 )
 
 params = Table(
@@ -99,7 +109,10 @@ artifacts = Table(
     Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("name", String(255), primary_key=True),
     Column("path", Text, nullable=False),
+    # train, lr_find, landscape, sharpness, connectivity, cv, cv_fold, tune, trial, ...
     Column("kind", String(32), nullable=False),
+    # The run this one belongs to: a CV fold's CV run, a trial's study run (schema 2).
+    Column("parent_id", String(64)),
 )
 
 meta = Table(

@@ -59,6 +59,7 @@ from skier.errors import StoreError, problem
 from skier.history import History
 from skier.record.rundir import json_safe, new_run_id
 from skier.record.schema import (
+    ADDED_COLUMNS,
     ARTIFACT_KINDS,
     RUN_STATUSES,
     SCHEMA_VERSION,
@@ -136,6 +137,13 @@ class RunRecord:
     schema_version: int
     config_json: str | None
     error: str | None
+    parent_id: str | None = None
+    summary_json: str | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What a non-training run found (parsed ``summary_json``; empty if none)."""
+        return dict(json.loads(self.summary_json)) if self.summary_json else {}
 
     @property
     def config(self) -> dict[str, Any]:
@@ -379,6 +387,9 @@ class RunStore:
                             conn.execute(
                                 insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
                             )
+                        elif found.isdigit() and int(found) < SCHEMA_VERSION:
+                            self._migrate(conn, int(found))
+                            found = str(SCHEMA_VERSION)
                 break
             except (IntegrityError, ProgrammingError) as exc:
                 # Two processes creating the tables at once on PostgreSQL: the loser retries
@@ -388,6 +399,20 @@ class RunStore:
             except SQLAlchemyError as exc:
                 raise self._unreachable(exc) from exc
         self._check_version(found)
+
+    @staticmethod
+    def _migrate(conn: Connection, version: int) -> None:
+        """Bring a store written by an older skier up to :data:`SCHEMA_VERSION`, in place.
+
+        Only added (nullable) columns so far: old rows read as ``NULL`` there, and an older
+        skier refuses the upgraded store (its version is now higher), as it should.
+        """
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for table, column, sql_type in ADDED_COLUMNS.get(target, ()):
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        conn.execute(
+            update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+        )
 
     def _check_version(self, found: str | None) -> None:
         if found is None:
@@ -446,10 +471,12 @@ class RunStore:
         task: str | None = None,
         *,
         run_id: str | None = None,
+        parent_id: str | None = None,
     ) -> str:
         """Add a ``running`` run with its config (also flattened into params); returns its id.
 
-        Pass ``run_id`` to use the id of a run directory made first (see ``new_run_id``).
+        Pass ``run_id`` to use the id of a run directory made first (see ``new_run_id``);
+        ``parent_id`` links the run to the one it belongs to (a CV fold to its CV run).
         """
         run_id = run_id or new_run_id()
         now = datetime.now(UTC)
@@ -465,6 +492,7 @@ class RunStore:
                     name=name,
                     status="running",
                     kind=kind,
+                    parent_id=parent_id,
                     created_at=now,
                     run_dir=None if run_dir is None else str(run_dir),
                     task=task,
@@ -544,8 +572,12 @@ class RunStore:
         stop_reason: str | None = None,
         duration_s: float | None = None,
         error: str | None = None,
+        summary: Mapping[str, Any] | None = None,
     ) -> None:
         """Record how a run ended.
+
+        ``summary`` is what a non-training run found (a diagnostic's suggestions, a search's best
+        value): stored as JSON, read back as :attr:`RunRecord.summary`.
 
         ``test_metrics`` keys may carry the ``test_`` prefix or not: ``loss`` and ``error`` go to
         their own columns, the first other one (e.g. ``accuracy``) to ``test_metric_name`` /
@@ -570,6 +602,8 @@ class RunStore:
         }
         if epochs_done is not None:
             values["epochs_done"] = epochs_done
+        if summary is not None:
+            values["summary_json"] = json.dumps(json_safe(summary), default=str, allow_nan=False)
         for key, value in (test_metrics or {}).items():
             short = key.removeprefix("test_")
             if short in ("loss", "error"):
@@ -597,13 +631,25 @@ class RunStore:
             raise self._unknown_run(run_id)
         return self._record(row)
 
-    def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRecord]:
-        """The newest ``limit`` runs, newest first, optionally only those with ``status``."""
+    def list_runs(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        kind: str | None = None,
+        parent_id: str | None = None,
+    ) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first; optionally only those with ``status``, of
+        ``kind`` (``"train"``, ``"landscape"``, ...) or belonging to ``parent_id``."""
         if status is not None and status not in RUN_STATUSES:
             raise StoreError(problem("status", f"one of {list(RUN_STATUSES)}", status))
         query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if status is not None:
             query = query.where(runs.c.status == status)
+        if kind is not None:
+            query = query.where(runs.c.kind == kind)
+        if parent_id is not None:
+            query = query.where(runs.c.parent_id == parent_id)
         with self._transaction(write=False) as conn:
             return [self._record(row) for row in conn.execute(query)]
 

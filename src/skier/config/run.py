@@ -1,24 +1,18 @@
-"""Typed, validated settings: one schema for the YAML config and the Python keywords.
+"""The sections of a run's config (``skier train CONFIG``).
 
 >>> cfg = RunConfig.model_validate({"optim": {"name": "sgd", "lr": 0.1}})
 >>> cfg.optim.lr, cfg.train.epochs
 (0.1, 20)
-
-Loading reports every problem at once, with "did you mean" for misspelt keys::
-
-    load_config("run.yaml", overrides=["optim.lr=0.01", "train.epochs=5"])
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from skier.errors import ConfigError, did_you_mean
+from skier.config.base import Fraction, PositiveInt, Section
+from skier.errors import did_you_mean
 
 __all__ = [
     "CheckpointConfig",
@@ -33,19 +27,7 @@ __all__ = [
     "RunConfig",
     "ScheduleConfig",
     "TrainConfig",
-    "apply_overrides",
-    "config_from_mapping",
-    "config_to_yaml",
-    "demo_config",
-    "load_config",
 ]
-
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(Section):
@@ -506,137 +488,3 @@ class RunConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=lambda: EarlyStoppingConfig())
     checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig())
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-
-def _fields_at(loc: Sequence[int | str]) -> list[str]:
-    """Valid keys of the section that ``loc`` points into (for "did you mean")."""
-    model: type[BaseModel] = RunConfig
-    for part in loc[:-1]:
-        info = model.model_fields.get(str(part))
-        ann = info.annotation if info is not None else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def _describe(err: Mapping[str, Any], source: str) -> str:
-    # Drop pydantic's union-branch labels ("constrained-int", "literal['full']") from the path.
-    loc = [str(p) for p in err["loc"] if not any(c in str(p) for c in "-[(")]
-    field = ".".join(loc) or "config"
-    where = f"{source}: " if source else ""
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        valid = _fields_at(err["loc"])
-        hint = did_you_mean(loc[-1], valid) or (
-            f" Valid keys: {', '.join(valid)}." if valid else ""
-        )
-        return f"{where}{field} is not a known setting.{hint}"
-    if kind == "missing":
-        return f"{where}{field} is required."
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind.startswith(("greater", "less")):
-        msg = msg.replace("Input should be", "must be")
-    elif msg.startswith("Input should be"):
-        msg = "must be" + msg.removeprefix("Input should be")
-    elif not msg.startswith("must"):
-        msg = f"must be valid: {msg}"
-    msg, sep, hint = msg.partition(" Did you mean")  # the hint goes after the value
-    return f"{where}{field} {msg.rstrip('.')}; got {value!r}.{sep}{hint}"
-
-
-def _merge_problems(problems: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for p in problems:
-        if p not in out:
-            out.append(p)
-    return out
-
-
-def config_from_mapping(data: Mapping[str, Any] | None, source: str = "") -> RunConfig:
-    """Validate a plain mapping; raise :class:`ConfigError` listing every problem."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source or 'config'} must be a mapping of sections; got {data!r}.")
-    try:
-        return RunConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # A union (batch_size: int | "full") reports one error per branch: keep the first.
-        seen: dict[str, str] = {}
-        for err in errors:
-            key = ".".join(str(p) for p in err["loc"] if not any(c in str(p) for c in "-[("))
-            seen.setdefault(key, _describe(err, source))
-        raise ConfigError(_merge_problems(seen.values())) from None
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set must be section.key=value; got {item!r}.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw mapping."""
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
-    for item in overrides:
-        path, value = _parse_override(item)
-        node: dict[str, Any] = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (``None`` = all defaults), apply overrides and validate."""
-    data: Any = {}
-    source = ""
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist.")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{source} is not valid YAML{at}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source} must hold a mapping of sections; got {data!r}.")
-    data = apply_overrides(data, overrides)
-    return config_from_mapping(data, source)
-
-
-def config_to_yaml(config: RunConfig) -> str:
-    """The fully resolved config as YAML (what ``skier config show`` prints)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
-def demo_config() -> RunConfig:
-    """The config ``skier demo`` runs: a small CNN on scikit-learn's 8x8 digits."""
-    return RunConfig.model_validate(
-        {
-            "data": {"name": "digits", "as_images": True},
-            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128], "dropout": 0.2},
-            "optim": {"name": "adam", "lr": 0.002},
-            "schedule": {"name": "cosine"},
-            "train": {"epochs": 30, "batch_size": 64},
-            "record": {"name": "demo-digits-cnn"},
-        }
-    )

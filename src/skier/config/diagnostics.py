@@ -1,0 +1,142 @@
+"""Settings of the diagnostics: LR range test, loss landscapes and sharpness.
+
+One schema for the Python keywords, the YAML sections and the CLI options::
+
+    >>> LRFindConfig(end_lr=1.0).suggestion
+    'valley'
+    >>> LandscapeConfig(dims=1).points
+    51
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from skier.config.base import PositiveInt, Section
+
+__all__ = ["LRFindConfig", "LandscapeConfig", "SharpnessConfig"]
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class LRFindConfig(Section):
+    """The LR range test (Smith 2017): train briefly while the lr grows, watch the loss.
+
+    ``optim.lr: auto`` in a run config runs it first with these settings (the ``lr_find``
+    section) and trains with ``suggestion``.
+    """
+
+    start_lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        1e-7, description="lr of the first step"
+    )
+    end_lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        10.0, description="lr of the last step"
+    )
+    num_steps: Annotated[int, Field(ge=5)] = Field(100, description="mini-batches in the ramp")
+    mode: Literal["exponential", "linear"] = Field("exponential", description="shape of the ramp")
+    beta: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.98, description="smoothing of the loss (bias-corrected moving average)"
+    )
+    divergence_factor: Annotated[float, Field(gt=1.0)] = Field(
+        4.0, description="stop when the smoothed loss exceeds this times the best"
+    )
+    suggestion: Literal["valley", "steepest", "minimum"] = Field(
+        "valley",
+        description="the lr chosen for optim.lr: auto ('minimum' is the minimum's lr / 10)",
+    )
+
+    @model_validator(mode="after")
+    def _ramp_goes_up(self) -> LRFindConfig:
+        if self.end_lr <= self.start_lr:
+            raise ValueError(
+                f"lr_find.end_lr must be greater than start_lr ({self.start_lr!r}); "
+                f"got {self.end_lr!r}."
+            )
+        return self
+
+
+class LandscapeConfig(Section):
+    """Loss landscapes (Li et al. 2018): loss and error around the trained weights.
+
+    ``direction`` picks the axes: ``random`` (Gaussian, normalized as ``normalization`` says),
+    ``hessian`` (top eigenvectors of the Hessian), ``init`` (from the initial weights to the
+    final ones: α=0 is the final model, α=-1 the initial one) or ``run`` (the straight line to
+    another run: α=0 this run, α=1 the other; 1-D only).
+    """
+
+    dims: Literal[1, 2] = Field(2, description="1: a curve; 2: a surface")
+    direction: Literal["random", "hessian", "init", "run"] = "random"
+    normalization: Literal["filter", "layer", "none"] = Field(
+        "filter",
+        description="random directions: rescale each filter (row of dim 0) or whole layer "
+        "to the norm of the matching weights; 'none' keeps the raw Gaussian",
+    )
+    ignore: Literal["biasbn", "none"] = Field(
+        "biasbn",
+        description="'biasbn': zero the direction on biases and batch-norm parameters "
+        "(1-D tensors); 'none': treat them like the weights",
+    )
+    xrange: tuple[Finite, Finite] = Field((-1.0, 1.0), description="range of α")
+    yrange: tuple[Finite, Finite] = Field((-1.0, 1.0), description="range of β (2-D)")
+    points: Annotated[int, Field(ge=2, le=1001)] = Field(51, description="points along α")
+    points_y: Annotated[int, Field(ge=2, le=1001)] | None = Field(
+        None, description="points along β (default: points)"
+    )
+    split: Literal["train", "val", "test"] = Field("train", description="data it is measured on")
+    subset: PositiveInt | None = Field(
+        None,
+        description="a fixed seeded subset of this many examples (faster, noisier); "
+        "default: the whole split",
+    )
+    per_batch: bool = Field(
+        False, description="also the same plane on two different mini-batches, side by side"
+    )
+    batch_size: PositiveInt | None = Field(
+        None, description="per_batch: examples per mini-batch (default: train.batch_size)"
+    )
+    recompute_bn: bool = Field(
+        True,
+        description="re-estimate batch-norm statistics at each point of an interpolation "
+        "between runs (rather than interpolating them)",
+    )
+    seed: int = Field(0, description="seed of the random directions and the subset")
+    eval_batch_size: PositiveInt = Field(
+        4096, description="examples per forward pass while evaluating a point"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LandscapeConfig:
+        problems = []
+        for name in ("xrange", "yrange"):
+            low, high = getattr(self, name)
+            if not low < high:
+                problems.append(f"landscape.{name} must be (low, high) with low < high")
+        if self.direction == "run" and self.dims != 1:
+            problems.append("landscape.dims must be 1 with direction 'run'")
+        if self.direction == "init" and self.dims != 1:
+            problems.append("landscape.dims must be 1 with direction 'init'")
+        if problems:
+            raise ValueError("; ".join(problems) + f"; got {self.dims=}, {self.direction=}.")
+        return self
+
+
+class SharpnessConfig(Section):
+    """Sharpness: top Hessian eigenvalues (power iteration) and trace (Hutchinson)."""
+
+    top_k: Annotated[int, Field(ge=1, le=50)] = Field(1, description="eigenvalues to find")
+    max_iterations: PositiveInt = Field(100, description="power iterations per eigenvalue")
+    tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        1e-4, description="stop when the eigenvalue changes by less than this (relative)"
+    )
+    trace: bool = Field(True, description="also estimate the Hessian trace (Hutchinson)")
+    trace_samples: PositiveInt = Field(100, description="Rademacher probes for the trace")
+    split: Literal["train", "val", "test"] = "train"
+    subset: PositiveInt | None = Field(
+        None, description="a fixed seeded subset of this many examples; default: the whole split"
+    )
+    batch_size: PositiveInt = Field(
+        2048, description="examples per Hessian-vector product batch (averaged, not summed)"
+    )
+    seed: int = 0

@@ -1,0 +1,151 @@
+"""What every diagnostic shares: leave the caller's objects as they were, pick the data,
+evaluate a whole split in memory, and do arithmetic on parameter lists.
+
+A diagnostic is ``f(model, data, ...) -> Result``. It validates its inputs first, then works
+inside :func:`preserved`, so the model (weights, buffers, gradients, train/eval flags), the
+optimizer and torch's global random state are exactly as they were afterwards, even if it fails
+or is interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+
+from skier.data.types import DataBundle, Split
+from skier.errors import DataError, ModelError
+
+__all__ = [
+    "ParamList",
+    "add_scaled",
+    "choose_split",
+    "classification_of",
+    "dot",
+    "model_device",
+    "norm",
+    "preserved",
+    "seeded_subset",
+    "trainable_parameters",
+]
+
+ParamList = list[torch.Tensor]
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``(name, parameter)`` for every parameter that requires a gradient, in module order."""
+    found = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not found:
+        raise ModelError(
+            f"model must have trainable parameters; got {type(model).__name__} with none."
+        )
+    return found
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@contextmanager
+def preserved(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> Iterator[None]:
+    """Snapshot ``model`` (and ``optimizer``, and torch's RNG) and restore them on exit.
+
+    Values are copied back into the same tensor objects, so an optimizer or a hook that holds
+    the parameters still holds the right ones. Restoring is bit-for-bit.
+    """
+    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    grads = {
+        id(p): (None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()
+    }
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            current = model.state_dict(keep_vars=True)
+            for key, saved in state.items():
+                target = current[key]
+                if target.shape != saved.shape:  # e.g. a lazily shaped buffer
+                    target.data = saved.clone()
+                else:
+                    target.copy_(saved)
+        for p in model.parameters():
+            saved_grad = grads.get(id(p))
+            p.grad = None if saved_grad is None else saved_grad.clone()
+        for module, training in modes.items():
+            module.training = training
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        if optimizer is not None and opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def choose_split(
+    data: DataBundle | Split | tuple[Any, Any],
+    split: Literal["train", "val", "test"] = "train",
+) -> Split:
+    """The split a diagnostic measures on: a bundle's ``split``, or the data itself."""
+    if isinstance(data, DataBundle):
+        chosen = getattr(data, split)
+        if chosen is None:
+            raise DataError(
+                f"split must be one the data has; got {split!r}, which is empty "
+                f"(data.val_fraction / data.test_fraction are 0). Use split 'train'."
+            )
+        return chosen
+    if isinstance(data, Split):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = data
+        inputs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        return Split(tuple(torch.as_tensor(t) for t in inputs), torch.as_tensor(y))
+    raise DataError(
+        "data must be a DataBundle, a Split or an (inputs, targets) pair of tensors; "
+        f"got {type(data).__name__}."
+    )
+
+
+def classification_of(split: Split, task: str | None = None) -> bool:
+    """Whether ``split`` is a classification set (long targets), unless ``task`` says."""
+    if task is not None:
+        return task == "classification"
+    return not split.targets.is_floating_point()
+
+
+def seeded_subset(split: Split, size: int | None, seed: int) -> Split:
+    """A fixed random subset of ``size`` examples (the whole split if ``size`` is None or
+    not smaller); the same seed gives the same subset on every call and machine."""
+    n = len(split)
+    if size is None or size >= n:
+        return split
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=generator)[:size].sort().values
+    return split.take(index.to(split.device))
+
+
+# --- parameter-list arithmetic (one tensor per trainable parameter) ---------------------------
+
+
+def dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([torch.sum(x * y) for x, y in zip(a, b, strict=True)]).sum()
+
+
+def norm(a: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(dot(a, a))
+
+
+def add_scaled(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], scale: float) -> ParamList:
+    """``a + scale * b``, element by element."""
+    return [x + scale * y for x, y in zip(a, b, strict=True)]

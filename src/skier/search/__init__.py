@@ -1,0 +1,1 @@
+"""Model selection: cross-validation and hyper-parameter search (Optuna)."""
