@@ -5,39 +5,23 @@ Exit status: 0 success, 2 bad input (one line per problem, no traceback), 1 fail
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any
 
 import click
 
 from skier import __version__
+from skier.cli.common import (
+    CONTEXT,
+    fail,
+    load,
+    progress_mode,
+    quiet_option,
+    set_option,
+    store_option,
+)
 from skier.errors import SkierError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _fail(exc: SkierError) -> NoReturn:
-    lines = str(exc).splitlines()
-    click.echo(f"skier: error: {lines[0]}", err=True)
-    for line in lines[1:]:
-        click.echo(f"  {line.strip()}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _progress(quiet: bool) -> bool | Literal["auto"]:
-    # Bars only on a terminal, never under CI (the CI variable is read here, not in the library);
-    # without bars the run prints a line per epoch unless --quiet.
-    if quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        return False
-    return "auto"
-
-
-def _load(config: str | None, overrides: tuple[str, ...]) -> Any:
-    from skier.config import load_config
-
-    return load_config(config, overrides)
 
 
 def _report(outcome: Any) -> None:
@@ -76,7 +60,7 @@ def _train(
         out_dir=out,
         resume_dir=resume,
         store_url=store,
-        progress=_progress(quiet),
+        progress=progress_mode(quiet),
         echo=click.echo,
         epoch_lines=not quiet,
     )
@@ -89,22 +73,9 @@ def cli() -> None:
     """skier: train deep nets with PyTorch and see what training does."""
 
 
-_set = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="SECTION.KEY=VALUE",
-    help="Override a setting (repeatable), e.g. --set optim.lr=0.01.",
-)
-_store = click.option("--store", default=None, help="SQLAlchemy URL of the run store.")
-_quiet = click.option(
-    "--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines; the summary only."
-)
-
-
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@_set
+@set_option
 @click.option("--out", default=None, help="Folder for run directories (default: record.dir).")
 @click.option(
     "--resume",
@@ -112,8 +83,8 @@ _quiet = click.option(
     type=click.Path(file_okay=False),
     help="Continue an interrupted run from its last checkpoint.",
 )
-@_store
-@_quiet
+@store_option
+@quiet_option
 def train(
     config: str | None,
     overrides: tuple[str, ...],
@@ -132,15 +103,15 @@ def train(
 
         cfg = load_config(Path(resume) / "config.yaml", overrides) if overrides else None
     else:
-        cfg = _load(config, overrides)
+        cfg = load(config, overrides)
     base = Path(config).resolve().parent if config else None
     _train(cfg, base_dir=base, out=out, resume=resume, store=store, quiet=quiet)
 
 
 @cli.command()
 @click.option("--out", default=None, help="Folder for run directories (default: runs).")
-@_store
-@_quiet
+@store_option
+@quiet_option
 def demo(out: str | None, store: str | None, quiet: bool) -> None:
     """Train the demo: a small CNN on scikit-learn's 8x8 digits (no download)."""
     from skier.config import demo_config
@@ -150,7 +121,7 @@ def demo(out: str | None, store: str | None, quiet: bool) -> None:
 
 @cli.command()
 @click.option("--dir", "runs_dir", default="runs", show_default=True, help="Runs folder.")
-@_store
+@store_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--status", default=None, help="Only runs with this status.")
 def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> None:
@@ -192,12 +163,12 @@ def config() -> None:
 
 @config.command("show")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False))
-@_set
+@set_option
 def config_show(config_file: str | None, overrides: tuple[str, ...]) -> None:
     """Print the fully resolved config (defaults filled in)."""
     from skier.config import config_to_yaml
 
-    click.echo(config_to_yaml(_load(config_file, overrides)), nl=False)
+    click.echo(config_to_yaml(load(config_file, overrides)), nl=False)
 
 
 @cli.group("schedule")
@@ -218,7 +189,7 @@ def _steps_per_epoch(cfg: Any, base_dir: Path | None) -> int:
 
 @schedule_group.command("plot")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False))
-@_set
+@set_option
 @click.option(
     "--out", default="schedule.png", show_default=True, type=click.Path(dir_okay=False),
     help="PNG file to write.",
@@ -243,7 +214,7 @@ def schedule_plot(
     from skier.plots import save_figure
     from skier.plots.schedule import plot_lr_curve
 
-    cfg = _load(config_file, overrides)
+    cfg = load(config_file, overrides)
     base = Path(config_file).resolve().parent if config_file else None
     spe = steps_per_epoch or _steps_per_epoch(cfg, base)
     # The real optimizer's momentum decides whether cyclical schedules cycle it.
@@ -260,12 +231,23 @@ def schedule_plot(
     click.echo(f"plot: {path.resolve()}")
 
 
+def _register_verbs() -> None:
+    # Verbs that live in their own modules; each adds its commands to the group.
+    from skier.cli import diagnose, search
+
+    diagnose.register(cli)
+    search.register(cli)
+
+
+_register_verbs()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning skier's errors into one line and an exit status."""
     try:
         cli.main(args=argv, prog_name="skier", standalone_mode=False)
     except SkierError as exc:
-        _fail(exc)
+        fail(exc)
     except click.exceptions.Abort:
         click.echo("skier: interrupted", err=True)
         sys.exit(130)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -180,7 +180,11 @@ def _pretrained_path(value: str, base_dir: Path | None) -> Path:
 
 
 def _build(
-    config: RunConfig, base_dir: Path | None, *, resuming: bool = False
+    config: RunConfig,
+    base_dir: Path | None,
+    *,
+    resuming: bool = False,
+    data: DataBundle | None = None,
 ) -> tuple[DataBundle, Any, float, dict[str, Any]]:
     """Data, the initialised model, the seconds both took and the ``init`` record.
 
@@ -190,7 +194,8 @@ def _build(
     import torch  # local: seeding the model's initialisation is a run-level concern
 
     t0 = time.perf_counter()
-    data = load_data(config.data, base_dir=base_dir)
+    if data is None:
+        data = load_data(config.data, base_dir=base_dir)
     init = config.init
     path, weights = None, None
     if init.pretrained is not None and not resuming:
@@ -228,6 +233,10 @@ def run_training(
     progress: bool | Literal["auto"] = "auto",
     echo: Callable[[str], None] | None = None,
     epoch_lines: bool = False,
+    data: DataBundle | None = None,
+    callbacks: Sequence[Callback] = (),
+    kind: str = "train",
+    parent_id: str | None = None,
 ) -> RunOutcome:
     """Train as ``config`` says and record everything in a run directory and the store.
 
@@ -256,9 +265,12 @@ def run_training(
     url = store_url or config.record.store or default_store_url(root)
 
     # Validate everything before anything is written.
-    data, model, data_seconds, init_record = _build(config, base, resuming=resume is not None)
+    data, model, data_seconds, init_record = _build(
+        config, base, resuming=resume is not None, data=data
+    )
     run_id = resume.run_id if resume is not None else new_run_id()
     run_dir = resume or RunDir(root / run_id)
+    extra = list(callbacks)
     callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None)
     fit_kwargs: dict[str, Any] = {
         # The runner adds its own bar (CLI: --quiet, CI); fit() must not add another.
@@ -267,20 +279,27 @@ def run_training(
         "schedule": config.schedule,
         "regularization": config.regularization,
     }
-    check_fit(model, data, callbacks=callbacks, **fit_kwargs)
+    check_fit(model, data, callbacks=[*callbacks, *extra], **fit_kwargs)
     store = RunStore(url).open()
 
     name = config.record.name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
     if resume is None:
         run_dir = RunDir.create(root, run_id)
         store.create_run(
-            name, config.model_dump(mode="json"), run_dir.path, task=data.task, run_id=run_id
+            name,
+            config.model_dump(mode="json"),
+            run_dir.path,
+            kind=kind,
+            task=data.task,
+            run_id=run_id,
+            parent_id=parent_id,
         )
     else:
         store.resume_run(run_id, from_epoch=from_epoch)
     run_dir.write_config(config_to_yaml(config))
     say(f"run {run_id} → {run_dir.path}")
     callbacks.append(RecordLogger(store, run_id, run_dir))
+    callbacks.extend(extra)
     started = time.perf_counter()
     try:
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, **fit_kwargs)
