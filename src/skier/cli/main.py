@@ -224,7 +224,7 @@ def schedule_plot(
         momentum=group.get("momentum"),
     )  # fmt: skip
     ax = plot_lr_curve(curve, log_scale=log_scale)
-    path = save_figure(ax.figure, out)  # type: ignore[arg-type]
+    path = save_figure(ax.figure, out)
     click.echo(curve.summary())
     for note in curve.notes:
         click.echo(f"note: {note}")

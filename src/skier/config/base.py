@@ -57,6 +57,10 @@ def _describe(root: type[BaseModel], err: Mapping[str, Any], source: str, prefix
     if kind == "missing":
         return f"{where}{field} is required."
     msg = str(err["msg"]).removeprefix("Value error, ")
+    first, _, rest = msg.partition(" ")
+    if kind == "value_error" and first in _fields_at(root, [*err["loc"], first]):
+        # A check across fields names the field it is about: "end_lr must be greater ...".
+        return f"{where}{prefix}{'.'.join([*loc, first])} {rest}"
     if kind.startswith(("greater", "less")):
         msg = msg.replace("Input should be", "must be")
     elif msg.startswith("Input should be"):

@@ -10,7 +10,7 @@ One schema for the Python keywords, the YAML sections and the CLI options::
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -51,8 +51,7 @@ class LRFindConfig(Section):
     def _ramp_goes_up(self) -> LRFindConfig:
         if self.end_lr <= self.start_lr:
             raise ValueError(
-                f"lr_find.end_lr must be greater than start_lr ({self.start_lr!r}); "
-                f"got {self.end_lr!r}."
+                f"end_lr must be greater than start_lr ({self.start_lr!r}); got {self.end_lr!r}."
             )
         return self
 
@@ -61,9 +60,9 @@ class LandscapeConfig(Section):
     """Loss landscapes (Li et al. 2018): loss and error around the trained weights.
 
     ``direction`` picks the axes: ``random`` (Gaussian, normalized as ``normalization`` says),
-    ``hessian`` (top eigenvectors of the Hessian), ``init`` (from the initial weights to the
-    final ones: α=0 is the final model, α=-1 the initial one) or ``run`` (the straight line to
-    another run: α=0 this run, α=1 the other; 1-D only).
+    ``hessian`` (top eigenvectors of the Hessian), ``init`` (the straight line from the initial
+    weights, α=0, to the final ones, α=1) or ``run`` (from this run, α=0, to another, α=1).
+    ``init`` and ``run`` are 1-D and default to α ∈ [-0.25, 1.25].
     """
 
     dims: Literal[1, 2] = Field(2, description="1: a curve; 2: a surface")
@@ -106,19 +105,25 @@ class LandscapeConfig(Section):
         4096, description="examples per forward pass while evaluating a point"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _interpolation_range(cls, data: Any) -> Any:
+        # A line between two weight settings is drawn a little past both ends by default.
+        if isinstance(data, dict) and data.get("direction") in ("init", "run"):
+            data = {"xrange": (-0.25, 1.25), "dims": 1, **data}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> LandscapeConfig:
-        problems = []
         for name in ("xrange", "yrange"):
             low, high = getattr(self, name)
             if not low < high:
-                problems.append(f"landscape.{name} must be (low, high) with low < high")
-        if self.direction == "run" and self.dims != 1:
-            problems.append("landscape.dims must be 1 with direction 'run'")
-        if self.direction == "init" and self.dims != 1:
-            problems.append("landscape.dims must be 1 with direction 'init'")
-        if problems:
-            raise ValueError("; ".join(problems) + f"; got {self.dims=}, {self.direction=}.")
+                raise ValueError(f"{name} must be [low, high] with low < high; got {[low, high]}.")
+        if self.direction in ("init", "run") and self.dims != 1:
+            raise ValueError(
+                f"dims must be 1 with direction {self.direction!r} (a line between two weight "
+                f"settings); got {self.dims}."
+            )
         return self
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from skier.config.base import Fraction, PositiveInt, Section
+from skier.config.diagnostics import LRFindConfig
 from skier.errors import did_you_mean
 
 __all__ = [
@@ -96,7 +97,9 @@ class OptimConfig(Section):
     """
 
     name: str = "adam"
-    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = Field(
+        1e-3, description="'auto': chosen by the LR range test (the lr_find section) first"
+    )
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] | None = Field(
         None, description="None: 0.9 for momentum/nesterov, else 0"
     )
@@ -488,3 +491,5 @@ class RunConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=lambda: EarlyStoppingConfig())
     checkpoint: CheckpointConfig = Field(default_factory=lambda: CheckpointConfig())
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
+    # The LR range test's settings: used by optim.lr: auto and by `skier lr-find`.
+    lr_find: LRFindConfig = Field(default_factory=lambda: LRFindConfig())

@@ -188,7 +188,7 @@ def _momentum_of(c: OptimConfig) -> float:
 def _sgd(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         momentum=c.momentum or 0.0,
         nesterov=c.nesterov,
         weight_decay=c.weight_decay or 0.0,
@@ -201,7 +201,7 @@ def _momentum(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # Heavy ball: SGD with momentum (0.9 unless the config says otherwise).
     m = _momentum_of(c)
     return torch.optim.SGD(
-        params, lr=c.lr, momentum=m, weight_decay=c.weight_decay or 0.0, **c.extra
+        params, lr=_lr(c), momentum=m, weight_decay=c.weight_decay or 0.0, **c.extra
     )
 
 
@@ -209,21 +209,21 @@ def _momentum(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 def _nesterov(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     m = _momentum_of(c)
     return torch.optim.SGD(
-        params, lr=c.lr, momentum=m, nesterov=True, weight_decay=c.weight_decay or 0.0, **c.extra
+        params, lr=_lr(c), momentum=m, nesterov=True, weight_decay=c.weight_decay or 0.0, **c.extra
     )
 
 
 @register_optimizer("rprop", ("lr", "etas", "step_sizes"))
 def _rprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # Rprop has no weight decay and no eps: only the signs of the gradient matter.
-    return torch.optim.Rprop(params, lr=c.lr, etas=c.etas, step_sizes=c.step_sizes, **c.extra)
+    return torch.optim.Rprop(params, lr=_lr(c), etas=c.etas, step_sizes=c.step_sizes, **c.extra)
 
 
 @register_optimizer("rmsprop", ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"))
 def _rmsprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         alpha=c.alpha,
         eps=c.eps if c.eps is not None else 1e-8,
         weight_decay=c.weight_decay or 0.0,
@@ -237,7 +237,7 @@ def _rmsprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         betas=c.betas,
         eps=c.eps if c.eps is not None else 1e-8,
         weight_decay=c.weight_decay or 0.0,
@@ -251,7 +251,7 @@ def _adamw(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # Decoupled weight decay (Loshchilov & Hutter); torch's default decay is 0.01.
     return torch.optim.AdamW(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         betas=c.betas,
         eps=c.eps if c.eps is not None else 1e-8,
         weight_decay=c.weight_decay if c.weight_decay is not None else 0.01,
@@ -265,7 +265,7 @@ def _adadelta(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # torch's lr for Adadelta is 1.0 (a scale on the update, which carries its own units).
     return torch.optim.Adadelta(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         rho=c.rho,
         eps=c.eps if c.eps is not None else 1e-6,
         weight_decay=c.weight_decay or 0.0,
@@ -279,7 +279,7 @@ def _adadelta(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 def _adagrad(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         lr_decay=c.lr_decay,
         weight_decay=c.weight_decay or 0.0,
         initial_accumulator_value=c.initial_accumulator_value,
@@ -293,7 +293,7 @@ def _lbfgs(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # step() needs a closure that recomputes the loss: see needs_closure.
     return torch.optim.LBFGS(
         params,
-        lr=c.lr,
+        lr=_lr(c),
         max_iter=c.max_iter,
         history_size=c.history_size,
         line_search_fn=c.line_search,
@@ -303,7 +303,7 @@ def _lbfgs(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 
 def _scratch_factory(name: str, cls: type[torch.optim.Optimizer]) -> Factory:
     def factory(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-        kwargs: dict[str, Any] = {"lr": c.lr}
+        kwargs: dict[str, Any] = {"lr": _lr(c)}
         for field in _SCRATCH_SETTINGS[name][1:]:
             value = getattr(c, field)
             if value is not None:  # None: the class's own default (AdamW: decay 0.01)
@@ -352,7 +352,7 @@ def _generic_problems(name: str, cls: type[torch.optim.Optimizer], c: OptimConfi
 
 def _generic(cls: type[torch.optim.Optimizer], params: Params, c: OptimConfig) -> Any:
     """Any other torch.optim class: lr, the fields the config changes, and extra."""
-    kwargs: dict[str, Any] = {"lr": c.lr}
+    kwargs: dict[str, Any] = {"lr": _lr(c)}
     takes = _generic_settings(cls)
     for field in _changed(c):
         if field in takes:
@@ -364,12 +364,23 @@ def _generic(cls: type[torch.optim.Optimizer], params: Params, c: OptimConfig) -
         raise ConfigError(f"optim settings do not fit torch.optim.{cls.__name__}: {exc}") from None
 
 
+def _lr(config: OptimConfig) -> float:
+    if config.lr == "auto":
+        raise ConfigError(
+            "optim.lr must be a number to build the optimizer; got 'auto'. 'auto' is chosen by "
+            "the LR range test before training: `skier train` and run_training() do that; in "
+            "Python call skier.diagnostics.lr_range_test() and pass its .lr."
+        )
+    return float(config.lr)
+
+
 def build_optimizer(params: Params, config: OptimConfig) -> torch.optim.Optimizer:
     """Build the optimizer ``config.name`` names over ``params`` (in Lookahead if asked).
 
     Raises :class:`ConfigError` listing every setting the optimizer does not take.
     """
     name = config.name.lower()
+    _lr(config)  # 'auto' is resolved before an optimizer is built
     classes = _torch_classes()
     if name not in OPTIMIZERS and name not in classes:
         hint = did_you_mean(name, optimizer_names()).strip()  # problem() adds the space

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 from skier._io import atomic_write_bytes
@@ -181,8 +181,15 @@ def plot_learning_figure(result: LearningResult) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG at ``path`` atomically (rendered in memory first)."""
+def save_figure(fig: Figure | SubFigure | None, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG at ``path`` atomically (rendered in memory first).
+
+    ``ax.figure`` may be passed as it is: a sub-figure is saved as its whole figure.
+    """
+    if isinstance(fig, SubFigure):
+        fig = fig.get_figure(root=True)
+    if not isinstance(fig, Figure):
+        raise ValueError(f"fig must be a matplotlib Figure; got {type(fig).__name__}.")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return atomic_write_bytes(path, buffer.getvalue())

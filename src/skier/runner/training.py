@@ -16,6 +16,7 @@ checkpoint and its per-epoch record.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from skier import __version__
 from skier._io import atomic_write_text
 from skier.config import RunConfig, config_from_mapping, config_to_yaml
 from skier.data import DataBundle, load_data
-from skier.errors import CheckpointError, ConfigError, SkierError
+from skier.errors import CheckpointError, ConfigError, SkierError, TrainingError
 from skier.models import build_model, count_parameters, initialize
 from skier.plots import plot_learning_figure, save_figure
 from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
@@ -223,6 +224,58 @@ def _build(
     return data, model, time.perf_counter() - t0, record
 
 
+def _choose_lr(
+    config: RunConfig,
+    model: Any,
+    data: DataBundle,
+    progress: bool | Literal["auto"],
+    say: Callable[[str], None],
+) -> Any:
+    """``optim.lr: auto``: the LR range test on the initialised model, whose weights it leaves
+    exactly as they were, so the run starts from the same point it would have anyway."""
+    from skier.diagnostics.lr_range import lr_range_test
+
+    settings = config.lr_find
+    optim = config.optim.model_copy(update={"lr": settings.start_lr})
+    found = lr_range_test(
+        model,
+        data,
+        optim_config=optim,
+        train_config=config.train,
+        settings=settings,
+        task=data.task,
+        # As the training bars: "auto" means only on a terminal.
+        progress=config.train.progress != "off"
+        and (progress is True or (progress == "auto" and sys.stderr.isatty())),
+    )
+    if found.lr is None:
+        raise TrainingError(
+            f"optim.lr: auto could not choose an lr: the LR range test's {settings.suggestion!r} "
+            f"rule found none in {len(found.lrs)} steps. Give optim.lr a number, or widen "
+            "lr_find (start_lr, end_lr, num_steps)."
+        )
+    say(
+        f"lr-find: optim.lr = {found.lr:.3g} ({settings.suggestion}; "
+        + ", ".join(f"{k} {v:.3g}" for k, v in found.suggestions.items() if v is not None)
+        + ")"
+    )
+    return found
+
+
+def _write_lr_find(
+    run_dir: RunDir, store: RunStore, run_id: str, found: Any, *, plots: bool
+) -> None:
+    from skier.plots.lr_range import plot_lr_range
+
+    path = run_dir.path / "lr_find.json"
+    atomic_write_text(path, json.dumps(json_safe(found.to_dict()), indent=2, allow_nan=False))
+    store.add_artifact(run_id, "lr_find.json", path, "json")
+    if plots:
+        png = run_dir.path / "lr_find.png"
+        save_figure(plot_lr_range(found).figure, png)
+        store.add_artifact(run_id, "lr_find.png", png, "figure")
+
+
 def run_training(
     config: RunConfig,
     *,
@@ -268,6 +321,12 @@ def run_training(
     data, model, data_seconds, init_record = _build(
         config, base, resuming=resume is not None, data=data
     )
+    lr_found = None
+    if config.optim.lr == "auto":
+        # A resumed run's saved config already holds the number chosen when it started.
+        lr_found = _choose_lr(config, model, data, progress, say)
+        optim = config.optim.model_copy(update={"lr": lr_found.lr})
+        config = config.model_copy(update={"optim": optim})
     run_id = resume.run_id if resume is not None else new_run_id()
     run_dir = resume or RunDir(root / run_id)
     extra = list(callbacks)
@@ -298,6 +357,8 @@ def run_training(
         store.resume_run(run_id, from_epoch=from_epoch)
     run_dir.write_config(config_to_yaml(config))
     say(f"run {run_id} → {run_dir.path}")
+    if lr_found is not None:
+        _write_lr_find(run_dir, store, run_id, lr_found, plots=config.record.plots)
     callbacks.append(RecordLogger(store, run_id, run_dir))
     callbacks.extend(extra)
     started = time.perf_counter()
@@ -314,6 +375,9 @@ def run_training(
     summary = _summary(
         config, data, model, result, run_id, name, status, data_seconds, init=init_record
     )
+    lr_json = run_dir.path / "lr_find.json"
+    if lr_json.is_file():  # optim.lr: auto (also when this run was resumed)
+        summary["lr_find"] = json.loads(lr_json.read_text())
     _write_outputs(config, run_dir, store, run_id, result, summary, data.info)
     store.finish_run(
         run_id,
@@ -407,6 +471,8 @@ def _write_outputs(
         save_figure(figure, run_dir.learning_curves_png)
         store.add_artifact(run_id, "learning_curves.png", run_dir.learning_curves_png, "figure")
         figures["Learning curves"] = run_dir.learning_curves_png
+    if (run_dir.path / "lr_find.png").is_file():
+        figures["LR range test (optim.lr: auto)"] = run_dir.path / "lr_find.png"
     if config.diagnostics.gradient_flow_every > 0:
         flow_csv = run_dir.path / "gradient_flow.csv"
         atomic_write_text(flow_csv, gradient_flow_series(result.history).to_csv())

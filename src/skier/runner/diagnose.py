@@ -1,0 +1,645 @@
+"""Diagnostic runs: the LR range test, loss landscapes and sharpness on a config or a finished run,
+each written as its own run directory and store row, linked to the run it looked at.
+
+What ``skier lr-find``, ``skier landscape`` and ``skier sharpness`` call::
+
+    from skier.runner.diagnose import load_source, run_landscape
+    source = load_source("runs/20261122-101500-ab12cd")   # a finished run directory
+    outcome = run_landscape(source, {"dims": 2, "points": 31})
+    print(outcome.run_dir / "report.html")
+
+A diagnostic run directory holds ``config.yaml`` (the run config it used), ``<kind>.yaml`` (the
+diagnostic's settings), ``result.json``, the values as CSV, the figures and ``report.html``.
+When the source is a run, its own ``report.html`` is rewritten with the new figures in a
+"Diagnostics" section. A landscape grid saves its rows as it goes (``partial.json``), so a run
+that was stopped resumes where it stopped (``resume=``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from skier._io import atomic_write_text
+from skier.config import (
+    LandscapeConfig,
+    LRFindConfig,
+    RunConfig,
+    SharpnessConfig,
+    config_to_yaml,
+    validate_model,
+)
+from skier.data import DataBundle, load_data
+from skier.errors import CheckpointError, ConfigError, SkierError
+from skier.models import build_model, initialize
+from skier.plots import save_figure
+from skier.record import RunDir, RunStore, default_store_url, new_run_id
+from skier.report import write_report
+from skier.train.checkpoint import load_model_weights
+
+__all__ = [
+    "DiagnosticOutcome",
+    "Source",
+    "load_source",
+    "refresh_report",
+    "run_landscape",
+    "run_lr_find",
+    "run_sharpness",
+    "saved_landscape_settings",
+]
+
+Echo = Callable[[str], None]
+Weights = Literal["final", "best", "last", "init"]
+
+# Figures a training run writes, in the order its report shows them.
+_RUN_FIGURES = (
+    ("Learning curves", "learning_curves.png"),
+    ("LR range test (optim.lr: auto)", "lr_find.png"),
+    ("Gradient flow", "gradient_flow.png"),
+)
+
+
+@dataclass
+class Source:
+    """What a diagnostic looks at: a run config, its data, and a model with chosen weights.
+
+    ``run_dir`` is the finished run it came from (None for a bare config).
+    """
+
+    config: RunConfig
+    data: DataBundle
+    model: Any
+    weights: str
+    run_dir: RunDir | None = None
+    base_dir: Path | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run_dir.run_id if self.run_dir is not None else None
+
+    def describe(self) -> str:
+        where = f"run {self.run_id}" if self.run_dir is not None else "config"
+        return f"{where} ({self.weights} weights)"
+
+
+@dataclass
+class DiagnosticOutcome:
+    """Where a diagnostic run was written and what it found."""
+
+    kind: str
+    run_id: str
+    run_dir: Path
+    store_url: str
+    result: Any
+    source_run: str | None
+    figures: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def _initial_model(config: RunConfig, data: DataBundle, base_dir: Path | None) -> Any:
+    """The model exactly as the run started it: the run seeds before building (see
+    ``training._build``), so the same config gives the same initial weights."""
+    import torch
+
+    weights = None
+    if config.init.pretrained is not None:
+        path = Path(config.init.pretrained).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        weights = load_model_weights(path)
+    torch.manual_seed(config.train.seed)
+    model = build_model(
+        config.model,
+        input_shape=data.input_shape,
+        output_size=data.output_size,
+        categorical_cardinalities=data.categorical_cardinalities,
+    )
+    initialize(model, config.init, pretrained=weights)
+    return model
+
+
+def _checkpoint_for(run_dir: RunDir, weights: Weights) -> Path:
+    best, last = run_dir.checkpoints / "best.pt", run_dir.checkpoints / "last.pt"
+    if weights == "final":
+        # The weights the run ended with: early stopping's restore_best leaves the best ones.
+        restored = False
+        if run_dir.result_json.is_file():
+            restored = bool(run_dir.read_result().get("restored"))
+        chosen = best if restored and best.is_file() else last
+    else:
+        chosen = best if weights == "best" else last
+    if not chosen.is_file():
+        raise CheckpointError(
+            f"run directory {str(run_dir.path)!r} must have checkpoints/{chosen.name} for the "
+            f"{weights!r} weights; it has none (was checkpoint.enabled off?)."
+        )
+    return chosen
+
+
+def load_source(
+    source: str | Path | RunConfig,
+    *,
+    weights: Weights = "final",
+    overrides: tuple[str, ...] | list[str] = (),
+    base_dir: str | Path | None = None,
+) -> Source:
+    """A finished run directory (its config, data and checkpoint) or a config (YAML path or
+    :class:`RunConfig`: the model at its initial weights).
+
+    ``weights``: ``final`` (what the run ended with), ``best``, ``last`` or ``init`` (rebuilt
+    from the config's seed). ``overrides`` are ``--set`` values applied to the config, e.g. a
+    different ``data`` split; the model's architecture must stay the same.
+    """
+    from skier.config import load_config
+
+    run_dir: RunDir | None = None
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(source, RunConfig):
+        config = source
+        if overrides:
+            raise ConfigError("overrides must be applied to the config before it is passed in.")
+    else:
+        path = Path(source)
+        if path.is_dir():
+            run_dir = RunDir(path)
+            if not run_dir.config_path.is_file():
+                raise ConfigError(
+                    f"source must be a config file or a run directory with config.yaml; got "
+                    f"{str(path)!r}, a folder without one."
+                )
+            config = load_config(run_dir.config_path, overrides)
+        else:
+            config = load_config(path, overrides)
+            base = base or path.resolve().parent
+    if config.optim.lr == "auto":
+        config = config.model_copy(
+            update={"optim": config.optim.model_copy(update={"lr": config.lr_find.start_lr})}
+        )
+    data = load_data(config.data, base_dir=base)
+    model = _initial_model(config, data, base)
+    if run_dir is not None and weights != "init":
+        model.load_state_dict(load_model_weights(_checkpoint_for(run_dir, weights)))
+    elif run_dir is None and weights != "init":
+        weights = "init"  # a bare config has no trained weights
+    return Source(config, data, model, weights, run_dir, base)
+
+
+# --- recording -----------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """One diagnostic run: its directory, store row, files and report."""
+
+    def __init__(
+        self,
+        kind: str,
+        source: Source,
+        settings: Mapping[str, Any],
+        *,
+        out_dir: str | Path | None,
+        store_url: str | None,
+        resume_dir: str | Path | None = None,
+    ) -> None:
+        self.kind, self.source, self.settings = kind, source, dict(settings)
+        if resume_dir is not None:
+            self.run_dir = RunDir(resume_dir)
+            root = self.run_dir.path.parent
+        elif out_dir is not None:
+            root = Path(out_dir)
+        elif source.run_dir is not None:
+            root = source.run_dir.path.parent
+        else:
+            root = Path(source.config.record.dir)
+        self.url = store_url or source.config.record.store or default_store_url(root)
+        self.store = RunStore(self.url).open()
+        if resume_dir is not None:
+            self.run_id = self.run_dir.run_id
+            self.store.resume_run(self.run_id)
+        else:
+            self.run_id = new_run_id()
+            self.run_dir = RunDir.create(root, self.run_id)
+            self.run_dir.checkpoints.rmdir()  # a diagnostic writes no checkpoints
+            name = f"{kind}-{source.run_id or source.config.data.name}"
+            config = {**source.config.model_dump(mode="json"), kind: self.settings}
+            self.store.create_run(
+                name,
+                config,
+                self.run_dir.path,
+                kind=kind,
+                task=source.data.task,
+                run_id=self.run_id,
+                parent_id=self._parent(),
+            )
+            self.run_dir.write_config(config_to_yaml(source.config))
+            settings_text = yaml.safe_dump(
+                {"source": self._source_text(), "weights": source.weights, **self.settings},
+                sort_keys=False,
+            )
+            atomic_write_text(self.run_dir.path / f"{kind}.yaml", settings_text)
+        self.started = time.perf_counter()
+        self.figures: dict[str, Path] = {}
+
+    def _parent(self) -> str | None:
+        if self.source.run_dir is None:
+            return None
+        try:  # the source run may live in another store
+            self.store.get_run(self.source.run_dir.run_id)
+        except SkierError:
+            return None
+        return self.source.run_dir.run_id
+
+    def _source_text(self) -> str:
+        if self.source.run_dir is not None:
+            return str(self.source.run_dir.path.resolve())
+        return "config"
+
+    def figure(self, caption: str, name: str, figure: Any) -> None:
+        path = self.run_dir.path / name
+        save_figure(figure, path)
+        self.store.add_artifact(self.run_id, name, path, "figure")
+        self.figures[caption] = path
+
+    def text(self, name: str, text: str, kind: str = "csv") -> Path:
+        path = atomic_write_text(self.run_dir.path / name, text)
+        self.store.add_artifact(self.run_id, name, path, kind)
+        return path
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self.store.finish_run(self.run_id, "interrupted", error="interrupted by the user")
+        else:
+            message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
+            self.store.finish_run(
+                self.run_id, "failed", error=message, duration_s=time.perf_counter() - self.started
+            )
+        self.store.close()
+
+    def finish(self, result: Any, summary: Mapping[str, Any], title: str) -> DiagnosticOutcome:
+        seconds = time.perf_counter() - self.started
+        full = {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": "completed",
+            "source": self._source_text(),
+            "source_run": self.source.run_id,
+            "weights": self.source.weights,
+            "summary": dict(summary),
+            "result": result.to_dict(),
+            "duration_s": seconds,
+        }
+        self.run_dir.write_result(full)
+        self.store.add_artifact(self.run_id, "result.json", self.run_dir.result_json, "json")
+        self.store.add_artifact(self.run_id, "config.yaml", self.run_dir.config_path, "config")
+        write_report(
+            self.run_dir.report_html,
+            title=title,
+            config={**self.source.config.model_dump(mode="json"), self.kind: self.settings},
+            result={"run_id": self.run_id, "status": "completed", **_flat_summary(summary)},
+            figures=self.figures,
+            history=None,
+        )
+        self.store.add_artifact(self.run_id, "report.html", self.run_dir.report_html, "report")
+        self.store.finish_run(self.run_id, "completed", duration_s=seconds, summary=summary)
+        self.store.close()
+        if self.source.run_dir is not None:
+            refresh_report(self.source.run_dir)
+        return DiagnosticOutcome(
+            self.kind,
+            self.run_id,
+            self.run_dir.path,
+            self.store.safe_url,
+            result,
+            self.source.run_id,
+            dict(self.figures),
+            dict(summary),
+        )
+
+
+def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalars of a summary for the report's run table."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, (int, float, str)) or value is None:
+            out[key] = value
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(v, (int, float, str)):
+                    out[f"{key}.{k}"] = v
+    return out
+
+
+def refresh_report(run_dir: RunDir) -> Path | None:
+    """Rewrite a training run's ``report.html`` with its own figures followed by those of the
+    diagnostics run on it (found beside it: run directories whose result names it as source).
+
+    Nothing is written when the run has no result.json yet (it has not finished).
+    """
+    if not run_dir.result_json.is_file():
+        return None
+    result = run_dir.read_result()
+    config = (
+        yaml.safe_load(run_dir.config_path.read_text()) if run_dir.config_path.is_file() else {}
+    )
+    figures: dict[str, Path | bytes] = {}
+    for caption, name in _RUN_FIGURES:
+        if (run_dir.path / name).is_file():
+            figures[caption] = run_dir.path / name
+    for diag in sorted(run_dir.path.parent.iterdir()):
+        found = diag / "result.json"
+        if diag == run_dir.path or not found.is_file():
+            continue
+        try:
+            data = json.loads(found.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict) or data.get("source_run") != run_dir.run_id:
+            continue
+        if data.get("source") != str(run_dir.path.resolve()):
+            continue
+        for png in sorted(diag.glob("*.png")):
+            figures[f"{data.get('kind', 'diagnostic')} {diag.name}: {png.stem}"] = png
+    history = run_dir.read_metrics() if run_dir.metrics_csv.is_file() else None
+    return write_report(
+        run_dir.report_html,
+        title=str(result.get("name") or run_dir.run_id),
+        config=config or {},
+        result=result,
+        figures=figures,
+        history=history,
+    )
+
+
+def _recorded(recorder: _Recorder, work: Callable[[], DiagnosticOutcome]) -> DiagnosticOutcome:
+    try:
+        return work()
+    except BaseException as exc:
+        recorder.failed(exc)
+        raise
+
+
+# --- the three diagnostics -----------------------------------------------------------------------
+
+
+def _settings(model: type[Any], value: Any, prefix: str) -> Any:
+    if isinstance(value, model):
+        return value
+    return validate_model(model, value or {}, prefix=prefix)
+
+
+def run_lr_find(
+    source: Source,
+    settings: LRFindConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    store_url: str | None = None,
+    progress: bool = False,
+    echo: Echo | None = None,
+) -> DiagnosticOutcome:
+    """The LR range test on the source's model (normally at its initial weights), recorded."""
+    from skier.diagnostics.lr_range import lr_range_test
+    from skier.plots.lr_range import plot_lr_range
+
+    cfg: LRFindConfig = _settings(LRFindConfig, settings or source.config.lr_find, "lr_find.")
+    say = echo or (lambda _m: None)
+    optim = source.config.optim
+    if optim.lr == "auto":
+        optim = optim.model_copy(update={"lr": cfg.start_lr})
+    recorder = _Recorder(
+        "lr_find", source, cfg.model_dump(mode="json"), out_dir=out_dir, store_url=store_url
+    )
+    say(f"lr-find {recorder.run_id} → {recorder.run_dir.path}")
+
+    def work() -> DiagnosticOutcome:
+        result = lr_range_test(
+            source.model,
+            source.data,
+            optim_config=optim,
+            train_config=source.config.train,
+            settings=cfg,
+            task=source.data.task,
+            progress=progress,
+        )
+        recorder.text("lr_find.csv", _lr_csv(result))
+        recorder.figure("LR range test", "lr_find.png", plot_lr_range(result).figure)
+        summary = {
+            "suggestion": result.suggestion,
+            "lr": result.lr,
+            "suggestions": dict(result.suggestions),
+            "diverged": result.diverged,
+            "steps": len(result.lrs),
+        }
+        return recorder.finish(result, summary, f"LR range test · {source.describe()}")
+
+    return _recorded(recorder, work)
+
+
+def _lr_csv(result: Any) -> str:
+    lines = ["step,lr,loss,smoothed_loss"]
+    for i, (lr, loss, smooth) in enumerate(
+        zip(result.lrs, result.losses, result.smoothed, strict=True), 1
+    ):
+        lines.append(f"{i},{lr!r},{float(loss)!r},{float(smooth)!r}")
+    return "\n".join(lines) + "\n"
+
+
+def run_landscape(
+    source: Source,
+    settings: LandscapeConfig | Mapping[str, Any] | None = None,
+    *,
+    other: Source | None = None,
+    out_dir: str | Path | None = None,
+    store_url: str | None = None,
+    resume_dir: str | Path | None = None,
+    progress: bool = False,
+    log_scale: bool = False,
+    batch_points: int | None = None,
+    echo: Echo | None = None,
+) -> DiagnosticOutcome:
+    """A loss landscape of the source's model, recorded.
+
+    ``settings.direction``: ``random`` / ``hessian`` (1-D or 2-D around the weights), ``init``
+    (the line from the run's initial weights to its final ones) or ``run`` (the line to
+    ``other``, another run of the same architecture). ``resume_dir`` continues a landscape run
+    that was stopped, from its ``partial.json``.
+    """
+    from skier.diagnostics.landscape import interpolate, landscape
+    from skier.plots.landscape import plot_landscape_batches, plot_landscape_figure
+
+    cfg: LandscapeConfig = _settings(LandscapeConfig, settings, "landscape.")
+    if cfg.direction == "run" and other is None:
+        raise ConfigError(
+            "landscape.direction 'run' needs the other run; got none. Pass --to OTHER_RUN_DIR."
+        )
+    if other is not None and cfg.direction != "run":
+        raise ConfigError(
+            f"landscape.direction must be 'run' with another run (--to); got {cfg.direction!r}."
+        )
+    if other is not None and other.config.model != source.config.model:
+        raise ConfigError(
+            "the two runs must have the same model config (architecture) to interpolate; "
+            f"got {other.config.model.name!r} and {source.config.model.name!r} with different "
+            "settings."
+        )
+    if cfg.direction == "init" and source.weights == "init":
+        raise ConfigError(
+            "landscape.direction 'init' needs a trained model: give a finished run directory "
+            "(a bare config has only its initial weights)."
+        )
+    say = echo or (lambda _m: None)
+    points = batch_points if batch_points is not None else _default_batch_points(source.model)
+    partial_path: Path | None = None
+    resume = None
+    if resume_dir is not None:
+        partial_path = Path(resume_dir) / "partial.json"
+        if not partial_path.is_file():
+            raise CheckpointError(
+                f"resume directory {str(resume_dir)!r} must hold partial.json (a stopped "
+                "landscape); it has none."
+            )
+        resume = json.loads(partial_path.read_text())
+    recorder = _Recorder(
+        "landscape",
+        source,
+        cfg.model_dump(mode="json"),
+        out_dir=out_dir,
+        store_url=store_url,
+        resume_dir=resume_dir,
+    )
+    partial_path = recorder.run_dir.path / "partial.json"
+    say(f"landscape {recorder.run_id} → {recorder.run_dir.path}")
+
+    def save_partial(state: dict[str, Any]) -> None:
+        atomic_write_text(partial_path, json.dumps(state))
+
+    def work() -> DiagnosticOutcome:
+        if cfg.direction in ("init", "run"):
+            if cfg.direction == "init":
+                start = _initial_model(source.config, source.data, source.base_dir)
+                end, labels = source.model.state_dict(), ("initial", source.weights)
+            else:
+                assert other is not None
+                start, end = source.model, other.model.state_dict()
+                labels = (f"run {source.run_id or 'A'}", f"run {other.run_id or 'B'}")
+            result = interpolate(
+                start, end, source.data, cfg, task=source.data.task, labels=labels,
+                progress=progress,
+            )  # fmt: skip
+        else:
+            result = landscape(
+                source.model, source.data, cfg, task=source.data.task, batch_points=points,
+                progress=progress, resume=resume, on_row=save_partial,
+            )  # fmt: skip
+        recorder.text("landscape.csv", result.to_csv())
+        caption = f"Loss landscape ({cfg.dims}-D, {cfg.direction})"
+        recorder.figure(caption, "landscape.png", plot_landscape_figure(result))
+        if log_scale or cfg.dims == 2:
+            recorder.figure(
+                caption + ", log scale",
+                "landscape_log.png",
+                plot_landscape_figure(result, log_scale=True),
+            )
+        if result.batches:
+            recorder.figure(
+                "The same plane on two mini-batches",
+                "landscape_batches.png",
+                plot_landscape_batches(result, log_scale=log_scale),
+            )
+        partial_path.unlink(missing_ok=True)
+        summary = {
+            "dims": cfg.dims,
+            "direction": cfg.direction,
+            "points": int(result.loss.size),
+            "minimum": result.minimum,
+            "center_loss": result.center_loss,
+            "examples": result.surface.examples,
+            "seconds": result.seconds,
+        }
+        return recorder.finish(result, summary, f"Loss landscape · {source.describe()}")
+
+    return _recorded(recorder, work)
+
+
+def _default_batch_points(model: Any) -> int:
+    # Evaluating several grid points in one vmap'd pass wins for small dense models on the
+    # CPU (see bench/bench_landscape.py); batch norm and large models stay one point at a time.
+    from torch import nn
+
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 1
+    size = sum(p.numel() for p in model.parameters())
+    return 8 if size <= 200_000 else 1
+
+
+def run_sharpness(
+    source: Source,
+    settings: SharpnessConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    store_url: str | None = None,
+    progress: bool = False,
+    echo: Echo | None = None,
+) -> DiagnosticOutcome:
+    """Top Hessian eigenvalues and the Hessian trace of the source's model, recorded."""
+    from skier.diagnostics.sharpness import sharpness
+    from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
+
+    cfg: SharpnessConfig = _settings(SharpnessConfig, settings, "sharpness.")
+    say = echo or (lambda _m: None)
+    recorder = _Recorder(
+        "sharpness", source, cfg.model_dump(mode="json"), out_dir=out_dir, store_url=store_url
+    )
+    say(f"sharpness {recorder.run_id} → {recorder.run_dir.path}")
+
+    def work() -> DiagnosticOutcome:
+        result = sharpness(
+            source.model, source.data, settings=cfg, task=source.data.task, progress=progress
+        )
+        lines = ["index,eigenvalue,iterations,converged"]
+        for i, (value, its, ok) in enumerate(
+            zip(result.eigenvalues, result.iterations, result.converged, strict=True), 1
+        ):
+            lines.append(f"{i},{value!r},{its},{ok}")
+        recorder.text("eigenvalues.csv", "\n".join(lines) + "\n")
+        recorder.figure("Power iteration", "sharpness.png", plot_sharpness(result).figure)
+        recorder.figure(
+            "Top Hessian eigenvalues", "hessian_spectrum.png", plot_hessian_spectrum(result).figure
+        )
+        summary = {
+            "top_eigenvalue": result.eigenvalues[0] if result.eigenvalues else None,
+            "eigenvalues": list(result.eigenvalues),
+            "converged": all(result.converged),
+            "trace": result.trace,
+            "trace_std_error": result.trace_std_error,
+            "examples": result.examples,
+        }
+        return recorder.finish(result, summary, f"Sharpness · {source.describe()}")
+
+    return _recorded(recorder, work)
+
+
+def saved_landscape_settings(run_dir: str | Path) -> tuple[str, Weights, dict[str, Any]]:
+    """The source, weights and settings a landscape run directory was started with."""
+    path = Path(run_dir) / "landscape.yaml"
+    if not path.is_file():
+        raise CheckpointError(
+            f"resume directory {str(run_dir)!r} must be a landscape run (landscape.yaml); "
+            "it is not."
+        )
+    saved = yaml.safe_load(path.read_text()) or {}
+    source = saved.pop("source", "config")
+    weights = saved.pop("weights", "final")
+    if source == "config":
+        raise CheckpointError(
+            f"resume directory {str(run_dir)!r} was a landscape of a bare config; run it again."
+        )
+    return str(source), weights, saved
