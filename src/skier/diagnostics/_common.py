@@ -110,11 +110,17 @@ def choose_split(
     if isinstance(data, tuple) and len(data) == 2:
         x, y = data
         inputs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-        return Split(tuple(torch.as_tensor(t) for t in inputs), torch.as_tensor(y))
+        # As fit() does: float inputs in float32 (NumPy's float64 would not match the model).
+        tensors = tuple(_float32(torch.as_tensor(t)) for t in inputs)
+        return Split(tensors, _float32(torch.as_tensor(y)))
     raise DataError(
         "data must be a DataBundle, a Split or an (inputs, targets) pair of tensors; "
         f"got {type(data).__name__}."
     )
+
+
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() else t
 
 
 def classification_of(split: Split, task: str | None = None) -> bool:

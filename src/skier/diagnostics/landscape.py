@@ -418,11 +418,24 @@ def recompute_batch_norm(
 # --- the diagnostics -----------------------------------------------------------------------------
 
 
+def _axis(bounds: tuple[float, float], points: int, special: Sequence[float]) -> np.ndarray:
+    """``points`` evenly spaced values, plus the ``special`` ones inside the range that the
+    spacing misses (the model itself at 0, the other end of a line at 1), so that they are
+    measured exactly rather than read between two grid points."""
+    values = np.linspace(bounds[0], bounds[1], points)
+    for x in special:
+        if bounds[0] <= x <= bounds[1]:
+            near = np.isclose(values, x, rtol=0.0, atol=1e-9)
+            values = np.where(near, x, values) if near.any() else np.append(values, x)
+    return np.sort(values)
+
+
 def _grid(settings: LandscapeConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    alphas = np.linspace(*settings.xrange, settings.points)
+    line = settings.direction in ("init", "run")
+    alphas = _axis(settings.xrange, settings.points, (0.0, 1.0) if line else (0.0,))
     if settings.dims == 1:
         return alphas, None
-    return alphas, np.linspace(*settings.yrange, settings.points_y or settings.points)
+    return alphas, _axis(settings.yrange, settings.points_y or settings.points, (0.0,))
 
 
 def _check_settings(settings: LandscapeConfig | Mapping[str, Any] | None) -> LandscapeConfig:

@@ -17,6 +17,14 @@ from skier.plots.gradient_flow import (
     plot_gradient_flow,
     plot_gradient_flow_figure,
 )
+from skier.plots.landscape import (
+    plot_landscape_1d,
+    plot_landscape_batches,
+    plot_landscape_contour,
+    plot_landscape_figure,
+    plot_landscape_surface,
+)
+from skier.plots.lr_range import plot_lr_range
 from skier.plots.schedule import plot_lr_curve
 
 __all__ = [
@@ -26,8 +34,14 @@ __all__ = [
     "new_figure",
     "plot_gradient_flow",
     "plot_gradient_flow_figure",
+    "plot_landscape_1d",
+    "plot_landscape_batches",
+    "plot_landscape_contour",
+    "plot_landscape_figure",
+    "plot_landscape_surface",
     "plot_learning_curves",
     "plot_learning_figure",
     "plot_lr_curve",
+    "plot_lr_range",
     "save_figure",
 ]

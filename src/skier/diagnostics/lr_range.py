@@ -1,0 +1,577 @@
+"""The LR range test (Smith 2017): train briefly while the lr grows, and watch the loss.
+
+Starting from the caller's weights, the test takes ``num_steps`` optimizer steps on
+mini-batches, each at a larger lr (a geometric or linear ramp from ``start_lr`` to ``end_lr``),
+records the loss of every batch and stops once the loss blows up. The lr where the loss falls
+fastest and most steadily is a good lr to train with. The model and optimizer are left exactly
+as they were: the test is a measurement, not training.
+
+>>> from skier.config import DataConfig, ModelConfig
+>>> from skier.data import load_data
+>>> from skier.models import build_model
+>>> data = load_data(DataConfig(name="synthetic", samples=300, features=8, classes=3))
+>>> model = build_model(ModelConfig(hidden_sizes=[16]), input_shape=data.input_shape,
+...                     output_size=data.output_size)
+>>> result = lr_range_test(model, data, settings={"num_steps": 30, "end_lr": 1.0})
+>>> result.suggestion, len(result.lrs) <= 30
+('valley', True)
+
+The three rules for turning the curve into one lr (:func:`suggest_valley`,
+:func:`suggest_steepest`, :func:`suggest_minimum`) read only ``(lrs, smoothed)``, so they can
+be tried on any curve, recorded or made up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from skier.config import LRFindConfig, OptimConfig, TrainConfig, validate_model
+from skier.data.types import DataBundle, Split
+from skier.diagnostics._common import (
+    choose_split,
+    classification_of,
+    model_device,
+    preserved,
+    trainable_parameters,
+)
+from skier.errors import ConfigError, DataError, problem
+from skier.models import check_output_shape
+from skier.optim import build_optimizer, needs_closure
+from skier.train.batches import resolve_batch_size
+from skier.train.metrics import LossFn, make_loss
+
+__all__ = [
+    "SUGGESTION_RULES",
+    "LRRangeResult",
+    "lr_ramp",
+    "lr_range_test",
+    "suggest_minimum",
+    "suggest_steepest",
+    "suggest_valley",
+]
+
+# A rule needs at least this many finite points before it says anything: with fewer, a
+# "fall" or a "slope" is one or two noisy differences.
+MIN_POINTS = 5
+# valley: a rise smaller than this share of the whole fall is noise, not the end of a descent.
+VALLEY_TOLERANCE = 0.02
+# valley: the descent must make a new low (by more than the tolerance) within this share of
+# the curve's points; a longer stall ends the stretch.
+VALLEY_PATIENCE = 0.05
+# valley: a curve whose loss falls by less than this share of where it started has not
+# really fallen (a flat curve that wanders); there is no valley to speak of.
+VALLEY_MIN_FALL = 0.01
+
+
+@dataclass
+class LRRangeResult:
+    """What :func:`lr_range_test` measured: one entry per step actually taken.
+
+    ``lrs[i]`` is the lr of step ``i``, ``losses[i]`` the loss of its mini-batch (computed
+    before the step, so it shows what the steps so far did), ``smoothed[i]`` the bias-corrected
+    moving average of the losses up to ``i``. ``diverged`` says the test stopped early because
+    the smoothed loss passed ``divergence_factor`` × ``best_loss`` or a loss was not finite;
+    ``stop_step`` is that step's index (``None`` when every step ran).
+
+    >>> result.lr        # doctest: +SKIP
+    0.0021
+    >>> result.to_dict()["suggestions"]   # doctest: +SKIP
+    {'valley': 0.0021, 'steepest': 0.0008, 'minimum': 0.0063}
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestions: dict[str, float | None]
+    suggestion: str
+    lr: float | None
+    diverged: bool
+    stop_step: int | None
+    best_loss: float
+    settings: LRFindConfig
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary (NaN and infinities become ``None``), e.g. for ``result.json``."""
+        return {
+            "lrs": [_json_float(v) for v in self.lrs],
+            "losses": [_json_float(v) for v in self.losses],
+            "smoothed": [_json_float(v) for v in self.smoothed],
+            "suggestions": {k: _json_float(v) for k, v in self.suggestions.items()},
+            "suggestion": self.suggestion,
+            "lr": _json_float(self.lr),
+            "diverged": self.diverged,
+            "stop_step": self.stop_step,
+            "steps": len(self.lrs),
+            "best_loss": _json_float(self.best_loss),
+            "settings": self.settings.model_dump(mode="json"),
+            "seconds": self.seconds,
+            "notes": list(self.notes),
+        }
+
+
+def _json_float(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# --- the ramp and the smoothing ------------------------------------------------------------
+
+
+def lr_ramp(settings: LRFindConfig) -> list[float]:
+    """The lr of each of the ``num_steps`` steps, ``start_lr`` first and ``end_lr`` last.
+
+    >>> lr_ramp(LRFindConfig(start_lr=1e-3, end_lr=1e-1, num_steps=5))
+    [0.001, 0.0031622776601683794, 0.01, 0.03162277660168379, 0.1]
+    """
+    n, start, end = settings.num_steps, settings.start_lr, settings.end_lr
+    if settings.mode == "linear":
+        return [start + (end - start) * i / (n - 1) for i in range(n)]
+    return [start * (end / start) ** (i / (n - 1)) for i in range(n)]
+
+
+class _Smoother:
+    """Bias-corrected exponential moving average: without the correction the first values
+    would be pulled towards 0 and look like a fall."""
+
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+        self.average = 0.0
+        self.count = 0
+
+    def add(self, value: float) -> float:
+        self.average = self.beta * self.average + (1.0 - self.beta) * value
+        self.count += 1
+        return self.average / (1.0 - self.beta**self.count)
+
+
+# --- the suggestion rules ------------------------------------------------------------------
+
+
+def _finite_prefix(lrs: Sequence[float], smoothed: Sequence[float]) -> tuple[Any, Any]:
+    """The curve up to its first non-finite point, as float arrays."""
+    x = np.asarray(lrs, dtype=float)
+    y = np.asarray(smoothed, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(
+            f"lrs and smoothed must be 1-D and of the same length; got {len(x)} and {len(y)}."
+        )
+    bad = ~(np.isfinite(x) & np.isfinite(y))
+    end = int(np.argmax(bad)) if bad.any() else len(y)
+    return x[:end], y[:end]
+
+
+def _up_to_minimum(lrs: Sequence[float], smoothed: Sequence[float]) -> tuple[Any, Any] | None:
+    """The finite curve up to (and with) its lowest point; None when it is too short."""
+    x, y = _finite_prefix(lrs, smoothed)
+    if len(y) < MIN_POINTS:
+        return None
+    low = int(np.argmin(y))
+    return x[: low + 1], y[: low + 1]
+
+
+def suggest_minimum(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
+    """The lr at the lowest smoothed loss, divided by 10.
+
+    At the minimum the lr is already at the edge of what training stands, so one tenth of it
+    is the usual safe choice. None for a curve with fewer than 5 finite points.
+
+    >>> suggest_minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [2.0, 1.5, 0.5, 0.9, 3.0])
+    0.01
+    """
+    x, y = _finite_prefix(lrs, smoothed)
+    if len(y) < MIN_POINTS:
+        return None
+    return float(x[int(np.argmin(y))] / 10.0)
+
+
+def suggest_steepest(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
+    """The lr where the smoothed loss falls fastest against log10(lr).
+
+    Slopes are central differences of the loss over ``log10(lr)``, up to the curve's minimum
+    (past it the loss climbs). This rule is fragile: a single bump in the curve (a noisy
+    batch on small data, where even the smoothed loss jumps) has a steep side that can win
+    over the real descent, so it is not the default. None when the curve has fewer than 5
+    finite points or never falls.
+
+    >>> lrs = [10.0**e for e in range(-5, 1)]
+    >>> suggest_steepest(lrs, [2.0, 2.0, 1.2, 0.6, 0.5, 3.0])
+    0.001
+    """
+    curve = _up_to_minimum(lrs, smoothed)
+    if curve is None:
+        return None
+    x, y = curve
+    if len(y) < 3 or np.any(x <= 0):
+        return None
+    log_lr = np.log10(x)
+    slopes = (y[2:] - y[:-2]) / (log_lr[2:] - log_lr[:-2])
+    best = int(np.argmin(slopes))
+    if not slopes[best] < 0.0:
+        return None
+    return float(x[best + 1])
+
+
+def _falling_stretches(y: Any, tolerance: float, patience: int) -> list[tuple[int, int]]:
+    """``(first, last)`` index of each stretch where ``y`` keeps making new lows.
+
+    ``low[i]`` is the lowest value up to ``i``, so a bump (noise) does not move it. The
+    window starting at ``k`` is "falling" when ``low`` drops by more than ``tolerance`` within
+    the next ``patience`` points; a run of falling windows is one descent. A flat or wandering
+    stretch never drops by the tolerance, so it is not falling; a bump inside a descent that
+    the loss recovers from within the window does not stop it.
+
+    The descent is then cut to where the loss really moves, the same way at both ends so
+    that its middle is not pulled to one side: it starts at the last point still within the
+    tolerance of the level it falls from and ends at the first point within the tolerance
+    of the lowest level it reaches.
+    """
+    low = np.minimum.accumulate(y)
+    last = len(y) - 1
+    falling = [low[min(k + patience, last)] < low[k] - tolerance for k in range(last)]
+    stretches: list[tuple[int, int]] = []
+    k = 0
+    while k < last:
+        if not falling[k]:
+            k += 1
+            continue
+        top = k
+        while k < last and falling[k]:
+            k += 1
+        bottom = min(k - 1 + patience, last)
+        # falling[top] guarantees a point below low[top] - tolerance within the window.
+        left = top + int(np.argmax(y[top : bottom + 1] < low[top] - tolerance)) - 1
+        right = top + int(np.argmax(low[top : bottom + 1] <= low[bottom] + tolerance))
+        stretches.append((max(left, top), max(right, left)))
+    return stretches
+
+
+def suggest_valley(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
+    """The lr in the middle of the longest stretch where the smoothed loss keeps falling.
+
+    Only the curve up to its minimum counts (after it, the loss is on its way up). "Keeps
+    falling" is defined so that noise neither makes nor breaks a stretch: the lowest loss so
+    far must drop by more than 2 % of the whole fall (the first loss minus the minimum)
+    within every window of 5 % of the points (at least 2). A flat start that wanders by
+    less than that is not a descent; a bump that the loss recovers from within the window
+    does not end one. The stretch runs from the last point at the level the loss falls from
+    to the first point at the level it reaches (both within that 2 %), and its middle is
+    taken in steps, which on an exponential ramp is the geometric middle of its lrs. Ties go
+    to the stretch with the larger fall. None when the curve has fewer than 5 finite points
+    or never falls by more than 1 % of its first loss.
+
+    The middle of a steady descent is far from both the lrs too small to move the loss and
+    the ones where it is about to blow up, which makes this the robust default.
+
+    >>> lrs = [10.0 ** (-6 + i / 10) for i in range(60)]   # 1e-6 ... 0.8
+    >>> flat, fall = [2.0] * 20, [2.0 - 0.08 * k for k in range(1, 23)]
+    >>> rise = [0.24 * 1.5**k for k in range(1, 19)]
+    >>> round(suggest_valley(lrs, flat + fall + rise), 9)  # steps 19 to 41: the middle is 30
+    0.001
+    """
+    curve = _up_to_minimum(lrs, smoothed)
+    if curve is None:
+        return None
+    x, y = curve
+    # Measured from the first point, not the highest: one spike must not widen the tolerance.
+    fall = float(y[0] - y[-1])
+    if len(y) < 2 or not fall > VALLEY_MIN_FALL * abs(float(y[0])):
+        return None
+    _, whole = _finite_prefix(lrs, smoothed)
+    patience = max(2, round(VALLEY_PATIENCE * len(whole)))
+    stretches = _falling_stretches(y, VALLEY_TOLERANCE * fall, patience)
+    if not stretches:
+        return None
+    first, last = max(stretches, key=lambda s: (s[1] - s[0], y[s[0]] - y[s[1]]))
+    return float(x[(first + last) // 2])
+
+
+SUGGESTION_RULES = {
+    "valley": suggest_valley,
+    "steepest": suggest_steepest,
+    "minimum": suggest_minimum,
+}
+
+
+# --- validation: everything is checked before the model is touched -------------------------
+
+
+def _section(kind: type[Any], value: Any, prefix: str) -> Any:
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return validate_model(kind, value, prefix=prefix)
+    raise ConfigError(
+        problem(prefix.rstrip("."), f"a {kind.__name__} or a mapping", type(value).__name__)
+    )
+
+
+def _resolve_optimizer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    optim_config: OptimConfig | Mapping[str, Any] | None,
+    start_lr: float,
+) -> torch.optim.Optimizer:
+    if optimizer is not None and optim_config is not None:
+        raise ConfigError(
+            problem(
+                "optim_config", "None when an optimizer is given", "OptimConfig",
+                "Pass either the optimizer to test or the settings to build one from.",
+            )
+        )  # fmt: skip
+    if optimizer is None:
+        config = _section(OptimConfig, optim_config, "optim.")
+        if config.lr == "auto":  # what this test is for; the ramp sets the lr of every step
+            config = config.model_copy(update={"lr": start_lr})
+        field_name, shown = "optim.name", config.name
+        optimizer = build_optimizer(model.parameters(), config)
+    else:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(
+                problem("optimizer", "a torch.optim.Optimizer", type(optimizer).__name__)
+            )
+        field_name, shown = "optimizer", type(optimizer).__name__
+    if needs_closure(optimizer):
+        raise ConfigError(
+            problem(
+                field_name, "an optimizer whose step needs no closure", shown,
+                "L-BFGS searches its own step size, so an lr ramp says nothing about it; "
+                "run the test with e.g. 'adam' or 'sgd'.",
+            )
+        )  # fmt: skip
+    owned = {id(p) for p in model.parameters()}
+    foreign = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in owned]
+    if foreign:
+        raise ConfigError(
+            problem(
+                "optimizer", "an optimizer over the model's own parameters",
+                f"{len(foreign)} parameters that are not the model's",
+                "Build it with model.parameters(): only the model is restored afterwards.",
+            )
+        )  # fmt: skip
+    return optimizer
+
+
+def _loss_for(classification: bool, config: TrainConfig) -> LossFn:
+    task = "classification" if classification else "regression"
+    name = config.loss
+    if name == "auto":
+        name = "cross_entropy" if classification else "mse"
+    elif (name == "cross_entropy") != classification:
+        expected = "'cross_entropy' or 'auto'" if classification else "'mse' or 'auto'"
+        raise ConfigError(problem("train.loss", f"{expected} for {task}", name))
+    return make_loss(name, config.reduction)
+
+
+def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
+    """The same checks ``fit`` makes: examples present, targets fit the task, output shape."""
+    if len(split) == 0:
+        raise DataError("data must hold at least one example; got 0.")
+    if classification and split.targets.is_floating_point():
+        raise DataError(
+            problem(
+                "data.targets", "class indices (integers) for classification",
+                str(split.targets.dtype), "Use task='regression' for float targets.",
+            )
+        )  # fmt: skip
+    if isinstance(data, DataBundle):
+        output_size = data.output_size
+        cardinalities: Sequence[int] = data.categorical_cardinalities
+    else:
+        targets = split.targets
+        if classification:
+            output_size = int(targets.max()) + 1
+        else:
+            output_size = int(targets.shape[1]) if targets.dim() > 1 else 1
+        codes = [t for t in split.inputs if not t.is_floating_point()]
+        cardinalities = (codes[0].max(dim=0).values + 1).tolist() if codes else ()
+    shapes = [tuple(t.shape[1:]) for t in split.inputs if t.is_floating_point()]
+    check_output_shape(model, shapes, output_size, categorical_cardinalities=cardinalities)
+
+
+# --- the test ------------------------------------------------------------------------------
+
+
+def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches of exactly ``size`` distinct examples, epoch after epoch.
+
+    Each epoch is a fresh permutation; a remainder smaller than a batch is skipped, so every
+    step's loss is an average over the same number of examples (the curve's noise level does
+    not jump at epoch ends).
+    """
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - size + 1, size):
+            yield order[start : start + size]
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # only when asked: tqdm.auto looks for a notebook on import
+
+    return tqdm(total=total, desc="lr range test", unit="step", leave=False)
+
+
+def lr_range_test(
+    model: torch.nn.Module,
+    data: DataBundle | Split | tuple[Any, Any],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    optim_config: OptimConfig | Mapping[str, Any] | None = None,
+    train_config: TrainConfig | Mapping[str, Any] | None = None,
+    settings: LRFindConfig | Mapping[str, Any] | None = None,
+    task: Literal["classification", "regression"] | None = None,
+    progress: bool = False,
+) -> LRRangeResult:
+    """Run the LR range test on ``model`` with ``data`` (a bundle's train split, a ``Split``
+    or an ``(inputs, targets)`` pair) and suggest an lr.
+
+    The optimizer is ``optimizer`` (its state is restored afterwards) or one built from
+    ``optim_config`` (default ``OptimConfig()``: Adam; ``lr: auto`` is fine here); its lr is
+    overwritten in every param group at every step. Mini-batches of
+    ``train_config.batch_size`` are drawn in a seeded order (``train_config.seed``, a
+    generator of its own), the loss is ``train_config.loss`` with its ``reduction``, and
+    ``grad_clip`` is applied as in ``fit`` (sampling options and regularization penalties
+    are not). The test runs where the model is (``train_config.device`` is not used: the
+    model is not moved). ``settings`` (an ``LRFindConfig`` or a mapping of its fields) shape
+    the ramp, the smoothing, the stop and which suggestion is ``result.lr``.
+
+    Everything is validated first; then the test runs inside :func:`preserved`, so weights,
+    buffers, gradients, train/eval flags, the optimizer's state and torch's global RNG are
+    bit-for-bit as before, even when it fails. Raises :class:`~skier.errors.ConfigError` for
+    bad settings or an optimizer that needs a closure (L-BFGS), and
+    :class:`~skier.errors.DataError` for empty or unfit data.
+
+    >>> result = lr_range_test(model, bundle, settings={"end_lr": 1.0})   # doctest: +SKIP
+    >>> fit(model, bundle, lr=result.lr, epochs=10)                       # doctest: +SKIP
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(problem("model", "a torch.nn.Module", type(model).__name__))
+    cfg = _section(LRFindConfig, settings, "lr_find.")
+    train_cfg = _section(TrainConfig, train_config, "train.")
+    if task not in (None, "classification", "regression"):
+        raise ConfigError(problem("task", "'classification', 'regression' or None", task))
+    trainable_parameters(model)  # raises ModelError for a model with nothing to train
+    split = choose_split(data)
+    if task is None and isinstance(data, DataBundle):
+        task = data.task
+    classification = classification_of(split, task)
+    loss_fn = _loss_for(classification, train_cfg)
+    _check_data(model, data, split, classification)
+    opt = _resolve_optimizer(model, optimizer, optim_config, cfg.start_lr)
+
+    device = model_device(model)
+    split = split.to(device) if split.device != device else split
+    size = resolve_batch_size(train_cfg.batch_size, len(split))
+    started = time.perf_counter()
+    with preserved(model, opt):
+        curve = _run(model, opt, split, size, loss_fn, cfg, train_cfg, progress)
+    return _result(*curve, cfg, time.perf_counter() - started)
+
+
+def _run(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    split: Split,
+    size: int,
+    loss_fn: LossFn,
+    cfg: LRFindConfig,
+    train_cfg: TrainConfig,
+    progress: bool,
+) -> tuple[list[float], list[float], list[float], bool]:
+    """The ramp itself; the caller has snapshotted everything it changes."""
+    # Dropout draws from the global RNG: seed it so the same call gives the same curve (the
+    # caller's RNG state is put back by ``preserved``).
+    torch.random.default_generator.manual_seed(train_cfg.seed)
+    if split.device.type == "cuda":
+        torch.cuda.manual_seed(train_cfg.seed)
+    batches = _batches(len(split), size, torch.Generator().manual_seed(train_cfg.seed))
+    smoother = _Smoother(cfg.beta)
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    best = math.inf
+    diverged = False
+    bar = _progress_bar(progress, cfg.num_steps)
+    model.train()
+    try:
+        for lr in lr_ramp(cfg):
+            for group in opt.param_groups:  # set LR
+                group["lr"] = lr
+            index = next(batches).to(split.device)
+            opt.zero_grad(set_to_none=True)
+            out = model(*(t[index] for t in split.inputs))  # forward
+            loss = loss_fn(out, split.targets[index])  # loss
+            value = float(loss.detach())  # one sync per step: the stop rule needs the value
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(smoother.add(value))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({"lr": f"{lr:.3g}", "loss": f"{smoothed[-1]:.4g}"}, refresh=False)
+            if not math.isfinite(smoothed[-1]):  # a non-finite loss: nothing more to learn
+                diverged = True
+                break
+            best = min(best, smoothed[-1])
+            if smoothed[-1] > cfg.divergence_factor * best:
+                diverged = True
+                break
+            loss.backward()  # backward
+            if train_cfg.grad_clip is not None:  # clip, as fit does
+                if train_cfg.grad_clip_mode == "norm":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+                else:
+                    torch.nn.utils.clip_grad_value_(model.parameters(), train_cfg.grad_clip)
+            opt.step()  # step
+    finally:
+        if bar is not None:
+            bar.close()
+    return lrs, losses, smoothed, diverged
+
+
+def _result(
+    lrs: list[float],
+    losses: list[float],
+    smoothed: list[float],
+    diverged: bool,
+    cfg: LRFindConfig,
+    seconds: float,
+) -> LRRangeResult:
+    suggestions = {name: rule(lrs, smoothed) for name, rule in SUGGESTION_RULES.items()}
+    finite = [s for s in smoothed if math.isfinite(s)]
+    notes = []
+    if suggestions[cfg.suggestion] is None:
+        notes.append(
+            f"the {cfg.suggestion!r} rule could not decide on a curve of {len(finite)} finite "
+            f"points: start from a smaller lr_find.start_lr or raise divergence_factor."
+        )
+    if not diverged and finite and finite[-1] <= min(finite) * 1.0001:
+        notes.append(
+            "the loss was still falling at end_lr: raise lr_find.end_lr to see where it turns."
+        )
+    return LRRangeResult(
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        suggestions=suggestions,
+        suggestion=cfg.suggestion,
+        lr=suggestions[cfg.suggestion],
+        diverged=diverged,
+        stop_step=len(lrs) - 1 if diverged else None,
+        best_loss=min(finite) if finite else math.nan,
+        settings=cfg,
+        seconds=seconds,
+        notes=notes,
+    )
