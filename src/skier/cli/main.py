@@ -124,8 +124,12 @@ def demo(out: str | None, store: str | None, quiet: bool) -> None:
 @store_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--status", default=None, help="Only runs with this status.")
-def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> None:
-    """List runs from the store: id, name, status, epochs, best val metric, test metric, time."""
+@click.option("--kind", default=None, help="Only runs of this kind: train, landscape, lr_find, ...")
+def runs(
+    runs_dir: str, store: str | None, limit: int, status: str | None, kind: str | None
+) -> None:
+    """List runs from the store: id, kind, name, status, epochs, best val metric, test metric,
+    time."""
     from skier.record import RunStore, default_store_url
 
     url = store or default_store_url(runs_dir)
@@ -133,12 +137,12 @@ def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> No
         click.echo(f"no runs yet: {Path(runs_dir) / 'skier.db'} does not exist.")
         return
     with RunStore(url) as st:
-        records = st.list_runs(limit=limit, status=status)
+        records = st.list_runs(limit=limit, status=status, kind=kind)
     if not records:
         click.echo("no runs.")
         return
     click.echo(
-        f"{'id':<24} {'name':<28} {'status':<11} {'epochs':>6}  "
+        f"{'id':<24} {'kind':<10} {'name':<28} {'status':<11} {'epochs':>6}  "
         f"{'best':<22} {'test':<20} {'time':>8}"
     )
     for r in records:
@@ -151,7 +155,8 @@ def runs(runs_dir: str, store: str | None, limit: int, status: str | None) -> No
             test = "-"
         secs = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
         click.echo(
-            f"{r.id:<24} {r.name[:28]:<28} {r.status:<11} {r.epochs_done or 0:>6}  "
+            f"{r.id:<24} {r.kind[:10]:<10} {r.name[:28]:<28} {r.status:<11} "
+            f"{r.epochs_done or 0:>6}  "
             f"{best[:22]:<22} {test[:20]:<20} {secs:>8}"
         )
 

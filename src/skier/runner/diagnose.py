@@ -229,7 +229,8 @@ class _Recorder:
             self.run_id = new_run_id()
             self.run_dir = RunDir.create(root, self.run_id)
             self.run_dir.checkpoints.rmdir()  # a diagnostic writes no checkpoints
-            name = f"{kind}-{source.run_id or source.config.data.name}"
+            cfg = source.config
+            name = f"{kind}-{cfg.record.name or f'{cfg.data.name}-{cfg.model.name}'}"
             config = {**source.config.model_dump(mode="json"), kind: self.settings}
             self.store.create_run(
                 name,
