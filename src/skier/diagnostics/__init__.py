@@ -17,14 +17,18 @@ from skier.diagnostics.landscape import (
     random_direction,
 )
 from skier.diagnostics.lr_range import LRRangeResult, lr_range_test
+from skier.diagnostics.sharpness import SharpnessResult, hessian_vector_product, sharpness
 
 __all__ = [
     "LRRangeResult",
     "LandscapeResult",
+    "SharpnessResult",
     "direction_between",
+    "hessian_vector_product",
     "interpolate",
     "landscape",
     "lr_range_test",
     "preserved",
     "random_direction",
+    "sharpness",
 ]

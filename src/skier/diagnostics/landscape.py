@@ -546,7 +546,7 @@ def _make_directions(
             model,
             data,
             settings=SharpnessConfig(
-                top_k=cfg.dims, split=cfg.split, subset=cfg.subset, seed=cfg.seed
+                top_k=cfg.dims, split=cfg.split, subset=cfg.subset, seed=cfg.seed, trace=False
             ),
         )
         weights = [p.detach() for _, p in trainable_parameters(model)]

@@ -26,6 +26,7 @@ from skier.plots.landscape import (
 )
 from skier.plots.lr_range import plot_lr_range
 from skier.plots.schedule import plot_lr_curve
+from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
 
 __all__ = [
     "GradientFlowSeries",
@@ -34,6 +35,7 @@ __all__ = [
     "new_figure",
     "plot_gradient_flow",
     "plot_gradient_flow_figure",
+    "plot_hessian_spectrum",
     "plot_landscape_1d",
     "plot_landscape_batches",
     "plot_landscape_contour",
@@ -43,5 +45,6 @@ __all__ = [
     "plot_learning_figure",
     "plot_lr_curve",
     "plot_lr_range",
+    "plot_sharpness",
     "save_figure",
 ]

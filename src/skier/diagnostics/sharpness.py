@@ -1,0 +1,454 @@
+"""Sharpness: the top Hessian eigenvalues (power iteration) and the Hessian trace (Hutchinson).
+
+The Hessian is that of the **mean data loss** over one split (or a fixed seeded subset of it) —
+cross-entropy for classification, mean squared error for regression, exactly the loss
+:func:`skier.train.metrics.evaluate_split` reports — with the model in **eval mode** (batch-norm
+running statistics, no dropout), so it is the curvature of a deterministic function of the
+weights. Regularization penalties (weight decay, L1/L2) are not part of it.
+
+- **Top-k eigenvalues** by power iteration with deflation: each new eigenvector is kept
+  orthogonal to the ones already found. Power iteration finds the eigenvalues of largest
+  *magnitude*, so a negative eigenvalue (a saddle direction) can appear among them.
+- **Trace** by Hutchinson's estimator: the mean of ``vᵀHv`` over Rademacher probes ``v``,
+  with its standard error.
+
+Every Hessian-vector product is exact (double backward, no finite differences), and batching
+does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
+
+>>> from skier.config import DataConfig, ModelConfig, SharpnessConfig
+>>> from skier.data import load_data
+>>> from skier.models import build_model
+>>> data = load_data(DataConfig())
+>>> model = build_model(ModelConfig(hidden_sizes=[16]), input_shape=data.input_shape,
+...                     output_size=10)
+>>> result = sharpness(model, data, settings=SharpnessConfig(top_k=2, subset=200,
+...                                                          trace_samples=10))
+>>> len(result.eigenvalues), result.examples
+(2, 200)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from skier.config.base import validate_model
+from skier.config.diagnostics import SharpnessConfig
+from skier.data.types import DataBundle, Split
+from skier.diagnostics._common import (
+    ParamList,
+    choose_split,
+    classification_of,
+    dot,
+    model_device,
+    norm,
+    preserved,
+    seeded_subset,
+    trainable_parameters,
+)
+from skier.errors import ConfigError, DataError, ModelError, problem
+
+__all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
+
+_TASKS = ("classification", "regression")
+# Outputs in a reduced precision are lifted to float32 for the loss, as evaluate_split does;
+# float64 outputs stay float64 so that a float64 model gets a float64 Hessian.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@dataclass
+class SharpnessResult:
+    """What :func:`sharpness` found.
+
+    ``eigenvalues`` are the top-k by magnitude in the order found (``|λ1| ≥ |λ2| ≥ …`` once
+    converged; a negative one is a direction of negative curvature). ``eigenvectors[i]`` holds
+    one CPU tensor per trainable parameter (the shapes of ``parameter_names``), unit norm over
+    all of them; ``histories[i]`` is the estimate of ``eigenvalues[i]`` after each power
+    iteration. ``trace`` is Hutchinson's estimate over ``trace_samples`` probes (``None`` and
+    0 when not asked for) and ``trace_std_error`` its standard error (``None`` with fewer than
+    two probes). ``examples`` is the number of examples the loss was averaged over.
+    """
+
+    eigenvalues: list[float]
+    eigenvectors: list[list[torch.Tensor]]
+    iterations: list[int]
+    converged: list[bool]
+    histories: list[list[float]]
+    trace: float | None
+    trace_std_error: float | None
+    trace_samples: int
+    examples: int
+    split: str
+    parameter_names: list[str]
+    settings: SharpnessConfig
+    seconds: float
+
+    @property
+    def top_eigenvalue(self) -> float:
+        """``λ1``, the sharpness most papers report."""
+        return self.eigenvalues[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the eigenvectors, as plain JSON-safe values."""
+        return {
+            "eigenvalues": list(self.eigenvalues),
+            "iterations": list(self.iterations),
+            "converged": list(self.converged),
+            "histories": [list(h) for h in self.histories],
+            "trace": self.trace,
+            "trace_std_error": self.trace_std_error,
+            "trace_samples": self.trace_samples,
+            "examples": self.examples,
+            "split": self.split,
+            "parameter_names": list(self.parameter_names),
+            "settings": self.settings.model_dump(mode="json"),
+            "seconds": self.seconds,
+        }
+
+
+class _Hessian:
+    """``v ↦ H·v`` for the mean loss over ``split``; the caller has put the model in eval mode.
+
+    When the whole split fits in one batch, the gradient's graph is built once and every
+    product is one backward pass through it (measured on a 50k-parameter MLP and 1,000 digits,
+    CPU: 4.6 ms against 8.1 ms for rebuilding it, 13 against 21 ms on one busy thread).
+    Otherwise each product rebuilds the graph batch by batch, so memory stays that of one
+    batch. ``torch.func``'s forward-over-reverse ``jvp(grad(f))`` is just as exact but was
+    slower still (11 ms; 26 ms), and batching probes with ``is_grads_batched`` was slower than
+    a loop of products, so neither is used.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        split: Split,
+        params: Sequence[torch.Tensor],
+        *,
+        classification: bool,
+        batch_size: int,
+    ) -> None:
+        self.model = model
+        self.split = split
+        self.params = list(params)
+        self.classification = classification
+        self.batch_size = batch_size
+        self._gradient: list[torch.Tensor | None] | None = None
+        if len(split) <= batch_size:
+            self._gradient = self._batch_gradient(0, len(split))
+
+    def _batch_gradient(self, start: int, stop: int) -> list[torch.Tensor | None]:
+        """The gradient of ``(n_b/N)·mean loss of the batch``, with its graph kept."""
+        inputs = tuple(t[start:stop] for t in self.split.inputs)
+        targets = self.split.targets[start:stop]
+        out = self.model(*inputs)
+        if out.dtype in _LOW_PRECISION:
+            out = out.float()
+        if self.classification:
+            loss = F.cross_entropy(out, targets)
+        else:
+            loss = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
+        # Weight each batch mean by its share of the examples: the mean over the whole set is
+        # Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
+        loss = loss * ((stop - start) / len(self.split))
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        return list(grads)
+
+    def _product(
+        self, gradient: list[torch.Tensor | None], vector: Sequence[torch.Tensor], keep: bool
+    ) -> list[torch.Tensor | None]:
+        # Only gradient entries that depend on the weights carry curvature; the others (unused
+        # parameters, or parameters the loss is linear in) contribute nothing.
+        used = [(g, v) for g, v in zip(gradient, vector, strict=True) if g is not None]
+        used = [(g, v) for g, v in used if g.requires_grad]
+        if not used:
+            return [None] * len(self.params)
+        products = torch.autograd.grad(
+            [g for g, _ in used],
+            self.params,
+            grad_outputs=[v for _, v in used],
+            retain_graph=keep,
+            allow_unused=True,
+        )
+        return list(products)
+
+    def __call__(self, vector: Sequence[torch.Tensor]) -> ParamList:
+        total = [torch.zeros_like(p) for p in self.params]
+        n = len(self.split)
+        for start in range(0, n, self.batch_size):
+            if self._gradient is not None:
+                piece = self._product(self._gradient, vector, keep=True)
+            else:
+                gradient = self._batch_gradient(start, min(start + self.batch_size, n))
+                piece = self._product(gradient, vector, keep=False)
+            for t, h in zip(total, piece, strict=True):
+                if h is not None:
+                    t.add_(h.detach())
+        if not all(bool(torch.isfinite(t).all()) for t in total):
+            raise ModelError(
+                problem(
+                    "the Hessian-vector product",
+                    "finite",
+                    "nan or inf",
+                    "The loss is not finite at these weights (or overflows); check the model "
+                    "and the data, or use float64.",
+                )
+            )
+        return total
+
+
+def hessian_vector_product(
+    model: torch.nn.Module,
+    split: Split | DataBundle | tuple[Any, Any],
+    vector: Sequence[torch.Tensor],
+    *,
+    classification: bool,
+    batch_size: int = 2048,
+) -> list[torch.Tensor]:
+    """``H·v``, where ``H`` is the Hessian of the mean loss over ``split`` with respect to the
+    trainable parameters, with the model in eval mode.
+
+    ``vector`` holds one tensor per trainable parameter (in ``model.named_parameters()`` order,
+    same shapes). The result is exact (double backward) and independent of ``batch_size``: each
+    batch's product is weighted by its share of the examples. The model is left exactly as it
+    was (weights, buffers, gradients, train/eval flags, RNG state).
+
+    >>> params = [p for p in model.parameters() if p.requires_grad]   # doctest: +SKIP
+    >>> hv = hessian_vector_product(model, data.train, [torch.ones_like(p) for p in params],
+    ...                             classification=True)             # doctest: +SKIP
+    """
+    chosen = choose_split(split) if not isinstance(split, Split) else split
+    named = trainable_parameters(model)
+    _check_split(chosen, classification, "split")
+    if not _is_positive_int(batch_size):
+        raise ConfigError(problem("batch_size", "a positive integer", batch_size))
+    _check_vector(vector, [p for _, p in named])
+    device = model_device(model)
+    with preserved(model), torch.enable_grad():
+        model.eval()
+        params = [p for _, p in named]
+        hessian = _Hessian(
+            model, chosen.to(device), params, classification=classification, batch_size=batch_size
+        )
+        return hessian(
+            [v.to(device=p.device, dtype=p.dtype) for v, p in zip(vector, params, strict=True)]
+        )
+
+
+def sharpness(
+    model: torch.nn.Module,
+    data: DataBundle | Split | tuple[Any, Any],
+    *,
+    settings: SharpnessConfig | Mapping[str, Any] | None = None,
+    task: str | None = None,
+    progress: bool = False,
+) -> SharpnessResult:
+    """Top-k Hessian eigenvalues (power iteration with deflation) and the Hessian trace
+    (Hutchinson) of the mean loss over ``settings.split`` of ``data``, in eval mode.
+
+    The loss is cross-entropy (classification) or MSE (regression), as ``evaluate_split``
+    defines them; ``task`` overrides what the data implies (a bundle's task, else long targets
+    mean classification). The eigenvalues are the largest in **magnitude**, so a negative one
+    can appear; each stops when its relative change falls below ``settings.tolerance`` or after
+    ``settings.max_iterations``. Start vectors and probes come from local generators seeded
+    with ``settings.seed``, so a result is reproducible and torch's global RNG is untouched.
+    The model is left exactly as it was. ``progress=True`` shows a progress bar.
+
+    >>> result = sharpness(model, data, settings=SharpnessConfig(top_k=3, subset=1000))
+    ...                                                                    # doctest: +SKIP
+    >>> result.eigenvalues, result.trace                                   # doctest: +SKIP
+    """
+    settings = SharpnessConfig() if settings is None else settings
+    if isinstance(settings, Mapping):
+        settings = validate_model(SharpnessConfig, settings, prefix="sharpness.")
+    if not isinstance(settings, SharpnessConfig):
+        raise ConfigError(
+            problem("settings", "a SharpnessConfig or a mapping", type(settings).__name__,
+                    "Build one with SharpnessConfig(top_k=..., ...).")
+        )  # fmt: skip
+    if task is not None and task not in _TASKS:
+        raise ConfigError(problem("task", "'classification' or 'regression'", task))
+    if task is None and isinstance(data, DataBundle):
+        task = data.task
+    chosen = choose_split(data, settings.split)
+    split = seeded_subset(chosen, settings.subset, settings.seed)
+    classification = classification_of(split, task)
+    _check_split(split, classification, f"data.{settings.split}")
+    named = trainable_parameters(model)
+    count = sum(p.numel() for _, p in named)
+    if settings.top_k > count:
+        raise ConfigError(
+            problem("sharpness.top_k", f"at most the number of trainable parameters ({count})",
+                    settings.top_k, "A Hessian has only that many eigenvalues.")
+        )  # fmt: skip
+
+    start = time.perf_counter()
+    device = model_device(model)
+    params = [p for _, p in named]
+    budget = settings.top_k * settings.max_iterations + (settings.trace_samples * settings.trace)
+    with (
+        preserved(model),
+        torch.enable_grad(),
+        tqdm(total=budget, desc="sharpness", unit="hvp", disable=not progress) as bar,
+    ):
+        model.eval()
+        hessian = _Hessian(
+            model, split.to(device), params, classification=classification,
+            batch_size=settings.batch_size,
+        )  # fmt: skip
+        found = _top_eigenpairs(hessian, params, settings, bar)
+        trace, error = (
+            _hutchinson(hessian, params, settings, bar) if settings.trace else (None, None)
+        )
+    return SharpnessResult(
+        eigenvalues=[pair.value for pair in found],
+        eigenvectors=[[t.detach().cpu() for t in pair.vector] for pair in found],
+        iterations=[len(pair.history) for pair in found],
+        converged=[pair.converged for pair in found],
+        histories=[pair.history for pair in found],
+        trace=trace,
+        trace_std_error=error,
+        trace_samples=settings.trace_samples if settings.trace else 0,
+        examples=len(split),
+        split=settings.split,
+        parameter_names=[name for name, _ in named],
+        settings=settings,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# --- the two estimators ------------------------------------------------------------------------
+
+
+@dataclass
+class _Eigenpair:
+    value: float
+    vector: ParamList
+    history: list[float]
+    converged: bool
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator per use (power iteration, trace probes), so that asking for more
+    eigenvalues does not change the trace probes, and the same seed gives the same numbers on
+    every device."""
+    return torch.Generator().manual_seed((2 * seed + stream) % 2**63)
+
+
+def _orthogonalize(vector: ParamList, basis: Sequence[ParamList]) -> ParamList:
+    # Gram–Schmidt against every eigenvector found so far, which deflates them out of the
+    # power iteration: it then converges to the largest eigenvalue of the rest.
+    for b in basis:
+        coefficient = dot(vector, b)
+        vector = [v - coefficient * u for v, u in zip(vector, b, strict=True)]
+    return vector
+
+
+def _normalized(vector: ParamList) -> tuple[ParamList, float]:
+    length = float(norm(vector))
+    if length == 0.0 or not math.isfinite(length):
+        return vector, length
+    return [v / length for v in vector], length
+
+
+def _top_eigenpairs(
+    hessian: _Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
+) -> list[_Eigenpair]:
+    generator = _generator(settings.seed, 0)
+    found: list[_Eigenpair] = []
+    for _ in range(settings.top_k):
+        start = [
+            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
+        ]
+        vector, _ = _normalized(_orthogonalize(start, [pair.vector for pair in found]))
+        history: list[float] = []
+        converged = False
+        evaluated = vector
+        for _ in range(settings.max_iterations):
+            evaluated = vector
+            product = hessian(vector)
+            bar.update(1)
+            # The Rayleigh quotient vᵀHv (‖v‖ = 1) estimates the eigenvalue; it converges
+            # twice as fast as ‖Hv‖ and keeps the sign.
+            value = float(dot(vector, product))
+            previous = history[-1] if history else None
+            history.append(value)
+            if previous is not None and abs(value - previous) <= settings.tolerance * abs(previous):
+                converged = True
+                break
+            following, length = _normalized(
+                _orthogonalize(product, [pair.vector for pair in found])
+            )
+            if length == 0.0:  # Hv = 0 off the found directions: v is an eigenvector for 0
+                converged = True
+                break
+            vector = following
+        bar.update(settings.max_iterations - len(history))
+        # Return the vector whose Rayleigh quotient is the reported value, so that vᵀHv = λ.
+        found.append(_Eigenpair(history[-1], evaluated, history, converged))
+    return found
+
+
+def _hutchinson(
+    hessian: _Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
+) -> tuple[float, float | None]:
+    """Mean and standard error of ``vᵀHv`` over Rademacher probes (``E[vᵀHv] = tr H``)."""
+    generator = _generator(settings.seed, 1)
+    samples: list[float] = []
+    for _ in range(settings.trace_samples):
+        probe = [
+            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p.device, p.dtype)
+            for p in params
+        ]
+        samples.append(float(dot(probe, hessian(probe))))
+        bar.update(1)
+    mean = math.fsum(samples) / len(samples)
+    if len(samples) < 2:
+        return mean, None
+    variance = math.fsum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
+    return mean, math.sqrt(variance / len(samples))
+
+
+# --- input checks (before anything is touched) -------------------------------------------------
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_split(split: Split, classification: bool, field: str) -> None:
+    problems = []
+    if len(split) == 0:
+        problems.append(
+            problem(f"the number of examples in {field}", "at least 1", 0,
+                    "Choose a split that has examples.")
+        )  # fmt: skip
+    if classification and split.targets.is_floating_point():
+        problems.append(
+            problem(f"{field}.targets", "integer class labels for classification",
+                    str(split.targets.dtype), "Pass task='regression' for float targets.")
+        )  # fmt: skip
+    if problems:
+        raise DataError(problems)
+
+
+def _check_vector(vector: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> None:
+    if not isinstance(vector, Sequence) or len(vector) != len(params):
+        length = len(vector) if isinstance(vector, Sequence) else type(vector).__name__
+        raise ConfigError(
+            problem("vector", f"one tensor per trainable parameter ({len(params)})", length)
+        )
+    problems = [
+        problem(f"vector[{i}]", f"a tensor of shape {tuple(p.shape)}",
+                tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__)
+        for i, (v, p) in enumerate(zip(vector, params, strict=True))
+        if not isinstance(v, torch.Tensor) or v.shape != p.shape
+    ]  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
