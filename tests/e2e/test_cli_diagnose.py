@@ -214,3 +214,49 @@ def test_wrong_input_is_one_line_and_exit_2(
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("skier: error: ")
+
+
+def test_connect_trains_two_endpoints_from_a_config_and_lowers_the_barrier(tmp_path: Path) -> None:
+    config = tmp_path / "pair.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"hidden_sizes": [32, 32]},
+                "optim": {"name": "adam", "lr": 0.003},
+                "train": {"epochs": 15},
+            }
+        )
+    )
+    proc = _skier(
+        tmp_path, "connect", str(config), "--epochs", "10", "--points", "11",
+        "--plane-points", "5", "--ensemble-points", "3", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("training endpoint") == 2
+    run = tmp_path / _run_dir(proc.stdout)
+    result = json.loads((run / "result.json").read_text())
+    summary = result["summary"]
+    assert summary["line_train_loss_barrier"] > 0
+    assert summary["curve_train_loss_barrier"] < summary["line_train_loss_barrier"]
+    assert summary["run_a"] != summary["run_b"]
+    rows = (run / "connectivity.csv").read_text().splitlines()
+    assert rows[0].startswith("t,line_train_loss,") and len(rows) == 12
+    assert (run / "connectivity.png").read_bytes().startswith(b"\x89PNG")
+    assert (run / "curve.pt").is_file()
+    with RunStore(default_store_url(run.parent)) as store:
+        record = store.get_run(run.name)
+        assert record.kind == "connect" and record.parent_id == summary["run_a"]
+        assert record.summary["barrier_reduction"] == pytest.approx(summary["barrier_reduction"])
+
+
+def test_connect_refuses_runs_of_different_models(tmp_path: Path, trained: Path) -> None:
+    other = _skier(
+        tmp_path, "train", "--set", "model.hidden_sizes=[16]", "--set", "train.epochs=1",
+        "--out", "runs",
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    proc = _skier(tmp_path, "connect", str(trained), str(tmp_path / _run_dir(other.stdout)))
+    assert proc.returncode == 2
+    assert "the two runs must have the same model config" in proc.stderr
+    one = _skier(tmp_path, "connect", str(trained))
+    assert one.returncode == 2 and "Add the second run directory" in one.stderr

@@ -1,4 +1,4 @@
-"""``skier`` verbs that look at training: ``lr-find``, ``landscape`` and ``sharpness``.
+"""``skier`` verbs that look at training: ``lr-find``, ``landscape``, ``sharpness``, ``connect``.
 
 Each takes SOURCE, a finished run directory or a config file. From a config, ``lr-find`` looks at
 the model as it starts; ``landscape`` and ``sharpness`` first train the run the config describes
@@ -290,8 +290,118 @@ def sharpness(
     _where(outcome)
 
 
+@click.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@set_option
+@click.option("--curve", type=click.Choice(["bezier", "polychain"]), default=None)
+@click.option("--bends", type=int, default=None, help="Trained control points [1].")
+@click.option("--epochs", type=int, default=None, help="Epochs of curve training [30].")
+@click.option(
+    "--schedule", type=click.Choice(["reference", "config"]), default=None,
+    help="reference: constant, then linear decay to 1%; config: the config's schedule.",
+)  # fmt: skip
+@click.option("--points", type=int, default=None, help="t values evaluated [61].")
+@click.option("--ensemble-points", type=int, default=None, help="Models in the ensemble [11].")
+@click.option("--plane-points", type=int, default=None, help="Plane grid size, 0: none [21].")
+@_seed
+@_weights
+@_out
+@store_option
+@quiet_option
+def connect(
+    sources: tuple[str, ...],
+    overrides: tuple[str, ...],
+    weights: str,
+    out: str | None,
+    store: str | None,
+    quiet: bool,
+    **settings: Any,
+) -> None:
+    """Mode connectivity (Garipov et al. 2018): a low-loss curve between two minima.
+
+    SOURCES: RUN_A RUN_B (two finished runs of the same model and data), RUN_A RUN_B CONFIG
+    (the curve is trained with CONFIG's optim, train and schedule sections), or just CONFIG
+    (two runs are trained first, with train.seed and train.seed + 1).
+    """
+    from skier.config import load_config
+    from skier.errors import ConfigError
+    from skier.runner.diagnose import load_source, run_connect
+
+    for path in sources:
+        if not Path(path).exists():
+            raise ConfigError(
+                f"sources must be run directories or a config file; got {path!r}, which does "
+                "not exist."
+            )
+    if len(sources) > 3:
+        raise ConfigError(f"sources must be RUN_A RUN_B [CONFIG] or CONFIG; got {len(sources)}.")
+    training = None
+    if len(sources) == 1:
+        if Path(sources[0]).is_dir():
+            raise ConfigError(
+                f"sources must be two runs or a config; got one run {sources[0]!r}. "
+                "Add the second run directory."
+            )
+        runs = _train_pair(sources[0], overrides, store, quiet)
+        training = load_config(sources[0], overrides)
+    else:
+        runs = [Path(p) for p in sources[:2]]
+        for run in runs:
+            if not run.is_dir():
+                raise ConfigError(
+                    f"RUN_A and RUN_B must be run directories; got {str(run)!r}, a file."
+                )
+        if len(sources) == 3:
+            training = load_config(sources[2], overrides)
+    a = load_source(runs[0], weights=weights)  # type: ignore[arg-type]
+    b = load_source(runs[1], weights=weights)  # type: ignore[arg-type]
+    outcome = run_connect(
+        a, b, _given(**settings), config=training, out_dir=out, store_url=store,
+        progress=_bars(quiet), echo=click.echo,
+    )  # fmt: skip
+    summary = outcome.summary
+    reduction = summary["barrier_reduction"]
+    click.echo(
+        f"connect: train-loss barrier {summary['line_train_loss_barrier']:.4g} on the line, "
+        f"{summary['curve_train_loss_barrier']:.4g} on the curve"
+        + (f" ({reduction:.0%} lower)" if reduction is not None else "")
+    )
+    ens = summary["ensemble"]
+    click.echo(
+        f"ensemble {ens['metric']}: curve {ens['curve_ensemble']:.4f}, endpoints "
+        f"{ens['start']:.4f} / {ens['end']:.4f}, both {ens['endpoints_ensemble']:.4f}"
+    )
+    _where(outcome)
+
+
+def _train_pair(
+    config_path: str, overrides: tuple[str, ...], store: str | None, quiet: bool
+) -> list[Path]:
+    from skier.config import load_config
+    from skier.runner import run_training
+
+    config = load_config(config_path, overrides)
+    runs = []
+    for offset in (0, 1):
+        seeded = config.model_copy(
+            update={"train": config.train.model_copy(update={"seed": config.train.seed + offset})}
+        )
+        click.echo(f"training endpoint {offset + 1} of 2 (train.seed {seeded.train.seed}):")
+        outcome = run_training(
+            seeded,
+            base_dir=Path(config_path).resolve().parent,
+            store_url=store,
+            progress=progress_mode(quiet),
+            echo=click.echo,
+            epoch_lines=not quiet,
+        )
+        runs.append(outcome.run_dir)
+    return runs
+
+
 def register(group: click.Group) -> None:
-    """Add ``lr-find``, ``landscape`` and ``sharpness`` to the ``skier`` group."""
+    """Add ``lr-find``, ``landscape``, ``sharpness`` and ``connect`` to the ``skier`` group."""
     group.add_command(lr_find)
     group.add_command(landscape)
     group.add_command(sharpness)
+    group.add_command(connect)

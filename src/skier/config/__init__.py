@@ -14,7 +14,12 @@ The package is cut by what the settings are for: ``run`` (the sections of a trai
 """
 
 from skier.config.base import Section, validate_model
-from skier.config.diagnostics import LandscapeConfig, LRFindConfig, SharpnessConfig
+from skier.config.diagnostics import (
+    ConnectConfig,
+    LandscapeConfig,
+    LRFindConfig,
+    SharpnessConfig,
+)
 from skier.config.loading import (
     apply_overrides,
     config_from_mapping,
@@ -37,9 +42,18 @@ from skier.config.run import (
     ScheduleConfig,
     TrainConfig,
 )
+from skier.config.search import (
+    CrossValidationConfig,
+    SearchSpace,
+    TuneConfig,
+    load_space,
+    parse_space,
+)
 
 __all__ = [
     "CheckpointConfig",
+    "ConnectConfig",
+    "CrossValidationConfig",
     "DataConfig",
     "DiagnosticsConfig",
     "EarlyStoppingConfig",
@@ -52,14 +66,18 @@ __all__ = [
     "RegularizationConfig",
     "RunConfig",
     "ScheduleConfig",
+    "SearchSpace",
     "Section",
     "SharpnessConfig",
     "TrainConfig",
+    "TuneConfig",
     "apply_overrides",
     "config_from_mapping",
     "config_to_yaml",
     "demo_config",
     "load_config",
+    "load_space",
+    "parse_space",
     "read_yaml_mapping",
     "validate_model",
 ]

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from skier.config.base import PositiveInt, Section
 
-__all__ = ["LRFindConfig", "LandscapeConfig", "SharpnessConfig"]
+__all__ = ["ConnectConfig", "LRFindConfig", "LandscapeConfig", "SharpnessConfig"]
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -145,3 +145,38 @@ class SharpnessConfig(Section):
         2048, description="examples per Hessian-vector product batch (averaged, not summed)"
     )
     seed: int = 0
+
+
+class ConnectConfig(Section):
+    """Mode connectivity (Garipov et al. 2018): train a curve between two minima.
+
+    The curve's optimizer comes from the run config's ``optim`` section (its ``weight_decay``
+    is applied to the point on the curve, not to the bends) and its mini-batches from ``train``.
+    """
+
+    curve: Literal["bezier", "polychain"] = Field(
+        "bezier", description="quadratic (or higher) Bezier curve, or a polygonal chain"
+    )
+    bends: Annotated[int, Field(ge=1, le=8)] = Field(
+        1, description="control points between the endpoints (initialised on the straight line)"
+    )
+    epochs: PositiveInt = Field(30, description="epochs of curve training")
+    schedule: Literal["reference", "config"] = Field(
+        "reference",
+        description="'reference': constant lr for the first half, then linear decay to 1% at "
+        "90% of training (as Garipov et al.); 'config': the run config's schedule section",
+    )
+    points: Annotated[int, Field(ge=3, le=1001)] = Field(
+        61, description="values of t where the curve and the straight line are evaluated"
+    )
+    ensemble_points: Annotated[int, Field(ge=2, le=101)] = Field(
+        11, description="models sampled along the curve (t evenly spaced) for the ensemble"
+    )
+    plane_points: Annotated[int, Field(ge=0, le=201)] = Field(
+        21, description="grid size of the plane through the endpoints and the bend (0: no plane)"
+    )
+    plane_margin: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
+        0.2, description="the plane's extent beyond the three points, as a fraction"
+    )
+    seed: int = Field(0, description="seed of the t draws and the mini-batch order")
+    eval_batch_size: PositiveInt = 4096

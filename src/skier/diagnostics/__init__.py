@@ -1,4 +1,5 @@
-"""Diagnostics: the LR range test, loss landscapes, sharpness and gradient flow.
+"""Diagnostics: the LR range test, loss landscapes, sharpness, mode connectivity and gradient
+flow.
 
 Each is ``f(model, data, ...) -> Result``: it validates first, leaves the caller's model and
 optimizer exactly as they were, and is drawn by a separate ``skier.plots`` function.
@@ -9,6 +10,7 @@ optimizer exactly as they were, and is drawn by a separate ``skier.plots`` funct
 """
 
 from skier.diagnostics._common import preserved
+from skier.diagnostics.connectivity import ConnectResult, Curve, connect
 from skier.diagnostics.landscape import (
     LandscapeResult,
     direction_between,
@@ -20,9 +22,12 @@ from skier.diagnostics.lr_range import LRRangeResult, lr_range_test
 from skier.diagnostics.sharpness import SharpnessResult, hessian_vector_product, sharpness
 
 __all__ = [
+    "ConnectResult",
+    "Curve",
     "LRRangeResult",
     "LandscapeResult",
     "SharpnessResult",
+    "connect",
     "direction_between",
     "hessian_vector_product",
     "interpolate",

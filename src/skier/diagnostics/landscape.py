@@ -382,12 +382,13 @@ def recompute_batch_norm(
     model: nn.Module,
     split: Split,
     *,
-    batch_size: int = 256,
+    batch_size: int = 4096,
     generator: torch.Generator | None = None,
 ) -> None:
     """Re-estimate every batch-norm layer's running statistics on ``split`` (in place).
 
-    The statistics are the exact average over the split (``momentum=None``), with dropout off.
+    The statistics are averaged over the split's batches (``momentum=None``) with dropout off;
+    a split of up to ``batch_size`` examples is one batch, so its mean and variance are exact.
     """
     layers = [m for m in model.modules() if isinstance(m, _BN)]
     if not layers:

@@ -4,6 +4,11 @@
 >>> save_figure(plot_learning_figure(result), run_dir.learning_curves_png)  # doctest: +SKIP
 """
 
+from skier.plots.connectivity import (
+    plot_connect_plane,
+    plot_connectivity,
+    plot_connectivity_figure,
+)
 from skier.plots.curves import (
     LearningResult,
     new_figure,
@@ -33,6 +38,9 @@ __all__ = [
     "LearningResult",
     "gradient_flow_series",
     "new_figure",
+    "plot_connect_plane",
+    "plot_connectivity",
+    "plot_connectivity_figure",
     "plot_gradient_flow",
     "plot_gradient_flow_figure",
     "plot_hessian_spectrum",

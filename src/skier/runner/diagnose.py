@@ -29,6 +29,7 @@ import yaml
 
 from skier._io import atomic_write_text
 from skier.config import (
+    ConnectConfig,
     LandscapeConfig,
     LRFindConfig,
     RunConfig,
@@ -49,6 +50,7 @@ __all__ = [
     "Source",
     "load_source",
     "refresh_report",
+    "run_connect",
     "run_landscape",
     "run_lr_find",
     "run_sharpness",
@@ -57,13 +59,6 @@ __all__ = [
 
 Echo = Callable[[str], None]
 Weights = Literal["final", "best", "last", "init"]
-
-# Figures a training run writes, in the order its report shows them.
-_RUN_FIGURES = (
-    ("Learning curves", "learning_curves.png"),
-    ("LR range test (optim.lr: auto)", "lr_find.png"),
-    ("Gradient flow", "gradient_flow.png"),
-)
 
 
 @dataclass
@@ -340,44 +335,21 @@ def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def refresh_report(run_dir: RunDir) -> Path | None:
-    """Rewrite a training run's ``report.html`` with its own figures followed by those of the
-    diagnostics run on it (found beside it: run directories whose result names it as source).
+    """Rewrite a training run's ``report.html`` with every section its data allows, the
+    diagnostics run on it included (linked in the store beside it, ``skier.db``, or found
+    beside it: run directories whose result names it as source).
 
     Nothing is written when the run has no result.json yet (it has not finished).
     """
+    from skier.report import write_run_report
+
     if not run_dir.result_json.is_file():
         return None
-    result = run_dir.read_result()
-    config = (
-        yaml.safe_load(run_dir.config_path.read_text()) if run_dir.config_path.is_file() else {}
-    )
-    figures: dict[str, Path | bytes] = {}
-    for caption, name in _RUN_FIGURES:
-        if (run_dir.path / name).is_file():
-            figures[caption] = run_dir.path / name
-    for diag in sorted(run_dir.path.parent.iterdir()):
-        found = diag / "result.json"
-        if diag == run_dir.path or not found.is_file():
-            continue
-        try:
-            data = json.loads(found.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(data, dict) or data.get("source_run") != run_dir.run_id:
-            continue
-        if data.get("source") != str(run_dir.path.resolve()):
-            continue
-        for png in sorted(diag.glob("*.png")):
-            figures[f"{data.get('kind', 'diagnostic')} {diag.name}: {png.stem}"] = png
-    history = run_dir.read_metrics() if run_dir.metrics_csv.is_file() else None
-    return write_report(
-        run_dir.report_html,
-        title=str(result.get("name") or run_dir.run_id),
-        config=config or {},
-        result=result,
-        figures=figures,
-        history=history,
-    )
+    db = run_dir.path.parent / "skier.db"
+    if not db.is_file():
+        return write_run_report(run_dir.path)
+    with RunStore(default_store_url(run_dir.path.parent)) as store:
+        return write_run_report(run_dir.path, store=store)
 
 
 def _recorded(recorder: _Recorder, work: Callable[[], DiagnosticOutcome]) -> DiagnosticOutcome:
@@ -624,6 +596,88 @@ def run_sharpness(
             "examples": result.examples,
         }
         return recorder.finish(result, summary, f"Sharpness · {source.describe()}")
+
+    return _recorded(recorder, work)
+
+
+def run_connect(
+    source: Source,
+    other: Source,
+    settings: ConnectConfig | Mapping[str, Any] | None = None,
+    *,
+    config: RunConfig | None = None,
+    out_dir: str | Path | None = None,
+    store_url: str | None = None,
+    progress: bool = False,
+    echo: Echo | None = None,
+) -> DiagnosticOutcome:
+    """Mode connectivity between two runs of the same model on the same data, recorded.
+
+    The curve is trained with ``config``'s ``optim``, ``train`` (batch size) and ``schedule``
+    sections (default: the first run's config). The run directory holds ``connectivity.csv``
+    (both paths at every t), the figure, ``curve.pt`` (the bends, a weights-only checkpoint) and
+    the report; the summary holds the barrier heights and their reduction.
+    """
+    from skier.diagnostics.connectivity import connect
+    from skier.plots.connectivity import plot_connectivity_figure
+    from skier.train.checkpoint import save_checkpoint
+
+    cfg: ConnectConfig = _settings(ConnectConfig, settings, "connect.")
+    if other.config.model != source.config.model:
+        raise ConfigError(
+            "the two runs must have the same model config (architecture) to be connected; got "
+            f"{source.config.model.name!r} and {other.config.model.name!r} with different settings."
+        )
+    if other.config.data != source.config.data:
+        raise ConfigError(
+            "the two runs must be trained on the same data config to be connected; their data "
+            "sections differ."
+        )
+    training = config or source.config
+    say = echo or (lambda _m: None)
+    recorder = _Recorder(
+        "connect",
+        source,
+        {**cfg.model_dump(mode="json"), "other": str(other.run_dir.path.resolve())
+         if other.run_dir is not None else None},
+        out_dir=out_dir,
+        store_url=store_url,
+    )  # fmt: skip
+    say(f"connect {recorder.run_id} → {recorder.run_dir.path}")
+
+    def work() -> DiagnosticOutcome:
+        result = connect(
+            source.model, source.model.state_dict(), other.model.state_dict(), source.data, cfg,
+            optim_config=training.optim, train_config=training.train,
+            schedule_config=training.schedule, progress=progress,
+        )  # fmt: skip
+        recorder.text("connectivity.csv", result.to_csv())
+        save_checkpoint(
+            recorder.run_dir.path / "curve.pt",
+            {"bends": result.bends, "curve": cfg.curve, "count": cfg.bends},
+        )
+        recorder.store.add_artifact(
+            recorder.run_id, "curve.pt", recorder.run_dir.path / "curve.pt", "checkpoint"
+        )
+        recorder.figure(
+            f"Mode connectivity ({cfg.curve}, {cfg.bends} bend{'s' if cfg.bends > 1 else ''})",
+            "connectivity.png",
+            plot_connectivity_figure(result),
+        )
+        summary = {
+            "barrier_reduction": result.summary["barrier_reduction"],
+            "line_train_loss_barrier": result.summary["line_train_loss_barrier"],
+            "curve_train_loss_barrier": result.summary["curve_train_loss_barrier"],
+            "line": result.summary["line"],
+            "curve": result.summary["curve"],
+            "ensemble": result.ensemble,
+            "run_a": source.run_id,
+            "run_b": other.run_id,
+            "training_seconds": result.training_seconds,
+            "seconds": result.seconds,
+        }
+        title = f"Mode connectivity · run {source.run_id or 'A'} ↔ run {other.run_id or 'B'}"
+        return recorder.finish(result, summary, title)
 
     return _recorded(recorder, work)
 
