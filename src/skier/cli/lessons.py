@@ -1,0 +1,104 @@
+"""``skier lesson``: the course's claims as experiments that run, draw and check themselves."""
+
+from __future__ import annotations
+
+import click
+
+from skier.cli.common import store_option
+
+__all__ = ["register"]
+
+
+@click.group("lesson")
+def lesson_group() -> None:
+    """Executable lessons: each claim of the course reproduced, measured and checked."""
+
+
+@lesson_group.command("list")
+def lesson_list() -> None:
+    """Every lesson: number, name, expected time (quick / full) and its claim."""
+    from skier.lessons import lessons
+
+    for item in lessons():
+        quick, full = item.seconds
+        click.echo(
+            f"{item.number:>2}. {item.name:<20} ~{quick:.0f} s / ~{full:.0f} s  {item.title}"
+        )
+        click.echo(f"    {item.claim}")
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    from skier.errors import ConfigError
+
+    try:
+        seeds = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers; got {value!r}.") from None
+    if not seeds:
+        raise ConfigError(f"--seeds must name at least one seed; got {value!r}.")
+    return seeds
+
+
+@lesson_group.command("run")
+@click.argument("names", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Every lesson, and the course report.")
+@click.option("--quick", is_flag=True, help="The small versions (one seed; what the tests run).")
+@click.option("--seeds", default=None, help="Comma-separated seeds [full: 0,1,2; quick: 0].")
+@click.option("--out", default="runs", show_default=True, help="Folder for run directories.")
+@store_option
+def lesson_run(
+    names: tuple[str, ...],
+    run_all: bool,
+    quick: bool,
+    seeds: str | None,
+    out: str,
+    store: str | None,
+) -> None:
+    """Run lesson NAME (or several, or --all): its figures, its text and its verdict go to a
+    run directory and the store; several lessons also make the course report."""
+    from skier.errors import ConfigError
+    from skier.lessons import get_lesson
+    from skier.runner.lessons import run_course, run_lesson
+
+    if not names and not run_all:
+        raise ConfigError(
+            "lesson run needs NAME or --all; got neither. List the lessons: skier lesson list."
+        )
+    if names and run_all:
+        raise ConfigError(f"lesson run takes NAME or --all, not both; got {list(names)} and --all.")
+    for name in names:
+        get_lesson(name)  # every name checked before anything runs
+    chosen = _seeds(seeds)
+    if len(names) == 1:
+        outcome = run_lesson(
+            names[0], quick=quick, seeds=chosen, out_dir=out, store_url=store, echo=click.echo
+        )
+        if outcome.result is None:
+            click.echo(f"lesson {outcome.name} failed: {outcome.error}", err=True)
+            raise SystemExit(1)
+        click.echo(outcome.result.text().rstrip())
+        click.echo(f"run directory: {outcome.run_dir}")
+        click.echo(f"report: {outcome.run_dir / 'report.html'}")
+        return
+    course = run_course(
+        quick=quick, names=list(names) or None, seeds=chosen, out_dir=out, store_url=store,
+        echo=click.echo,
+    )  # fmt: skip
+    failed = [o.name for o in course.lessons if o.result is None]
+    click.echo(
+        f"course: {course.held} of {len(course.lessons)} claims held in {course.seconds:.0f} s"
+        + (f"; failed to run: {', '.join(failed)}" if failed else "")
+    )
+    for o in course.lessons:
+        if o.result is not None and not o.result.held:
+            click.echo(f"did not hold: {o.name} ({o.result.held_count}/{len(o.result.trials)})")
+    click.echo(f"course report: {course.report}")
+    if failed:
+        raise SystemExit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add ``lesson list`` and ``lesson run`` to the ``skier`` group."""
+    group.add_command(lesson_group)

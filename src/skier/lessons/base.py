@@ -1,0 +1,283 @@
+"""The lesson machinery: a lesson is a seeded experiment that measures a claim of the course,
+checks it with stated inequalities, and draws its figure.
+
+A lesson is a function ``(ctx: Context) -> Trial`` registered with :func:`lesson`. It runs
+once per seed; the figures of the first seed are kept. A claim *held* when every check held
+for every seed; the result says so either way, with the numbers — a lesson is never tuned until
+it passes.
+
+>>> from skier.lessons import run
+>>> result = run("downhill", quick=True)       # doctest: +SKIP
+>>> result.held, result.checks[0].value        # doctest: +SKIP
+(True, 3.02)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from skier.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "Check",
+    "Context",
+    "Lesson",
+    "LessonResult",
+    "Trial",
+    "check",
+    "get_lesson",
+    "lesson",
+    "lessons",
+    "run",
+]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One measured inequality: ``what`` was ``value``; the claim needs ``expected``."""
+
+    what: str
+    value: float
+    expected: str
+    held: bool
+
+    def line(self) -> str:
+        mark = "held" if self.held else "DID NOT HOLD"
+        return f"{self.what}: {self.value:.4g} (expected {self.expected}) — {mark}"
+
+
+def check(
+    what: str,
+    value: float,
+    *,
+    less_than: float | None = None,
+    greater_than: float | None = None,
+    between: tuple[float, float] | None = None,
+) -> Check:
+    """A :class:`Check` of ``value`` against one bound (or a closed interval).
+
+    >>> check("slope", -0.48, between=(-0.65, -0.35)).held
+    True
+    """
+    value = float(value)
+    if between is not None:
+        low, high = between
+        return Check(what, value, f"between {low:g} and {high:g}", low <= value <= high)
+    if less_than is not None:
+        return Check(what, value, f"< {less_than:g}", value < less_than)
+    if greater_than is not None:
+        return Check(what, value, f"> {greater_than:g}", value > greater_than)
+    raise ValueError("check needs less_than, greater_than or between")
+
+
+@dataclass
+class Context:
+    """What a lesson's experiment gets: its seed, whether to run the small version, whether to
+    draw figures (only for the first seed), and the device to train on."""
+
+    seed: int
+    quick: bool
+    draw: bool = True
+    device: str = "cpu"
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        """``quick`` in the small version, ``full`` otherwise."""
+        return quick if self.quick else full
+
+
+@dataclass
+class Trial:
+    """One seed's outcome: named measurements, the checks, and (first seed) the figures."""
+
+    measurements: dict[str, float]
+    checks: list[Check]
+    figures: dict[str, Figure] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> bool:
+        return all(c.held for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """A registered lesson: its place in the course, its claim, its set-up and run time."""
+
+    number: int
+    name: str
+    title: str
+    claim: str
+    setup: str
+    seconds: tuple[float, float]  # expected (quick, full) on 2 CPU cores
+    experiment: Callable[[Context], Trial]
+
+
+@dataclass
+class LessonResult:
+    """The lesson's claim, what was measured for each seed, and whether the claim held."""
+
+    lesson: Lesson
+    quick: bool
+    seeds: list[int]
+    trials: list[Trial]
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.lesson.name
+
+    @property
+    def claim(self) -> str:
+        return self.lesson.claim
+
+    @property
+    def held(self) -> bool:
+        """True when every check held for every seed."""
+        return all(t.held for t in self.trials)
+
+    @property
+    def held_count(self) -> int:
+        return sum(t.held for t in self.trials)
+
+    @property
+    def checks(self) -> list[Check]:
+        """The first seed's checks (every seed's are in :attr:`trials`)."""
+        return self.trials[0].checks
+
+    @property
+    def measurements(self) -> dict[str, float]:
+        return self.trials[0].measurements
+
+    @property
+    def figures(self) -> dict[str, Figure]:
+        return self.trials[0].figures
+
+    def text(self) -> str:
+        """The lesson as a short text: claim, set-up, measurements, verdict."""
+        lines = [
+            f"# {self.lesson.number}. {self.lesson.title}",
+            "",
+            f"Claim: {self.claim}",
+            "",
+            f"Set-up: {self.lesson.setup}" + (" (quick version)" if self.quick else ""),
+            "",
+            f"Result: the claim held for {self.held_count} of {len(self.trials)} seed(s) "
+            f"({', '.join(map(str, self.seeds))}).",
+            "",
+        ]
+        for seed, trial in zip(self.seeds, self.trials, strict=True):
+            lines.append(f"Seed {seed}:")
+            lines += [f"- {c.line()}" for c in trial.checks]
+            lines += [f"- note: {n}" for n in trial.notes]
+        lines.append("")
+        lines.append(f"Time: {self.seconds:.1f} s.")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the claim, per-seed measurements and checks, the verdict."""
+
+        def num(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {
+            "lesson": self.lesson.name,
+            "number": self.lesson.number,
+            "title": self.lesson.title,
+            "claim": self.claim,
+            "setup": self.lesson.setup,
+            "quick": self.quick,
+            "seeds": self.seeds,
+            "held": self.held,
+            "held_count": self.held_count,
+            "trials": [
+                {
+                    "seed": seed,
+                    "held": t.held,
+                    "measurements": {k: num(float(v)) for k, v in t.measurements.items()},
+                    "checks": [
+                        {
+                            "what": c.what,
+                            "value": num(c.value),
+                            "expected": c.expected,
+                            "held": c.held,
+                        }
+                        for c in t.checks
+                    ],
+                    "notes": t.notes,
+                }
+                for seed, t in zip(self.seeds, self.trials, strict=True)
+            ],
+            "seconds": self.seconds,
+        }
+
+
+_REGISTRY: dict[str, Lesson] = {}
+
+
+def lesson(
+    number: int, name: str, *, title: str, claim: str, setup: str, seconds: tuple[float, float]
+) -> Callable[[Callable[[Context], Trial]], Callable[[Context], Trial]]:
+    """Register ``experiment`` as lesson ``number`` called ``name``."""
+
+    def register(experiment: Callable[[Context], Trial]) -> Callable[[Context], Trial]:
+        if name in _REGISTRY:
+            raise ValueError(f"lesson name must be unique; got {name!r} twice.")
+        _REGISTRY[name] = Lesson(number, name, title, claim, setup, seconds, experiment)
+        return experiment
+
+    return register
+
+
+def _load_all() -> None:
+    # The lesson modules register themselves on import.
+    from skier.lessons import catalog  # noqa: F401
+
+
+def lessons() -> list[Lesson]:
+    """Every lesson, in course order."""
+    _load_all()
+    return sorted(_REGISTRY.values(), key=lambda item: item.number)
+
+
+def get_lesson(name: str) -> Lesson:
+    _load_all()
+    if name not in _REGISTRY:
+        names = [item.name for item in lessons()]
+        raise ConfigError(
+            f"lesson must be one of the course's; got {name!r}.{did_you_mean(name, names)} "
+            "List them with `skier lesson list`."
+        )
+    return _REGISTRY[name]
+
+
+def run(
+    name: str,
+    quick: bool = False,
+    *,
+    seeds: Sequence[int] | None = None,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> LessonResult:
+    """Run lesson ``name``: one seed in the quick version, seeds 0, 1, 2 in the full one."""
+    item = get_lesson(name)
+    chosen = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
+    if not chosen:
+        raise ConfigError("seeds must name at least one seed; got none.")
+    t0 = time.perf_counter()
+    trials = []
+    for i, seed in enumerate(chosen):
+        if progress is not None:
+            progress(f"lesson {item.name}: seed {seed} ({i + 1}/{len(chosen)})")
+        trials.append(item.experiment(Context(seed=seed, quick=quick, draw=i == 0, device=device)))
+    return LessonResult(item, quick, chosen, trials, time.perf_counter() - t0)
+
+
+def measurements_table(results: Mapping[str, LessonResult]) -> list[tuple[str, bool, int, int]]:
+    """(name, held, held seeds, seeds) per lesson: the course's summary table."""
+    return [(n, r.held, r.held_count, len(r.trials)) for n, r in results.items()]
