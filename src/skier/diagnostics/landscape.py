@@ -55,6 +55,7 @@ from skier.errors import ConfigError, DataError, ModelError
 __all__ = [
     "LandscapeResult",
     "Surface",
+    "default_batch_points",
     "direction_between",
     "interpolate",
     "landscape",
@@ -481,7 +482,7 @@ def landscape(
     *,
     directions: Sequence[ParamList] | None = None,
     task: str | None = None,
-    batch_points: int = 1,
+    batch_points: int | None = None,
     progress: bool = False,
     resume: Mapping[str, Any] | None = None,
     on_row: PartialCallback | None = None,
@@ -491,7 +492,9 @@ def landscape(
     ``directions`` overrides the ones ``settings.direction`` would make (one parameter list
     per dimension, e.g. from :func:`direction_between`). ``on_row`` receives a partial state
     after each row of the grid; passing it back as ``resume`` continues a stopped grid where it
-    stopped (same model and settings only). The model is left exactly as it was.
+    stopped (same model and settings only). ``batch_points`` grid points are evaluated in one
+    vmap'd forward pass (default: :func:`default_batch_points`). The model is left exactly as
+    it was.
     """
     cfg = _check_settings(settings)
     if cfg.direction in ("init", "run"):
@@ -514,6 +517,8 @@ def landscape(
         raise ConfigError(
             f"directions must hold one direction per dimension ({cfg.dims}); got {len(directions)}."
         )
+    if batch_points is None:
+        batch_points = default_batch_points(model)
     with preserved(model):
         model.eval()
         base = [p.detach().clone() for _, p in trainable_parameters(model)]
@@ -524,6 +529,15 @@ def landscape(
             model, split, cfg, base, dirs, batches, classification, batch_points, progress,
             resume, on_row, fingerprint(model, cfg),
         )  # fmt: skip
+
+
+def default_batch_points(model: nn.Module) -> int:
+    """Grid points per forward pass: several for small models without batch norm, where one
+    vmap'd pass beats a Python loop over points (bench/bench_landscape.py), else one."""
+    if any(isinstance(m, _BN) for m in model.modules()):
+        return 1
+    size = sum(p.numel() for p in model.parameters())
+    return 8 if size <= 200_000 else 1
 
 
 def _check_shapes(dirs: Sequence[ParamList], base: ParamList) -> None:

@@ -469,7 +469,6 @@ def run_landscape(
             "(a bare config has only its initial weights)."
         )
     say = echo or (lambda _m: None)
-    points = batch_points if batch_points is not None else _default_batch_points(source.model)
     partial_path: Path | None = None
     resume = None
     if resume_dir is not None:
@@ -509,7 +508,7 @@ def run_landscape(
             )  # fmt: skip
         else:
             result = landscape(
-                source.model, source.data, cfg, task=source.data.task, batch_points=points,
+                source.model, source.data, cfg, task=source.data.task, batch_points=batch_points,
                 progress=progress, resume=resume, on_row=save_partial,
             )  # fmt: skip
         recorder.text("landscape.csv", result.to_csv())
@@ -540,17 +539,6 @@ def run_landscape(
         return recorder.finish(result, summary, f"Loss landscape · {source.describe()}")
 
     return _recorded(recorder, work)
-
-
-def _default_batch_points(model: Any) -> int:
-    # Evaluating several grid points in one vmap'd pass wins for small dense models on the
-    # CPU (see bench/bench_landscape.py); batch norm and large models stay one point at a time.
-    from torch import nn
-
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return 1
-    size = sum(p.numel() for p in model.parameters())
-    return 8 if size <= 200_000 else 1
 
 
 def run_sharpness(
