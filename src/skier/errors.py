@@ -21,6 +21,7 @@ __all__ = [
     "SkierError",
     "StoreError",
     "TrainingError",
+    "WriteError",
     "did_you_mean",
     "problem",
 ]
@@ -68,6 +69,12 @@ class StoreError(SkierError):
 
 class TrainingError(SkierError):
     """Training could not go on (e.g. a non-finite loss with no guard to stop it)."""
+
+    exit_code = 1
+
+
+class WriteError(SkierError):
+    """A file could not be written (disk full, no permission); the previous file is intact."""
 
     exit_code = 1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skier.errors import StoreError
+from skier.errors import StoreError, WriteError
 from skier.history import History
 from skier.record import RunDir, capture_environment, new_run_id
 
@@ -64,7 +64,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=r"result\.json' must be writable; got 'disk full'"):
         run.write_result({"version": 2})
     monkeypatch.undo()
     assert run.read_result() == {"version": 1}

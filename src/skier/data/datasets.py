@@ -166,6 +166,15 @@ def encode_target(
                     "Set task: regression for continuous targets.",
                 )
             )
+        if np.abs(values).max(initial=0.0) >= 2**31:
+            raise DataError(
+                problem(
+                    field,
+                    "class labels below 2**31 in size",
+                    _examples(values[np.abs(values) >= 2**31]),
+                    "Set task: regression for continuous targets.",
+                )
+            )
         values = values.astype(np.int64)
     if values.dtype.kind in "iub":
         classes, codes = np.unique(values, return_inverse=True)
@@ -511,6 +520,10 @@ def read_npz(
             problem("data.path", "a .npz file of numeric arrays", str(p), str(exc))
         ) from None
     x = as_inputs(x, f"{p.name}[{features_key!r}]")
+    if y.ndim == 0:
+        raise DataError(
+            problem(f"{p.name}[{target!r}]", "an array with one value per example", y.tolist())
+        )
     if x.shape[0] != y.shape[0]:
         raise DataError(
             problem(

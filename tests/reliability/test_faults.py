@@ -1,0 +1,146 @@
+"""Faults: a run killed at random moments, again and again, resumes from its last complete
+checkpoint and ends bit-identical to a run never interrupted; a failing write stops the run with
+a clear error and the previous checkpoint intact."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from skier.config import config_from_mapping
+from skier.errors import WriteError
+from skier.record import RunStore, default_store_url
+from skier.runner import run_training
+from skier.train.checkpoint import load_checkpoint
+
+from . import _child
+
+EPOCHS = 40
+CONFIG: dict[str, Any] = {
+    "data": {"name": "synthetic", "samples": 600, "features": 12, "classes": 3},
+    "model": {"hidden_sizes": [32], "dropout": 0.1},
+    "optim": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": EPOCHS, "batch_size": 32},
+    "record": {"plots": False, "report": False},
+}
+# The long version: SKIER_KILL_LOOP=200 pytest tests/reliability -k kill
+KILLS = int(os.environ.get("SKIER_KILL_LOOP", "20"))
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "skier.runner", _child.__name__])
+    return ctx
+
+
+def _epochs_logged(run: Path) -> int:
+    try:
+        return max(len((run / "metrics.csv").read_text().splitlines()) - 1, 0)
+    except OSError:
+        return 0
+
+
+def _run_dir(out: Path) -> Path | None:
+    found = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+    return found[0] if found else None
+
+
+@pytest.mark.slow
+def test_killed_again_and_again_a_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    ctx = _context()
+    reference = ctx.Process(target=_child.train, args=(CONFIG, str(tmp_path / "ref"), None, None))
+    reference.start()
+    reference.join(300)
+    assert reference.exitcode == 0
+
+    out, rng = tmp_path / "killed", random.Random(0)
+    first = ctx.Process(target=_child.train, args=(CONFIG, str(out), None, None))
+    first.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # one checkpoint before the first kill: one run dir
+        run = _run_dir(out)
+        if run is not None and (run / "checkpoints" / "last.pt").is_file():
+            break
+        time.sleep(0.01)
+    first.kill()
+    first.join()
+    run = _run_dir(out)
+    assert run is not None
+    kills, epochs_seen = 1, []
+    while kills < 200:
+        # Whatever the moment of the kill, the last checkpoint is complete and loads.
+        epochs_seen.append(int(load_checkpoint(run / "checkpoints" / "last.pt")["epoch"]))
+        child = ctx.Process(target=_child.train, args=(CONFIG, str(out), str(run), None))
+        child.start()
+        if kills >= KILLS:
+            child.join(300)
+            assert child.exitcode == 0, f"the last resume failed with {child.exitcode}"
+            break
+        # Kill once this resume has made progress (an epoch logged), at a random moment
+        # around the epoch's end, where the record and the checkpoint are being written.
+        logged = _epochs_logged(run)
+        while child.is_alive() and _epochs_logged(run) <= max(logged, epochs_seen[-1]):
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.03))
+        if not child.is_alive():
+            child.join()
+            assert child.exitcode == 0
+            break
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join()
+        kills += 1
+    assert kills >= KILLS
+    assert epochs_seen == sorted(epochs_seen)  # never went back
+    assert len(set(epochs_seen)) >= min(KILLS, EPOCHS) // 2  # killed at many moments
+    want = load_checkpoint(_run_dir(tmp_path / "ref") / "checkpoints" / "last.pt")  # type: ignore[operator]
+    got = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert got["epoch"] == want["epoch"] == EPOCHS
+    for key, tensor in want["model"].items():
+        assert torch.equal(tensor, got["model"][key]), key
+    assert [r["loss"] for r in got["history"]["rows"]] == [
+        r["loss"] for r in want["history"]["rows"]
+    ]
+    with RunStore(default_store_url(out)) as store:
+        record = store.get_run(run.name)
+        assert record.status == "completed" and record.epochs_done == EPOCHS
+        assert len(store.metrics(run.name)) == EPOCHS
+        assert len(store.list_runs()) == 1  # no half-made second run
+        assert store.params(run.name)["optim.lr"] == "0.01"
+
+
+def test_a_failing_checkpoint_write_stops_the_run_and_keeps_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+    written: list[str] = []
+
+    def disk_fills_up(src: Any, dst: Any) -> None:
+        if str(dst).endswith("last.pt"):
+            written.append(str(dst))
+            if len(written) == 3:
+                raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_fills_up)
+    config = config_from_mapping({**CONFIG, "train": {"epochs": 6, "batch_size": 64}})
+    with pytest.raises(WriteError, match=r"last\.pt' must be writable; got 'No space left"):
+        run_training(config, out_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    run = _run_dir(tmp_path)
+    assert run is not None
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2  # the one before
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    with RunStore(default_store_url(tmp_path)) as store:
+        record = store.get_run(run.name)
+    assert record.status == "failed" and "must be writable" in (record.error or "")
+    # ... and it resumes from there once the disk has room again.
+    resumed = run_training(config, resume_dir=run, progress=False)
+    assert resumed.status == "completed" and resumed.result.epochs_done == 6
