@@ -1,10 +1,33 @@
 """Whole runs, each with its run directory and store record: what the CLI verbs call.
 
 ``training`` is ``skier train`` (config → data → model → fit → record → plots → report);
-``diagnose`` is ``skier lr-find``, ``skier landscape`` and ``skier sharpness`` on a config or a
-finished run. Python users get the same files and records by calling these.
+``diagnose`` is ``skier lr-find``, ``landscape``, ``sharpness`` and ``connect`` on a config or a
+finished run; ``search`` is ``skier cv`` and ``skier tune``; ``lessons`` is ``skier lesson``.
+Python users get the same files and records by calling these.
 """
+
+from typing import Any
 
 from skier.runner.training import EpochLines, RecordLogger, RunOutcome, run_training
 
-__all__ = ["EpochLines", "RecordLogger", "RunOutcome", "run_training"]
+__all__ = [
+    "CVOutcome",
+    "EpochLines",
+    "RecordLogger",
+    "RunOutcome",
+    "TuneOutcome",
+    "run_cv",
+    "run_training",
+    "run_tune",
+]
+
+_SEARCH = ("CVOutcome", "TuneOutcome", "run_cv", "run_tune")
+
+
+def __getattr__(name: str) -> Any:
+    # Search pulls in Optuna: imported when asked for, so `skier train` does not pay for it.
+    if name in _SEARCH:
+        from skier.runner import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module 'skier.runner' has no attribute {name!r}")
