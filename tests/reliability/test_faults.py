@@ -144,3 +144,47 @@ def test_a_failing_checkpoint_write_stops_the_run_and_keeps_the_last_one(
     # ... and it resumes from there once the disk has room again.
     resumed = run_training(config, resume_dir=run, progress=False)
     assert resumed.status == "completed" and resumed.result.epochs_done == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = {
+        **CONFIG,
+        "data": {**CONFIG["data"], "samples": 200},
+        "train": {"epochs": 150, "batch_size": 50},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "CI": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skier", "train", "run.yaml", "--out", "runs"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline:
+        run = _run_dir(tmp_path / "runs")
+        if run is not None and (run / "checkpoints" / "last.pt").is_file():
+            break
+        time.sleep(0.02)
+    assert run is not None
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with RunStore(default_store_url(tmp_path / "runs")) as store:
+        assert store.get_run(run.name).status == "interrupted"
+    stopped_at = int(load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
+    assert 1 <= stopped_at < 150
+    resumed = subprocess.run(
+        [sys.executable, "-m", "skier", "train", "--resume", str(run)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    with RunStore(default_store_url(tmp_path / "runs")) as store:
+        record = store.get_run(run.name)
+        assert record.status == "completed" and record.epochs_done == 150
