@@ -1,0 +1,650 @@
+"""Lessons on batches, initialization and the first optimizers: how big a batch, averaging vs
+summing its gradient, why weights must start random and at which scale, momentum on a narrow
+valley, and why Rprop does not work on mini-batches."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skier.config import InitConfig
+from skier.lessons._tools import axes, digits, mlp
+from skier.lessons.base import Context, Trial, check, lesson
+from skier.models import MLP, initialize
+from skier.train import evaluate, fit
+
+__all__: list[str] = []
+
+
+@contextlib.contextmanager
+def _one_thread(device: str) -> Iterator[None]:
+    # These models are small: on a CPU one intra-op thread is as fast as several, and on a CPU
+    # shared with other work several threads wait on each other (tens of times slower), so
+    # that timings would measure the neighbours rather than the batch size.
+    if not device.startswith("cpu"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _single_threaded(experiment: Callable[[Context], Trial]) -> Callable[[Context], Trial]:
+    """Run ``experiment`` with one torch thread on a CPU (the setting is put back after)."""
+
+    @functools.wraps(experiment)
+    def wrapped(ctx: Context) -> Trial:
+        with _one_thread(ctx.device):
+            return experiment(ctx)
+
+    return wrapped
+
+
+def _throughput(ctx: Context, m: int, seconds: float) -> float:
+    """Training examples per second with batches of ``m`` (forward, backward, SGD step)."""
+    data = digits()
+    model = mlp(data, [64, 64], seed=ctx.seed).to(ctx.device)
+    x = data.train.inputs[0].to(ctx.device)
+    y = data.train.targets.to(ctx.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    generator = torch.Generator().manual_seed(ctx.seed)
+
+    def step(index: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[index]), y[index]).backward()
+        optimizer.step()
+
+    def sync() -> None:  # a GPU runs ahead of Python: wait for it before reading the clock
+        if ctx.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    step(torch.randint(len(x), (m,), generator=generator).to(ctx.device))  # warm-up
+    sync()
+    seen, started = 0, time.perf_counter()
+    while True:
+        step(torch.randint(len(x), (m,), generator=generator).to(ctx.device))
+        seen += m
+        sync()
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and seen >= 5 * m:
+            return seen / elapsed
+
+
+@lesson(
+    3,
+    "batch-size",
+    title="Batch, stochastic and mini-batch gradient descent",
+    claim="At equal epochs, batch gradient descent makes one update per epoch and barely moves, "
+    "SGD with m = 1 makes N updates and goes furthest, a mini-batch sits between; but one "
+    "example at a time uses the hardware so poorly that an epoch takes far longer, and a "
+    "mini-batch at the larger lr it allows reaches SGD's loss in a fraction of the wall time: "
+    "a poor batch size makes learning slow.",
+    setup="Digits (N = 1077 training examples), an MLP 64-64-10, torch SGD lr 0.03, batch "
+    "sizes 1, 32 and N for 2 epochs (5 in the full version) by skier.train.fit, and m = 32 at "
+    "lr 0.5 for 10 epochs (20); then examples per second of a training step for m = 1 … N on "
+    "the current device (single-threaded on a CPU, so that other work on a shared machine "
+    "does not swamp the measure).",
+    seconds=(5.0, 15.0),
+)
+@_single_threaded
+def batch_size(ctx: Context) -> Trial:
+    data = digits()
+    n = len(data.train)
+    epochs = ctx.pick(2, 5)
+    sizes: dict[str, int | str] = {"SGD (m = 1)": 1, "mini-batch (m = 32)": 32, "batch GD": "full"}
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    updates: dict[str, float] = {}
+    for label, m in sizes.items():
+        model = mlp(data, [64, 64], seed=ctx.seed)
+        result = fit(
+            model, data.train, optimizer="sgd", lr=0.03, batch_size=m, epochs=epochs,
+            seed=ctx.seed, progress="off", exact_train_error=True, device=ctx.device,
+        )  # fmt: skip
+        start = evaluate(mlp(data, [64, 64], seed=ctx.seed), data.train)["loss"]
+        losses = [start, *result.history.column("loss")]
+        times = np.cumsum([0.0, *result.history.column("epoch_time")]).tolist()
+        curves[label] = (losses, times)
+        updates[label] = len(result.history.steps["lr"]) / epochs
+    # The mini-batch at the larger lr it allows (m = 1 at lr 0.5 is unstable).
+    fast_epochs = ctx.pick(10, 20)
+    result = fit(
+        mlp(data, [64, 64], seed=ctx.seed), data.train, optimizer="sgd", lr=0.5, batch_size=32,
+        epochs=fast_epochs, seed=ctx.seed, progress="off", exact_train_error=True,
+        device=ctx.device,
+    )  # fmt: skip
+    fast = "mini-batch (m = 32), lr 0.5"
+    curves[fast] = (
+        [curves["batch GD"][0][0], *result.history.column("loss")],
+        np.cumsum([0.0, *result.history.column("epoch_time")]).tolist(),
+    )
+    sweep = [1, 4, 16, 64, 128, 512, n]
+    rate = {m: _throughput(ctx, m, ctx.pick(0.2, 0.4)) for m in sweep}
+    expected = {label: math.ceil(n / (n if m == "full" else int(m))) for label, m in sizes.items()}
+    final = {label: curves[label][0][-1] for label in sizes}
+    drop = {label: curves[label][0][0] - curves[label][0][-1] for label in sizes}
+    epoch_time = {label: curves[label][1][-1] / epochs for label in sizes}
+    sgd, mini, full = "SGD (m = 1)", "mini-batch (m = 32)", "batch GD"
+    # Wall time the fast mini-batch needs to reach the loss SGD (m = 1) ended with.
+    reached = [t for v, t in zip(*curves[fast], strict=True) if v <= final[sgd]]
+    fast_time = reached[0] if reached else math.inf
+    measured = {
+        "updates_per_epoch_m1": updates[sgd],
+        "updates_per_epoch_m32": updates[mini],
+        "updates_per_epoch_full": updates[full],
+        "updates_per_epoch_max_error": max(abs(updates[k] - expected[k]) for k in sizes),
+        "final_loss_m1": final[sgd],
+        "final_loss_m32": final[mini],
+        "final_loss_full": final[full],
+        "loss_decrease_ratio_m32_over_full": drop[mini] / drop[full],
+        "epoch_seconds_m1": epoch_time[sgd],
+        "epoch_seconds_m32": epoch_time[mini],
+        "epoch_seconds_full": epoch_time[full],
+        "throughput_ratio_m128_over_m1": rate[128] / rate[1],
+        "seconds_m1_to_its_final_loss": curves[sgd][1][-1],
+        "seconds_m32_lr05_to_that_loss": fast_time,
+        "wall_time_ratio_m1_over_m32_lr05": curves[sgd][1][-1] / fast_time,
+    }
+    measured.update({f"examples_per_s_m{m}": r for m, r in rate.items()})
+    checks = [
+        check("largest |updates per epoch − ⌈N/m⌉| over m = 1, 32, N",
+              measured["updates_per_epoch_max_error"], less_than=0.5),
+        check(f"loss decrease in {epochs} epochs, mini-batch / batch GD",
+              measured["loss_decrease_ratio_m32_over_full"], greater_than=5.0),
+        check(f"training loss after {epochs} epochs, mini-batch − SGD (m = 1)",
+              final[mini] - final[sgd], greater_than=0.5),
+        check("seconds per epoch, SGD (m = 1) / mini-batch (m = 32)",
+              epoch_time[sgd] / epoch_time[mini], greater_than=5.0),
+        check("examples per second, m = 128 / m = 1", rate[128] / rate[1], greater_than=10.0),
+        check("wall time to SGD (m = 1)'s final loss: SGD / mini-batch at lr 0.5",
+              measured["wall_time_ratio_m1_over_m32_lr05"], greater_than=3.0),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (by_epoch, by_time, speed) = axes(3, width=4.4)
+        for label, (losses, times) in curves.items():
+            if label in updates:
+                by_epoch.plot(range(epochs + 1), losses, "o-", ms=3,
+                              label=f"{label}: {updates[label]:.0f} updates/epoch")  # fmt: skip
+            by_time.plot(times, losses, "o-", ms=3, label=label)
+        by_time.axhline(final[sgd], color="0.6", ls=":", lw=1)
+        by_time.legend(fontsize=7)
+        by_epoch.set_xlabel("epoch")
+        by_epoch.set_ylabel("training loss")
+        by_epoch.legend(fontsize=7)
+        by_epoch.set_title("equal epochs", fontsize=9)
+        by_time.set_xscale("symlog", linthresh=0.01)
+        by_time.set_xlim(left=0.0)
+        by_time.set_xlabel("wall time (s)")
+        by_time.set_title("against wall time (+ m = 32 at a larger lr)", fontsize=9)
+        speed.loglog(list(rate), list(rate.values()), "o-")
+        speed.set_xlabel("batch size m")
+        speed.set_ylabel("training examples per second")
+        speed.set_title(f"throughput on {ctx.device}", fontsize=9)
+        figures["Batch size: progress per epoch, per second, and throughput"] = fig
+    notes = [
+        f"lr 0.03 for the equal-epoch runs, 0.5 for the fast mini-batch; timings on "
+        f"{ctx.device}, single-threaded on a CPU."
+    ]
+    return Trial(measured, checks, figures, notes)
+
+
+@lesson(
+    4,
+    "mean-vs-sum",
+    title="Averaging or summing the batch gradient",
+    claim="Summing the loss over a batch of m examples instead of averaging it multiplies the "
+    "gradient by m: with a sum, the same lr behaves like lr·m with the mean.",
+    setup="Digits, an MLP 64-64-10, batches of m = 32 (drop_last), torch SGD: one step with "
+    "reduction 'sum' and lr 0.002 against one with 'mean' and lr 0.002·32; then training by "
+    "skier.train.fit for 2 epochs (5 in the full version) with the two, and with 'mean' at "
+    "lr 0.002.",
+    seconds=(0.5, 4.0),
+)
+@_single_threaded
+def mean_vs_sum(ctx: Context) -> Trial:
+    data = digits()
+    m, lr = 32, 0.002
+    generator = torch.Generator().manual_seed(ctx.seed)
+    index = torch.randperm(len(data.train), generator=generator)[:m]
+    x, y = data.train.inputs[0][index], data.train.targets[index]
+    start = mlp(data, [64, 64], seed=ctx.seed)
+    after = {}
+    for reduction, step_lr in (("sum", lr), ("mean", lr * m)):
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.SGD(model.parameters(), lr=step_lr)
+        F.cross_entropy(model(x), y, reduction=reduction).backward()
+        optimizer.step()
+        after[reduction] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    before = torch.cat([p.detach().flatten() for p in start.parameters()])
+    step_size = float((after["mean"] - before).abs().max())
+    step_gap = float((after["sum"] - after["mean"]).abs().max()) / step_size
+
+    epochs = ctx.pick(2, 5)
+    runs = {
+        f"sum, lr {lr:g}": ("sum", lr),
+        f"mean, lr {lr * m:g} (= lr·m)": ("mean", lr * m),
+        f"mean, lr {lr:g}": ("mean", lr),
+    }
+    curves = {}
+    for label, (reduction, run_lr) in runs.items():
+        model = copy.deepcopy(start)
+        result = fit(
+            model, data.train, optimizer="sgd", lr=run_lr, batch_size=m, drop_last=True,
+            reduction=reduction, epochs=epochs, seed=ctx.seed, progress="off",
+            exact_train_error=True, device=ctx.device,
+        )  # fmt: skip
+        curves[label] = [evaluate(start, data.train)["loss"], *result.history.column("loss")]
+    summed, scaled, same = (np.asarray(c) for c in curves.values())
+    measured = {
+        "one_step_max_rel_difference": step_gap,
+        "curves_max_abs_difference": float(np.abs(summed - scaled).max()),
+        "final_loss_sum": float(summed[-1]),
+        "final_loss_mean_lr_times_m": float(scaled[-1]),
+        "final_loss_mean_same_lr": float(same[-1]),
+    }
+    checks = [
+        check("one step: max |θ_sum − θ_mean·m| / max |step|", step_gap, less_than=1e-4),
+        check("training curves, sum at lr vs mean at lr·m: largest |loss difference|",
+              measured["curves_max_abs_difference"], less_than=1e-3),
+        check("final loss, mean at the same lr − sum at lr (the sum moves m times faster)",
+              float(same[-1] - summed[-1]), greater_than=0.5),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (ax,) = axes(1, width=5.6)
+        for (label, curve), style in zip(curves.items(), ("o-", "x--", "s-"), strict=True):
+            ax.plot(range(epochs + 1), curve, style, ms=5, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"batches of m = {m}: the sum's curve is the mean's at lr·m", fontsize=9)
+        ax.legend(fontsize=8)
+        figures["Sum at lr trains like mean at lr·m"] = fig
+    notes = [
+        f"m = {m} is a power of two, so multiplying by m is exact in floating point and the two "
+        "runs agree bit for bit; another m would agree to rounding."
+    ]
+    return Trial(measured, checks, figures, notes)
+
+
+def _unit_spread(model: torch.nn.Module) -> float:
+    """The largest distance between two hidden units' incoming weights (and bias), over the
+    hidden layers, relative to the mean size of those weights."""
+    worst = 0.0
+    for block in model.blocks:  # type: ignore[union-attr]
+        linear = block.linear
+        rows = torch.cat([linear.weight.detach(), linear.bias.detach()[:, None]], dim=1)
+        scale = float(rows.norm(dim=1).mean()) or 1.0
+        spread = float(torch.cdist(rows.double(), rows.double()).max()) / scale
+        worst = max(worst, spread)
+    return worst
+
+
+@lesson(
+    5,
+    "symmetry",
+    title="Symmetric initialization: every hidden unit stays the same",
+    claim="With zero or constant initialization every hidden unit of a layer computes the "
+    "same thing, gets the same gradient and so stays identical through training; random "
+    "initialization breaks the symmetry.",
+    setup="Digits, a tanh MLP 64-32-32-10 initialized by skier.models.initialize with "
+    "'constant' (0.05), 'zeros' or 'xavier_normal' (biases zero); torch SGD lr 0.05, momentum "
+    "0.9, batches of 32, 5 epochs (10 in the full version). Spread: the largest distance "
+    "between two units' incoming weights over the hidden layers, relative to their mean norm.",
+    seconds=(1.0, 3.0),
+)
+@_single_threaded
+def symmetry(ctx: Context) -> Trial:
+    data = digits()
+    epochs = ctx.pick(5, 10)
+    schemes = {
+        "constant 0.05": InitConfig(scheme="constant", value=0.05),
+        "zeros": InitConfig(scheme="zeros"),
+        "random (xavier_normal)": InitConfig(scheme="xavier_normal"),
+    }
+    spread: dict[str, list[float]] = {}
+    accuracy: dict[str, float] = {}
+    moved: dict[str, float] = {}
+    for label, config in schemes.items():
+        model = mlp(data, [32, 32], seed=ctx.seed, activation="tanh")
+        initialize(model, config)
+        first = model.blocks[0].linear.weight.detach().clone()  # type: ignore[union-attr,index]
+        series = [_unit_spread(model)]
+        # One optimizer (its momentum carried on), one epoch at a time to follow the spread.
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for epoch in range(epochs):
+            fit(model, data.train, optimizer=optimizer, batch_size=32, epochs=1,
+                seed=ctx.seed * 1000 + epoch, progress="off", device=ctx.device)  # fmt: skip
+            series.append(_unit_spread(model))
+        spread[label] = series
+        accuracy[label] = evaluate(model, data.train)["accuracy"]
+        last = model.blocks[0].linear.weight.detach()  # type: ignore[union-attr,index]
+        moved[label] = float((last - first).abs().max())
+    const, zero, rand = "constant 0.05", "zeros", "random (xavier_normal)"
+    measured = {
+        "spread_constant": max(spread[const]),
+        "spread_zeros": max(spread[zero]),
+        "spread_random_end": spread[rand][-1],
+        "constant_first_layer_weight_change": moved[const],
+        "train_accuracy_constant": accuracy[const],
+        "train_accuracy_zeros": accuracy[zero],
+        "train_accuracy_random": accuracy[rand],
+    }
+    checks = [
+        check("constant init: largest spread between hidden units during training",
+              measured["spread_constant"], less_than=1e-4),
+        check("constant init: first-layer weights did change (they trained, in lockstep)",
+              moved[const], greater_than=0.05),
+        check("zeros init: largest spread between hidden units during training",
+              measured["spread_zeros"], less_than=1e-4),
+        check("random init: spread between hidden units after training",
+              measured["spread_random_end"], greater_than=0.5),
+        check("training accuracy, random − constant init",
+              accuracy[rand] - accuracy[const], greater_than=0.1),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (left, right) = axes(2)
+        for label, series in spread.items():
+            left.plot(range(epochs + 1), np.maximum(series, 1e-12), "o-", ms=3, label=label)
+        left.set_yscale("log")
+        left.set_xlabel("epoch")
+        left.set_ylabel("spread between hidden units")
+        left.legend(fontsize=8)
+        left.set_title("constant and zero init never separate the units", fontsize=9)
+        right.bar(list(accuracy), list(accuracy.values()), color=["tab:blue", "tab:orange",
+                                                                  "tab:green"])  # fmt: skip
+        right.set_ylabel("training accuracy")
+        right.tick_params(axis="x", labelsize=7)
+        right.set_title(f"after {epochs} epochs", fontsize=9)
+        figures["Hidden units stay identical without random initialization"] = fig
+    notes = [
+        "With zeros and tanh the hidden layers get no gradient at all (tanh(0) = 0 and the "
+        "head's weights are zero): only the output biases learn. With a constant the units "
+        "train, but in lockstep: the net is as good as one unit per layer."
+    ]
+    return Trial(measured, checks, figures, notes)
+
+
+@lesson(
+    6,
+    "xavier-vs-he",
+    title="Xavier and He initialization across 20 layers",
+    claim="Through 20 layers, Xavier initialization keeps the activations' scale with tanh but "
+    "lets it collapse with ReLU (halved variance per layer); He initialization keeps it with "
+    "ReLU.",
+    setup="A 20-layer MLP of width 512 (skier.models.MLP, no bias) initialized by "
+    "skier.models.initialize with xavier_normal or kaiming_normal (relu, fan_in); 512 "
+    "standard-normal inputs; the standard deviation of each layer's output.",
+    seconds=(0.5, 2.0),
+)
+@_single_threaded
+def xavier_vs_he(ctx: Context) -> Trial:
+    width, depth = 512, 20
+    generator = torch.Generator().manual_seed(ctx.seed)
+    x = torch.randn(ctx.pick(256, 512), width, generator=generator)
+    setups = {
+        "Xavier, tanh": ("tanh", InitConfig(scheme="xavier_normal")),
+        "Xavier, ReLU": ("relu", InitConfig(scheme="xavier_normal")),
+        "He, ReLU": ("relu", InitConfig(scheme="kaiming_normal", nonlinearity="relu")),
+    }
+    stds: dict[str, list[float]] = {}
+    for label, (activation, config) in setups.items():
+        model = MLP(width, 10, hidden_sizes=(width,) * depth, activation=activation)
+        initialize(model, config, generator=torch.Generator().manual_seed(ctx.seed))
+        h, series = x, []
+        with torch.no_grad():
+            for block in model.blocks:
+                h = block(h)
+                series.append(float(h.std()))
+        stds[label] = series
+    ratio = {label: s[-1] / s[0] for label, s in stds.items()}
+    late = {label: s[-1] / s[depth // 2 - 1] for label, s in stds.items()}
+    measured = {
+        "std_ratio_20_over_1_xavier_tanh": ratio["Xavier, tanh"],
+        "std_ratio_20_over_1_xavier_relu": ratio["Xavier, ReLU"],
+        "std_ratio_20_over_1_he_relu": ratio["He, ReLU"],
+        "std_ratio_20_over_10_xavier_tanh": late["Xavier, tanh"],
+        "std_ratio_20_over_10_xavier_relu": late["Xavier, ReLU"],
+    }
+    checks = [
+        check("std at layer 20 / layer 1, Xavier + tanh (held: no collapse)",
+              ratio["Xavier, tanh"], greater_than=0.1),
+        check("std at layer 20 / layer 10, Xavier + tanh (a slow, not a geometric, decline)",
+              late["Xavier, tanh"], greater_than=0.5),
+        check("std at layer 20 / layer 1, Xavier + ReLU (collapses, ≈ 2^(−19/2))",
+              ratio["Xavier, ReLU"], less_than=0.01),
+        check("std at layer 20 / layer 1, He + ReLU (held)", ratio["He, ReLU"],
+              between=(0.4, 2.5)),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (ax,) = axes(1, width=5.6)
+        for label, series in stds.items():
+            ax.semilogy(range(1, depth + 1), series, "o-", ms=3, label=label)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("std of the layer's output")
+        ax.set_xticks(range(1, depth + 1, 2))
+        ax.legend(fontsize=8)
+        ax.set_title("activation scale through a 20-layer MLP at initialization", fontsize=9)
+        figures["Activation scale across 20 layers"] = fig
+    notes = [
+        "With tanh, Xavier's variance still shrinks slowly (about 1/layer: tanh squashes), "
+        "but not geometrically as Xavier does with ReLU."
+    ]
+    return Trial(measured, checks, figures, notes)
+
+
+def _heavy_ball(
+    a: torch.Tensor, x0: torch.Tensor, lrs: torch.Tensor, betas: torch.Tensor, steps: int,
+    tol: float,
+) -> torch.Tensor:  # fmt: skip
+    """Steps for torch's SGD with momentum (v ← βv + g, x ← x − lr·v) on ½xᵀAx to bring
+    ‖x‖ below ``tol``·‖x₀‖, for many (lr, β) at once, until the first run does (only the
+    fastest is wanted); ``steps + 1`` for the runs that did not."""
+    x = x0.expand(len(lrs), -1).clone()
+    v = torch.zeros_like(x)
+    reached = torch.full((len(lrs),), steps + 1, dtype=torch.int64)
+    goal = tol * float(x0.norm())
+    for step in range(1, steps + 1):
+        v = betas[:, None] * v + x @ a
+        x = x - lrs[:, None] * v
+        done = (x.norm(dim=1) < goal) & (reached > steps)
+        reached[done] = step
+        if bool(done.any()):
+            break
+        x = torch.nan_to_num(x, nan=1e6, posinf=1e6, neginf=-1e6).clamp(-1e6, 1e6)
+    return reached
+
+
+def _path(a: torch.Tensor, x0: torch.Tensor, lr: float, beta: float, steps: int) -> np.ndarray:
+    x = x0.clone().requires_grad_()
+    optimizer = torch.optim.SGD([x], lr=lr, momentum=beta)
+    path = [x0.numpy().copy()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (0.5 * x @ a @ x).backward()
+        optimizer.step()
+        path.append(x.detach().numpy().copy())
+    return np.asarray(path)
+
+
+@lesson(
+    7,
+    "momentum",
+    title="Momentum on a narrow valley",
+    claim="On a poorly conditioned quadratic, momentum reaches the minimum in far fewer steps "
+    "than plain SGD, each at its best stable lr.",
+    setup="f(x) = ½ xᵀAx with curvatures 1 and 100 (condition number 100), axes rotated by a "
+    "seeded angle, from a seeded start at distance 1; steps until ‖x‖ < 1e-4 (at most 3000); "
+    "plain SGD at the best of 60 lrs (1e-4 to 1, log-spaced), momentum at the best of those "
+    "lrs × β ∈ {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}; the winners rerun with torch.optim.SGD.",
+    seconds=(0.3, 1.0),
+)
+@_single_threaded
+def momentum(ctx: Context) -> Trial:
+    rng = np.random.default_rng(ctx.seed)
+    angle = float(rng.uniform(0, math.pi))
+    rotation = torch.tensor([[math.cos(angle), -math.sin(angle)],
+                             [math.sin(angle), math.cos(angle)]], dtype=torch.float64)  # fmt: skip
+    a = rotation @ torch.diag(torch.tensor([1.0, 100.0], dtype=torch.float64)) @ rotation.T
+    start = float(rng.uniform(0.2, 0.8)) * math.pi / 2  # between the valley's axes
+    x0 = rotation @ torch.tensor([math.cos(start), math.sin(start)], dtype=torch.float64)
+    lr_grid = torch.logspace(-4, 0, 60, dtype=torch.float64)
+    beta_grid = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    limit, tol = 3000, 1e-4
+    plain = _heavy_ball(a, x0, lr_grid, torch.zeros_like(lr_grid), limit, tol)
+    lrs = lr_grid.repeat(len(beta_grid))
+    betas = torch.tensor(beta_grid, dtype=torch.float64).repeat_interleave(len(lr_grid))
+    heavy = _heavy_ball(a, x0, lrs, betas, limit, tol)
+    best_plain = int(plain.argmin())
+    best_heavy = int(heavy.argmin())
+    plain_lr, heavy_lr, beta = (
+        float(lr_grid[best_plain]),
+        float(lrs[best_heavy]),
+        float(betas[best_heavy]),
+    )
+    plain_steps, heavy_steps = int(plain[best_plain]), int(heavy[best_heavy])
+    # The same runs by torch.optim.SGD: the counts must agree.
+    plain_path = _path(a, x0, plain_lr, 0.0, plain_steps)
+    heavy_path = _path(a, x0, heavy_lr, beta, heavy_steps)
+    goal = tol * float(x0.norm())
+    torch_plain = int(np.argmax(np.linalg.norm(plain_path, axis=1) < goal))
+    torch_heavy = int(np.argmax(np.linalg.norm(heavy_path, axis=1) < goal))
+    measured = {
+        "plain_best_lr": plain_lr,
+        "plain_steps": float(plain_steps),
+        "momentum_best_lr": heavy_lr,
+        "momentum_best_beta": beta,
+        "momentum_steps": float(heavy_steps),
+        "steps_ratio_plain_over_momentum": plain_steps / heavy_steps,
+        "torch_optim_step_mismatch": float(
+            abs(torch_plain - plain_steps) + abs(torch_heavy - heavy_steps)
+        ),
+    }
+    checks = [
+        check("plain SGD reached the tolerance (steps ≤ 3000)", plain_steps, less_than=limit + 1),
+        check("steps to ‖x‖ < 1e-4, plain SGD / momentum (each at its best lr)",
+              plain_steps / heavy_steps, greater_than=4.0),
+        check("torch.optim.SGD rerun: |difference in steps|",
+              measured["torch_optim_step_mismatch"], less_than=1.5),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (ax, speed) = axes(2, width=5.0, height=4.2)
+        reach = 1.15 * float(x0.abs().max())
+        u, w = np.meshgrid(np.linspace(-reach, reach, 200), np.linspace(-reach, reach, 200))
+        an = a.numpy()
+        f = 0.5 * (an[0, 0] * u**2 + 2 * an[0, 1] * u * w + an[1, 1] * w**2)
+        ax.contour(u, w, f, levels=np.geomspace(1e-3, float(f.max()), 14), colors="0.7",
+                   linewidths=0.7)  # fmt: skip
+        ax.plot(plain_path[:80, 0], plain_path[:80, 1], ".-", ms=3, lw=0.8,
+                label=f"SGD lr {plain_lr:.3g}: {plain_steps} steps")  # fmt: skip
+        ax.plot(heavy_path[:80, 0], heavy_path[:80, 1], ".-", ms=3, lw=0.8,
+                label=f"momentum β {beta:g}, lr {heavy_lr:.3g}: {heavy_steps} steps")  # fmt: skip
+        ax.plot([0], [0], "k*", ms=10)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title("first 80 steps on the contours", fontsize=9)
+        speed.semilogy(np.linalg.norm(plain_path, axis=1), label="SGD")
+        speed.semilogy(np.linalg.norm(heavy_path, axis=1), label="momentum")
+        speed.axhline(goal, color="0.5", ls="--", lw=1)
+        speed.set_xlabel("step")
+        speed.set_ylabel("distance to the minimum")
+        speed.legend(fontsize=8)
+        figures["Momentum on a poorly conditioned quadratic"] = fig
+    notes = [
+        f"Best stable lrs: plain SGD {plain_lr:.4g}; momentum {heavy_lr:.4g} with β {beta:g}. "
+        "Theory (condition number κ = 100): about √κ = 10 times fewer steps."
+    ]
+    return Trial(measured, checks, figures, notes)
+
+
+def _fed(optimizer_class: Callable[..., torch.optim.Optimizer], cycles: int) -> list[float]:
+    """One scalar weight fed the gradient stream +0.1 x9, −0.9, ``cycles`` times (lr 0.01)."""
+    w = torch.zeros((), requires_grad=True)
+    optimizer = optimizer_class([w], lr=0.01)
+    path = [0.0]
+    for _ in range(cycles):
+        for g in [0.1] * 9 + [-0.9]:
+            w.grad = torch.tensor(g)
+            optimizer.step()
+            path.append(float(w.detach()))
+    return path
+
+
+@lesson(
+    8,
+    "rprop-minibatch",
+    title="Rprop does not work on mini-batches",
+    claim="Rprop steps by the sign of the gradient only: on the stream +0.1 ×9, −0.9 (mean zero) "
+    "its weight runs away while RMSprop's does not; on digits, full-batch Rprop converges "
+    "while mini-batch Rprop does not.",
+    setup="One scalar weight fed the stream for 50 cycles, torch.optim.Rprop and RMSprop at lr "
+    "0.01 (torch defaults otherwise); digits, an MLP 64-64-10, Rprop lr 0.01 by "
+    "skier.train.fit with the full batch and with batches of 32, 20 epochs (40 in the full "
+    "version): the final training loss.",
+    seconds=(1.5, 6.0),
+)
+@_single_threaded
+def rprop_minibatch(ctx: Context) -> Trial:
+    cycles = 50
+    rprop = _fed(torch.optim.Rprop, cycles)
+    rmsprop = _fed(torch.optim.RMSprop, cycles)
+    half = len(rprop) // 2
+    data = digits()
+    epochs = ctx.pick(20, 40)
+    curves, final = {}, {}
+    for label, m in (("full batch", "full"), ("mini-batch (m = 32)", 32)):
+        model = mlp(data, [64, 64], seed=ctx.seed)
+        result = fit(model, data.train, optimizer="rprop", lr=0.01, batch_size=m, epochs=epochs,
+                     seed=ctx.seed, progress="off", exact_train_error=True,
+                     device=ctx.device)  # fmt: skip
+        curves[label] = result.history.column("loss")
+        final[label] = curves[label][-1]
+    full, mini = final["full batch"], final["mini-batch (m = 32)"]
+    measured = {
+        "rprop_final_weight": rprop[-1],
+        "rmsprop_final_weight": rmsprop[-1],
+        "rprop_drift_last_25_cycles": abs(rprop[-1] - rprop[half]),
+        "rmsprop_drift_last_25_cycles": abs(rmsprop[-1] - rmsprop[half]),
+        "full_batch_final_loss": full,
+        "minibatch_final_loss": mini,
+    }
+    checks = [
+        check("Rprop: |w| after 50 cycles of a mean-zero stream", abs(rprop[-1]),
+              greater_than=100.0),
+        check("RMSprop: |w| after 50 cycles", abs(rmsprop[-1]), less_than=1.0),
+        check("RMSprop: |drift| over the last 25 cycles", measured["rmsprop_drift_last_25_cycles"],
+              less_than=0.05),
+        check(f"full-batch Rprop: training loss after {epochs} epochs", full, less_than=0.05),
+        check("training loss, mini-batch − full-batch Rprop", mini - full, greater_than=0.5),
+    ]  # fmt: skip
+    figures = {}
+    if ctx.draw:
+        fig, (left, right) = axes(2)
+        left.plot(rprop, label="Rprop")
+        left.plot(rmsprop, label="RMSprop")
+        left.set_yscale("symlog", linthresh=1.0)
+        left.set_xlabel("step (gradients +0.1 ×9, −0.9, repeated)")
+        left.set_ylabel("weight")
+        left.legend(fontsize=8)
+        left.set_title("a mean-zero gradient stream", fontsize=9)
+        for label, curve in curves.items():
+            right.semilogy(range(1, epochs + 1), curve, "o-", ms=3, label=label)
+        right.set_xlabel("epoch")
+        right.set_ylabel("training loss")
+        right.legend(fontsize=8)
+        right.set_title("Rprop on digits", fontsize=9)
+        figures["Rprop: sign steps on noisy gradients"] = fig
+    return Trial(measured, checks, figures)

@@ -1,0 +1,79 @@
+"""Lessons 3-8 in their quick versions: the claims' measured inequalities hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skier.lessons import run
+
+
+@pytest.mark.slow
+def test_batch_size() -> None:
+    result = run("batch-size", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert (m["updates_per_epoch_m1"], m["updates_per_epoch_m32"]) == (1077, 34)
+    assert m["updates_per_epoch_full"] == 1
+    assert m["loss_decrease_ratio_m32_over_full"] > 5
+    assert m["final_loss_m1"] < m["final_loss_m32"] - 0.5
+    assert m["epoch_seconds_m1"] > 5 * m["epoch_seconds_m32"]
+    assert m["examples_per_s_m128"] > 10 * m["examples_per_s_m1"]
+    assert m["wall_time_ratio_m1_over_m32_lr05"] > 3
+    assert len(result.figures) == 1
+
+
+def test_mean_vs_sum() -> None:
+    result = run("mean-vs-sum", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["one_step_max_rel_difference"] < 1e-4
+    assert m["curves_max_abs_difference"] < 1e-3
+    assert m["final_loss_mean_same_lr"] > m["final_loss_sum"] + 0.5
+    assert len(result.figures) == 1
+
+
+def test_symmetry() -> None:
+    result = run("symmetry", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["spread_constant"] < 1e-4 and m["spread_zeros"] < 1e-4
+    assert m["constant_first_layer_weight_change"] > 0.05  # it trained, in lockstep
+    assert m["spread_random_end"] > 0.5
+    assert m["train_accuracy_random"] > m["train_accuracy_constant"] + 0.1
+    assert len(result.figures) == 1
+
+
+def test_xavier_vs_he() -> None:
+    result = run("xavier-vs-he", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["std_ratio_20_over_1_xavier_tanh"] > 0.1
+    assert m["std_ratio_20_over_1_xavier_relu"] < 0.01
+    assert 0.4 < m["std_ratio_20_over_1_he_relu"] < 2.5
+    assert len(result.figures) == 1
+
+
+def test_momentum() -> None:
+    result = run("momentum", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["plain_steps"] > 4 * m["momentum_steps"]
+    assert m["torch_optim_step_mismatch"] == 0
+    assert len(result.figures) == 1
+
+
+def test_rprop_minibatch() -> None:
+    result = run("rprop-minibatch", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert abs(m["rprop_final_weight"]) > 100 > 1 > abs(m["rmsprop_final_weight"])
+    assert m["full_batch_final_loss"] < 0.05
+    assert m["minibatch_final_loss"] > m["full_batch_final_loss"] + 0.5
+    assert len(result.figures) == 1
+
+
+def test_thread_count_is_put_back() -> None:
+    before = torch.get_num_threads()
+    run("momentum", quick=True)
+    assert torch.get_num_threads() == before
