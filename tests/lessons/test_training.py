@@ -1,0 +1,90 @@
+"""Lessons 9-15 in their quick versions: the claims' measured inequalities hold."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from skier.lessons import run
+
+CHANCE = math.log(10.0)
+
+
+@pytest.mark.slow
+def test_optimizers() -> None:
+    result = run("optimizers", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    finals = {k: v for k, v in m.items() if k.startswith("final_loss_")}
+    assert len(finals) == 8
+    assert all(v < 0.98 * m["initial_loss"] for v in finals.values())  # every one descends
+    assert m["final_loss_SGD"] > 2 * max(m["final_loss_momentum"], m["final_loss_Nesterov"])
+    adaptive = ("RMSprop", "Adam", "AdamW", "Adadelta", "Lookahead(Adam)")
+    assert max(m[f"final_loss_{k}"] for k in adaptive) < 0.8 * m["final_loss_SGD"]
+    assert list(result.figures) == ["Training loss of eight optimizers"]
+
+
+@pytest.mark.slow
+def test_lr_schedules() -> None:
+    result = run("lr-schedules", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["warmup0_largest_epoch_loss"] > 10 * CHANCE  # exploded (or went non-finite)
+    assert m["warmup4_final_loss"] < 0.1 and m["warmup4_stopped_non_finite"] == 0.0
+    annealed = max(m["final_loss_step (÷10)"], m["final_loss_cosine"], m["final_loss_one-cycle"])
+    assert annealed < 0.75 * m["final_loss_constant"]
+    assert list(result.figures) == ["Learning-rate schedules and warm-up"]
+
+
+def test_lr_range_test() -> None:
+    threads = torch.get_num_threads()
+    result = run("lr-range-test", quick=True)
+    assert torch.get_num_threads() == threads  # the lesson trains on one thread, then restores
+    m = result.measurements
+    assert result.held, result.text()
+    assert 1e-4 < m["suggested_lr"] < 1.0
+    assert m["accuracy_at_suggestion"] > 0.85
+    assert m["accuracy_at_suggestion"] > m["accuracy_100x_below"] + 0.1
+    assert m["accuracy_at_suggestion"] > m["accuracy_100x_above"] + 0.1
+    assert result.figures
+
+
+@pytest.mark.slow
+def test_early_stopping() -> None:
+    result = run("early-stopping", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["last_val_loss"] > 1.1 * m["min_val_loss"]  # the validation loss turned up
+    assert m["stopped_at_epoch"] < 40
+    assert m["test_loss_early_stopped"] < 0.92 * m["test_loss_last_epoch"]
+    assert result.figures
+
+
+@pytest.mark.slow
+def test_regularization() -> None:
+    result = run("regularization", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["near_zero_L1"] > m["near_zero_none"] + 0.2
+    assert m["norm_L2 (weight decay)"] < 0.8 * m["norm_none"]
+    assert m["gap_dropout"] < 0.8 * m["gap_none"]
+    assert result.figures
+
+
+def test_input_normalization() -> None:
+    result = run("input-normalization", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["best_loss_raw"] > 1.5 * m["best_loss_standardized"]
+    assert result.figures
+
+
+def test_batchnorm_depth() -> None:
+    result = run("batchnorm-depth", quick=True)
+    m = result.measurements
+    assert result.held, result.text()
+    assert m["ratio_plain"] < 1e-3 < 0.1 < m["ratio_batch_norm"]
+    assert m["final_loss_batch_norm"] < 0.7 * m["final_loss_plain"]
+    assert result.figures
