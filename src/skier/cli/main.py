@@ -5,6 +5,7 @@ Exit status: 0 success, 2 bad input (one line per problem, no traceback), 1 fail
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from skier.cli.common import (
     set_option,
     store_option,
 )
-from skier.errors import SkierError
+from skier.errors import ConfigError, SkierError, problem
 
 
 def _report(outcome: Any) -> None:
@@ -51,6 +52,8 @@ def _train(
     resume: str | None,
     store: str | None,
     quiet: bool,
+    distributed: Any = None,
+    run_id: str | None = None,
 ) -> None:
     from skier.runner import run_training
 
@@ -63,8 +66,107 @@ def _train(
         progress=progress_mode(quiet),
         echo=click.echo,
         epoch_lines=not quiet,
+        distributed=distributed,
+        run_id=run_id,
     )
-    _report(outcome)
+    if distributed is None or distributed.is_main:
+        _report(outcome)
+
+
+# How gloo and NCCL say that another rank went away.
+_LOST_PEER = ("Connection reset by peer", "Connection closed by peer", "NCCL", "Timed out")
+
+
+def _launch_info() -> Any:
+    """Where this worker sits in the job: the one place that reads what torchrun sets."""
+    from skier.train.distributed import LaunchInfo
+
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except (KeyError, ValueError):
+        raise ConfigError(
+            "--distributed-worker must run under torchrun (RANK and WORLD_SIZE set); "
+            "use skier train CONFIG --nproc N instead."
+        ) from None
+    return LaunchInfo(rank=rank, world_size=world, local_rank=local, init_method="env://")
+
+
+def _check_launch(cfg: Any, nproc: int, nnodes: int, node_rank: int, endpoint: str | None) -> None:
+    """Bad --nproc/--nnodes/--node-rank/--rdzv-endpoint, all at once, before launching."""
+    problems = []
+    if nproc < 1:
+        problems.append(problem("--nproc", "an integer >= 1", nproc))
+    if nnodes < 1:
+        problems.append(problem("--nnodes", "an integer >= 1", nnodes))
+    elif not 0 <= node_rank < nnodes:
+        problems.append(problem("--node-rank", f"in [0, {nnodes})", node_rank))
+    if nnodes > 1 and endpoint is None:
+        problems.append(
+            problem("--rdzv-endpoint", "HOST:PORT of node 0 when --nnodes > 1", endpoint)
+        )
+    host, _, port = (endpoint or "").rpartition(":")
+    if endpoint is not None and not (host and port.isdigit()):
+        problems.append(problem("--rdzv-endpoint", "HOST:PORT", endpoint))
+    device = cfg.train.device
+    if nproc >= 1 and (device.startswith("cuda") or device == "auto"):
+        import torch
+
+        gpus = torch.cuda.device_count()  # "auto" on a machine with GPUs means one per rank
+        if gpus < nproc and (device.startswith("cuda") or gpus > 0):
+            problems.append(
+                problem("--nproc", f"at most the number of GPUs ({gpus}) with train.device "
+                        f"{device!r}", nproc, "Or --set train.device=cpu.")
+            )  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
+
+
+def _quiet_launcher_logs() -> None:
+    """torchrun's agent logs every stop at WARNING/ERROR level; the failed rank is reported in
+    one line instead (a rank's own error output is left as it is)."""
+    import logging
+
+    import torch.distributed.run  # noqa: F401 - creates the launcher's loggers
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _launch(
+    cfg: Any,
+    worker_args: list[str],
+    *,
+    root: Path,
+    run_id: str,
+    store: str | None,
+    launch: tuple[int, int, int, str | None],
+) -> None:
+    """Start the ranks through torchrun; when one fails, mark the run failed and say so."""
+    from skier.record import RunStore, default_store_url
+    from skier.train.distributed import RankFailed
+    from skier.train.distributed import launch as start
+
+    nproc, nnodes, node_rank, endpoint = launch
+    _quiet_launcher_logs()
+    # A fair share of the cores for each rank (torch reads it when a rank starts).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max((os.cpu_count() or 1) // nproc, 1)))
+    try:
+        start(worker_args, nproc=nproc, nnodes=nnodes, node_rank=node_rank,
+              rdzv_endpoint=endpoint)  # fmt: skip
+    except RankFailed as exc:
+        run_dir = root / run_id
+        message = str(exc)
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            message += " The last good checkpoint is kept: resume with skier train --resume "
+            message += f"{run_dir} --nproc {nproc}."
+        url = store or cfg.record.store or default_store_url(root)
+        if node_rank == 0 and exc.exit_code == 1 and (run_dir / "config.yaml").is_file():
+            with RunStore(url) as st:  # rank 0 may have been stopped before it could say why
+                if st.get_run(run_id).status in ("running", "failed"):
+                    st.finish_run(run_id, "failed", error=message)
+        raise RankFailed(message, rank=exc.rank, exit_code=exc.exit_code) from None
 
 
 @click.group(context_settings=CONTEXT)
@@ -85,6 +187,15 @@ def cli() -> None:
 )
 @store_option
 @quiet_option
+@click.option(
+    "--nproc", type=int, default=None, metavar="N",
+    help="Train data-parallel: N processes on this machine, through torchrun.",
+)  # fmt: skip
+@click.option("--nnodes", type=int, default=1, show_default=True, help="Machines in the job.")
+@click.option("--node-rank", type=int, default=0, show_default=True, help="This machine's rank.")
+@click.option("--rdzv-endpoint", default=None, help="HOST:PORT of node 0 (with --nnodes > 1).")
+@click.option("--distributed-worker", is_flag=True, hidden=True)
+@click.option("--run-id", default=None, hidden=True)
 def train(
     config: str | None,
     overrides: tuple[str, ...],
@@ -92,20 +203,60 @@ def train(
     resume: str | None,
     store: str | None,
     quiet: bool,
+    nproc: int | None,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
+    distributed_worker: bool,
+    run_id: str | None,
 ) -> None:
     """Train a model as CONFIG (YAML) says; without CONFIG, the defaults (digits, MLP).
 
     With --resume RUN_DIR, CONFIG may be left out: the run's saved config is used, and only
-    train.epochs may change.
+    train.epochs may change. With --nproc N, N processes train data-parallel through torchrun
+    (gloo on CPU, NCCL on GPU); train.batch_size is the global batch.
     """
-    if resume is not None and config is None:
-        from skier.config import load_config
+    from skier.config import load_config
 
+    if resume is not None and config is None:
         cfg = load_config(Path(resume) / "config.yaml", overrides) if overrides else None
     else:
         cfg = load(config, overrides)
     base = Path(config).resolve().parent if config else None
-    _train(cfg, base_dir=base, out=out, resume=resume, store=store, quiet=quiet)
+    if distributed_worker:  # a rank started by torchrun
+        from skier.train.distributed import PeerLost, distributed_session
+
+        device = (cfg or load_config(Path(resume or ".") / "config.yaml")).train.device
+        info = _launch_info()
+        try:
+            with distributed_session(info, device) as group:
+                _train(cfg, base_dir=base, out=out, resume=resume, store=store, quiet=quiet,
+                       distributed=group, run_id=run_id)  # fmt: skip
+        except RuntimeError as exc:  # a peer died mid-collective: say so in one line
+            if not any(k in str(exc) for k in _LOST_PEER):
+                raise
+            raise PeerLost(
+                f"rank {info.rank} lost contact with another rank during training; the rank that "
+                "failed first is named below."
+            ) from None
+        return
+    if nproc is None and (nnodes != 1 or rdzv_endpoint is not None):
+        raise ConfigError(problem("--nproc", "given with --nnodes and --rdzv-endpoint", None))
+    if nproc is None:
+        _train(cfg, base_dir=base, out=out, resume=resume, store=store, quiet=quiet)
+        return
+    from skier.record import new_run_id
+
+    full = cfg or load_config(Path(resume or ".") / "config.yaml")
+    _check_launch(full, nproc, nnodes, node_rank, rdzv_endpoint)
+    run_id = Path(resume).name if resume else new_run_id()
+    root = Path(resume).parent if resume else Path(out or full.record.dir)
+    args = ["train", *([config] if config else []), *(f"--set={o}" for o in overrides)]
+    for flag, value in (("--out", out), ("--resume", resume), ("--store", store)):
+        args += [flag, value] if value is not None else []
+    args += ["--distributed-worker", "--run-id", run_id, *(["--quiet"] if quiet else [])]
+    _launch(full, args, root=root, run_id=run_id, store=store,
+            launch=(nproc, nnodes, node_rank, rdzv_endpoint))  # fmt: skip
 
 
 @cli.command()
@@ -117,48 +268,6 @@ def demo(out: str | None, store: str | None, quiet: bool) -> None:
     from skier.config import demo_config
 
     _train(demo_config(), base_dir=None, out=out, resume=None, store=store, quiet=quiet)
-
-
-@cli.command()
-@click.option("--dir", "runs_dir", default="runs", show_default=True, help="Runs folder.")
-@store_option
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--status", default=None, help="Only runs with this status.")
-@click.option("--kind", default=None, help="Only runs of this kind: train, landscape, lr_find, ...")
-def runs(
-    runs_dir: str, store: str | None, limit: int, status: str | None, kind: str | None
-) -> None:
-    """List runs from the store: id, kind, name, status, epochs, best val metric, test metric,
-    time."""
-    from skier.record import RunStore, default_store_url
-
-    url = store or default_store_url(runs_dir)
-    if store is None and not (Path(runs_dir) / "skier.db").is_file():
-        click.echo(f"no runs yet: {Path(runs_dir) / 'skier.db'} does not exist.")
-        return
-    with RunStore(url) as st:
-        records = st.list_runs(limit=limit, status=status, kind=kind)
-    if not records:
-        click.echo("no runs.")
-        return
-    click.echo(
-        f"{'id':<24} {'kind':<10} {'name':<28} {'status':<11} {'epochs':>6}  "
-        f"{'best':<22} {'test':<20} {'time':>8}"
-    )
-    for r in records:
-        best = f"{r.monitor}={r.best_value:.4g}" if r.best_value is not None else "-"
-        if r.test_metric_name and r.test_metric_value is not None:
-            test = f"{r.test_metric_name}={r.test_metric_value:.4f}"
-        elif r.test_loss is not None:
-            test = f"loss={r.test_loss:.4g}"
-        else:
-            test = "-"
-        secs = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
-        click.echo(
-            f"{r.id:<24} {r.kind[:10]:<10} {r.name[:28]:<28} {r.status:<11} "
-            f"{r.epochs_done or 0:>6}  "
-            f"{best[:22]:<22} {test[:20]:<20} {secs:>8}"
-        )
 
 
 @cli.group()
@@ -238,10 +347,12 @@ def schedule_plot(
 
 def _register_verbs() -> None:
     # Verbs that live in their own modules; each adds its commands to the group.
-    from skier.cli import diagnose, search
+    from skier.cli import diagnose, lessons, runs, search
 
     diagnose.register(cli)
+    lessons.register(cli)
     search.register(cli)
+    runs.register(cli)
 
 
 _register_verbs()

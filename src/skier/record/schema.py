@@ -56,7 +56,7 @@ runs = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(255), nullable=False),
     Column("status", String(16), nullable=False),
-    # train, lr_find, landscape, sharpness, connectivity, cv, cv_fold, tune, trial, ...
+    # train, lr_find, landscape, sharpness, connect, cv, cv_fold, tune, trial, lesson, course
     Column("kind", String(32), nullable=False),
     # The run this one belongs to: a CV fold's CV run, a trial's study run (schema 2).
     Column("parent_id", String(64)),
@@ -109,10 +109,7 @@ artifacts = Table(
     Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("name", String(255), primary_key=True),
     Column("path", Text, nullable=False),
-    # train, lr_find, landscape, sharpness, connectivity, cv, cv_fold, tune, trial, ...
-    Column("kind", String(32), nullable=False),
-    # The run this one belongs to: a CV fold's CV run, a trial's study run (schema 2).
-    Column("parent_id", String(64)),
+    Column("kind", String(32), nullable=False),  # one of ARTIFACT_KINDS
 )
 
 meta = Table(

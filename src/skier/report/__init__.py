@@ -1,10 +1,24 @@
-"""skier.report: a self-contained HTML report of a run.
+"""skier.report: the read side. Self-contained HTML reports, run views and the live dashboard.
 
->>> from skier.report import write_report
->>> write_report("report.html", title="run", config={}, result={}, figures={},
-...              history=None)  # doctest: +SKIP
+No torch here: reports are made from the store and the run directories alone.
+
+>>> from skier.report import write_run_report
+>>> write_run_report("runs/20261122-101500-ab12cd")  # doctest: +SKIP
+PosixPath('runs/20261122-101500-ab12cd/report.html')
 """
 
+from skier.report.build import render_comparison_report, render_run_report, write_run_report
 from skier.report.html import render_report, write_report
+from skier.report.views import RunView, config_differences, load_view, resolve_run
 
-__all__ = ["render_report", "write_report"]
+__all__ = [
+    "RunView",
+    "config_differences",
+    "load_view",
+    "render_comparison_report",
+    "render_report",
+    "render_run_report",
+    "resolve_run",
+    "write_report",
+    "write_run_report",
+]

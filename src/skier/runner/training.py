@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -43,11 +43,14 @@ from skier.record import (
     json_safe,
     new_run_id,
 )
-from skier.report import write_report
+from skier.report import write_run_report
 from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, ProgressBar, check_fit, fit
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.state import TrainState
+
+if TYPE_CHECKING:  # single-process runs never import the distributed module
+    from skier.train.distributed import Distributed
 
 __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "run_training"]
 
@@ -69,12 +72,18 @@ class RunOutcome:
 
 
 class RecordLogger(Callback):
-    """Writes each epoch to ``metrics.csv`` and the store, so a crash loses nothing logged."""
+    """Writes each epoch to ``metrics.csv`` and the store, so a crash loses nothing logged.
 
-    def __init__(self, store: RunStore, run_id: str, run_dir: RunDir) -> None:
+    ``store=None`` writes nothing: a distributed rank other than 0 keeps the same callbacks
+    (checkpoints list them) but rank 0 alone records.
+    """
+
+    def __init__(self, store: RunStore | None, run_id: str, run_dir: RunDir) -> None:
         self.store, self.run_id, self.run_dir = store, run_id, run_dir
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        if self.store is None:
+            return
         self.store.log_epoch(self.run_id, state.epoch, logs)
         self.run_dir.write_metrics(state.history)
 
@@ -290,6 +299,8 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     kind: str = "train",
     parent_id: str | None = None,
+    distributed: Distributed | None = None,
+    run_id: str | None = None,
 ) -> RunOutcome:
     """Train as ``config`` says and record everything in a run directory and the store.
 
@@ -297,8 +308,15 @@ def run_training(
     ``resume_dir`` continues an interrupted run from its last checkpoint, in the same directory
     and store row. ``echo`` receives one-line messages (the CLI prints them); with
     ``epoch_lines`` it also gets a line per epoch whenever no progress bar is shown.
+
+    ``distributed`` (every rank calls ``run_training`` with its process group) trains
+    data-parallel; rank 0 alone writes the run directory, store row, checkpoints, figures and
+    report, prints and shows progress. ``run_id`` names a new run (rank 0's is used).
     """
-    say = echo or (lambda _msg: None)
+    main = distributed is None or distributed.is_main
+    say = echo if echo is not None and main else (lambda _msg: None)
+    if not main:  # no bars or epoch lines from the other ranks
+        progress, epoch_lines = False, False
     base = Path(base_dir) if base_dir is not None else None
     resume = RunDir(resume_dir) if resume_dir is not None else None
     if resume is not None:
@@ -324,10 +342,13 @@ def run_training(
     lr_found = None
     if config.optim.lr == "auto":
         # A resumed run's saved config already holds the number chosen when it started.
-        lr_found = _choose_lr(config, model, data, progress, say)
-        optim = config.optim.model_copy(update={"lr": lr_found.lr})
-        config = config.model_copy(update={"optim": optim})
-    run_id = resume.run_id if resume is not None else new_run_id()
+        lr_found = _choose_lr(config, model, data, progress, say) if main else None
+        lr = lr_found.lr if lr_found is not None else None
+        lr = distributed.broadcast(lr) if distributed is not None else lr  # rank 0's choice
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"lr": lr})})
+    run_id = resume.run_id if resume is not None else run_id or new_run_id()
+    if distributed is not None:
+        run_id = distributed.broadcast(run_id)
     run_dir = resume or RunDir(root / run_id)
     extra = list(callbacks)
     callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None)
@@ -338,7 +359,13 @@ def run_training(
         "schedule": config.schedule,
         "regularization": config.regularization,
     }
-    check_fit(model, data, callbacks=[*callbacks, *extra], **fit_kwargs)
+    check_fit(model, data, callbacks=[*callbacks, *extra], distributed=distributed, **fit_kwargs)
+    if not main:
+        callbacks += [RecordLogger(None, run_id, run_dir), *extra]
+        result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
+                     **fit_kwargs)  # fmt: skip
+        status = "stopped" if result.stop_reason else "completed"
+        return RunOutcome(run_id, run_dir.path, url, status, result)
     store = RunStore(url).open()
 
     name = config.record.name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
@@ -363,7 +390,8 @@ def run_training(
     callbacks.extend(extra)
     started = time.perf_counter()
     try:
-        result = fit(model, data, callbacks=callbacks, resume=checkpoint, **fit_kwargs)
+        result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
+                     **fit_kwargs)  # fmt: skip
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
         raise
@@ -465,14 +493,10 @@ def _write_outputs(
         lines = ["step,lr", *(f"{i},{lr!r}" for i, lr in enumerate(lrs, 1))]
         atomic_write_text(run_dir.path / "lr.csv", "\n".join(lines) + "\n")
         store.add_artifact(run_id, "lr.csv", run_dir.path / "lr.csv", "csv")
-    figures: dict[str, Path | bytes] = {}
     if config.record.plots and result.history.rows:
         figure = plot_learning_figure(result)
         save_figure(figure, run_dir.learning_curves_png)
         store.add_artifact(run_id, "learning_curves.png", run_dir.learning_curves_png, "figure")
-        figures["Learning curves"] = run_dir.learning_curves_png
-    if (run_dir.path / "lr_find.png").is_file():
-        figures["LR range test (optim.lr: auto)"] = run_dir.path / "lr_find.png"
     if config.diagnostics.gradient_flow_every > 0:
         flow_csv = run_dir.path / "gradient_flow.csv"
         atomic_write_text(flow_csv, gradient_flow_series(result.history).to_csv())
@@ -481,14 +505,7 @@ def _write_outputs(
             flow_png = run_dir.path / "gradient_flow.png"
             save_figure(plot_gradient_flow_figure(result), flow_png)
             store.add_artifact(run_id, "gradient_flow.png", flow_png, "figure")
-            figures["Gradient flow"] = flow_png
     if config.record.report:
-        write_report(
-            run_dir.report_html,
-            title=summary["name"],
-            config=config.model_dump(mode="json"),
-            result=summary,
-            figures=figures,
-            history=result.history,
-        )
+        # Every section the run's data allows (curves, lr schedule, gradient flow, lr_find).
+        write_run_report(run_dir.path, store=store)
         store.add_artifact(run_id, "report.html", run_dir.report_html, "report")

@@ -80,7 +80,8 @@ class TensorBatches:
             return self.num_examples // self.batch_size
         return math.ceil(self.num_examples / self.batch_size)
 
-    def _order(self) -> torch.Tensor | None:
+    def order(self) -> torch.Tensor | None:
+        """This epoch's order of the examples (``None``: as stored); draws from the generator."""
         n = self.num_examples
         if self._sample_weights is not None:
             idx = torch.multinomial(self._sample_weights, n, True, generator=self.generator)
@@ -92,7 +93,7 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         inputs, targets = self.split.inputs, self.split.targets
-        order = self._order()
+        order = self.order()
         size = self.batch_size
         stop = len(self) * size
         for start in range(0, min(stop, self.num_examples), size):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -28,6 +28,9 @@ from skier.train.checkpoint import capture_rng, load_checkpoint, restore_rng, sa
 from skier.train.metrics import evaluate_split
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
+
+if TYPE_CHECKING:  # the single-process path never imports the distributed module
+    from skier.train.distributed import Distributed
 
 __all__ = ["FitResult", "check_fit", "evaluate", "fit"]
 
@@ -65,6 +68,7 @@ def fit(
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
     regularization: RegularizationConfig | None = None,
+    distributed: Distributed | None = None,
     **settings: Any,
 ) -> FitResult:
     """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
@@ -74,7 +78,9 @@ def fit(
     ``sampling``, ``seed``, ``device``, ...), checked
     by the same schema as the YAML config. ``resume`` is a checkpoint written by
     :class:`~skier.train.callbacks.Checkpoint` (its path, or the state ``load_checkpoint``
-    returned); training goes on from its position.
+    returned); training goes on from its position. ``distributed`` (from
+    :func:`skier.train.distributed.init_distributed`) trains data-parallel: ``batch_size`` is
+    the global batch, split across the processes; only rank 0 writes checkpoints.
 
     Example::
 
@@ -84,7 +90,7 @@ def fit(
     s = prepare(
         model, train, val, test, optimizer=optimizer, scheduler=scheduler, schedule=schedule,
         callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
-        settings=settings, regularization=regularization,
+        settings=settings, regularization=regularization, distributed=distributed,
     )  # fmt: skip
     checkpoint = (
         dict(resume) if isinstance(resume, Mapping)
@@ -98,6 +104,8 @@ def fit(
 def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
+    if s.distributed is not None:  # after the resume: DDP starts every rank from rank 0's weights
+        s.ddp = s.distributed.wrap(s.model)
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
     good = state.capture_weights()
     for cb in s.callbacks:
@@ -118,6 +126,8 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
             s.schedule.step(logs)
         for cb in s.callbacks:  # callbacks
             cb.on_epoch_end(state, logs)
+        if s.distributed is not None:  # rank 0 decides stop, guard and checkpoints; all follow
+            s.distributed.follow_main(state)
         if state.diverged:
             state.requests.checkpoints.clear()
         else:
@@ -141,6 +151,7 @@ def check_fit(
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
     regularization: RegularizationConfig | None = None,
+    distributed: Distributed | None = None,
     **settings: Any,
 ) -> None:
     """Run every check :func:`fit` runs first (settings, data, output shape, monitored keys)
@@ -151,7 +162,7 @@ def check_fit(
         prepare(
             model, train, val, test, optimizer=optimizer, scheduler=None, schedule=schedule,
             callbacks=callbacks, task=task, train_config=train_config, optim_config=optim_config,
-            settings=settings, regularization=regularization,
+            settings=settings, regularization=regularization, distributed=distributed,
         )  # fmt: skip
     finally:  # the schedule built on a given optimizer has set its lr: put it back
         if given is not None and saved is not None:
@@ -163,10 +174,10 @@ def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     lr = float(s.optimizer.param_groups[0]["lr"])
     logs: dict[str, float] = {"epoch": float(state.epoch), **_train_one_epoch(s, state), "lr": lr}
     if s.train_cfg.exact_train_error:
-        logs.update(evaluate_split(s.model, s.train, classification=s.classification))  # type: ignore[arg-type]
+        logs.update(s.evaluate(s.train))  # type: ignore[arg-type]
     last = state.epoch == s.train_cfg.epochs
     if s.val is not None and (state.epoch % s.train_cfg.val_every == 0 or last):
-        metrics = evaluate_split(s.model, s.val, classification=s.classification)
+        metrics = s.evaluate(s.val)
         logs.update({f"val_{k}": v for k, v in metrics.items()})
     logs["epoch_time"] = time.perf_counter() - t0
     return logs
@@ -196,6 +207,10 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
             cb.on_batch_end(state)
     if per_step is None:  # one lr for the whole epoch: no per-step work
         lrs.extend([float(group["lr"])] * sums.batches)
+    if s.distributed is not None:  # every rank's examples, as sums and counts; identical buffers
+        loss, wrong, seen = s.distributed.sum_counts([sums.loss, sums.wrong, sums.seen])
+        sums.loss_total, sums.wrong_total, sums.seen = loss, wrong, int(seen)
+        s.distributed.sync_state(s.model, buffers_only=True)
     return sums.result()
 
 
@@ -204,10 +219,12 @@ def _forward_backward(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     s.optimizer.zero_grad(set_to_none=True)
     with s.autocast():
-        out = s.model(*inputs)
+        out = (s.model if s.ddp is None else s.ddp)(*inputs)
         data_loss = s.loss(out, y, weights)  # forward → loss
         penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
         loss = data_loss if penalty is None else data_loss + penalty
+        if s.shard is not None:  # distributed: this rank's share of the global batch's gradient
+            loss = s.shard.scaled(data_loss, penalty)
     (loss if s.scaler is None else s.scaler.scale(loss)).backward()  # backward
     return data_loss, penalty, out
 
@@ -250,13 +267,16 @@ class _Sums:
 
     def __init__(self, s: Setup) -> None:
         dtype = torch.float32 if s.device.type == "mps" else torch.float64
-        self.mean = s.train_cfg.reduction == "mean"
+        # Distributed ranks sum their share's loss (ShardedBatches), as with reduction "sum".
+        self.mean = s.train_cfg.reduction == "mean" and s.shard is None
         self.classification = s.classification
         self.loss = torch.zeros((), dtype=dtype, device=s.device)
         self.penalty = torch.zeros((), dtype=dtype, device=s.device) if s.penalty else None
         self.wrong = torch.zeros((), dtype=torch.int64, device=s.device)
         self.seen = self.batches = 0
         self.per_example = 1  # regression with reduction "sum": the loss sums over targets too
+        self.loss_total: float | None = None  # distributed: the all-reduced sums
+        self.wrong_total = 0.0
 
     def add(
         self, data_loss: torch.Tensor, penalty: torch.Tensor | None, out: torch.Tensor, y: Any
@@ -267,18 +287,20 @@ class _Sums:
             self.penalty.add_(penalty.detach())
         if self.classification:
             self.wrong.add_((out.detach().argmax(dim=1) != y).sum())
-        elif not self.mean:
-            self.per_example = max(int(out[0].numel()), 1)
+        elif not self.mean:  # (a distributed rank's share may be empty)
+            self.per_example = max(math.prod(out.shape[1:]), 1)
         self.seen += n
         self.batches += 1
 
     def result(self) -> dict[str, float]:
         seen = max(self.seen, 1)
-        result = {"loss": float(self.loss) / (seen * self.per_example)}
+        total = float(self.loss) if self.loss_total is None else self.loss_total
+        result = {"loss": total / (seen * self.per_example)}
         if self.penalty is not None:
             result["penalty"] = float(self.penalty) / max(self.batches, 1)  # mean per step
         if self.classification:
-            result["error"] = float(self.wrong) / seen
+            wrong = float(self.wrong) if self.loss_total is None else self.wrong_total
+            result["error"] = wrong / seen
             result["accuracy"] = 1.0 - result["error"]
         return result
 
@@ -319,7 +341,8 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint does not match this model or set-up: {first}") from None
-    restore_rng(checkpoint["rng"], s.shuffle_generator)
+    rng = checkpoint["rng"] if s.distributed is None else s.distributed.rng_to_restore(checkpoint)
+    restore_rng(rng, s.shuffle_generator)
     if s.batches is not None and checkpoint.get("sampler"):
         s.batches.load_state_dict(checkpoint["sampler"])
     saved = History.from_dict(checkpoint["history"])
@@ -375,23 +398,30 @@ def _write_checkpoints(s: Setup, state: TrainState) -> None:
     if not requests:
         return
     payload = _training_state(s, state)
+    if s.distributed is not None:  # a collective: every rank's RNG; only rank 0 gets a payload
+        payload = s.distributed.checkpoint_payload(payload, payload["rng"])
     for path in dict.fromkeys(r.path for r in requests):
-        save_checkpoint(path, payload)
+        if payload:
+            save_checkpoint(path, payload)
         state.written[Path(path).stem] = Path(path)
 
 
 def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float) -> FitResult:
     for cb in s.callbacks:
         cb.on_fit_end(state, logs)
+    if s.distributed is not None:
+        s.distributed.follow_main(state)
     if not state.diverged:
         _write_checkpoints(s, state)
     restored = None
     if state.requests.restore is not None:
         s.model.load_state_dict(state.requests.restore)
         restored = state.requests.restore_reason
+    if s.distributed is not None:  # whatever each rank restored, all end with rank 0's weights
+        s.distributed.sync_state(s.model)
     test_metrics = {}
     if s.test is not None:
-        metrics = evaluate_split(s.model, s.test, classification=s.classification)
+        metrics = s.evaluate(s.test)
         test_metrics = {f"test_{k}": v for k, v in metrics.items()}
     monitor, best_epoch, best_value = _best(s, state.history)
     return FitResult(

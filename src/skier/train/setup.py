@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,8 +41,11 @@ from skier.train.batches import (
 )
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.progress import ProgressBar
-from skier.train.metrics import LossFn, make_example_loss, make_loss
+from skier.train.metrics import LossFn, evaluate_split, make_example_loss, make_loss
 from skier.train.regularize import Penalty
+
+if TYPE_CHECKING:  # the single-process path never imports the distributed module
+    from skier.train.distributed import Distributed, ShardedBatches
 
 __all__ = ["DataLike", "Setup", "prepare", "resolve_device"]
 
@@ -142,6 +145,9 @@ class Setup:
     batches: BatchSource | None = None
     penalty: Penalty | None = None
     needs_closure: bool = False
+    distributed: Distributed | None = None
+    ddp: torch.nn.Module | None = None  # the DDP wrapper that trains; `model` stays the module
+    shard: ShardedBatches | None = None  # distributed: this rank's share of each batch
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> Any:
         """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
@@ -156,6 +162,12 @@ class Setup:
     @property
     def classification(self) -> bool:
         return self.task == "classification"
+
+    def evaluate(self, split: Split) -> dict[str, float]:
+        """Metrics over a whole split; distributed, every rank evaluates a share."""
+        if self.distributed is None:
+            return evaluate_split(self.model, split, classification=self.classification)
+        return self.distributed.evaluate(self.model, split, classification=self.classification)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.scaler is None:
@@ -189,7 +201,8 @@ class Setup:
 
     def seed(self) -> None:
         seed = self.train_cfg.seed
-        torch.manual_seed(seed)
+        # Distributed: dropout masks differ between ranks; rank 0 draws as a single process.
+        torch.manual_seed(seed + (self.distributed.rank if self.distributed else 0))
         np.random.seed(seed % 2**32)
         random.seed(seed)
         self.shuffle_generator.manual_seed(seed)
@@ -226,6 +239,9 @@ class Setup:
                 drop_last=self.train_cfg.drop_last,
                 generator=self.shuffle_generator,
             )
+        if self.distributed is not None and isinstance(self.batches, TensorBatches):
+            self.shard = self.distributed.shard(self.batches, reduction=cfg.reduction)
+            self.batches = self.shard
         self.val = self.val.to(self.device) if self.val is not None else None
         self.test = self.test.to(self.device) if self.test is not None else None
 
@@ -319,6 +335,20 @@ def _check_callbacks(callbacks: Sequence[Callback], available: frozenset[str]) -
         raise ConfigError(problems)
 
 
+def _check_distributed(
+    group: Distributed, cfg: TrainConfig, optimizer: torch.optim.Optimizer, train: Any
+) -> None:
+    from skier.train.distributed import check_settings
+
+    problems = check_settings(
+        world_size=group.world_size, sampling=cfg.sampling, batch_size=cfg.batch_size,
+        device=cfg.device, in_memory=isinstance(train, Split),
+        needs_closure=needs_closure(optimizer),
+    )  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
+
+
 def prepare(
     model: torch.nn.Module,
     train: DataLike,
@@ -334,6 +364,7 @@ def prepare(
     optim_config: OptimConfig | None,
     settings: Mapping[str, Any],
     regularization: RegularizationConfig | None = None,
+    distributed: Distributed | None = None,
 ) -> Setup:
     """Validate and resolve everything; change nothing."""
     if not isinstance(model, torch.nn.Module):
@@ -399,7 +430,9 @@ def prepare(
             f"{did_you_mean(cfg_sched.monitor, available)} "
             f"Valid keys: {', '.join(sorted(available))}."
         )
-    if cfg_train.progress != "off" and not any(isinstance(c, ProgressBar) for c in callbacks):
+    # Distributed: only rank 0 shows progress.
+    off = cfg_train.progress == "off" or (distributed is not None and not distributed.is_main)
+    if not off and not any(isinstance(c, ProgressBar) for c in callbacks):
         bar = ProgressBar(True if cfg_train.progress == "on" else "auto")
         if bar.enabled:  # a disabled bar would still cost a call per batch
             callbacks.append(bar)
@@ -407,6 +440,9 @@ def prepare(
         opt = optimizer
     else:
         opt = build_optimizer(model.parameters(), cfg_optim)
+    if distributed is not None:
+        _check_distributed(distributed, cfg_train, opt, train_s)
+        device = distributed.device if device.type == "cuda" else device
     use_amp = cfg_train.amp and device.type == "cuda"
     setup = Setup(
         model=model,
@@ -419,7 +455,8 @@ def prepare(
         test=test_s,
         optimizer=opt,
         schedule=None,
-        loss_fn=make_loss(loss_name, cfg_train.reduction),
+        # Distributed: each rank sums its share's loss, scaled per batch (ShardedBatches).
+        loss_fn=make_loss(loss_name, "sum" if distributed else cfg_train.reduction),
         example_loss=make_example_loss(loss_name),
         callbacks=callbacks,
         available_keys=available,
@@ -430,6 +467,7 @@ def prepare(
             else None
         ),
         needs_closure=needs_closure(opt),
+        distributed=distributed,
     )
     _check_shapes(setup, bundle)
     # Last: building a schedule changes the optimizer's lr (e.g. a warm-up ramp starts low).
