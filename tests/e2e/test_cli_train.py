@@ -128,17 +128,19 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
         cwd=tmp_path, env={**os.environ, "CI": "true", "PYTHONPATH": str(tmp_path)},
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a failure, with its record and checkpoint
     assert "non-finite training loss at epoch 3; kept epoch 2" in proc.stdout
+    assert "Traceback" not in proc.stderr
     run = _only_run(tmp_path / "runs")
     result = json.loads((run / "result.json").read_text())
-    assert result["status"] == "stopped" and "non-finite" in result["stop_reason"]
+    assert result["status"] == "failed" and "non-finite" in result["stop_reason"]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["epoch"] == 2
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     with RunStore(default_store_url(tmp_path / "runs")) as store:
         record = store.get_run(run.name)
-        assert record.status == "stopped" and record.epochs_done == 3
+        assert record.status == "failed" and record.epochs_done == 3
+        assert "non-finite training loss at epoch 3" in (record.error or "")
         history = store.metrics(run.name)
         assert len(history) == 3 and math.isnan(history.column("loss")[2])
     epoch3 = (run / "metrics.csv").read_text().splitlines()[3].split(",")

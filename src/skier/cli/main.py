@@ -71,6 +71,8 @@ def _train(
     )
     if distributed is None or distributed.is_main:
         _report(outcome)
+    if outcome.status == "failed":  # the non-finite guard stopped it: a failure, exit 1
+        sys.exit(1)
 
 
 # How gloo and NCCL say that another rank went away.

@@ -364,7 +364,7 @@ def run_training(
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
                      **fit_kwargs)  # fmt: skip
-        status = "stopped" if result.stop_reason else "completed"
+        status = _status(result)
         return RunOutcome(run_id, run_dir.path, url, status, result)
     store = RunStore(url).open()
 
@@ -399,7 +399,7 @@ def run_training(
         message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
         store.finish_run(run_id, "failed", error=message, duration_s=time.perf_counter() - started)
         raise
-    status = "stopped" if result.stop_reason else "completed"
+    status = _status(result)
     summary = _summary(
         config, data, model, result, run_id, name, status, data_seconds, init=init_record
     )
@@ -417,9 +417,18 @@ def run_training(
         test_metrics=result.test_metrics,
         stop_reason=result.stop_reason,
         duration_s=result.duration_s,
+        error=result.stop_reason if status == "failed" else None,
     )
     store.close()
     return RunOutcome(run_id, run_dir.path, store.safe_url, status, result, summary)
+
+
+def _status(result: FitResult) -> str:
+    """``failed`` when the non-finite guard stopped the run (its last good weights are kept),
+    ``stopped`` for any other stop (early stopping, pruning), else ``completed``."""
+    if result.diverged:
+        return "failed"
+    return "stopped" if result.stop_reason else "completed"
 
 
 def _summary(

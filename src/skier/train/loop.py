@@ -51,6 +51,7 @@ class FitResult:
     restored: str | None = None
     checkpoints: dict[str, Path] = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False)
+    diverged: bool = False  # stopped by the non-finite guard (the last good weights were kept)
 
 
 def fit(
@@ -437,6 +438,7 @@ def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float)
         restored=restored,
         checkpoints=dict(state.written),
         model=s.model,
+        diverged=state.diverged,
     )
 
 
