@@ -4,12 +4,10 @@ valley, and why Rprop does not work on mini-batches."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,33 +20,6 @@ from skier.models import MLP, initialize
 from skier.train import evaluate, fit
 
 __all__: list[str] = []
-
-
-@contextlib.contextmanager
-def _one_thread(device: str) -> Iterator[None]:
-    # These models are small: on a CPU one intra-op thread is as fast as several, and on a CPU
-    # shared with other work several threads wait on each other (tens of times slower), so
-    # that timings would measure the neighbours rather than the batch size.
-    if not device.startswith("cpu"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _single_threaded(experiment: Callable[[Context], Trial]) -> Callable[[Context], Trial]:
-    """Run ``experiment`` with one torch thread on a CPU (the setting is put back after)."""
-
-    @functools.wraps(experiment)
-    def wrapped(ctx: Context) -> Trial:
-        with _one_thread(ctx.device):
-            return experiment(ctx)
-
-    return wrapped
 
 
 def _throughput(ctx: Context, m: int, seconds: float) -> float:
@@ -97,7 +68,6 @@ def _throughput(ctx: Context, m: int, seconds: float) -> float:
     "does not swamp the measure).",
     seconds=(5.0, 15.0),
 )
-@_single_threaded
 def batch_size(ctx: Context) -> Trial:
     data = digits()
     n = len(data.train)
@@ -211,7 +181,6 @@ def batch_size(ctx: Context) -> Trial:
     "lr 0.002.",
     seconds=(0.5, 4.0),
 )
-@_single_threaded
 def mean_vs_sum(ctx: Context) -> Trial:
     data = digits()
     m, lr = 32, 0.002
@@ -303,7 +272,6 @@ def _unit_spread(model: torch.nn.Module) -> float:
     "between two units' incoming weights over the hidden layers, relative to their mean norm.",
     seconds=(1.0, 3.0),
 )
-@_single_threaded
 def symmetry(ctx: Context) -> Trial:
     data = digits()
     epochs = ctx.pick(5, 10)
@@ -388,7 +356,6 @@ def symmetry(ctx: Context) -> Trial:
     "standard-normal inputs; the standard deviation of each layer's output.",
     seconds=(0.5, 2.0),
 )
-@_single_threaded
 def xavier_vs_he(ctx: Context) -> Trial:
     width, depth = 512, 20
     generator = torch.Generator().manual_seed(ctx.seed)
@@ -491,7 +458,6 @@ def _path(a: torch.Tensor, x0: torch.Tensor, lr: float, beta: float, steps: int)
     "lrs × β ∈ {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}; the winners rerun with torch.optim.SGD.",
     seconds=(0.3, 1.0),
 )
-@_single_threaded
 def momentum(ctx: Context) -> Trial:
     rng = np.random.default_rng(ctx.seed)
     angle = float(rng.uniform(0, math.pi))
@@ -596,7 +562,6 @@ def _fed(optimizer_class: Callable[..., torch.optim.Optimizer], cycles: int) -> 
     "version): the final training loss.",
     seconds=(1.5, 6.0),
 )
-@_single_threaded
 def rprop_minibatch(ctx: Context) -> Trial:
     cycles = 50
     rprop = _fed(torch.optim.Rprop, cycles)

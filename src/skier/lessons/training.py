@@ -3,10 +3,8 @@ early stopping and regularization, input normalization, and batch norm in a deep
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,28 +19,6 @@ from skier.train import EarlyStopping, FitResult, GradientFlow, evaluate, fit
 __all__: list[str] = []
 
 _CHANCE = math.log(10.0)  # the cross-entropy of a uniform guess over the ten digits
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    # These nets are small: one thread is as fast as several on a quiet machine and keeps a
-    # busy one from slowing every step down by thread contention (measured: 30x on 2 loaded
-    # cores). The caller's setting comes back afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _serial(experiment: Callable[[Context], Trial]) -> Callable[[Context], Trial]:
-    @functools.wraps(experiment)
-    def wrapped(ctx: Context) -> Trial:
-        with _one_thread():
-            return experiment(ctx)
-
-    return wrapped
 
 
 def _train(
@@ -116,7 +92,6 @@ _OPTIMIZERS: list[tuple[str, dict[str, Any]]] = [
     "(quick) or 10; the training loss after each epoch.",
     seconds=(1.5, 8.0),
 )
-@_serial
 def optimizers(ctx: Context) -> Trial:
     data = digits()
     epochs = ctx.pick(4, 10)
@@ -196,7 +171,6 @@ _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS = [64] * 8, 0.7, 10
     "its training loss at the end.",
     seconds=(1.5, 6.0),
 )
-@_serial
 def lr_schedules(ctx: Context) -> Trial:
     data = digits()
     epochs, lr, batch = ctx.pick(4, 8), 0.1, 32
@@ -278,7 +252,6 @@ def lr_schedules(ctx: Context) -> Trial:
     "the validation accuracy at the end.",
     seconds=(0.5, 2.0),
 )
-@_serial
 def lr_range(ctx: Context) -> Trial:
     data = digits()
     epochs = ctx.pick(3, 5)
@@ -352,7 +325,6 @@ def lr_range(ctx: Context) -> Trial:
     "validation loss (patience 5, restore_best) against the run to the end.",
     seconds=(1.5, 5.0),
 )
-@_serial
 def early_stopping(ctx: Context) -> Trial:
     data = digits()
     train = _noisy(_subset(data.train, 200, ctx.seed), 0.2, ctx.seed)
@@ -425,7 +397,6 @@ def _weights(model: torch.nn.Module) -> torch.Tensor:
     "minus training loss (both in eval mode) at the end.",
     seconds=(2.5, 9.0),
 )
-@_serial
 def regularization(ctx: Context) -> Trial:
     data = digits()
     train = _noisy(_subset(data.train, 300, ctx.seed), 0.2, ctx.seed)
@@ -499,7 +470,6 @@ def regularization(ctx: Context) -> Trial:
     "0.03, 0.1 and 0.3; the lowest training loss (eval mode) at the end over the lrs.",
     seconds=(1.5, 6.0),
 )
-@_serial
 def input_normalization(ctx: Context) -> Trial:
     epochs = ctx.pick(3, 5)
     grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
@@ -568,7 +538,6 @@ def _layer_norms(result: FitResult, depth: int) -> list[float]:
     "steps; the ratio is first / last hidden layer, averaged over the run.",
     seconds=(0.5, 2.5),
 )
-@_serial
 def batchnorm_depth(ctx: Context) -> Trial:
     data = digits()
     depth, epochs = 8, ctx.pick(3, 5)
