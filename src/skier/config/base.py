@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from skier.errors import ConfigError, did_you_mean
 
-__all__ = ["Fraction", "PositiveInt", "Section", "validate_model"]
+__all__ = ["Fraction", "PositiveInt", "Section", "as_section", "validate_model"]
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -101,3 +101,18 @@ def validate_model(
             key = ".".join(str(p) for p in err["loc"] if not any(c in str(p) for c in "-[("))
             seen.setdefault(key, _describe(model, err, source, prefix))
         raise ConfigError(_merge_problems(seen.values())) from None
+
+
+def as_section(model: type[M], value: M | Mapping[str, Any] | None, prefix: str) -> M:
+    """``value`` as a ``model`` section: ``None`` gives the defaults, an instance is kept, a
+    mapping is validated (errors name ``prefix`` + the key). What every ``settings=`` takes."""
+    if value is None:
+        return model()
+    if isinstance(value, model):
+        return value
+    if isinstance(value, Mapping):
+        return validate_model(model, value, prefix=prefix)
+    raise ConfigError(
+        f"{prefix.rstrip('.')} must be a {model.__name__} or a mapping; "
+        f"got {type(value).__name__!r}."
+    )

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skier.config.base import validate_model
+from skier.config.base import as_section
 from skier.config.diagnostics import ConnectConfig
 from skier.config.run import OptimConfig, ScheduleConfig, TrainConfig
 from skier.data.types import DataBundle, Split
@@ -247,14 +247,6 @@ def _weights(source: Mapping[str, torch.Tensor] | nn.Module, names: Sequence[str
     return out
 
 
-def _section(kind: type[Any], value: Any, prefix: str) -> Any:
-    if value is None:
-        return kind()
-    if isinstance(value, kind):
-        return value
-    return validate_model(kind, value, prefix=prefix)
-
-
 def _factor(progress: float) -> float:
     # Garipov et al.'s schedule: constant to half-way, then linear to 1% at 90%, then 1%.
     if progress <= 0.5:
@@ -282,10 +274,10 @@ def connect(
     ``model`` is the template the weights are put into; it is left exactly as it was. The test
     split (the validation split if there is none) gives the test metrics.
     """
-    cfg: ConnectConfig = _section(ConnectConfig, settings, "connect.")
-    optim: OptimConfig = _section(OptimConfig, optim_config, "optim.")
-    train_cfg: TrainConfig = _section(TrainConfig, train_config, "train.")
-    schedule: ScheduleConfig = _section(ScheduleConfig, schedule_config, "schedule.")
+    cfg: ConnectConfig = as_section(ConnectConfig, settings, "connect.")
+    optim: OptimConfig = as_section(OptimConfig, optim_config, "optim.")
+    train_cfg: TrainConfig = as_section(TrainConfig, train_config, "train.")
+    schedule: ScheduleConfig = as_section(ScheduleConfig, schedule_config, "schedule.")
     if optim.lr == "auto":
         raise ConfigError(
             "optim.lr must be a number to train a curve; got 'auto'. Give the lr the endpoints "

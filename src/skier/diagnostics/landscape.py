@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skier.config.base import as_section
 from skier.config.diagnostics import LandscapeConfig
 from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
@@ -440,16 +441,6 @@ def _grid(settings: LandscapeConfig) -> tuple[np.ndarray, np.ndarray | None]:
     return alphas, _axis(settings.yrange, settings.points_y or settings.points, (0.0,))
 
 
-def _check_settings(settings: LandscapeConfig | Mapping[str, Any] | None) -> LandscapeConfig:
-    if settings is None:
-        return LandscapeConfig()
-    if isinstance(settings, LandscapeConfig):
-        return settings
-    from skier.config.base import validate_model
-
-    return validate_model(LandscapeConfig, settings, prefix="landscape.")
-
-
 def _mini_batches(split: Split, settings: LandscapeConfig, count: int = 2) -> list[Split]:
     size = settings.batch_size or 128
     if count * size > len(split):
@@ -496,7 +487,7 @@ def landscape(
     vmap'd forward pass (default: :func:`default_batch_points`). The model is left exactly as
     it was.
     """
-    cfg = _check_settings(settings)
+    cfg = as_section(LandscapeConfig, settings, "landscape.")
     if cfg.direction in ("init", "run"):
         raise ConfigError(
             f"landscape.direction must be 'random' or 'hessian' for landscape(); got "
@@ -702,7 +693,7 @@ def interpolate(
     re-estimated on the training split (interpolating them would mismatch the weights).
     Both ends are left as they were.
     """
-    cfg = _check_settings(settings)
+    cfg = as_section(LandscapeConfig, settings, "landscape.")
     if cfg.dims != 1:
         raise ConfigError(f"landscape.dims must be 1 for an interpolation; got {cfg.dims}.")
     split = seeded_subset(choose_split(data, cfg.split), cfg.subset, cfg.seed)

@@ -32,7 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from skier.config import LRFindConfig, OptimConfig, TrainConfig, validate_model
+from skier.config import LRFindConfig, OptimConfig, TrainConfig
+from skier.config.base import as_section
 from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
     choose_split,
@@ -305,18 +306,6 @@ SUGGESTION_RULES = {
 # --- validation: everything is checked before the model is touched -------------------------
 
 
-def _section(kind: type[Any], value: Any, prefix: str) -> Any:
-    if value is None:
-        return kind()
-    if isinstance(value, kind):
-        return value
-    if isinstance(value, Mapping):
-        return validate_model(kind, value, prefix=prefix)
-    raise ConfigError(
-        problem(prefix.rstrip("."), f"a {kind.__name__} or a mapping", type(value).__name__)
-    )
-
-
 def _resolve_optimizer(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
@@ -331,7 +320,7 @@ def _resolve_optimizer(
             )
         )  # fmt: skip
     if optimizer is None:
-        config = _section(OptimConfig, optim_config, "optim.")
+        config = as_section(OptimConfig, optim_config, "optim.")
         if config.lr == "auto":  # what this test is for; the ramp sets the lr of every step
             config = config.model_copy(update={"lr": start_lr})
         field_name, shown = "optim.name", config.name
@@ -459,8 +448,8 @@ def lr_range_test(
     """
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(problem("model", "a torch.nn.Module", type(model).__name__))
-    cfg = _section(LRFindConfig, settings, "lr_find.")
-    train_cfg = _section(TrainConfig, train_config, "train.")
+    cfg = as_section(LRFindConfig, settings, "lr_find.")
+    train_cfg = as_section(TrainConfig, train_config, "train.")
     if task not in (None, "classification", "regression"):
         raise ConfigError(problem("task", "'classification', 'regression' or None", task))
     trainable_parameters(model)  # raises ModelError for a model with nothing to train

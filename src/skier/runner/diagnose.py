@@ -35,8 +35,8 @@ from skier.config import (
     RunConfig,
     SharpnessConfig,
     config_to_yaml,
-    validate_model,
 )
+from skier.config.base import as_section
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.models import build_model, initialize
@@ -363,12 +363,6 @@ def _recorded(recorder: _Recorder, work: Callable[[], DiagnosticOutcome]) -> Dia
 # --- the three diagnostics -----------------------------------------------------------------------
 
 
-def _settings(model: type[Any], value: Any, prefix: str) -> Any:
-    if isinstance(value, model):
-        return value
-    return validate_model(model, value or {}, prefix=prefix)
-
-
 def run_lr_find(
     source: Source,
     settings: LRFindConfig | Mapping[str, Any] | None = None,
@@ -382,7 +376,7 @@ def run_lr_find(
     from skier.diagnostics.lr_range import lr_range_test
     from skier.plots.lr_range import plot_lr_range
 
-    cfg: LRFindConfig = _settings(LRFindConfig, settings or source.config.lr_find, "lr_find.")
+    cfg: LRFindConfig = as_section(LRFindConfig, settings or source.config.lr_find, "lr_find.")
     say = echo or (lambda _m: None)
     optim = source.config.optim
     if optim.lr == "auto":
@@ -448,7 +442,7 @@ def run_landscape(
     from skier.diagnostics.landscape import interpolate, landscape
     from skier.plots.landscape import plot_landscape_batches, plot_landscape_figure
 
-    cfg: LandscapeConfig = _settings(LandscapeConfig, settings, "landscape.")
+    cfg: LandscapeConfig = as_section(LandscapeConfig, settings, "landscape.")
     if cfg.direction == "run" and other is None:
         raise ConfigError(
             "landscape.direction 'run' needs the other run; got none. Pass --to OTHER_RUN_DIR."
@@ -554,7 +548,7 @@ def run_sharpness(
     from skier.diagnostics.sharpness import sharpness
     from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
 
-    cfg: SharpnessConfig = _settings(SharpnessConfig, settings, "sharpness.")
+    cfg: SharpnessConfig = as_section(SharpnessConfig, settings, "sharpness.")
     say = echo or (lambda _m: None)
     recorder = _Recorder(
         "sharpness", source, cfg.model_dump(mode="json"), out_dir=out_dir, store_url=store_url
@@ -610,7 +604,7 @@ def run_connect(
     from skier.plots.connectivity import plot_connectivity_figure
     from skier.train.checkpoint import save_checkpoint
 
-    cfg: ConnectConfig = _settings(ConnectConfig, settings, "connect.")
+    cfg: ConnectConfig = as_section(ConnectConfig, settings, "connect.")
     if other.config.model != source.config.model:
         raise ConfigError(
             "the two runs must have the same model config (architecture) to be connected; got "
