@@ -1,6 +1,7 @@
-"""The benchmark suite (issue 10, first part): skier against plain PyTorch loops, each workload and
-variant in its own fresh process, interleaved over rounds, with peak memory and the machine's
-matmul limit.
+"""The benchmark suite (issue 10): skier against plain PyTorch loops, the peers and the machine's
+limit, each workload and variant in its own fresh process, interleaved over rounds, with peak
+memory; then the other benchmarks (time to 97% on digits against scikit-learn, the 51 x 51
+landscape, tuning with and without pruning, the whole course of lessons) and every target judged.
 
 Workloads:
   W1  MLP 784-256-128-10, Adam, batch 128, synthetic 60,000 x 784, 2 measured epochs
@@ -8,18 +9,24 @@ Workloads:
   W3  MLP 64-128-10 on digits, batch 64, 30 epochs
   W4  the small CNN of `skier demo` on digits (1x8x8), batch 64, 10 epochs
 
-Variants (same data, model, optimizer, seed; one warm-up epoch discarded):
-  loop_a   a minimal hand-written loop over a DataLoader(TensorDataset)
-  loop_b   a minimal loop batching by indexing shuffled in-memory tensors
-  skier    skier.train.fit as a user calls it (progress off: no terminal here)
+Variants (same data, model, optimizer (Adam, lr 1e-3) and seed; one warm-up epoch discarded):
+  loop_a          a minimal hand-written loop over a DataLoader(TensorDataset)
+  loop_b          a minimal loop batching by indexing shuffled in-memory tensors
+  skier           skier.train.fit as a Python user calls it (no bar: no terminal here)
+  skier_defaults  run_training as `skier train` runs: progress bar on, checkpoint every epoch,
+                  the record (run directory, metrics, store), validation every epoch
+  PEER_MODE       PyTorch Lightning, skorch, Keras 3 (torch backend), fastai, each `lean` (extras
+                  off) and with `defaults` (see peers.py), from the environment setup_peers.sh makes
 
-Also: `import skier` and `skier --help` times, and for W1 the sustained float32 matmul GFLOP/s at
+Also `import skier` and `skier --help` times, and for W1 the sustained float32 matmul GFLOP/s at
 the workload's shapes (the machine's limit) against what each variant achieves.
 
 Usage::
 
-    python bench/suite.py                      # the suite (several minutes on 2 cores)
-    python bench/suite.py --smoke --json x.json  # tiny sizes: the harness only (the tests run it)
+    bench/run                                   # set the peers up if needed, then the whole suite
+    python bench/suite.py --json out.json       # the suite (about 15 minutes on 2 cores)
+    python bench/suite.py --extras --peers off  # only skier and the loops
+    python bench/suite.py --smoke --json x.json # tiny sizes: the harness only (the tests run it)
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from pathlib import Path
 from typing import Any
 
 WORKLOADS = ("W1", "W2", "W3", "W4")
-VARIANTS = ("loop_a", "loop_b", "skier")
+VARIANTS = ("loop_a", "loop_b", "skier", "skier_defaults")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the peers module beside this one
+from peers import MODES, PEERS  # noqa: E402
 
 
 def _spec(workload: str, smoke: bool) -> dict[str, Any]:
@@ -55,29 +64,61 @@ def _spec(workload: str, smoke: bool) -> dict[str, Any]:
 # --- child: one workload, one variant, in a fresh process ----------------------------------------
 
 
+def _run_config(workload: str, smoke: bool) -> Any:
+    """The workload as a skier config: what ``skier train`` would be given."""
+    from skier.config import RunConfig
+
+    spec = _spec(workload, smoke)
+    data: dict[str, Any] = {}
+    model: dict[str, Any] = {"hidden_sizes": spec.get("hidden", [128])}
+    if spec["data"] == "synthetic":
+        data = {"name": "synthetic", "samples": spec["samples"], "features": 784, "classes": 10,
+                "val_fraction": 0.01, "test_fraction": 0.01}  # fmt: skip
+    elif spec["data"] == "digits-images":
+        data = {"as_images": True}
+        model = {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]}
+    return RunConfig.model_validate({
+        "data": data, "model": model, "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": spec["epochs"] + 1, "batch_size": spec["batch"], "seed": 0},
+    })  # fmt: skip
+
+
+def _skier_defaults(workload: str, smoke: bool) -> tuple[list[float], list[float]]:
+    """``run_training`` as ``skier train`` runs it: progress bar on (to stderr), a checkpoint
+    every epoch (last and best), the record (run directory, metrics, store row), validation every
+    epoch, figures and report at the end. An epoch's time runs from one epoch's end to the next,
+    so it includes the previous epoch's checkpoint write."""
+    import tempfile
+
+    from skier.runner import run_training
+    from skier.train import Callback
+
+    marks: list[float] = []
+
+    class Clock(Callback):
+        def on_epoch_end(self, state: Any, logs: Any) -> None:
+            marks.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        outcome = run_training(_run_config(workload, smoke), out_dir=out, progress=True,
+                               callbacks=[Clock()])  # fmt: skip
+    times = [b - a for a, b in itertools.pairwise(marks)]
+    return times, outcome.result.history.column("loss")
+
+
 def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from skier.config import DataConfig, ModelConfig
     from skier.data import load_data
     from skier.models import build_model
 
     spec = _spec(workload, smoke)
-    if spec["data"] == "synthetic":
-        config = DataConfig(name="synthetic", samples=spec["samples"], features=784, classes=10,
-                            val_fraction=0.01, test_fraction=0.01)  # fmt: skip
-        model_config = ModelConfig(hidden_sizes=spec["hidden"])
-    elif spec["data"] == "digits":
-        config = DataConfig()
-        model_config = ModelConfig(hidden_sizes=spec["hidden"])
-    else:
-        config = DataConfig(as_images=True)
-        model_config = ModelConfig(name="cnn", channels=[32, 64], hidden_sizes=[128])
-    data = load_data(config)
+    config = _run_config(workload, smoke)
+    data = load_data(config.data)
     torch.manual_seed(0)
-    model = build_model(model_config, input_shape=data.input_shape, output_size=data.output_size)
+    model = build_model(config.model, input_shape=data.input_shape, output_size=data.output_size)
     x, y = data.train.inputs[0], data.train.targets
     epochs, batch = spec["epochs"] + 1, spec["batch"]  # + 1 warm-up epoch
     times: list[float] = []
@@ -87,8 +128,19 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
 
         result = fit(model, data.train, epochs=epochs, batch_size=batch, lr=1e-3, seed=0,
                      progress="off")  # fmt: skip
-        times = result.history.column("epoch_time")
+        times = result.history.column("epoch_time")[1:]
         losses = result.history.column("loss")
+    elif variant == "skier_defaults":
+        times, losses = _skier_defaults(workload, smoke)
+    elif variant.split("_")[0] in PEERS:
+        import peers
+
+        assert data.val is not None
+        peer, mode = variant.split("_")
+        times, losses = peers.train(peer, mode, model=model, x=x, y=y, x_val=data.val.inputs[0],
+                                    y_val=data.val.targets, batch=batch, epochs=epochs,
+                                    lr=1e-3)  # fmt: skip
+        times = times[1:]
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(0)
@@ -110,6 +162,7 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
                 total += loss.detach() * len(yb)
             losses.append(float(total) / len(y))
             times.append(time.perf_counter() - t0)
+        times = times[1:]
     flops = None
     if spec["data"] == "synthetic":
         sizes = [784, *spec["hidden"], 10]
@@ -118,7 +171,7 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
     return {
         "workload": workload,
         "variant": variant,
-        "epoch_times": times[1:],
+        "epoch_times": times,
         "losses": losses,
         "examples": len(y),
         "flops_per_epoch": flops,
@@ -146,12 +199,19 @@ def _matmul_gflops(smoke: bool) -> float:
 
 # --- parent --------------------------------------------------------------------------------------
 
+HERE = Path(__file__).resolve().parent
+PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
+EXTRAS = ("time_to_accuracy", "landscape", "tune", "lessons")
+# Targets of issue 10: skier (lean) / loop (b) epoch time.
+RATIO_TARGETS = {"W1": 1.05, "W2": 1.10, "W3": 1.10}
 
-def _run_child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", workload, variant, *(["--smoke"] if smoke else [])],
-        capture_output=True, text=True, timeout=3600, check=True,
-    )  # fmt: skip
+
+def _run_child(python: Path, workload: str, variant: str, smoke: bool) -> dict[str, Any]:
+    command = [str(python), __file__, "--child", workload, variant, *(["--smoke"] if smoke else [])]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines() or ["(no output)"]
+        return {"workload": workload, "variant": variant, "error": lines[-1]}
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -164,29 +224,143 @@ def _seconds(command: list[str], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _extra(name: str, smoke: bool, work: Path) -> dict[str, Any]:
+    """One of the other benchmarks, in its own process: its wall time and its JSON."""
+    python, out = sys.executable, work / f"{name}.json"
+    skier = str(Path(sys.executable).with_name("skier"))
+    command = {
+        "time_to_accuracy": [python, str(HERE / "time_to_accuracy.py"), "--json", str(out),
+                             *(["--seeds", "0", "--no-command"] if smoke else [])],
+        "landscape": [python, str(HERE / "bench_landscape.py"), "--json", str(out),
+                      *(["--quick"] if smoke else
+                        ["--rounds", "1", "--batch-points", "1", "8", "--loader-rows", "3"])],
+        "tune": [python, str(HERE / "bench_tune.py"), "--json", str(out),
+                 *(["--quick", "--trials", "2", "--no-baseline"] if smoke else
+                   ["--trials", "20", "--workers", "2"])],
+        "lessons": [skier, "lesson", "run", *(["downhill", "--quick"] if smoke else ["--all"]),
+                    "--out", str(work / "lessons")],
+    }[name]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    found: dict[str, Any] = {
+        "command": " ".join(Path(c).name if c in (python, skier) else c for c in command),
+        "wall_s": time.perf_counter() - t0,
+        "returncode": proc.returncode,
+        "tail": (proc.stdout + proc.stderr).strip().splitlines()[-12:],
+    }
+    if out.is_file():
+        found["result"] = json.loads(out.read_text())
+    return found
+
+
+def _summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    workloads: dict[str, Any] = {}
+    for workload, variants in runs.items():
+        summary: dict[str, Any] = {}
+        for variant, found in variants.items():
+            good = [f for f in found if "error" not in f]
+            if not good:
+                if found:
+                    summary[variant] = {"error": found[0]["error"]}
+                continue
+            times = [t for f in good for t in f["epoch_times"]]
+            epoch = statistics.median(times)
+            flops = good[0]["flops_per_epoch"]
+            summary[variant] = {
+                "median_epoch_s": epoch,
+                "min_epoch_s": min(times),
+                "max_epoch_s": max(times),
+                "epochs_measured": len(times),
+                "peak_rss_mb": max(f["peak_rss_mb"] for f in good),
+                "achieved_gflops": flops / epoch / 1e9 if flops else None,
+                "final_loss": good[0]["losses"][-1] if good[0]["losses"] else None,
+            }
+        base = summary["loop_b"]["median_epoch_s"]
+        for s in summary.values():
+            if "median_epoch_s" in s:
+                s["ratio_to_loop_b"] = s["median_epoch_s"] / base
+        workloads[workload] = summary
+    return workloads
+
+
+def _targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of issue 10 the record can judge: what, measured, limit, met."""
+    checks: list[dict[str, Any]] = []
+
+    def check(what: str, value: float, limit: float) -> None:
+        checks.append({"target": what, "value": value, "limit": limit, "met": value <= limit})
+
+    check("import skier (s)", record["import_skier_s"], 0.3)
+    check("skier --help (s)", record["skier_help_s"], 0.5)
+    for workload, variants in record["workloads"].items():
+        base = variants["loop_b"]
+        for name in ("skier", "skier_defaults"):
+            if "median_epoch_s" not in variants.get(name, {}):
+                continue
+            if name == "skier" and workload in RATIO_TARGETS:
+                check(f"{workload} skier / loop_b epoch", variants[name]["ratio_to_loop_b"],
+                      RATIO_TARGETS[workload])  # fmt: skip
+            check(f"{workload} {name} peak RSS (MB)", variants[name]["peak_rss_mb"],
+                  base["peak_rss_mb"] * 1.10 + 50)  # fmt: skip
+        ours = variants.get("skier_defaults", {}).get("median_epoch_s")
+        for variant, s in variants.items():
+            if ours is not None and variant.split("_")[0] in PEERS and "median_epoch_s" in s:
+                check(f"{workload} skier_defaults / {variant} epoch", ours / s["median_epoch_s"],
+                      1.0)  # fmt: skip
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "VARIANT"))
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: the harness only")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of skier and the loops")
+    parser.add_argument("--peer-rounds", type=int, default=1, help="rounds the peers join")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--variants", nargs="+", default=None, help="only these variants")
+    parser.add_argument(
+        "--peers",
+        default=str(PEERS_PYTHON),
+        help="the peers' python (bench/setup_peers.sh makes it); 'off' skips them",
+    )
+    parser.add_argument(
+        "--extras",
+        nargs="*",
+        default=None,
+        choices=EXTRAS,
+        help="the other benchmarks to run (default: all; none with no names)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_child(args.child[0], args.child[1], args.smoke)))
         return
+    started = time.perf_counter()
+    peer_python = Path(args.peers)
+    peers_on = args.peers != "off" and peer_python.is_file()
+    if not peers_on:
+        print(f"peers: not run ({args.peers if args.peers == 'off' else 'no ' + args.peers}; "
+              "bash bench/setup_peers.sh installs them)")  # fmt: skip
+    peer_variants = [f"{p}_{m}" for p in PEERS for m in MODES] if peers_on else []
+    wanted = set(args.variants or [*VARIANTS, *peer_variants])
     rounds = 1 if args.smoke else args.rounds
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        w: {v: [] for v in VARIANTS} for w in args.workloads
+        w: {v: [] for v in [*VARIANTS, *peer_variants] if v in wanted} for w in args.workloads
     }
     for r in range(rounds):
         for workload in args.workloads:
-            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
-            for variant in order:
-                found = _run_child(workload, variant, args.smoke)
+            variants = [v for v in VARIANTS if v in wanted]
+            if r < args.peer_rounds:
+                variants += [v for v in peer_variants if v in wanted]
+            for variant in variants if r % 2 == 0 else variants[::-1]:  # A B ... B A
+                python = peer_python if variant in peer_variants else Path(sys.executable)
+                found = _run_child(python, workload, variant, args.smoke)
                 runs[workload][variant].append(found)
-                print(f"round {r + 1} {workload} {variant:7s} median epoch "
-                      f"{statistics.median(found['epoch_times']):.3f} s", flush=True)  # fmt: skip
+                shown = (
+                    f"error: {found['error']}" if "error" in found
+                    else f"median epoch {statistics.median(found['epoch_times']):.4f} s"
+                )  # fmt: skip
+                print(f"round {r + 1} {workload} {variant:18s} {shown}", flush=True)
     python = str(Path(sys.executable))
     skier_bin = str(Path(sys.executable).with_name("skier"))
     repeats = 1 if args.smoke else 5
@@ -194,38 +368,48 @@ def main() -> None:
         "date": dt.date.today().isoformat(),
         "python": platform.python_version(),
         "smoke": args.smoke,
+        "rounds": rounds,
+        "peer_rounds": args.peer_rounds if peers_on else 0,
         "import_skier_s": _seconds([python, "-c", "import skier"], repeats),
         "skier_help_s": _seconds([skier_bin, "--help"], repeats),
         "matmul_gflops": _matmul_gflops(args.smoke),
-        "workloads": {},
+        "workloads": _summarise(runs),
+        "extras": {},
     }
     print(
         f"\nimport skier {record['import_skier_s']:.3f} s, skier --help "
         f"{record['skier_help_s']:.3f} s, matmul limit {record['matmul_gflops']:.1f} GFLOP/s"
     )
-    for workload, variants in runs.items():
-        summary = {}
-        for variant, found in variants.items():
-            epoch = statistics.median(t for f in found for t in f["epoch_times"])
-            flops = found[0]["flops_per_epoch"]
-            summary[variant] = {
-                "median_epoch_s": epoch,
-                "min_epoch_s": min(t for f in found for t in f["epoch_times"]),
-                "max_epoch_s": max(t for f in found for t in f["epoch_times"]),
-                "peak_rss_mb": max(f["peak_rss_mb"] for f in found),
-                "achieved_gflops": flops / epoch / 1e9 if flops else None,
-                "final_loss": found[0]["losses"][-1],
-            }
-        base = summary["loop_b"]["median_epoch_s"]
-        for variant, s in summary.items():
-            s["ratio_to_loop_b"] = s["median_epoch_s"] / base
-            print(
-                f"{workload} {variant:7s} {s['median_epoch_s']:.4f} s/epoch  "
-                f"x{s['ratio_to_loop_b']:.3f} of loop_b  RSS {s['peak_rss_mb']:.0f} MB"
-            )
-        record["workloads"][workload] = summary
+    for workload, variants in record["workloads"].items():
+        for variant, s in variants.items():
+            if "error" in s:
+                print(f"{workload} {variant:18s} error: {s['error']}")
+                continue
+            gflops = f"  {s['achieved_gflops']:.0f} GFLOP/s" if s["achieved_gflops"] else ""
+            print(f"{workload} {variant:18s} {s['median_epoch_s']:.4f} s/epoch "
+                  f"({s['min_epoch_s']:.4f}-{s['max_epoch_s']:.4f})  x{s['ratio_to_loop_b']:.3f} "
+                  f"of loop_b  RSS {s['peak_rss_mb']:.0f} MB{gflops}")  # fmt: skip
+    import tempfile
+
+    extras = EXTRAS if args.extras is None else args.extras
+    with tempfile.TemporaryDirectory(prefix="skier-suite-") as work:
+        for name in extras:
+            found = _extra(name, args.smoke, Path(work))
+            record["extras"][name] = found
+            status = "ok" if found["returncode"] == 0 else f"FAILED ({found['returncode']})"
+            print(f"\n{name}: {status}, {found['wall_s']:.1f} s\n  " + "\n  ".join(found["tail"]))
+    record["targets"] = _targets(record)
+    print("\ntargets:")
+    for c in record["targets"]:
+        print(f"  {'met ' if c['met'] else 'MISS'} {c['target']}: {c['value']:.3f} "
+              f"(limit {c['limit']:.3f})")  # fmt: skip
+    record["wall_s"] = time.perf_counter() - started
+    print(f"\nthe suite took {record['wall_s'] / 60:.1f} min")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
+    failed = [n for n, e in record["extras"].items() if e["returncode"] != 0]
+    if failed:
+        raise SystemExit(f"suite: {', '.join(failed)} failed")
 
 
 if __name__ == "__main__":

@@ -276,3 +276,26 @@ def test_state_dict_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     torch.save(nn.Linear(2, 1).state_dict(), path)
     with pytest.raises(CheckpointError, match="not a skier checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_format_1_checkpoint_still_loads(tmp_path: Path) -> None:
+    # Format 1 held the payload as bytes (slow to pickle); files written by it must still resume.
+    import hashlib
+
+    state = {"epoch": 4, "w": torch.arange(10.0)}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    path = tmp_path / "old.pt"
+    envelope = {"skier_checkpoint": 1, "sha256": hashlib.sha256(payload).hexdigest(),
+                "payload": payload}  # fmt: skip
+    torch.save(envelope, path)
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 4 and torch.equal(loaded["w"], state["w"])
+
+
+def test_the_payload_is_stored_as_a_tensor(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "new.pt", {"epoch": 1, "w": torch.ones(3)})
+    outer = torch.load(path, weights_only=True)
+    assert outer["skier_checkpoint"] == 2 and outer["payload"].dtype == torch.uint8
+    assert load_checkpoint(path)["epoch"] == 1

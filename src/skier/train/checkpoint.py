@@ -1,8 +1,11 @@
 """Checkpoint files: atomic, checksummed, loadable with ``weights_only=True``.
 
-A file holds ``{"skier_checkpoint": 1, "sha256": ..., "payload": bytes}``; the payload is itself a
-``torch.save`` of the training state (model, optimizer, scheduler, callbacks, RNG states,
-history, position). The checksum catches a truncated or altered file before anything is loaded.
+A file holds ``{"skier_checkpoint": 2, "sha256": ..., "payload": uint8 tensor}``; the payload is
+itself a ``torch.save`` of the training state (model, optimizer, scheduler, callbacks, RNG
+states, history, position). The checksum catches a truncated or altered file before anything is
+loaded. Format 1 held the payload as a Python ``bytes`` object, which ``torch.save`` pickles about
+20x slower than a tensor's storage (20 ms against 1 ms for an MLP of 235,000 weights with Adam's
+state); format-1 files are still read.
 """
 
 from __future__ import annotations
@@ -22,30 +25,44 @@ from skier.errors import CheckpointError
 __all__ = [
     "FORMAT_VERSION",
     "capture_rng",
+    "encode_checkpoint",
     "load_checkpoint",
     "load_model_weights",
     "restore_rng",
     "save_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically with a checksum."""
+def encode_checkpoint(state: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint file holding ``state`` (what :func:`save_checkpoint` writes)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    payload = buffer.getvalue()
+    view = buffer.getbuffer()
     outer = io.BytesIO()
     torch.save(
         {
             "skier_checkpoint": FORMAT_VERSION,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "payload": payload,
+            "sha256": hashlib.sha256(view).hexdigest(),
+            "payload": torch.frombuffer(view, dtype=torch.uint8),
         },
         outer,
     )
-    return atomic_write_bytes(path, outer.getvalue())
+    return outer.getvalue()
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically with a checksum."""
+    return atomic_write_bytes(path, encode_checkpoint(state))
+
+
+def _payload_bytes(payload: Any) -> bytes | None:
+    if isinstance(payload, bytes):  # format 1
+        return payload
+    if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 and payload.dim() == 1:
+        return payload.numpy().tobytes()
+    return None
 
 
 def _safe_load(source: Any, path: Path) -> Any:
@@ -74,8 +91,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(path)!r} has format {outer['skier_checkpoint']}, newer than this "
             f"skier reads ({FORMAT_VERSION}). Upgrade skier."
         )
-    payload = outer.get("payload")
-    if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+    payload = _payload_bytes(outer.get("payload"))
+    if payload is None or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its checksum does not match.")
     state = _safe_load(io.BytesIO(payload), path)
     if not isinstance(state, dict):

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from skier._io import atomic_write_bytes
 from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, TrainConfig
 from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.early_stopping import EarlyStopping, resolve_mode
-from skier.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
 from skier.train.metrics import evaluate_split
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
@@ -401,9 +402,10 @@ def _write_checkpoints(s: Setup, state: TrainState) -> None:
     payload = _training_state(s, state)
     if s.distributed is not None:  # a collective: every rank's RNG; only rank 0 gets a payload
         payload = s.distributed.checkpoint_payload(payload, payload["rng"])
+    encoded = encode_checkpoint(payload) if payload else None  # once for last and best
     for path in dict.fromkeys(r.path for r in requests):
-        if payload:
-            save_checkpoint(path, payload)
+        if encoded is not None:
+            atomic_write_bytes(path, encoded)
         state.written[Path(path).stem] = Path(path)
 
 
