@@ -6,11 +6,12 @@ Each peer runs twice: ``lean`` turns its overhead-relevant extras off (progress 
 checkpoints, model summaries, metrics), ``defaults`` runs it as a user would (its own progress
 output, logger and checkpoints where it has them, an accuracy metric where it asks for one).
 
-Every peer trains the same training split (no hold-out of its own: skorch's ``train_split`` is
-None), with Adam at lr 1e-3 and the workload's batch size; fastai additionally validates on the
-validation split every epoch, which its ``fit`` always does. An epoch's time is the wall time from
-one epoch's start to the next one's (the last: to the end of training), so whatever a peer does
-between epochs — checkpoints, logs, validation — is counted, as it is for skier's ``defaults``.
+Every peer trains the same training split with Adam at lr 1e-3 and the workload's batch size. With
+``defaults`` every peer is also given the same validation split, which each then evaluates every
+epoch, as skier's ``defaults`` does (skorch's own hold-out is replaced by that split, so all train
+the same examples); ``lean`` validates nothing, except fastai, whose ``fit`` always validates. An
+epoch's time is the wall time from one epoch's start to the next one's (the last: to the end of
+training), so whatever a peer does between epochs — checkpoints, logs, validation — is counted.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def lightning(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, batch: int, ep
                 self.log("train_loss", loss, prog_bar=True)
             return loss
 
+        def validation_step(self, batch: Any, _index: int) -> None:
+            xb, yb = batch
+            out = self.net(xb)
+            self.log("val_loss", F.cross_entropy(out, yb), prog_bar=True)
+            self.log("val_acc", (out.argmax(1) == yb).float().mean(), prog_bar=True)
+
         def configure_optimizers(self) -> Any:
             return torch.optim.Adam(self.parameters(), lr=lr)
 
@@ -75,7 +82,8 @@ def lightning(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, batch: int, ep
             }  # fmt: skip
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=[Clock()],
                             **options)  # fmt: skip
-        trainer.fit(Module(), loader)
+        val = DataLoader(TensorDataset(x_val, y_val), batch_size=batch) if defaults else None
+        trainer.fit(Module(), loader, val)
     return _epoch_times(marks), []
 
 
@@ -84,6 +92,8 @@ def skorch(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, batch: int, epoch
     import torch
     from skorch import NeuralNetClassifier
     from skorch.callbacks import Callback
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
 
     marks: list[float] = []
 
@@ -96,7 +106,8 @@ def skorch(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, batch: int, epoch
 
     net = NeuralNetClassifier(
         model, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=lr,
-        batch_size=batch, max_epochs=epochs, iterator_train__shuffle=True, train_split=None,
+        batch_size=batch, max_epochs=epochs, iterator_train__shuffle=True,
+        train_split=predefined_split(Dataset(x_val, y_val)) if defaults else None,
         callbacks=[("clock", Clock())], verbose=1 if defaults else 0, device="cpu",
     )  # fmt: skip
     if not defaults:  # skorch's own callbacks off: epoch timer, loss scoring, printed log
@@ -129,8 +140,10 @@ def keras(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, batch: int, epochs
         loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"] if defaults else None,
     )
+    validation = (x_val.numpy(), y_val.numpy()) if defaults else None
     history = wrapped.fit(x.numpy(), y.numpy(), batch_size=batch, epochs=epochs, shuffle=True,
-                          verbose="auto" if defaults else 0, callbacks=[Clock()])  # fmt: skip
+                          validation_data=validation, verbose="auto" if defaults else 0,
+                          callbacks=[Clock()])  # fmt: skip
     return _epoch_times(marks), [float(v) for v in history.history["loss"]]
 
 

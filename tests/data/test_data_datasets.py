@@ -314,3 +314,11 @@ def test_raw_data_take() -> None:
     )
     sub = raw.take(np.array([True, False, True]))
     assert len(sub) == 2 and sub.x_cat is not None and sub.x_cat[:, 0].tolist() == ["a", "c"]
+
+
+def test_csv_value_beyond_float32_is_one_error_naming_the_column(tmp_path: Path) -> None:
+    # found by hypothesis: 3.4028235677973366e+38 overflowed the float32 cast into an infinity
+    path = tmp_path / "big.csv"
+    path.write_text("a,b,y\n0,1,0\n0,3.4028235677973366e+38,1\n1,2,0\n")
+    with pytest.raises(DataError, match=r"big\.csv: column 'b' must be within float32 range"):
+        read_csv(path, target="y")

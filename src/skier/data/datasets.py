@@ -446,8 +446,20 @@ def read_csv(
         df = df.loc[~no_target].reset_index(drop=True)
 
     x_num = np.empty((len(df), len(num)), dtype=np.float32)
+    largest = float(np.finfo(np.float32).max)
     for j, c in enumerate(num):
-        x_num[:, j] = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float32)
+        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+        beyond = np.flatnonzero(np.isfinite(values) & (np.abs(values) > largest))
+        if beyond.size:  # float32 would turn it into an infinity
+            i = int(beyond[0])
+            raise DataError(
+                problem(
+                    f"{p.name}: column {c!r}",
+                    f"within float32 range (|x| <= {largest:.4g})",
+                    f"{values[i]!r} (data row {i + 1})",
+                )
+            )
+        x_num[:, j] = values
     x_cat = df[cat].to_numpy(dtype=object) if cat else None
     y, resolved, class_names = encode_target(df[target], task, f"{p.name}: column {target!r}")
     return RawData(

@@ -114,9 +114,12 @@ class RunDir:
         """Write the resolved config (YAML text, as produced by ``config_to_yaml``)."""
         return atomic_write_text(self.config_path, yaml_text)
 
-    def write_metrics(self, history: History) -> Path:
-        """Write one CSV row per epoch; empty cells where a value is missing or NaN."""
-        return atomic_write_text(self.metrics_csv, history.to_csv())
+    def write_metrics(self, history: History, *, sync: bool = True) -> Path:
+        """Write one CSV row per epoch; empty cells where a value is missing or NaN.
+
+        During training it is rewritten every epoch with ``sync=False`` (atomic, not flushed to
+        the disk: the store holds the same rows); the run's final write is synced."""
+        return atomic_write_text(self.metrics_csv, history.to_csv(), sync=sync)
 
     def read_metrics(self) -> History:
         if not self.metrics_csv.is_file():

@@ -85,7 +85,7 @@ class RecordLogger(Callback):
         if self.store is None:
             return
         self.store.log_epoch(self.run_id, state.epoch, logs)
-        self.run_dir.write_metrics(state.history)
+        self.run_dir.write_metrics(state.history, sync=False)  # the store has every epoch
 
 
 def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from skier._io import atomic_write_bytes
+from skier._io import BackgroundWriter
 from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, TrainConfig
 from skier.data.types import Split
 from skier.errors import CheckpointError
@@ -104,6 +104,15 @@ def fit(
 
 
 def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
+    # Checkpoint files are written and synced on a background thread while the next epoch
+    # trains; leaving this block waits for them, also when training fails.
+    with BackgroundWriter() as writer:
+        return _train_epochs(s, checkpoint, writer)
+
+
+def _train_epochs(
+    s: Setup, checkpoint: dict[str, Any] | None, writer: BackgroundWriter
+) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
     if s.distributed is not None:  # after the resume: DDP starts every rank from rank 0's weights
@@ -133,11 +142,11 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
         if state.diverged:
             state.requests.checkpoints.clear()
         else:
-            _write_checkpoints(s, state)  # checkpoint
+            _write_checkpoints(s, state, writer)  # checkpoint
             good = state.capture_weights() if s.train_cfg.stop_on_non_finite else good
         if state.stop_requested:
             break
-    return _finish(s, state, logs, time.perf_counter() - started)
+    return _finish(s, state, logs, time.perf_counter() - started, writer)
 
 
 def check_fit(
@@ -395,7 +404,7 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
     }
 
 
-def _write_checkpoints(s: Setup, state: TrainState) -> None:
+def _write_checkpoints(s: Setup, state: TrainState, writer: BackgroundWriter) -> None:
     requests, state.requests.checkpoints = state.requests.checkpoints, []
     if not requests:
         return
@@ -405,17 +414,19 @@ def _write_checkpoints(s: Setup, state: TrainState) -> None:
     encoded = encode_checkpoint(payload) if payload else None  # once for last and best
     for path in dict.fromkeys(r.path for r in requests):
         if encoded is not None:
-            atomic_write_bytes(path, encoded)
+            writer.write(path, encoded)
         state.written[Path(path).stem] = Path(path)
 
 
-def _finish(s: Setup, state: TrainState, logs: dict[str, float], seconds: float) -> FitResult:
+def _finish(
+    s: Setup, state: TrainState, logs: dict[str, float], seconds: float, writer: BackgroundWriter
+) -> FitResult:
     for cb in s.callbacks:
         cb.on_fit_end(state, logs)
     if s.distributed is not None:
         s.distributed.follow_main(state)
     if not state.diverged:
-        _write_checkpoints(s, state)
+        _write_checkpoints(s, state, writer)
     restored = None
     if state.requests.restore is not None:
         s.model.load_state_dict(state.requests.restore)
