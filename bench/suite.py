@@ -83,11 +83,12 @@ def _run_config(workload: str, smoke: bool) -> Any:
     })  # fmt: skip
 
 
-def _skier_defaults(workload: str, smoke: bool) -> tuple[list[float], list[float]]:
+def _skier_defaults(workload: str, smoke: bool) -> tuple[list[float], list[float], int]:
     """``run_training`` as ``skier train`` runs it: progress bar on (to stderr), a checkpoint
     every epoch (last and best), the record (run directory, metrics, store row), validation every
     epoch, figures and report at the end. An epoch's time runs from one epoch's end to the next,
-    so it includes the previous epoch's checkpoint write."""
+    so it includes the previous epoch's checkpoint write. It loads the data itself, as the
+    command does (the process holds no other copy: peak memory is comparable)."""
     import tempfile
 
     from skier.runner import run_training
@@ -102,8 +103,9 @@ def _skier_defaults(workload: str, smoke: bool) -> tuple[list[float], list[float
     with tempfile.TemporaryDirectory() as out:
         outcome = run_training(_run_config(workload, smoke), out_dir=out, progress=True,
                                callbacks=[Clock()])  # fmt: skip
+        result = json.loads((outcome.run_dir / "result.json").read_text())
     times = [b - a for a, b in itertools.pairwise(marks)]
-    return times, outcome.result.history.column("loss")
+    return times, outcome.result.history.column("loss"), int(result["data"]["sizes"]["train"])
 
 
 def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
@@ -115,6 +117,9 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
     from skier.models import build_model
 
     spec = _spec(workload, smoke)
+    if variant == "skier_defaults":
+        times, losses, examples = _skier_defaults(workload, smoke)
+        return _found(workload, variant, spec, times, losses, examples)
     config = _run_config(workload, smoke)
     data = load_data(config.data)
     torch.manual_seed(0)
@@ -130,8 +135,6 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
                      progress="off")  # fmt: skip
         times = result.history.column("epoch_time")[1:]
         losses = result.history.column("loss")
-    elif variant == "skier_defaults":
-        times, losses = _skier_defaults(workload, smoke)
     elif variant.split("_")[0] in PEERS:
         import peers
 
@@ -163,17 +166,24 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
             losses.append(float(total) / len(y))
             times.append(time.perf_counter() - t0)
         times = times[1:]
+    return _found(workload, variant, spec, times, losses, len(y))
+
+
+def _found(workload: str, variant: str, spec: dict[str, Any], times: list[float],
+           losses: list[float], examples: int) -> dict[str, Any]:  # fmt: skip
+    import torch
+
     flops = None
     if spec["data"] == "synthetic":
         sizes = [784, *spec["hidden"], 10]
         forward = 2 * sum(a * b for a, b in itertools.pairwise(sizes))
-        flops = 3 * forward * len(y)  # per epoch: forward + backward ≈ 3x forward
+        flops = 3 * forward * examples  # per epoch: forward + backward ≈ 3x forward
     return {
         "workload": workload,
         "variant": variant,
         "epoch_times": times,
         "losses": losses,
-        "examples": len(y),
+        "examples": examples,
         "flops_per_epoch": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
@@ -236,7 +246,7 @@ def _extra(name: str, smoke: bool, work: Path) -> dict[str, Any]:
                         ["--rounds", "1", "--batch-points", "1", "8", "--loader-rows", "3"])],
         "tune": [python, str(HERE / "bench_tune.py"), "--json", str(out),
                  *(["--quick", "--trials", "2", "--no-baseline"] if smoke else
-                   ["--trials", "20", "--workers", "2"])],
+                   ["--trials", "12", "--workers", "2"])],
         "lessons": [skier, "lesson", "run", *(["downhill", "--quick"] if smoke else ["--all"]),
                     "--out", str(work / "lessons")],
     }[name]  # fmt: skip

@@ -10,25 +10,55 @@ from pathlib import Path
 
 import pytest
 
-SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SUITE = BENCH / "suite.py"
+PEERS_PYTHON = BENCH / ".peers" / "bin" / "python"
+
+
+def _suite(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--smoke", "--json", str(out), *args],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(json.loads(out.read_text()))
 
 
 @pytest.mark.slow
-def test_the_suite_runs_every_workload_and_variant(tmp_path: Path) -> None:
-    out = tmp_path / "smoke.json"
-    proc = subprocess.run(
-        [sys.executable, str(SUITE), "--smoke", "--json", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(out.read_text())
+def test_the_suite_runs_every_workload_variant_and_benchmark(tmp_path: Path) -> None:
+    record = _suite(tmp_path, "--peers", "off")
     assert record["smoke"] is True and record["matmul_gflops"] > 0
     assert record["import_skier_s"] > 0 and record["skier_help_s"] > 0
     assert set(record["workloads"]) == {"W1", "W2", "W3", "W4"}
     for workload, variants in record["workloads"].items():
-        assert set(variants) == {"loop_a", "loop_b", "skier"}, workload
+        assert set(variants) == {"loop_a", "loop_b", "skier", "skier_defaults"}, workload
         assert variants["loop_b"]["ratio_to_loop_b"] == 1.0
         for found in variants.values():
             assert found["median_epoch_s"] > 0 and found["peak_rss_mb"] > 0
             assert math.isfinite(found["final_loss"]) and found["final_loss"] < 10
     assert record["workloads"]["W1"]["skier"]["achieved_gflops"] > 0
+    # every other benchmark ran to the end and left its figures
+    extras = record["extras"]
+    assert set(extras) == {"time_to_accuracy", "landscape", "tune", "lessons"}
+    assert all(e["returncode"] == 0 and e["wall_s"] > 0 for e in extras.values())
+    assert extras["time_to_accuracy"]["result"]["skier"]["0"]["epochs"] == 30
+    assert extras["landscape"]["result"]["points"] == 11
+    assert extras["tune"]["result"]["runs"][0]["counts"]
+    # and the targets were judged from those figures
+    judged = {t["target"]: t for t in record["targets"]}
+    assert judged["import skier (s)"]["value"] == record["import_skier_s"]
+    assert "W1 skier / loop_b epoch" in judged and "W3 skier_defaults peak RSS (MB)" in judged
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PEERS_PYTHON.is_file(), reason="no peers environment: bench/setup_peers.sh")
+def test_the_peers_train_the_same_workload(tmp_path: Path) -> None:
+    record = _suite(tmp_path, "--workloads", "W3", "--extras")
+    variants = record["workloads"]["W3"]
+    peers = [v for v in variants if v.split("_")[0] in ("lightning", "skorch", "keras", "fastai")]
+    assert len(peers) == 8
+    for name in peers:
+        assert "error" not in variants[name], (name, variants[name])
+        assert variants[name]["median_epoch_s"] > 0
+    assert any(t["target"].startswith("W3 skier_defaults / ") for t in record["targets"])

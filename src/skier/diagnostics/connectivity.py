@@ -39,7 +39,7 @@ from skier.diagnostics._common import (
     preserved,
     trainable_parameters,
 )
-from skier.diagnostics.landscape import _BN, _Evaluator, recompute_batch_norm
+from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_norm
 from skier.errors import ConfigError, DataError, ModelError
 from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
@@ -192,11 +192,11 @@ def evaluate_path(
     ``train`` first. The caller restores the model (this writes its weights and buffers).
     """
     params = [p for _, p in trainable_parameters(model)]
-    has_bn = recompute_bn and any(isinstance(m, _BN) for m in model.modules())
-    on_train = _Evaluator(
+    has_bn = recompute_bn and any(isinstance(m, BATCH_NORM) for m in model.modules())
+    on_train = Evaluator(
         model, train, classification=classification, batch_size=batch_size, batch_points=1
     )
-    on_test = _Evaluator(
+    on_test = Evaluator(
         model, test, classification=classification, batch_size=batch_size, batch_points=1
     )
     out = {m: np.full(len(points), np.nan) for m in METRICS}
@@ -447,7 +447,7 @@ def _ensemble(
 ) -> dict[str, Any]:  # fmt: skip
     """Averaged predictions of models sampled along the curve, against the endpoints alone."""
     params = [p for _, p in trainable_parameters(model)]
-    has_bn = any(isinstance(m, _BN) for m in model.modules())
+    has_bn = any(isinstance(m, BATCH_NORM) for m in model.modules())
     ts = np.linspace(0.0, 1.0, cfg.ensemble_points)
     outputs = []
     model.eval()
@@ -520,8 +520,8 @@ def _plane(
     xs = np.linspace(-m * u_norm, (1 + m) * u_norm, cfg.plane_points)
     ys = np.linspace(-m * high_y, (1 + m) * high_y, cfg.plane_points)
     params = [p for _, p in trainable_parameters(model)]
-    has_bn = any(isinstance(mod, _BN) for mod in model.modules())
-    ev = _Evaluator(model, train, classification=classification,
+    has_bn = any(isinstance(mod, BATCH_NORM) for mod in model.modules())
+    ev = Evaluator(model, train, classification=classification,
                     batch_size=cfg.eval_batch_size, batch_points=1)  # fmt: skip
     loss = np.full((len(ys), len(xs)), np.nan)
     model.eval()

@@ -1,0 +1,151 @@
+"""Evaluating a model at many weight settings on one in-memory split, and re-estimating batch
+norm: shared by the landscapes and mode connectivity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skier.data.types import Split
+from skier.diagnostics._common import ParamList, trainable_parameters
+
+__all__ = ["BATCH_NORM", "Evaluator", "recompute_batch_norm"]
+
+BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
+
+
+class Evaluator:
+    """Loss and error of the model at many weight settings, on one in-memory split."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        split: Split,
+        *,
+        classification: bool,
+        batch_size: int,
+        batch_points: int,
+    ) -> None:
+        self.model = model
+        self.split = split
+        self.classification = classification
+        self.batch_size = batch_size
+        self.batch_points = batch_points
+        self.names = [n for n, _ in trainable_parameters(model)]
+        self.params = [p for _, p in trainable_parameters(model)]
+
+    @torch.no_grad()
+    def at(self, weights: Sequence[ParamList]) -> tuple[list[float], list[float]]:
+        """Loss and error for each parameter list in ``weights``."""
+        if self.batch_points > 1 and len(weights) > 1:
+            return self._batched(weights)
+        losses, errors = [], []
+        for w in weights:
+            for p, value in zip(self.params, w, strict=True):
+                p.copy_(value)
+            loss, error = self._one()
+            losses.append(loss)
+            errors.append(error)
+        return losses, errors
+
+    def _one(self) -> tuple[float, float]:
+        split, n = self.split, len(self.split)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=split.device)
+        wrong = torch.zeros((), dtype=torch.int64, device=split.device)
+        for start in range(0, n, self.batch_size):
+            inputs = tuple(t[start : start + self.batch_size] for t in split.inputs)
+            y = split.targets[start : start + self.batch_size]
+            out = self.model(*inputs).float()
+            loss_sum += self._loss_sum(out, y)
+            if self.classification:
+                wrong += (out.argmax(dim=-1) != y).sum()
+        # One synchronisation per point: both numbers come back together.
+        both = torch.stack([loss_sum, wrong.to(torch.float64)]).tolist()
+        return both[0] / n, (both[1] / n if self.classification else math.nan)
+
+    def _loss_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classification:
+            return F.cross_entropy(out, y, reduction="sum")
+        per = F.mse_loss(out, y.reshape(out.shape), reduction="sum")
+        return per / max(out[0].numel(), 1)
+
+    def _batched(self, weights: Sequence[ParamList]) -> tuple[list[float], list[float]]:
+        # Several points in one forward pass: vmap over stacked parameters, shared inputs.
+        from torch.func import functional_call, vmap
+
+        buffers = dict(self.model.named_buffers())
+        losses: list[float] = []
+        errors: list[float] = []
+        split, n = self.split, len(self.split)
+        for first in range(0, len(weights), self.batch_points):
+            chunk = weights[first : first + self.batch_points]
+            stacked = {
+                name: torch.stack([w[i] for w in chunk]) for i, name in enumerate(self.names)
+            }
+            k = len(chunk)
+            loss_sum = torch.zeros(k, dtype=torch.float64, device=split.device)
+            wrong = torch.zeros(k, dtype=torch.int64, device=split.device)
+
+            def forward(params: dict[str, torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+                return functional_call(self.model, ({**params, **buffers}), inputs)
+
+            for start in range(0, n, self.batch_size):
+                inputs = tuple(t[start : start + self.batch_size] for t in split.inputs)
+                y = split.targets[start : start + self.batch_size]
+                in_dims = (0,) + (None,) * len(inputs)
+                out = vmap(forward, in_dims=in_dims)(stacked, *inputs).float()  # k x b x c
+                if self.classification:
+                    flat = out.reshape(-1, out.shape[-1])
+                    per = F.cross_entropy(flat, y.repeat(k), reduction="none").reshape(k, -1)
+                    loss_sum += per.sum(dim=1)
+                    wrong += (out.argmax(dim=-1) != y).sum(dim=1)
+                else:
+                    target = y.reshape(out.shape[1:]).expand_as(out)
+                    per = (out - target).pow(2).reshape(k, -1).sum(dim=1)
+                    loss_sum += per / max(out[0, 0].numel(), 1)
+            values = torch.stack([loss_sum, wrong.to(torch.float64)]).tolist()
+            losses += [v / n for v in values[0]]
+            errors += [w / n if self.classification else math.nan for w in values[1]]
+        return losses, errors
+
+
+def recompute_batch_norm(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int = 4096,
+    generator: torch.Generator | None = None,
+) -> None:
+    """Re-estimate every batch-norm layer's running statistics on ``split`` (in place).
+
+    The statistics are averaged over the split's batches (``momentum=None``) with dropout off;
+    a split of up to ``batch_size`` examples is one batch, so its mean and variance are exact.
+    """
+    layers = [m for m in model.modules() if isinstance(m, BATCH_NORM)]
+    if not layers:
+        return
+    saved = [(m, m.momentum, m.training) for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        n = len(split)
+        order = torch.randperm(n, generator=generator).to(split.device)
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                if index.numel() < 2:
+                    continue  # batch norm cannot use a batch of one in train mode
+                model(*(t[index] for t in split.inputs))
+    finally:
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+        model.train(was_training)

@@ -1,0 +1,344 @@
+"""Where a diagnostic starts and how it is recorded: :class:`Source` (a config or a finished run,
+with its data and model), and the recorder that gives every diagnostic its own run directory and
+store row, linked to the run it looked at, and refreshes that run's report."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from skier._io import atomic_write_text
+from skier.config import (
+    RunConfig,
+    config_to_yaml,
+)
+from skier.data import DataBundle, load_data
+from skier.errors import CheckpointError, ConfigError, SkierError
+from skier.models import build_model, initialize
+from skier.plots import save_figure
+from skier.record import RunDir, RunStore, default_store_url, new_run_id
+from skier.report import write_report
+from skier.train.checkpoint import load_model_weights
+
+__all__ = [
+    "DiagnosticOutcome",
+    "Echo",
+    "Recorder",
+    "Source",
+    "Weights",
+    "initial_model",
+    "load_source",
+    "recorded",
+    "refresh_report",
+]
+
+Echo = Callable[[str], None]
+Weights = Literal["final", "best", "last", "init"]
+
+
+@dataclass
+class Source:
+    """What a diagnostic looks at: a run config, its data, and a model with chosen weights.
+
+    ``run_dir`` is the finished run it came from (None for a bare config).
+    """
+
+    config: RunConfig
+    data: DataBundle
+    model: Any
+    weights: str
+    run_dir: RunDir | None = None
+    base_dir: Path | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run_dir.run_id if self.run_dir is not None else None
+
+    def describe(self) -> str:
+        where = f"run {self.run_id}" if self.run_dir is not None else "config"
+        return f"{where} ({self.weights} weights)"
+
+
+@dataclass
+class DiagnosticOutcome:
+    """Where a diagnostic run was written and what it found."""
+
+    kind: str
+    run_id: str
+    run_dir: Path
+    store_url: str
+    result: Any
+    source_run: str | None
+    figures: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def initial_model(config: RunConfig, data: DataBundle, base_dir: Path | None) -> Any:
+    """The model exactly as the run started it: the run seeds before building (see
+    ``training._build``), so the same config gives the same initial weights."""
+    import torch
+
+    weights = None
+    if config.init.pretrained is not None:
+        path = Path(config.init.pretrained).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        weights = load_model_weights(path)
+    torch.manual_seed(config.train.seed)
+    model = build_model(
+        config.model,
+        input_shape=data.input_shape,
+        output_size=data.output_size,
+        categorical_cardinalities=data.categorical_cardinalities,
+    )
+    initialize(model, config.init, pretrained=weights)
+    return model
+
+
+def _checkpoint_for(run_dir: RunDir, weights: Weights) -> Path:
+    best, last = run_dir.checkpoints / "best.pt", run_dir.checkpoints / "last.pt"
+    if weights == "final":
+        # The weights the run ended with: early stopping's restore_best leaves the best ones.
+        restored = False
+        if run_dir.result_json.is_file():
+            restored = bool(run_dir.read_result().get("restored"))
+        chosen = best if restored and best.is_file() else last
+    else:
+        chosen = best if weights == "best" else last
+    if not chosen.is_file():
+        raise CheckpointError(
+            f"run directory {str(run_dir.path)!r} must have checkpoints/{chosen.name} for the "
+            f"{weights!r} weights; it has none (was checkpoint.enabled off?)."
+        )
+    return chosen
+
+
+def load_source(
+    source: str | Path | RunConfig,
+    *,
+    weights: Weights = "final",
+    overrides: tuple[str, ...] | list[str] = (),
+    base_dir: str | Path | None = None,
+) -> Source:
+    """A finished run directory (its config, data and checkpoint) or a config (YAML path or
+    :class:`RunConfig`: the model at its initial weights).
+
+    ``weights``: ``final`` (what the run ended with), ``best``, ``last`` or ``init`` (rebuilt
+    from the config's seed). ``overrides`` are ``--set`` values applied to the config, e.g. a
+    different ``data`` split; the model's architecture must stay the same.
+    """
+    from skier.config import load_config
+
+    run_dir: RunDir | None = None
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(source, RunConfig):
+        config = source
+        if overrides:
+            raise ConfigError("overrides must be applied to the config before it is passed in.")
+    else:
+        path = Path(source)
+        if path.is_dir():
+            run_dir = RunDir(path)
+            if not run_dir.config_path.is_file():
+                raise ConfigError(
+                    f"source must be a config file or a run directory with config.yaml; got "
+                    f"{str(path)!r}, a folder without one."
+                )
+            config = load_config(run_dir.config_path, overrides)
+        else:
+            config = load_config(path, overrides)
+            base = base or path.resolve().parent
+    if config.optim.lr == "auto":
+        config = config.model_copy(
+            update={"optim": config.optim.model_copy(update={"lr": config.lr_find.start_lr})}
+        )
+    data = load_data(config.data, base_dir=base)
+    model = initial_model(config, data, base)
+    if run_dir is not None and weights != "init":
+        model.load_state_dict(load_model_weights(_checkpoint_for(run_dir, weights)))
+    elif run_dir is None and weights != "init":
+        weights = "init"  # a bare config has no trained weights
+    return Source(config, data, model, weights, run_dir, base)
+
+
+# --- recording -----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """One diagnostic run: its directory, store row, files and report."""
+
+    def __init__(
+        self,
+        kind: str,
+        source: Source,
+        settings: Mapping[str, Any],
+        *,
+        out_dir: str | Path | None,
+        store_url: str | None,
+        resume_dir: str | Path | None = None,
+    ) -> None:
+        self.kind, self.source, self.settings = kind, source, dict(settings)
+        if resume_dir is not None:
+            self.run_dir = RunDir(resume_dir)
+            root = self.run_dir.path.parent
+        elif out_dir is not None:
+            root = Path(out_dir)
+        elif source.run_dir is not None:
+            root = source.run_dir.path.parent
+        else:
+            root = Path(source.config.record.dir)
+        self.url = store_url or source.config.record.store or default_store_url(root)
+        self.store = RunStore(self.url).open()
+        if resume_dir is not None:
+            self.run_id = self.run_dir.run_id
+            self.store.resume_run(self.run_id)
+        else:
+            self.run_id = new_run_id()
+            self.run_dir = RunDir.create(root, self.run_id)
+            self.run_dir.checkpoints.rmdir()  # a diagnostic writes no checkpoints
+            cfg = source.config
+            name = f"{kind}-{cfg.record.name or f'{cfg.data.name}-{cfg.model.name}'}"
+            config = {**source.config.model_dump(mode="json"), kind: self.settings}
+            self.store.create_run(
+                name,
+                config,
+                self.run_dir.path,
+                kind=kind,
+                task=source.data.task,
+                run_id=self.run_id,
+                parent_id=self._parent(),
+            )
+            self.run_dir.write_config(config_to_yaml(source.config))
+            settings_text = yaml.safe_dump(
+                {"source": self._source_text(), "weights": source.weights, **self.settings},
+                sort_keys=False,
+            )
+            atomic_write_text(self.run_dir.path / f"{kind}.yaml", settings_text)
+        self.started = time.perf_counter()
+        self.figures: dict[str, Path] = {}
+
+    def _parent(self) -> str | None:
+        if self.source.run_dir is None:
+            return None
+        try:  # the source run may live in another store
+            self.store.get_run(self.source.run_dir.run_id)
+        except SkierError:
+            return None
+        return self.source.run_dir.run_id
+
+    def _source_text(self) -> str:
+        if self.source.run_dir is not None:
+            return str(self.source.run_dir.path.resolve())
+        return "config"
+
+    def figure(self, caption: str, name: str, figure: Any) -> None:
+        path = self.run_dir.path / name
+        save_figure(figure, path)
+        self.store.add_artifact(self.run_id, name, path, "figure")
+        self.figures[caption] = path
+
+    def text(self, name: str, text: str, kind: str = "csv") -> Path:
+        path = atomic_write_text(self.run_dir.path / name, text)
+        self.store.add_artifact(self.run_id, name, path, kind)
+        return path
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self.store.finish_run(self.run_id, "interrupted", error="interrupted by the user")
+        else:
+            message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
+            self.store.finish_run(
+                self.run_id, "failed", error=message, duration_s=time.perf_counter() - self.started
+            )
+        self.store.close()
+
+    def finish(self, result: Any, summary: Mapping[str, Any], title: str) -> DiagnosticOutcome:
+        seconds = time.perf_counter() - self.started
+        full = {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": "completed",
+            "source": self._source_text(),
+            "source_run": self.source.run_id,
+            "weights": self.source.weights,
+            "summary": dict(summary),
+            "result": result.to_dict(),
+            "duration_s": seconds,
+        }
+        self.run_dir.write_result(full)
+        self.store.add_artifact(self.run_id, "result.json", self.run_dir.result_json, "json")
+        self.store.add_artifact(self.run_id, "config.yaml", self.run_dir.config_path, "config")
+        write_report(
+            self.run_dir.report_html,
+            title=title,
+            config={**self.source.config.model_dump(mode="json"), self.kind: self.settings},
+            result={"run_id": self.run_id, "status": "completed", **_flat_summary(summary)},
+            figures=self.figures,
+            history=None,
+        )
+        self.store.add_artifact(self.run_id, "report.html", self.run_dir.report_html, "report")
+        self.store.finish_run(self.run_id, "completed", duration_s=seconds, summary=summary)
+        self.store.close()
+        if self.source.run_dir is not None:
+            refresh_report(self.source.run_dir)
+        return DiagnosticOutcome(
+            self.kind,
+            self.run_id,
+            self.run_dir.path,
+            self.store.safe_url,
+            result,
+            self.source.run_id,
+            dict(self.figures),
+            dict(summary),
+        )
+
+
+def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalars of a summary for the report's run table."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, (int, float, str)) or value is None:
+            out[key] = value
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(v, (int, float, str)):
+                    out[f"{key}.{k}"] = v
+    return out
+
+
+def refresh_report(run_dir: RunDir) -> Path | None:
+    """Rewrite a training run's ``report.html`` with every section its data allows, the
+    diagnostics run on it included (linked in the store beside it, ``skier.db``, or found
+    beside it: run directories whose result names it as source).
+
+    Nothing is written when the run has no result.json yet (it has not finished).
+    """
+    from skier.report import write_run_report
+
+    if not run_dir.result_json.is_file():
+        return None
+    db = run_dir.path.parent / "skier.db"
+    if not db.is_file():
+        return write_run_report(run_dir.path)
+    with RunStore(default_store_url(run_dir.path.parent)) as store:
+        return write_run_report(run_dir.path, store=store)
+
+
+def recorded(recorder: Recorder, work: Callable[[], DiagnosticOutcome]) -> DiagnosticOutcome:
+    try:
+        return work()
+    except BaseException as exc:
+        recorder.failed(exc)
+        raise
+
+
+# --- the three diagnostics -----------------------------------------------------------------------
