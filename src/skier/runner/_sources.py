@@ -20,10 +20,10 @@ from skier.config import (
 )
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, SkierError
-from skier.models import build_model, initialize
 from skier.plots import save_figure
 from skier.record import RunDir, RunStore, default_store_url, new_run_id
 from skier.report import write_report
+from skier.runner.training import build_initial_model
 from skier.train.checkpoint import load_model_weights
 
 __all__ = [
@@ -83,25 +83,10 @@ class DiagnosticOutcome:
 
 
 def initial_model(config: RunConfig, data: DataBundle, base_dir: Path | None) -> Any:
-    """The model exactly as the run started it: the run seeds before building (see
-    ``training._build``), so the same config gives the same initial weights."""
-    import torch
-
-    weights = None
-    if config.init.pretrained is not None:
-        path = Path(config.init.pretrained).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        weights = load_model_weights(path)
-    torch.manual_seed(config.train.seed)
-    model = build_model(
-        config.model,
-        input_shape=data.input_shape,
-        output_size=data.output_size,
-        categorical_cardinalities=data.categorical_cardinalities,
-    )
-    initialize(model, config.init, pretrained=weights)
-    return model
+    """The model exactly as the run started it: built and initialised by the same code as
+    :func:`~skier.runner.training.run_training` (seeded first), so the same config gives the same
+    initial weights."""
+    return build_initial_model(config, data, base_dir)
 
 
 def _checkpoint_for(run_dir: RunDir, weights: Weights) -> Path:

@@ -233,6 +233,12 @@ def _build(
     return data, model, time.perf_counter() - t0, record
 
 
+def build_initial_model(config: RunConfig, data: DataBundle, base_dir: Path | None = None) -> Any:
+    """The model a new run of ``config`` on ``data`` starts from: seeded, built, initialised and
+    given its ``init.pretrained`` weights, as :func:`run_training` does."""
+    return _build(config, base_dir, data=data)[1]
+
+
 def _choose_lr(
     config: RunConfig,
     model: Any,
