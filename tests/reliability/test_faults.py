@@ -23,7 +23,10 @@ from skier.train.checkpoint import load_checkpoint
 
 from . import _child
 
-EPOCHS = 40
+# A kill loses the epochs after the last checkpoint that landed: checkpoints are written on a
+# background thread, so the record can be one or two epochs ahead of last.pt when the kill comes,
+# and a kill costs up to ~2 epochs of progress. 60 epochs leave room for 20 kills and more.
+EPOCHS = 60
 CONFIG: dict[str, Any] = {
     "data": {"name": "synthetic", "samples": 600, "features": 12, "classes": 3},
     "model": {"hidden_sizes": [32], "dropout": 0.1},
