@@ -394,10 +394,12 @@ def test_other_bad_inputs() -> None:
 
 
 @pytest.mark.slow
-def test_valley_lr_trains_the_digits_mlp() -> None:
-    """The default suggestion, used as Adam's lr, trains the default MLP to >= 95 % on digits."""
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_valley_lr_trains_the_digits_mlp(seed: int) -> None:
+    """The default suggestion, used as Adam's lr, trains the default MLP to >= 95 % on digits
+    for every seed (measured: 96.4-98.1 % over seeds 0-4, at 1 and 2 threads alike)."""
     bundle = load_data(DataConfig())
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(
         ModelConfig(), input_shape=bundle.input_shape, output_size=bundle.output_size
     )

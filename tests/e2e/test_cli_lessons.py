@@ -19,11 +19,20 @@ def test_list_names_every_lesson_with_its_claim(skier_cli: Runner) -> None:
 
 @pytest.mark.slow
 def test_run_one_lesson_quick_writes_its_run(skier_cli: Runner, tmp_path: Path) -> None:
-    proc = skier_cli("lesson", "run", "backprop", "--quick", "--out", "runs")
+    proc = skier_cli(
+        "lesson", "run", "backprop", "--quick", "--out", "runs", "--device", "cpu",
+        "--threads", "2",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Result: the claim held for 1 of 1 seed(s)" in proc.stdout
+    assert "smallest margin +" in proc.stdout and "margin +" in proc.stdout
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
-    assert json.loads((run / "result.json").read_text())["held"] is True
+    saved = json.loads((run / "result.json").read_text())
+    assert saved["held"] is True and saved["threads"] == 2 and saved["margin"] > 0
+    assert all(c["margin"] > 0 for c in saved["trials"][0]["checks"])
+    page = (run / "report.html").read_text()
+    assert "smallest margin over seeds" in page and "chain rule" in page  # every check
+    assert "2 torch threads" in page
     assert any(p.suffix == ".png" for p in run.iterdir())
 
 
@@ -33,6 +42,8 @@ def test_run_one_lesson_quick_writes_its_run(skier_cli: Runner, tmp_path: Path) 
         (["lesson", "run", "downhil"], "Did you mean 'downhill'"),
         (["lesson", "run"], "lesson run needs NAME or --all"),
         (["lesson", "run", "backprop", "--seeds", "a"], "--seeds must be comma-separated"),
+        (["lesson", "run", "backprop", "--device", "gpu"], "--device must be cpu, cuda"),
+        (["lesson", "run", "backprop", "--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_wrong_input_exits_2(skier_cli: Runner, args: list[str], message: str) -> None:

@@ -29,6 +29,25 @@ def test_checks_compare_honestly() -> None:
         check("x", 1.0)
 
 
+def test_every_check_says_how_far_inside_its_bound_it_is() -> None:
+    assert check("x", 1.4, greater_than=1.0).margin == pytest.approx(0.4)
+    assert check("x", 0.8, greater_than=1.0).margin == pytest.approx(-0.2)  # did not hold
+    assert check("x", 0.5, less_than=2.0).margin == pytest.approx(0.75)
+    assert check("x", -0.5, less_than=-1.0).margin == pytest.approx(-0.5)
+    assert check("x", 0.25, less_than=0.0).margin == pytest.approx(-0.25)  # absolute at 0
+    # An interval: distance to the nearer end over the half-width (1 in the middle).
+    assert check("x", -0.5, between=(-0.6, -0.4)).margin == pytest.approx(1.0)
+    assert check("x", -0.42, between=(-0.6, -0.4)).margin == pytest.approx(0.2)
+    assert check("x", -0.3, between=(-0.6, -0.4)).margin == pytest.approx(-1.0)
+    assert math.isnan(check("x", math.nan, greater_than=1.0).margin)
+    assert "margin +40%" in check("x", 1.4, greater_than=1.0).line()
+
+
+def test_a_trial_must_check_something() -> None:
+    with pytest.raises(ValueError, match="at least one check; got none"):
+        Trial({"x": 1.0}, [])
+
+
 @pytest.fixture
 def toy_lessons() -> Iterator[None]:
     """Two throwaway lessons: one whose claim holds for even seeds only, one that crashes."""
@@ -59,8 +78,10 @@ def toy_lessons() -> Iterator[None]:
 def test_a_claim_holds_only_if_it_holds_for_every_seed(toy_lessons: None) -> None:
     one = run("toy-parity", quick=True)
     assert one.seeds == [0] and one.held
+    assert one.margin == pytest.approx(1.0) and "smallest margin +100%" in one.text()
     full = run("toy-parity")
     assert full.seeds == [0, 1, 2] and not full.held and full.held_count == 2
+    assert full.margin == pytest.approx(0.0)  # seed 1: 1 is not < 1, by nothing
     assert "the claim held for 2 of 3 seed(s)" in full.text()
     assert "DID NOT HOLD" in full.text()
     record = full.to_dict()

@@ -41,11 +41,37 @@ def _seeds(value: str | None) -> list[int] | None:
     return seeds
 
 
+def _device(name: str) -> str:
+    """``--device`` checked before anything runs; ``auto`` becomes the device it picks."""
+    import re
+
+    import torch
+
+    from skier.errors import ConfigError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise ConfigError(f"--device must be cpu, cuda, cuda:N, mps or auto; got {name!r}.")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device must be an available device; got {name!r}. No CUDA: use cpu.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device must be an available device; got {name!r}. Use cpu.")
+    return name
+
+
 @lesson_group.command("run")
 @click.argument("names", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Every lesson, and the course report.")
 @click.option("--quick", is_flag=True, help="The small versions (one seed; what the tests run).")
 @click.option("--seeds", default=None, help="Comma-separated seeds [full: 0,1,2; quick: 0].")
+@click.option(
+    "--device", default="cpu", show_default=True,
+    help="Where every lesson trains: cpu, cuda, cuda:N, mps or auto.",
+)  # fmt: skip
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="torch CPU threads for the lessons."
+)
 @click.option("--out", default="runs", show_default=True, help="Folder for run directories.")
 @store_option
 def lesson_run(
@@ -53,6 +79,8 @@ def lesson_run(
     run_all: bool,
     quick: bool,
     seeds: str | None,
+    device: str,
+    threads: int,
     out: str,
     store: str | None,
 ) -> None:
@@ -71,10 +99,14 @@ def lesson_run(
     for name in names:
         get_lesson(name)  # every name checked before anything runs
     chosen = _seeds(seeds)
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1; got {threads}.")
+    device = _device(device)
     if len(names) == 1:
         outcome = run_lesson(
-            names[0], quick=quick, seeds=chosen, out_dir=out, store_url=store, echo=click.echo
-        )
+            names[0], quick=quick, seeds=chosen, out_dir=out, store_url=store, device=device,
+            threads=threads, echo=click.echo,
+        )  # fmt: skip
         if outcome.result is None:
             click.echo(f"lesson {outcome.name} failed: {outcome.error}", err=True)
             raise SystemExit(1)
@@ -84,7 +116,7 @@ def lesson_run(
         return
     course = run_course(
         quick=quick, names=list(names) or None, seeds=chosen, out_dir=out, store_url=store,
-        echo=click.echo,
+        device=device, threads=threads, echo=click.echo,
     )  # fmt: skip
     failed = [o.name for o in course.lessons if o.result is None]
     click.echo(

@@ -40,16 +40,30 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Check:
-    """One measured inequality: ``what`` was ``value``; the claim needs ``expected``."""
+    """One measured inequality: ``what`` was ``value``; the claim needs ``expected``.
+
+    ``margin`` is how far ``value`` is inside its bound, relative to the bound: ``0.4`` for
+    ``1.4 > 1``, ``-0.2`` for ``0.8 > 1`` (it did not hold); for an interval, the distance to
+    the nearer end relative to the half-width (1 in the middle, 0 at an end). A bound of 0
+    makes the margin absolute. A check whose margin is a few percent holds by
+    rounding, not by the claim: another CPU or thread count may turn it.
+    """
 
     what: str
     value: float
     expected: str
     held: bool
+    margin: float = math.nan
 
     def line(self) -> str:
         mark = "held" if self.held else "DID NOT HOLD"
-        return f"{self.what}: {self.value:.4g} (expected {self.expected}) — {mark}"
+        margin = f", margin {self.margin:+.0%}" if math.isfinite(self.margin) else ""
+        return f"{self.what}: {self.value:.4g} (expected {self.expected}{margin}) — {mark}"
+
+
+def _relative(distance: float, bound: float) -> float:
+    """``distance`` past ``bound`` relative to the bound's size (absolute for a bound of 0)."""
+    return distance / abs(bound) if bound != 0 else distance
 
 
 def check(
@@ -62,18 +76,31 @@ def check(
 ) -> Check:
     """A :class:`Check` of ``value`` against one bound (or a closed interval).
 
-    >>> check("slope", -0.48, between=(-0.65, -0.35)).held
-    True
+    >>> found = check("slope", -0.48, between=(-0.65, -0.35))
+    >>> found.held, round(found.margin, 2)
+    (True, 0.87)
+    >>> round(check("speed-up", 3.0, greater_than=2.0).margin, 2)
+    0.5
     """
     value = float(value)
     if between is not None:
         low, high = between
-        return Check(what, value, f"between {low:g} and {high:g}", low <= value <= high)
+        half = (high - low) / 2
+        margin = min(value - low, high - value) / half if half > 0 else math.nan
+        expected = f"between {low:g} and {high:g}"
+        return Check(what, value, expected, low <= value <= high, _finite_or_nan(margin))
     if less_than is not None:
-        return Check(what, value, f"< {less_than:g}", value < less_than)
+        margin = _relative(less_than - value, less_than)
+        return Check(what, value, f"< {less_than:g}", value < less_than, _finite_or_nan(margin))
     if greater_than is not None:
-        return Check(what, value, f"> {greater_than:g}", value > greater_than)
+        margin = _relative(value - greater_than, greater_than)
+        held = value > greater_than
+        return Check(what, value, f"> {greater_than:g}", held, _finite_or_nan(margin))
     raise ValueError("check needs less_than, greater_than or between")
+
+
+def _finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else math.nan
 
 
 @dataclass
@@ -100,9 +127,20 @@ class Trial:
     figures: dict[str, Figure] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # A trial that checks nothing would pass vacuously: that is a broken lesson, not a claim.
+        if not self.checks:
+            raise ValueError("a lesson's trial must make at least one check; got none.")
+
     @property
     def held(self) -> bool:
         return all(c.held for c in self.checks)
+
+    @property
+    def margin(self) -> float:
+        """The smallest margin of its checks: how near the trial came to not holding."""
+        margins = [c.margin for c in self.checks if math.isfinite(c.margin)]
+        return min(margins) if margins else math.nan
 
 
 @dataclass(frozen=True)
@@ -127,6 +165,7 @@ class LessonResult:
     seeds: list[int]
     trials: list[Trial]
     seconds: float
+    threads: int = 1
 
     @property
     def name(self) -> str:
@@ -146,6 +185,12 @@ class LessonResult:
         return sum(t.held for t in self.trials)
 
     @property
+    def margin(self) -> float:
+        """The smallest margin of any check on any seed (negative if a check did not hold)."""
+        margins = [t.margin for t in self.trials if math.isfinite(t.margin)]
+        return min(margins) if margins else math.nan
+
+    @property
     def checks(self) -> list[Check]:
         """The first seed's checks (every seed's are in :attr:`trials`)."""
         return self.trials[0].checks
@@ -158,6 +203,13 @@ class LessonResult:
     def figures(self) -> dict[str, Figure]:
         return self.trials[0].figures
 
+    def _margin_text(self) -> str:
+        if not math.isfinite(self.margin):
+            return ""
+        return (
+            f"; smallest margin {self.margin:+.0%} (how far the nearest check was inside its bound)"
+        )
+
     def text(self) -> str:
         """The lesson as a short text: claim, set-up, measurements, verdict."""
         lines = [
@@ -168,7 +220,7 @@ class LessonResult:
             f"Set-up: {self.lesson.setup}" + (" (quick version)" if self.quick else ""),
             "",
             f"Result: the claim held for {self.held_count} of {len(self.trials)} seed(s) "
-            f"({', '.join(map(str, self.seeds))}).",
+            f"({', '.join(map(str, self.seeds))}){self._margin_text()}.",
             "",
         ]
         for seed, trial in zip(self.seeds, self.trials, strict=True):
@@ -195,6 +247,8 @@ class LessonResult:
             "seeds": self.seeds,
             "held": self.held,
             "held_count": self.held_count,
+            "margin": num(self.margin),
+            "threads": self.threads,
             "trials": [
                 {
                     "seed": seed,
@@ -206,6 +260,7 @@ class LessonResult:
                             "value": num(c.value),
                             "expected": c.expected,
                             "held": c.held,
+                            "margin": num(c.margin),
                         }
                         for c in t.checks
                     ],
@@ -262,21 +317,28 @@ def run(
     *,
     seeds: Sequence[int] | None = None,
     device: str = "cpu",
+    threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> LessonResult:
-    """Run lesson ``name``: one seed in the quick version, seeds 0, 1, 2 in the full one."""
+    """Run lesson ``name``: one seed in the quick version, seeds 0, 1, 2 in the full one.
+
+    ``threads`` is the number of torch CPU threads the lesson trains with (1 by default: the
+    lessons' models are small, and one thread is as fast on an idle machine and far faster on a
+    busy one); the caller's setting is put back. Another thread count changes the order of
+    floating-point sums, as another CPU does, so a verdict that holds by a margin holds at both.
+    """
     item = get_lesson(name)
     chosen = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
     if not chosen:
         raise ConfigError("seeds must name at least one seed; got none.")
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1; got {threads!r}.")
     import torch
 
     t0 = time.perf_counter()
     trials = []
-    threads = torch.get_num_threads()
-    # The lessons train small models: one thread is as fast on an idle machine and far faster
-    # on a busy one (threads waiting on each other); the caller's setting is put back.
-    torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         for i, seed in enumerate(chosen):
             if progress is not None:
@@ -284,8 +346,8 @@ def run(
             context = Context(seed=seed, quick=quick, draw=i == 0, device=device)
             trials.append(item.experiment(context))
     finally:
-        torch.set_num_threads(threads)
-    return LessonResult(item, quick, chosen, trials, time.perf_counter() - t0)
+        torch.set_num_threads(previous)
+    return LessonResult(item, quick, chosen, trials, time.perf_counter() - t0, threads)
 
 
 def measurements_table(results: Mapping[str, LessonResult]) -> list[tuple[str, bool, int, int]]:

@@ -88,13 +88,14 @@ _OPTIMIZERS: list[tuple[str, dict[str, Any]]] = [
     "Adam, AdamW, Adadelta, Lookahead around Adam) at their usual lr get lower than SGD too.",
     setup="Digits, an MLP 64-64-10 (ReLU) from the same seeded initialisation for each; "
     "batches of 32; SGD, momentum 0.9 and Nesterov at lr 0.01, RMSprop, Adam, AdamW (weight "
-    "decay 0.01) and Lookahead (k 5, α 0.5) around Adam at lr 1e-3, Adadelta at lr 1; 4 epochs "
-    "(quick) or 10; the training loss after each epoch.",
-    seconds=(1.5, 8.0),
+    "decay 0.01) and Lookahead (k 5, α 0.5) around Adam at lr 1e-3, Adadelta at lr 1; 8 epochs "
+    "(quick) or 10; the training loss after each epoch. (With 4 epochs SGD had lowered the "
+    "loss by only 3.5-5%, too near the 2% the check asks for.)",
+    seconds=(3.0, 8.0),
 )
 def optimizers(ctx: Context) -> Trial:
     data = digits()
-    epochs = ctx.pick(4, 10)
+    epochs = ctx.pick(8, 10)
     initial = evaluate(mlp(data, [64, 64], seed=ctx.seed), data.train)["loss"]
     curves: dict[str, list[float]] = {}
     for label, settings in _OPTIMIZERS:
@@ -151,7 +152,7 @@ def _schedules(epochs: int, steps: int, lr: float) -> list[tuple[str, dict[str, 
 
 
 # The warm-up experiment: a deep residual MLP and SGD at a peak lr too high to start at.
-_WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS = [64] * 8, 0.7, 10
+_WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.2, 12, 6
 
 
 @lesson(
@@ -162,18 +163,22 @@ _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS = [64] * 8, 0.7, 10
     "cyclical, one-cycle; annealing the lr toward the end (step, cosine, one-cycle) ends at a "
     "lower loss than a constant lr; a high lr at which training diverges from the start "
     "trains when the lr is warmed up to it.",
-    setup="Digits, an MLP 64-64-10 with momentum SGD (0.9), batches of 32, peak lr 0.1, over 4 "
-    "epochs (quick) or 8: constant; step (÷10 every third of the run); cosine to 0; a 1-epoch "
+    setup="Digits, an MLP 64-64-10 with momentum SGD (0.9), batches of 32, peak lr 0.1, over 8 "
+    "epochs: constant; step (÷10 every third of the run); cosine to 0; a 1-epoch "
     "linear warm-up then cosine; cyclical (triangular, 0.01 to 0.1, a 2-epoch period); "
     "one-cycle (torch's defaults; these two also cycle the momentum). Warm-up: a residual "
-    "MLP with eight hidden layers of 64, plain SGD at lr 0.7 with a cosine decay over 10 "
-    "epochs, batches of 64, started at lr 0.7 or warmed up linearly over the first 4 epochs; "
-    "its training loss at the end.",
-    seconds=(1.5, 6.0),
+    "MLP with 16 hidden layers of 64 and no normalization (its residual sums grow with depth: "
+    "the loss at initialisation is 14 to 34), plain SGD at lr 0.2 with a cosine decay over 12 "
+    "epochs, batches of 64, started at lr 0.2 or warmed up linearly over the first 6 epochs; "
+    "whether a loss turned non-finite, and the training loss at the end. (Measured while "
+    "choosing the set-up: at lr 0.02 the same net trains without warm-up, so the failure is "
+    "the lr's; with 8 hidden layers at lr 0.7, or with a 4-epoch warm-up at lr 0.2-0.3, "
+    "one seed in five to ten diverged even after the warm-up.)",
+    seconds=(4.0, 8.0),
 )
 def lr_schedules(ctx: Context) -> Trial:
     data = digits()
-    epochs, lr, batch = ctx.pick(4, 8), 0.1, 32
+    epochs, lr, batch = 8, 0.1, 32  # with 4 epochs annealing's gain was 0.30-0.85x: luck
     steps = math.ceil(len(data.train) / batch)
     runs: dict[str, FitResult] = {}
     for label, schedule in _schedules(epochs, steps, lr):
@@ -184,7 +189,7 @@ def lr_schedules(ctx: Context) -> Trial:
         f"final_loss_{label}": _losses(result)[-1] for label, result in runs.items()
     }
     warm: dict[int, FitResult] = {}
-    for warmup in (0, 4):
+    for warmup in (0, _WARMUP):
         model = mlp(data, _WARM_HIDDEN, seed=ctx.seed, residual=True)
         schedule = {"name": "cosine", "interval": "step", "warmup_epochs": warmup}
         warm[warmup] = _train(ctx, model, data.train, optimizer="sgd", lr=_WARM_LR,
@@ -199,11 +204,15 @@ def lr_schedules(ctx: Context) -> Trial:
     measured["worst_annealed_over_constant"] = (
         max(measured[f"final_loss_{k}"] for k in annealed) / measured["final_loss_constant"]
     )
+    warmed = f"warmup{_WARMUP}"
     checks = [
-        check("largest epoch training loss at lr 0.7 without warm-up (non-finite = 1e6)",
-              measured["warmup0_largest_epoch_loss"], greater_than=10 * _CHANCE),
-        check("final training loss at lr 0.7 after a 4-epoch warm-up",
-              measured["warmup4_final_loss"], less_than=0.1),
+        check(f"largest epoch training loss at lr {_WARM_LR:g} without warm-up "
+              "(non-finite = 1e6)", measured["warmup0_largest_epoch_loss"],
+              greater_than=10 * _CHANCE),
+        check(f"training ended by a non-finite loss after a {_WARMUP}-epoch warm-up (1 = yes)",
+              measured[f"{warmed}_stopped_non_finite"], less_than=0.5),
+        check(f"final training loss at lr {_WARM_LR:g} after a {_WARMUP}-epoch warm-up",
+              measured[f"{warmed}_final_loss"], less_than=0.1),
         check("largest final loss of step, cosine and one-cycle / constant lr's",
               measured["worst_annealed_over_constant"], less_than=0.75),
     ]  # fmt: skip
@@ -222,7 +231,7 @@ def lr_schedules(ctx: Context) -> Trial:
         middle.set_xlabel("epoch")
         middle.set_ylabel("training loss")
         middle.set_title(f"MLP 64-64, momentum SGD, peak lr {lr:g}", fontsize=9)
-        for warmup, color in ((0, "tab:red"), (4, "tab:green")):
+        for warmup, color in ((0, "tab:red"), (_WARMUP, "tab:green")):
             curve = _losses(warm[warmup])
             label = "no warm-up" if warmup == 0 else f"{warmup}-epoch warm-up"
             right.plot(range(1, len(curve) + 1), curve, "o-", ms=3, color=color, label=label)
@@ -247,19 +256,23 @@ def lr_schedules(ctx: Context) -> Trial:
     "the test's suggestion reaches a good accuracy, while 100x below it crawls and 100x above "
     "it fails.",
     setup="Digits, an MLP 64-64-10 with momentum SGD (0.9), batches of 32; skier's "
-    "lr_range_test from 1e-5 to 10 over 100 steps (suggestion: the valley rule); then 3 epochs "
-    "(quick) or 5 from the same initialisation at the suggestion, 100x below and 100x above it; "
-    "the validation accuracy at the end.",
-    seconds=(0.5, 2.0),
+    "lr_range_test from 1e-5 to 10 over 200 steps (suggestion: the valley rule); then 5 epochs "
+    "from the same initialisation at the suggestion, 100x below and 100x above it; "
+    "the validation accuracy at the end. (A 100-step test gave one seed in five a suggestion at "
+    "the edge of stability and 78% accuracy; 200 steps are steadier.)",
+    seconds=(1.0, 1.5),
 )
 def lr_range(ctx: Context) -> Trial:
     data = digits()
-    epochs = ctx.pick(3, 5)
+    # With a 100-step test the suggestion was 0.076-0.13 over seeds 0-4 and the accuracy at it
+    # 0.78-0.96: one seed's suggestion sat at the edge of stability. 200 steps give a steadier
+    # curve (0.05-0.07, accuracy 0.94-0.96 over seeds 0-6).
+    epochs = 5
     test = lr_range_test(
         mlp(data, [64, 64], seed=ctx.seed), data,
         optim_config={"name": "momentum"},
         train_config={"batch_size": 32, "seed": ctx.seed},
-        settings={"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 100},
+        settings={"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 200},
     )  # fmt: skip
     suggested = test.lr if test.lr is not None else math.nan
     accuracy: dict[str, float] = {}

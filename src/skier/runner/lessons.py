@@ -14,6 +14,7 @@ carries the verdict in its summary; a claim that did not hold is recorded as suc
 from __future__ import annotations
 
 import base64
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -29,7 +30,6 @@ from skier.lessons import LessonResult, get_lesson, lessons
 from skier.lessons import run as run_one
 from skier.plots import save_figure
 from skier.record import RunDir, RunStore, default_store_url, new_run_id
-from skier.report import write_report
 
 __all__ = ["CourseOutcome", "LessonOutcome", "run_course", "run_lesson"]
 
@@ -77,9 +77,14 @@ def run_lesson(
     out_dir: str | Path = "runs",
     store_url: str | None = None,
     parent_id: str | None = None,
+    device: str = "cpu",
+    threads: int = 1,
     echo: Echo | None = None,
 ) -> LessonOutcome:
-    """Run lesson ``name`` and record it; a lesson that raises is recorded ``failed``."""
+    """Run lesson ``name`` and record it; a lesson that raises is recorded ``failed``.
+
+    ``device`` is where every model of the lesson trains; ``threads`` the torch CPU threads.
+    """
     item = get_lesson(name)  # an unknown name is refused before anything is written
     say = echo or (lambda _m: None)
     root = Path(out_dir)
@@ -87,7 +92,13 @@ def run_lesson(
     run_id = new_run_id()
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()  # a lesson writes no checkpoints
-    settings = {"lesson": item.name, "quick": quick, "seeds": list(seeds) if seeds else None}
+    settings = {
+        "lesson": item.name,
+        "quick": quick,
+        "seeds": list(seeds) if seeds else None,
+        "device": device,
+        "threads": threads,
+    }
     with RunStore(url) as store:
         store.create_run(
             f"lesson-{item.number:02d}-{item.name}", {"lesson": settings}, run_dir.path,
@@ -96,7 +107,7 @@ def run_lesson(
         say(f"lesson {item.number} {item.name} → {run_dir.path}")
         started = time.perf_counter()
         try:
-            result = run_one(item.name, quick=quick, seeds=seeds)
+            result = run_one(item.name, quick=quick, seeds=seeds, device=device, threads=threads)
         except KeyboardInterrupt:
             store.finish_run(run_id, "interrupted", error="interrupted by the user")
             raise
@@ -117,37 +128,46 @@ def run_lesson(
         payload = {**result.to_dict(), "run_id": run_id, "skier_version": __version__}
         run_dir.write_result(payload)
         store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
-        write_report(
-            run_dir.report_html,
-            title=f"Lesson {item.number}: {item.title}",
-            config={"lesson": settings},
-            result={
-                "run_id": run_id,
-                "status": "completed",
-                "claim": item.claim,
-                "held": f"{result.held_count} of {len(result.trials)} seeds",
-                **{c.what: f"{c.value:.4g} (expected {c.expected})" for c in result.checks},
-            },
-            figures=dict(figures),
-            history=None,
-        )
+        outcome = LessonOutcome(item.name, run_id, run_dir.path, store.safe_url, result, None,
+                                figures)  # fmt: skip
+        # The lesson's page is its section of the course page: claim, set-up, every check with
+        # its value, bound and margin, the figures.
+        page = _page(f"Lesson {item.number}: {item.title}", _lesson_section(outcome))
+        atomic_write_text(run_dir.report_html, page)
         store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
         summary = {
             "held": result.held,
             "held_count": result.held_count,
             "seeds": result.seeds,
+            "margin": result.margin if math.isfinite(result.margin) else None,
             "checks": [
-                {"what": c.what, "value": c.value, "expected": c.expected, "held": c.held}
+                {"what": c.what, "value": c.value, "expected": c.expected, "held": c.held,
+                 "margin": c.margin if math.isfinite(c.margin) else None}
                 for c in result.checks
             ],
-        }
+        }  # fmt: skip
         store.finish_run(run_id, "completed", duration_s=result.seconds, summary=summary)
         verdict = "held" if result.held else "DID NOT HOLD"
         say(
             f"lesson {item.name}: the claim {verdict} ({result.held_count} of "
             f"{len(result.trials)} seeds, {result.seconds:.1f} s)"
         )
-        return LessonOutcome(item.name, run_id, run_dir.path, store.safe_url, result, None, figures)
+        return outcome
+
+
+def _percent(margin: float) -> str:
+    return f"{margin:+.0%}" if math.isfinite(margin) else "n/a"
+
+
+def _check_margins(result: LessonResult) -> list[float]:
+    """Per check of the first seed, its smallest margin over every seed (checks are the same
+    list, in the same order, for every seed of a lesson)."""
+    lows = []
+    for i, _ in enumerate(result.checks):
+        found = [t.checks[i].margin for t in result.trials if i < len(t.checks)]
+        finite = [m for m in found if math.isfinite(m)]
+        lows.append(min(finite) if finite else math.nan)
+    return lows
 
 
 def run_course(
@@ -157,6 +177,8 @@ def run_course(
     seeds: Sequence[int] | None = None,
     out_dir: str | Path = "runs",
     store_url: str | None = None,
+    device: str = "cpu",
+    threads: int = 1,
     echo: Echo | None = None,
 ) -> CourseOutcome:
     """Every lesson (or ``names``), in course order, each recorded, and ``course.html``."""
@@ -179,7 +201,7 @@ def run_course(
             outcomes.append(
                 run_lesson(
                     item.name, quick=quick, seeds=seeds, out_dir=root, store_url=url,
-                    parent_id=run_id, echo=echo,
+                    parent_id=run_id, device=device, threads=threads, echo=echo,
                 )
             )  # fmt: skip
     except KeyboardInterrupt:
@@ -248,11 +270,15 @@ def render_course(outcomes: Sequence[LessonOutcome], *, quick: bool, seconds: fl
     ]
     for o in outcomes:
         parts.append(_lesson_section(o))
-    body = "\n".join(parts)
+    return _page("skier course", "\n".join(parts))
+
+
+def _page(title: str, body: str) -> str:
+    """A self-contained HTML page around ``body`` (already escaped); ``title`` is escaped."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>skier course</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
         "</body></html>\n"
     )
 
@@ -268,18 +294,22 @@ def _lesson_section(o: LessonOutcome) -> str:
     r: Any = o.result
     checks = "".join(
         f"<tr><td>{escape(c.what)}</td><td>{c.value:.4g}</td><td>{escape(c.expected)}</td>"
+        f"<td>{_percent(c.margin)}</td><td>{_percent(low)}</td>"
         f"<td>{'held' if c.held else 'did not hold'}</td></tr>"
-        for c in r.checks
+        for c, low in zip(r.checks, _check_margins(r), strict=True)
     )
     verdict = (
         f"<p><b>Result.</b> The claim held for {r.held_count} of {len(r.trials)} seed(s) "
-        f"({', '.join(map(str, r.seeds))}); checks of seed {r.seeds[0]}:</p>"
+        f"({', '.join(map(str, r.seeds))}); smallest margin {_percent(r.margin)}; checks of "
+        f"seed {r.seeds[0]} (margin: how far the value is inside its bound, relative to it):</p>"
     )
     table = (
-        "<table><tr><th>measured</th><th>value</th><th>expected</th><th></th></tr>"
-        + checks
-        + "</table>"
+        "<table><tr><th>measured</th><th>value</th><th>expected</th><th>margin</th>"
+        "<th>smallest margin over seeds</th><th></th></tr>" + checks + "</table>"
     )
     figures = "".join(_image(p) for p in o.figures.values() if p.is_file())
-    link = f'<p class="muted">run {escape(o.run_id)} · {r.seconds:.1f} s</p>'
+    link = (
+        f'<p class="muted">run {escape(o.run_id)} · {r.seconds:.1f} s · {r.threads} torch '
+        f"thread{'s' if r.threads != 1 else ''}</p>"
+    )
     return head + claim + setup + verdict + table + figures + link

@@ -1,0 +1,61 @@
+"""The README's lesson table, made from the stored lesson sweeps (bench/lesson_sweep.py).
+
+    python bench/lesson_table.py bench/results/DATE-lessons-quick.json \\
+        bench/results/DATE-lessons-full.json
+
+prints a Markdown table: per lesson, how many (seed, thread count) trials held and the smallest
+margin of any check, for each sweep given (the quick versions the tests run, the full course).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _label(payload: dict) -> str:
+    kind = "quick" if payload["quick"] else "full"
+    seeds = payload["seeds"]
+    span = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else seeds
+    threads = ", ".join(map(str, payload["threads"]))
+    unit = "thread" if payload["threads"] == [1] else "threads"
+    return f"{kind}: seeds {span} × {threads} {unit}"
+
+
+def table(paths: list[Path]) -> str:
+    sweeps = [json.loads(p.read_text()) for p in paths]
+    names: list[str] = []
+    rows: dict[str, dict] = {}
+    for sweep in sweeps:
+        for run in sweep["runs"]:
+            if run["lesson"] not in rows:
+                names.append(run["lesson"])
+                rows[run["lesson"]] = {"number": run["number"], "title": run["title"]}
+    head = "| # | lesson | title | " + " | ".join(
+        f"{_label(s)}: held | smallest margin" for s in sweeps
+    )
+    lines = [head + " |", "| --- " * (3 + 2 * len(sweeps)) + "|"]
+    for name in sorted(names, key=lambda n: rows[n]["number"]):
+        cells = [str(rows[name]["number"]), name, rows[name]["title"]]
+        for sweep in sweeps:
+            summary = sweep["summary"].get(name)
+            if summary is None:
+                cells += ["—", "—"]
+                continue
+            margin = summary["smallest_margin"]
+            cells.append(f"{summary['held']} of {summary['trials']}")
+            cells.append("—" if margin is None else f"{margin:+.0%}")
+        lines.append("| " + " | ".join(cells) + " |")
+    held = [sum(s["held_everywhere"] for s in sw["summary"].values()) for sw in sweeps]
+    lines.append("")
+    lines.append(
+        "; ".join(f"{_label(s)}: {h} of {len(s['summary'])} lessons held on every trial"
+                  for s, h in zip(sweeps, held, strict=True))  # fmt: skip
+        + "."
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table([Path(p) for p in sys.argv[1:]]))
