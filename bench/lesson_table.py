@@ -49,11 +49,11 @@ def table(paths: list[Path]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     held = [sum(s["held_everywhere"] for s in sw["summary"].values()) for sw in sweeps]
     lines.append("")
-    lines.append(
-        "; ".join(f"{_label(s)}: {h} of {len(s['summary'])} lessons held on every trial"
-                  for s, h in zip(sweeps, held, strict=True))  # fmt: skip
-        + "."
-    )
+    verdicts = [
+        f"{_label(sweep)}: {count} of {len(sweep['summary'])} lessons held on every trial"
+        for sweep, count in zip(sweeps, held, strict=True)
+    ]
+    lines.append("; ".join(verdicts) + ".")
     return "\n".join(lines)
 
 

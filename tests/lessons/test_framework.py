@@ -128,3 +128,23 @@ def test_the_course_report_has_every_lesson_escaped(tmp_path: Path, toy_lessons:
         assert record.kind == "course" and record.summary["failed"] == ["toy-broken"]
         children = store.list_runs(parent_id=course.run_id)
     assert sorted(r.kind for r in children) == ["lesson", "lesson"]
+
+
+def test_every_training_call_of_a_lesson_is_given_the_lessons_device() -> None:
+    """``skier lesson run --device`` reaches every model: each ``fit(...)`` in a lesson module
+    names ``device=`` (or forwards ``**settings`` that carry it), so none trains on ``fit``'s
+    own default (``auto``: CUDA on a GPU machine)."""
+    import ast
+
+    import skier.lessons as package
+
+    missing, seen = [], 0
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "fit":
+                seen += 1
+                keywords = {k.arg for k in node.keywords}
+                if "device" not in keywords and None not in keywords:
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert seen >= 10  # the lessons train through fit()
+    assert not missing, f"fit() without device= in {missing}"

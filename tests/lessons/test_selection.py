@@ -9,13 +9,18 @@ from skier.lessons import run
 
 
 @pytest.mark.slow
-def test_an_embedding_is_as_accurate_with_fewer_parameters() -> None:
+def test_an_embedding_is_as_accurate_and_learns_the_categories() -> None:
     result = run("embeddings", quick=True)
     m = result.measurements
     assert result.held, result.text()
-    assert m["embedding_test_accuracy"] > m["one_hot_test_accuracy"] - 0.015
-    assert m["one_hot_parameters"] > 3 * m["embedding_parameters"]
+    assert m["embedding_accuracy"] > m["one_hot_accuracy"] - 0.015
+    assert 0.5 < m["embedding_accuracy"] <= m["best_possible_accuracy"]
+    assert m["embedding_share_learned"] > 0.7
     assert m["embedding_neighbour_angle_degrees"] < 45.0
+    # The parameter counts follow from the architectures: reported, never a check.
+    assert m["parameter_ratio"] > 3
+    assert not [c for c in result.checks if "parameters" in c.what]
+    assert any("parameters" in note for note in result.trials[0].notes)
     assert len(result.figures) == 1
 
 
@@ -25,7 +30,9 @@ def test_a_holdout_estimate_varies_by_the_kfold_spread() -> None:
     m = result.measurements
     assert result.held, result.text()
     assert 0.4 <= m["holdout_std_accuracy"] / m["kfold_std_accuracy"] <= 2.5
-    assert m["holdout_std_accuracy"] > m["kfold_standard_error"]
+    assert m["kfold_repeat_means_std"] < 0.5 * m["holdout_std_accuracy"]
+    # σ/√k is a formula: reported, not checked.
+    assert not [c for c in result.checks if "standard error" in c.what]
     assert len(result.figures) == 1
 
 
@@ -36,5 +43,6 @@ def test_random_search_beats_grid_search() -> None:
     assert m["random_best_mean"] < m["grid_best_mean"]
     assert m["random_best_median"] < m["grid_best_median"]
     assert m["random_near_optimal_share"] > m["grid_near_optimal_share"]
-    assert m["grid_distinct_lrs"] == 3 and m["random_distinct_lrs"] == 9
+    assert 0.0 < m["random_wins_share"] < 1.0  # measured head to head, not checked
+    assert not [c for c in result.checks if "distinct" in c.what]
     assert len(result.figures) == 1
