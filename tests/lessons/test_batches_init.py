@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
-from skier.lessons import run
+from skier.lessons import LessonResult, run
+
+Quick = Callable[..., LessonResult]  # the shared seeds 0-4 run (conftest.py)
 
 
 @pytest.mark.slow
-def test_batch_size() -> None:
-    result = run("batch-size", quick=True)
+def test_batch_size(quick: Quick) -> None:
+    result = quick("batch-size")
     m = result.measurements
     assert result.held, result.text()
     assert (m["updates_per_epoch_m1"], m["updates_per_epoch_m32"]) == (1077, 34)
@@ -23,8 +27,8 @@ def test_batch_size() -> None:
     assert len(result.figures) == 1
 
 
-def test_mean_vs_sum() -> None:
-    result = run("mean-vs-sum", quick=True)
+def test_mean_vs_sum(quick: Quick) -> None:
+    result = quick("mean-vs-sum")
     m = result.measurements
     assert result.held, result.text()
     assert m["one_step_max_rel_difference"] < 1e-4
@@ -33,8 +37,8 @@ def test_mean_vs_sum() -> None:
     assert len(result.figures) == 1
 
 
-def test_symmetry() -> None:
-    result = run("symmetry", quick=True)
+def test_symmetry(quick: Quick) -> None:
+    result = quick("symmetry")
     m = result.measurements
     assert result.held, result.text()
     # Measured after training: before it, constant and zero init are symmetric by construction.
@@ -48,8 +52,8 @@ def test_symmetry() -> None:
     assert len(result.figures) == 1
 
 
-def test_xavier_vs_he() -> None:
-    result = run("xavier-vs-he", quick=True)
+def test_xavier_vs_he(quick: Quick) -> None:
+    result = quick("xavier-vs-he")
     m = result.measurements
     assert result.held, result.text()
     assert m["std_ratio_20_over_1_xavier_tanh"] > 0.1
@@ -58,8 +62,8 @@ def test_xavier_vs_he() -> None:
     assert len(result.figures) == 1
 
 
-def test_momentum() -> None:
-    result = run("momentum", quick=True)
+def test_momentum(quick: Quick) -> None:
+    result = quick("momentum")
     m = result.measurements
     assert result.held, result.text()
     assert m["plain_steps"] > 4 * m["momentum_steps"]
@@ -67,8 +71,8 @@ def test_momentum() -> None:
     assert len(result.figures) == 1
 
 
-def test_rprop_minibatch() -> None:
-    result = run("rprop-minibatch", quick=True)
+def test_rprop_minibatch(quick: Quick) -> None:
+    result = quick("rprop-minibatch")
     m = result.measurements
     assert result.held, result.text()
     assert abs(m["rprop_final_weight"]) > 100 > 1 > abs(m["rmsprop_final_weight"])

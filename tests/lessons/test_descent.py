@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from skier.lessons import run
+from skier.lessons import LessonResult
+
+Quick = Callable[..., LessonResult]  # the shared seeds 0-4 run (conftest.py)
 
 
-def test_downhill() -> None:
-    result = run("downhill", quick=True)
+def test_downhill(quick: Quick) -> None:
+    result = quick("downhill")
     m = result.measurements
     assert result.held, result.text()
     assert m["steps_against_derivative"] == 1.0
@@ -19,8 +23,8 @@ def test_downhill() -> None:
 
 
 @pytest.mark.slow
-def test_sgd_noise() -> None:
-    result = run("sgd-noise", quick=True)
+def test_sgd_noise(quick: Quick) -> None:
+    result = quick("sgd-noise")
     m = result.measurements
     assert result.held, result.text()
     assert -0.6 < m["log_log_slope"] < -0.4
@@ -33,8 +37,8 @@ def test_sgd_noise() -> None:
     assert result.figures
 
 
-def test_backprop() -> None:
-    result = run("backprop", quick=True)
+def test_backprop(quick: Quick) -> None:
+    result = quick("backprop")
     assert result.held, result.text()
     assert result.measurements["hand_vs_autograd_max_rel"] < 1e-10
     assert result.measurements["hand_vs_finite_diff_max_rel"] < 1e-5

@@ -42,4 +42,3 @@ def test_the_claim_holds_on_every_seed_by_a_margin(
     assert not thin, "checks that hold by less than 5%:\n" + "\n".join(thin)
     # Every check of every seed has a margin: a check whose bound cannot be compared is a bug.
     assert all(math.isfinite(c.margin) for t in result.trials for c in t.checks), result.text()
-

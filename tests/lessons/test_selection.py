@@ -3,14 +3,18 @@ drawn."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from skier.lessons import run
+from skier.lessons import LessonResult
+
+Quick = Callable[..., LessonResult]  # the shared seeds 0-4 run (conftest.py)
 
 
 @pytest.mark.slow
-def test_an_embedding_is_as_accurate_and_learns_the_categories() -> None:
-    result = run("embeddings", quick=True)
+def test_an_embedding_is_as_accurate_and_learns_the_categories(quick: Quick) -> None:
+    result = quick("embeddings")
     m = result.measurements
     assert result.held, result.text()
     assert m["embedding_accuracy"] > m["one_hot_accuracy"] - 0.015
@@ -25,8 +29,8 @@ def test_an_embedding_is_as_accurate_and_learns_the_categories() -> None:
 
 
 @pytest.mark.slow
-def test_a_holdout_estimate_varies_by_the_kfold_spread() -> None:
-    result = run("cross-validation", quick=True)
+def test_a_holdout_estimate_varies_by_the_kfold_spread(quick: Quick) -> None:
+    result = quick("cross-validation")
     m = result.measurements
     assert result.held, result.text()
     assert 0.4 <= m["holdout_std_accuracy"] / m["kfold_std_accuracy"] <= 2.5
@@ -36,8 +40,8 @@ def test_a_holdout_estimate_varies_by_the_kfold_spread() -> None:
     assert len(result.figures) == 1
 
 
-def test_random_search_beats_grid_search() -> None:
-    result = run("search", quick=True)
+def test_random_search_beats_grid_search(quick: Quick) -> None:
+    result = quick("search")
     m = result.measurements
     assert result.held, result.text()
     assert m["random_best_mean"] < m["grid_best_mean"]

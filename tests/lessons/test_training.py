@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
-import torch
 
-from skier.lessons import run
+from skier.lessons import LessonResult
 
 CHANCE = math.log(10.0)
 
 
+Quick = Callable[..., LessonResult]  # the shared seeds 0-4 run (conftest.py)
+
+
 @pytest.mark.slow
-def test_optimizers() -> None:
-    result = run("optimizers", quick=True)
+def test_optimizers(quick: Quick) -> None:
+    result = quick("optimizers")
     m = result.measurements
     assert result.held, result.text()
     finals = {k: v for k, v in m.items() if k.startswith("final_loss_")}
@@ -27,8 +30,8 @@ def test_optimizers() -> None:
 
 
 @pytest.mark.slow
-def test_lr_schedules() -> None:
-    result = run("lr-schedules", quick=True)
+def test_lr_schedules(quick: Quick) -> None:
+    result = quick("lr-schedules")
     m = result.measurements
     assert result.held, result.text()
     assert m["warmup0_largest_epoch_loss"] > 10 * CHANCE  # exploded (or went non-finite)
@@ -38,10 +41,8 @@ def test_lr_schedules() -> None:
     assert list(result.figures) == ["Learning-rate schedules and warm-up"]
 
 
-def test_lr_range_test() -> None:
-    threads = torch.get_num_threads()
-    result = run("lr-range-test", quick=True)
-    assert torch.get_num_threads() == threads  # the lesson trains on one thread, then restores
+def test_lr_range_test(quick: Quick) -> None:
+    result = quick("lr-range-test")
     m = result.measurements
     assert result.held, result.text()
     assert 1e-4 < m["suggested_lr"] < 1.0
@@ -52,8 +53,8 @@ def test_lr_range_test() -> None:
 
 
 @pytest.mark.slow
-def test_early_stopping() -> None:
-    result = run("early-stopping", quick=True)
+def test_early_stopping(quick: Quick) -> None:
+    result = quick("early-stopping")
     m = result.measurements
     assert result.held, result.text()
     assert m["last_val_loss"] > 1.1 * m["min_val_loss"]  # the validation loss turned up
@@ -63,8 +64,8 @@ def test_early_stopping() -> None:
 
 
 @pytest.mark.slow
-def test_regularization() -> None:
-    result = run("regularization", quick=True)
+def test_regularization(quick: Quick) -> None:
+    result = quick("regularization")
     m = result.measurements
     assert result.held, result.text()
     assert m["near_zero_L1"] > m["near_zero_none"] + 0.2
@@ -73,16 +74,16 @@ def test_regularization() -> None:
     assert result.figures
 
 
-def test_input_normalization() -> None:
-    result = run("input-normalization", quick=True)
+def test_input_normalization(quick: Quick) -> None:
+    result = quick("input-normalization")
     m = result.measurements
     assert result.held, result.text()
     assert m["best_loss_raw"] > 1.5 * m["best_loss_standardized"]
     assert result.figures
 
 
-def test_batchnorm_depth() -> None:
-    result = run("batchnorm-depth", quick=True)
+def test_batchnorm_depth(quick: Quick) -> None:
+    result = quick("batchnorm-depth")
     m = result.measurements
     assert result.held, result.text()
     assert m["ratio_plain"] < 1e-3 < 0.1 < m["ratio_batch_norm"]

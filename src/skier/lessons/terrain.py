@@ -53,32 +53,38 @@ def _negative_curvature_share(loss: np.ndarray) -> float:
     claim="The filter-normalized 2-D loss landscape of a deep net is smoother with skip "
     "connections than without: with both nets trained to the same training loss, the plain "
     "net's surface bends down (negative curvature) in many places, the residual net's hardly "
-    "anywhere.",
-    setup="Digits (500 training examples, seeded), ReLU MLPs of 10 hidden layers of 32 "
-    "(quick: 8 of 24), with and without residual blocks (residual: true), Adam lr 2e-3, batch "
-    "64, until the exact training loss is below 0.05; then the loss on a 15 x 15 grid "
-    "(quick: 11 x 11) over α, β ∈ [−1, 1] along two filter-normalized random directions "
-    "(skier.diagnostics.landscape, 400 training examples). Measure: the share of second "
-    "differences along α and β that are negative.",
-    seconds=(4.0, 10.0),
+    "anywhere (Li et al. 2018).",
+    setup="Digits (all 1,078 training examples; quick: a seeded 500), ReLU MLPs of 20 hidden "
+    "layers of 32 (the same in both versions), with and without residual blocks (residual: "
+    "true), Adam lr 2e-3, batch 64, until the exact training loss is below 0.05 (at most 400 "
+    "epochs); then the loss on a 21 x 21 grid (quick: 15 x 15) over α, β ∈ [−1, 1] along two "
+    "filter-normalized random directions (skier.diagnostics.landscape, on the whole training "
+    "set; quick: a seeded 400 of it). Measure: the share of second differences along α and β "
+    "that are negative. Twenty layers, because the difference grows with depth: with 8 plain "
+    "layers of 24 (and an 11 x 11 grid) the plain surface is nearly convex on some seeds "
+    "(measured: 0.5% to 16% negative over seeds 0-4), with 20 it bends down in 20% to 37% of "
+    "places (with skips: 0 to 0.3%).",
+    seconds=(6.0, 45.0),
 )
 def skip_connections(ctx: Context) -> Trial:
     data = digits()
     generator = torch.Generator().manual_seed(ctx.seed)
-    train = data.train.take(torch.randperm(len(data.train), generator=generator)[:500])
-    depth, width = ctx.pick((8, 24), (10, 32))
-    points = ctx.pick(11, 15)
+    train = data.train
+    if ctx.quick:
+        train = train.take(torch.randperm(len(train), generator=generator)[:500])
+    depth, width, budget = 20, 32, 400
+    points, subset = ctx.pick((15, 400), (21, None))
     shares, losses, surfaces, epochs = {}, {}, {}, {}
     for residual in (False, True):
         model = mlp(data, [width] * depth, seed=ctx.seed, residual=residual)
-        found = fit(model, train, optimizer="adam", lr=2e-3, epochs=150, batch_size=64,
-                    seed=ctx.seed, progress="off", exact_train_error=True,
+        found = fit(model, train, optimizer="adam", lr=2e-3, epochs=budget, batch_size=64,
+                    seed=ctx.seed, progress="off", exact_train_error=True, device=ctx.device,
                     callbacks=[_StopBelow(0.05)])  # fmt: skip
         key = "skip" if residual else "plain"
         epochs[key] = found.epochs_done
         losses[key] = evaluate(model, train)["loss"]
         result = landscape(
-            model, train, LandscapeConfig(dims=2, points=points, subset=400, seed=ctx.seed)
+            model, train, LandscapeConfig(dims=2, points=points, subset=subset, seed=ctx.seed)
         )
         surfaces[key] = result
         shares[key] = _negative_curvature_share(result.surface.loss)
@@ -97,6 +103,10 @@ def skip_connections(ctx: Context) -> Trial:
         check("share of negative second differences, with skips", shares["skip"],
               less_than=0.02),
         check("training losses comparable (larger / smaller)", ratio, less_than=3.0),
+        # The deep plain net trains slowly; it must reach the target within its budget, or
+        # the two landscapes are not compared at the same loss.
+        check(f"epochs the slower net needed to reach the target (of at most {budget})",
+              max(epochs.values()), less_than=budget),
     ]  # fmt: skip
     figures = {}
     if ctx.draw:
@@ -120,9 +130,9 @@ def skip_connections(ctx: Context) -> Trial:
 
 
 def _train_to(model: torch.nn.Module, train: Split, batch_size: int | str, *, lr: float,
-              target: float, seed: int) -> int:  # fmt: skip
-    found = fit(model, train, optimizer="sgd", lr=lr, epochs=300, batch_size=batch_size,
-                seed=seed, progress="off", exact_train_error=True,
+              target: float, seed: int, device: str, epochs: int) -> int:  # fmt: skip
+    found = fit(model, train, optimizer="sgd", lr=lr, epochs=epochs, batch_size=batch_size,
+                seed=seed, progress="off", exact_train_error=True, device=device,
                 callbacks=[_StopBelow(target)])  # fmt: skip
     return found.epochs_done
 
@@ -132,36 +142,44 @@ def _train_to(model: torch.nn.Module, train: Split, batch_size: int | str, *, lr
     "sharp-vs-flat",
     title="Large batches find sharper minima",
     claim="Trained to the same training loss, large-batch training ends in a sharper minimum — "
-    "a larger top eigenvalue of the Hessian of the training loss — than small-batch SGD "
-    "(Keskar et al. 2017).",
-    setup="Digits, an MLP 64-64-10 (the same initialisation for both), plain SGD at lr 0.3: "
-    "with batch 8 until the exact training loss is below 0.1, and with the full batch (1,078 "
-    "examples: gradient descent) until it is below the loss batch 8 reached, so the large "
-    "batch ends at the lower loss; then the top Hessian eigenvalue of the training loss by "
-    "power iteration (skier.diagnostics.sharpness, 600 training examples).",
-    seconds=(1.0, 3.0),
+    "a top eigenvalue of the Hessian of the training loss several times larger — than "
+    "small-batch SGD (Keskar et al. 2017).",
+    setup="Digits, a ReLU MLP 64-64-64-64-64-10 (the same initialisation for both), plain SGD "
+    "at lr 0.1: with batch 4 until the exact training loss is below 0.05, then with the full "
+    "batch (1,078 examples: gradient descent, up to 2,000 epochs) until it is below the loss "
+    "batch 4 reached, so both end at the same loss (the full batch a hair lower). Then the "
+    "top Hessian eigenvalue of the training loss over the whole training split by power "
+    "iteration (skier.diagnostics.sharpness) run to convergence: a relative change below "
+    "1e-6, at most 1,000 iterations; an unconverged estimate fails the lesson. The full batch "
+    "cannot pass 2/lr = 20 (gradient descent is unstable beyond it) and rises towards it; the "
+    "noise of batch 4 keeps SGD out of such sharp regions. A deeper net than lesson 9's: with "
+    "one or two hidden layers both runs reach the target loss before the full batch sharpens, "
+    "and the ratio is near 1 (measured: 0.8 to 2.4 over seeds).",
+    seconds=(6.0, 18.0),
 )
 def sharp_vs_flat(ctx: Context) -> Trial:
     data = digits()
-    lr, target = 0.3, 0.1
+    lr, target = 0.1, 0.05
     found: dict[str, dict[str, float]] = {}
-    for key, batch_size in (("small", 8), ("large", "full")):
-        model = mlp(data, [64, 64], seed=ctx.seed)
+    for key, batch_size, epochs in (("small", 4, 100), ("large", "full", 2000)):
+        model = mlp(data, [64] * 4, seed=ctx.seed)
         # The small batch overshoots the target within its last epoch; the large batch trains
         # to the loss the small batch reached. A lower cross-entropy loss usually means a
         # flatter minimum, so this does not favour the claim.
         goal = target if key == "small" else found["small"]["train_loss"]
-        epochs = _train_to(model, data.train, batch_size, lr=lr, target=goal, seed=ctx.seed)
+        done = _train_to(model, data.train, batch_size, lr=lr, target=goal, seed=ctx.seed,
+                         device=ctx.device, epochs=epochs)  # fmt: skip
         result = sharpness(
             model,
-            data,
-            settings=SharpnessConfig(top_k=1, max_iterations=40, trace=False, subset=600,
+            data.train,
+            settings=SharpnessConfig(top_k=1, max_iterations=1000, tolerance=1e-6, trace=False,
                                      seed=ctx.seed),
         )  # fmt: skip
         found[key] = {
-            "epochs": float(epochs),
+            "epochs": float(done),
             "train_loss": evaluate(model, data.train)["loss"],
             "top_eigenvalue": result.top_eigenvalue,
+            "power_iterations": float(result.iterations[0]),
         }
     small, large = found["small"], found["large"]
     measured = {
@@ -172,24 +190,37 @@ def sharp_vs_flat(ctx: Context) -> Trial:
         "large_batch_train_loss": large["train_loss"],
         "small_batch_epochs": small["epochs"],
         "large_batch_epochs": large["epochs"],
+        "small_batch_power_iterations": small["power_iterations"],
+        "large_batch_power_iterations": large["power_iterations"],
+        "edge_of_stability": 2.0 / lr,
     }
     checks = [
-        check("top Hessian eigenvalue, full batch / batch 8", measured["sharpness_ratio"],
-              greater_than=1.5),
-        check("training loss, batch 8", small["train_loss"], less_than=target),
-        check("training loss, full batch / batch 8", large["train_loss"] / small["train_loss"],
-              less_than=1.0),
+        check("top Hessian eigenvalue, full batch / batch 4", measured["sharpness_ratio"],
+              greater_than=2.0),
+        # Power iteration stops early only once converged: fewer iterations than its limit
+        # means a measured eigenvalue, not a truncated estimate.
+        check("power iterations to converge, the slower run (of at most 1,000)",
+              max(small["power_iterations"], large["power_iterations"]), less_than=1000),
+        check("epochs batch 4 needed to reach the target loss (of at most 100)",
+              small["epochs"], less_than=100),
+        # Each run trains until its loss is below its goal (so the losses themselves are not
+        # checks: they hold by construction); each must get there within its epoch budget, or
+        # the two minima are not at the same loss.
+        check("epochs the full batch needed to reach batch 4's loss (of at most 2,000)",
+              large["epochs"], less_than=2000),
     ]  # fmt: skip
     figures = {}
     if ctx.draw:
         fig, (ax,) = axes(1, width=5.2)
-        names = ["batch 8", "full batch"]
+        names = ["batch 4", "full batch"]
         values = [small["top_eigenvalue"], large["top_eigenvalue"]]
         ax.bar(names, values, color=["tab:blue", "tab:red"])
         for i, (value, item) in enumerate(zip(values, (small, large), strict=True)):
             text = f"λ₁ = {value:.2f}\nloss {item['train_loss']:.3f}\n{item['epochs']:.0f} epochs"
             ax.text(i, value, text, ha="center", va="bottom", fontsize=8)
-        ax.set_ylim(0, max(values) * 1.35)
+        ax.axhline(2.0 / lr, color="0.4", ls="--", lw=1)
+        ax.text(-0.4, 2.0 / lr, "2 / lr", va="bottom", fontsize=8, color="0.3")
+        ax.set_ylim(0, max(max(values), 2.0 / lr) * 1.3)
         ax.set_ylabel("top Hessian eigenvalue λ₁")
         ax.set_title(f"SGD lr {lr:g} to training loss < {target:g}", fontsize=9)
         figures["Sharpness after small- and large-batch training"] = fig
@@ -205,10 +236,11 @@ def sharp_vs_flat(ctx: Context) -> Trial:
     "stays low: training a Bezier curve removes most of the barrier (Garipov et al. 2018).",
     setup="Digits, two MLPs 64-64-64-10 from different seeds, Adam lr 3e-3, batch 128, 30 "
     "epochs (quick: 20); a quadratic Bezier curve between them trained by "
-    "skier.diagnostics.connect (Adam lr 3e-3, 30 epochs, quick: 15); the training loss along "
+    "skier.diagnostics.connect (Adam lr 3e-3, 60 epochs, quick: 30); the training loss along "
     "the line and the curve at 31 values of t. Barrier: the maximum minus the mean of the two "
-    "ends.",
-    seconds=(1.0, 5.0),
+    "ends. Checked: the share of the line's barrier left on the curve is below 0.1 (the curve "
+    "removes more than 90% of it).",
+    seconds=(2.0, 6.0),
 )
 def mode_connectivity(ctx: Context) -> Trial:
     data = digits()
@@ -217,27 +249,32 @@ def mode_connectivity(ctx: Context) -> Trial:
     for seed in (2 * ctx.seed, 2 * ctx.seed + 1):
         model = mlp(data, [64, 64, 64], seed=seed)
         fit(model, data.train, optimizer="adam", lr=3e-3, epochs=epochs, batch_size=128,
-            seed=seed, progress="off")  # fmt: skip
+            seed=seed, progress="off", device=ctx.device)  # fmt: skip
         ends.append(model)
-    settings = ConnectConfig(epochs=ctx.pick(15, 30), points=31, ensemble_points=5,
+    settings = ConnectConfig(epochs=ctx.pick(30, 60), points=31, ensemble_points=5,
                              plane_points=0, seed=ctx.seed)  # fmt: skip
     result = connect(ends[0], ends[0], ends[1], data, settings,
                      optim_config={"name": "adam", "lr": 3e-3})  # fmt: skip
     line = float(result.summary["line_train_loss_barrier"])
     curve = float(result.summary["curve_train_loss_barrier"])
     reduction = float(result.summary["barrier_reduction"] or 0.0)
+    left = 1.0 - reduction  # the share of the line's barrier still on the curve
     end_loss = float((result.line["train_loss"][0] + result.line["train_loss"][-1]) / 2)
     measured = {
         "line_train_loss_barrier": line,
         "curve_train_loss_barrier": curve,
         "barrier_reduction": reduction,
+        "barrier_share_left": left,
         "endpoint_train_loss": end_loss,
         "line_test_error_max": float(np.max(result.line["test_error"])),
         "curve_test_error_max": float(np.max(result.curve["test_error"])),
     }
     checks = [
         check("train-loss barrier on the straight line", line, greater_than=0.5),
-        check("share of the barrier the curve removes", reduction, greater_than=0.9),
+        # "Removes more than 90%" checked as "leaves less than 10%": the same inequality, but
+        # a share removed cannot pass 1, so its margin over 0.9 could never exceed 11% however
+        # well the curve trained; the share left says how far the result is from failing.
+        check("share of the line's barrier left on the curve", left, less_than=0.1),
     ]
     figures = {}
     if ctx.draw:
