@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from skier.data import RawData, digits, encode_target, read_csv, read_idx, read_npz, synthetic
+from skier.config import DataConfig
+from skier.data import (
+    RawData,
+    digits,
+    encode_target,
+    load_data,
+    read_csv,
+    read_idx,
+    read_npz,
+    synthetic,
+)
 from skier.errors import DataError
 
 # --- digits and synthetic -----------------------------------------------------------------------
@@ -239,6 +251,32 @@ def test_npz_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     with pytest.raises(DataError, match=r"a \.npz file of numeric arrays"):
         read_npz(tmp_path / "bad.npz")
+
+
+class _Canary:
+    """Unpickling one makes a folder: whether the loader ran a pickle shows on disk."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.mark.parametrize("key", ["x", "y"])
+def test_npz_object_arrays_are_one_data_error_and_never_unpickled(tmp_path: Path, key: str) -> None:
+    """docs/reliability.md: object arrays are never unpickled (``allow_pickle=False``)."""
+    marker = tmp_path / "unpickled"
+    arrays: dict[str, np.ndarray] = {"x": np.zeros((3, 2)), "y": np.zeros(3)}
+    arrays[key] = np.array([{"a": 1}, _Canary(marker), {"c": [3]}], dtype=object)
+    np.savez(tmp_path / "objects.npz", **arrays)  # type: ignore[arg-type]
+    with pytest.raises(DataError) as info:
+        load_data(DataConfig(name="npz", path=str(tmp_path / "objects.npz")))
+    assert str(info.value) == (
+        f"data.path must be a .npz file of numeric arrays; got {str(tmp_path / 'objects.npz')!r}."
+        " Object arrays cannot be loaded when allow_pickle=False"
+    )
+    assert not marker.exists(), "the loader unpickled an object array"
 
 
 # --- IDX ----------------------------------------------------------------------------------------

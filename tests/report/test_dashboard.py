@@ -3,6 +3,16 @@ folder, user strings as data never markup, and what a live view needs (epochs af
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 # Starlette's test client needs an HTTP client package (dev installs httpx2).
@@ -10,7 +20,7 @@ pytest.importorskip("starlette.testclient", reason="starlette's test client is n
 
 from starlette.testclient import TestClient
 
-from skier.record import RunStore
+from skier.record import RunStore, default_store_url
 from skier.report.dashboard import create_app
 
 from .conftest import EVIL, Fabricated
@@ -55,10 +65,57 @@ def test_read_only_get_only(client: TestClient, fabricated: Fabricated) -> None:
     assert client.post("/static/dashboard.js").status_code == 405
 
 
-def test_other_host_names_are_refused(fabricated: Fabricated) -> None:
-    client = TestClient(create_app(fabricated.url, allowed_hosts=["127.0.0.1", "localhost"]))
-    assert client.get("/", headers={"host": "evil.example"}).status_code == 400
-    assert client.get("/", headers={"host": "127.0.0.1:8765"}).status_code == 200
+def _status(port: int, host_header: str) -> int:
+    """The status of ``GET /api/runs`` sent to 127.0.0.1:``port`` with this Host header."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/api/runs", headers={"Host": host_header})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_skier_serve_refuses_other_host_names_by_default(tmp_path: Path) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends its own
+    name as the Host. `skier serve` as a user starts it (no --host: 127.0.0.1), over HTTP."""
+    pytest.importorskip("uvicorn", reason="uvicorn is not installed")
+    with RunStore(default_store_url(tmp_path / "runs")) as store:
+        store.create_run("one", {}, None)
+    port, log = _free_port(), tmp_path / "serve.log"
+    with log.open("wb") as out:  # a file, not a pipe: a chatty child never blocks on it
+        server = subprocess.Popen(
+            [sys.executable, "-m", "skier", "serve", "--dir", "runs", "--port", str(port)],
+            cwd=tmp_path, env={**os.environ, "CI": "true"}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            with contextlib.suppress(OSError):
+                if _status(port, f"127.0.0.1:{port}") == 200:
+                    break
+            assert time.monotonic() < deadline, "skier serve did not answer in 60 s"
+            time.sleep(0.05)
+        for foreign in (
+            "evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil",
+        ):  # fmt: skip
+            assert _status(port, foreign) == 400, foreign
+        for local in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert _status(port, local) == 200, local
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert f"skier dashboard: http://127.0.0.1:{port}/" in log.read_text()
 
 
 def test_runs_and_metrics_as_json(client: TestClient, fabricated: Fabricated) -> None:

@@ -75,6 +75,16 @@ def _train(
         sys.exit(1)
 
 
+def _load_run_config(path: str | None, overrides: tuple[str, ...], base: Path | None) -> Any:
+    """The config of a new run; one error lists the config's problems, then its data files',
+    then its monitored keys', all found before any data is read."""
+    from skier.config import apply_overrides, read_yaml_mapping
+    from skier.runner import check_run_config
+
+    data = read_yaml_mapping(path, what="config file") if path is not None else {}
+    return check_run_config(apply_overrides(data, overrides), path or "", base_dir=base)
+
+
 # How gloo and NCCL say that another rank went away.
 _LOST_PEER = ("Connection reset by peer", "Connection closed by peer", "NCCL", "Timed out")
 
@@ -220,11 +230,11 @@ def train(
     """
     from skier.config import load_config
 
+    base = Path(config).resolve().parent if config else None
     if resume is not None and config is None:
         cfg = load_config(Path(resume) / "config.yaml", overrides) if overrides else None
     else:
-        cfg = load(config, overrides)
-    base = Path(config).resolve().parent if config else None
+        cfg = _load_run_config(config, overrides, base)
     if distributed_worker:  # a rank started by torchrun
         from skier.train.distributed import PeerLost, distributed_session
 

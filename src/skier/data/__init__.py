@@ -15,7 +15,7 @@ from skier.data.datasets import (
     read_npz,
     synthetic,
 )
-from skier.data.load import bundle_from_raw, from_arrays, load_data, load_raw
+from skier.data.load import bundle_from_raw, data_problems, from_arrays, load_data, load_raw
 from skier.data.preprocess import Preprocessor, check_no_missing, drop_missing, missing_counts
 from skier.data.splits import kfold_indices, stratified_split
 from skier.data.types import DataBundle, Split, Task
@@ -28,6 +28,7 @@ __all__ = [
     "Task",
     "bundle_from_raw",
     "check_no_missing",
+    "data_problems",
     "digits",
     "drop_missing",
     "encode_target",

@@ -20,6 +20,7 @@ import torch
 from skier.config import DataConfig
 from skier.data.datasets import (
     RawData,
+    _existing_file,
     as_inputs,
     digits,
     encode_target,
@@ -33,7 +34,7 @@ from skier.data.splits import stratified_split
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, problem
 
-__all__ = ["bundle_from_raw", "from_arrays", "load_data", "load_raw"]
+__all__ = ["bundle_from_raw", "data_problems", "from_arrays", "load_data", "load_raw"]
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
@@ -74,6 +75,31 @@ def _config_problems(config: DataConfig) -> list[str]:
                 round(config.val_fraction + config.test_fraction, 6),
             )
         )
+    return problems
+
+
+_DATA_FILES = {"csv": "CSV file", "npz": ".npz file", "idx": "IDX images file"}
+
+
+def data_problems(config: DataConfig, base_dir: str | Path | None = None) -> list[str]:
+    """Everything :func:`load_data` would refuse before reading a byte, all at once: settings
+    that cannot work together, then data files that do not exist (relative paths are read from
+    ``base_dir``). An empty list means the loader will get as far as reading the files.
+
+    >>> data_problems(DataConfig(name="csv", path="gone.csv", target="y"))[0].split(";")[0]
+    'data.path must be an existing CSV file'
+    """
+    base = Path(base_dir) if base_dir is not None else None
+    problems = _config_problems(config)
+    files = [("data.path", config.path, _DATA_FILES.get(config.name))]
+    if config.name == "idx":
+        files.append(("data.labels_path", config.labels_path, "IDX labels file"))
+    for field_name, value, what in files:
+        if value and what:
+            try:
+                _existing_file(_resolve(str(value), base), field_name, what)
+            except DataError as exc:
+                problems += exc.problems
     return problems
 
 

@@ -258,13 +258,13 @@ def mode_connectivity(ctx: Context) -> Trial:
     line = float(result.summary["line_train_loss_barrier"])
     curve = float(result.summary["curve_train_loss_barrier"])
     reduction = float(result.summary["barrier_reduction"] or 0.0)
-    left = 1.0 - reduction  # the share of the line's barrier still on the curve
+    share_left = 1.0 - reduction  # the share of the line's barrier still on the curve
     end_loss = float((result.line["train_loss"][0] + result.line["train_loss"][-1]) / 2)
     measured = {
         "line_train_loss_barrier": line,
         "curve_train_loss_barrier": curve,
         "barrier_reduction": reduction,
-        "barrier_share_left": left,
+        "barrier_share_left": share_left,
         "endpoint_train_loss": end_loss,
         "line_test_error_max": float(np.max(result.line["test_error"])),
         "curve_test_error_max": float(np.max(result.curve["test_error"])),
@@ -274,7 +274,7 @@ def mode_connectivity(ctx: Context) -> Trial:
         # "Removes more than 90%" checked as "leaves less than 10%": the same inequality, but
         # a share removed cannot pass 1, so its margin over 0.9 could never exceed 11% however
         # well the curve trained; the share left says how far the result is from failing.
-        check("share of the line's barrier left on the curve", left, less_than=0.1),
+        check("share of the line's barrier left on the curve", share_left, less_than=0.1),
     ]
     figures = {}
     if ctx.draw:

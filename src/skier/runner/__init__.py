@@ -8,7 +8,13 @@ Python users get the same files and records by calling these.
 
 from typing import Any
 
-from skier.runner.training import EpochLines, RecordLogger, RunOutcome, run_training
+from skier.runner.training import (
+    EpochLines,
+    RecordLogger,
+    RunOutcome,
+    check_run_config,
+    run_training,
+)
 
 __all__ = [
     "CVOutcome",
@@ -16,6 +22,7 @@ __all__ = [
     "RecordLogger",
     "RunOutcome",
     "TuneOutcome",
+    "check_run_config",
     "run_cv",
     "run_training",
     "run_tune",

@@ -47,7 +47,7 @@ from skier.train.regularize import Penalty
 if TYPE_CHECKING:  # the single-process path never imports the distributed module
     from skier.train.distributed import Distributed, ShardedBatches
 
-__all__ = ["DataLike", "Setup", "prepare", "resolve_device"]
+__all__ = ["DataLike", "Setup", "loop_keys", "monitor_problems", "prepare", "resolve_device"]
 
 DataLike = Split | DataBundle | tuple[Any, Any] | Dataset[Any] | DataLoader[Any]
 
@@ -312,7 +312,28 @@ def _check_shapes(setup: Setup, bundle: DataBundle | None) -> None:
     check_output_shape(setup.model, shapes, setup.output_size, categorical_cardinalities=cards)
 
 
-def _check_callbacks(callbacks: Sequence[Callback], available: frozenset[str]) -> None:
+def loop_keys(*, classification: bool, validation: bool, penalty: bool) -> frozenset[str]:
+    """The log keys the loop produces: what a callback or a plateau schedule may monitor.
+
+    >>> sorted(loop_keys(classification=False, validation=True, penalty=False))
+    ['epoch', 'epoch_time', 'loss', 'lr', 'val_loss']
+    """
+    keys = {"epoch", "loss", "lr", "epoch_time"}
+    if penalty:
+        keys.add("penalty")
+    if classification:
+        keys |= {"error", "accuracy"}
+    if validation:
+        keys |= {f"val_{k}" for k in keys if k in ("loss", "error", "accuracy")}
+    return frozenset(keys)
+
+
+def monitor_problems(
+    callbacks: Sequence[Any], available: frozenset[str], schedule: ScheduleConfig | None = None
+) -> list[str]:
+    """One line per monitored key that is not in ``available`` (and per callback that is not a
+    skier Callback or lacks one it needs before it); ``schedule``: a plateau schedule's monitor.
+    """
     problems = []
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
@@ -331,8 +352,13 @@ def _check_callbacks(callbacks: Sequence[Callback], available: frozenset[str]) -
                 problems.append(
                     f"{type(cb).__name__} needs a {needed.__name__} callback before it in the list."
                 )
-    if problems:
-        raise ConfigError(problems)
+    if schedule is not None and schedule.name == "plateau" and schedule.monitor not in available:
+        problems.append(
+            f"schedule.monitor must be a key the loop produces; got {schedule.monitor!r}."
+            f"{did_you_mean(schedule.monitor, available)} "
+            f"Valid keys: {', '.join(sorted(available))}."
+        )
+    return problems
 
 
 def _check_distributed(
@@ -414,22 +440,15 @@ def prepare(
         loss_name = "cross_entropy" if resolved_task == "classification" else "mse"
     elif (loss_name == "cross_entropy") != (resolved_task == "classification"):
         raise ConfigError(problem("train.loss", f"a loss for {resolved_task}", loss_name))
-    keys = {"epoch", "loss", "lr", "epoch_time"}
-    if cfg_reg.l1 or cfg_reg.l2:
-        keys.add("penalty")
-    if resolved_task == "classification":
-        keys |= {"error", "accuracy"}
-    if val_s is not None:
-        keys |= {f"val_{k}" for k in keys if k in ("loss", "error", "accuracy")}
-    available = frozenset(keys)
+    available = loop_keys(
+        classification=resolved_task == "classification",
+        validation=val_s is not None,
+        penalty=bool(cfg_reg.l1 or cfg_reg.l2),
+    )
     callbacks = list(callbacks)
-    _check_callbacks(callbacks, available)
-    if scheduler is None and cfg_sched.name == "plateau" and cfg_sched.monitor not in available:
-        raise ConfigError(
-            f"schedule.monitor must be a key the loop produces; got {cfg_sched.monitor!r}."
-            f"{did_you_mean(cfg_sched.monitor, available)} "
-            f"Valid keys: {', '.join(sorted(available))}."
-        )
+    problems = monitor_problems(callbacks, available, cfg_sched if scheduler is None else None)
+    if problems:
+        raise ConfigError(problems)
     # Distributed: only rank 0 shows progress.
     off = cfg_train.progress == "off" or (distributed is not None and not distributed.is_main)
     if not off and not any(isinstance(c, ProgressBar) for c in callbacks):
