@@ -3,7 +3,7 @@
 ::
 
     skier cv examples/digits_mlp.yaml --folds 5 --workers 2
-    skier tune examples/digits_cnn_tune.yaml --space examples/space_digits.yaml \\
+    skier tune examples/digits_cnn_cv.yaml --space examples/space_digits.yaml \\
         --method bayes --trials 30 --workers 2 --prune median
 """
 

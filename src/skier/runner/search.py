@@ -14,7 +14,7 @@ processes share one Optuna study through its storage::
 
     from skier.config.search import TuneConfig, load_space
     from skier.runner.search import run_tune
-    cfg = load_config("examples/digits_cnn_tune.yaml")
+    cfg = load_config("examples/digits_cnn_cv.yaml")
     outcome = run_tune(cfg, load_space("examples/space_digits.yaml", base=cfg),
                        tune=TuneConfig(method="bayes", trials=30, workers=2))
     print(outcome.summary["best"], outcome.best_config_path)

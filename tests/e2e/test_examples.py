@@ -1,0 +1,55 @@
+"""Every file in examples/ works as it is: each run config trains (one epoch here) and records
+its run, each search space parses against the config it names, and every example file a
+docstring of skier names exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from skier.config import load_config
+from skier.config.search import load_space
+from skier.runner import run_training
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+CONFIGS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("space_"))
+SPACES = sorted(EXAMPLES.glob("space_*.yaml"))
+
+
+def test_the_examples_are_there() -> None:
+    assert len(CONFIGS) >= 20 and len(SPACES) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_example_config_trains(path: Path, tmp_path: Path) -> None:
+    # A short version: one epoch (the schedules' own lengths are left as the file says).
+    config = load_config(path, ["train.epochs=1"])
+    outcome = run_training(
+        config, base_dir=path.parent, out_dir=tmp_path / "runs", progress=False,
+        store_url=f"sqlite:///{tmp_path / 'skier.db'}",
+    )  # fmt: skip
+    assert outcome.result.epochs_done == 1
+    assert (outcome.run_dir / "config.yaml").is_file()
+    assert (outcome.run_dir / "report.html").is_file()
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_every_example_space_parses_against_its_config(path: Path) -> None:
+    named = re.findall(r"examples/([\w.-]+\.yaml)", path.read_text())
+    bases = [EXAMPLES / n for n in named if not n.startswith("space_")]
+    assert bases, f"{path.name} names no config it is a space for"
+    space = load_space(path, base=load_config(bases[0]))
+    assert space.params
+
+
+def test_every_example_a_docstring_names_exists() -> None:
+    missing = []
+    for source in sorted((ROOT / "src" / "skier").rglob("*.py")):
+        for name in re.findall(r"examples/([\w.-]+\.(?:yaml|py|csv))", source.read_text()):
+            if not (EXAMPLES / name).exists() and not (EXAMPLES / "data" / name).exists():
+                missing.append(f"{source.relative_to(ROOT)} names examples/{name}")
+    assert not missing, "\n".join(missing)
