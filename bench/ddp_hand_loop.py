@@ -97,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         values = [r[key] for r in found["ranks"]]
         print(f"{key:10s} ms a step (median, rank 0 / rank 1): "
               + " / ".join(f"{v:.2f}" for v in values))  # fmt: skip
-    print(
-        f"gradient: {found['gradient_floats']:,} float32 ({found['gradient_floats'] * 4 / 1e6:.2f} MB)"
-    )
+    floats = found["gradient_floats"]
+    print(f"gradient: {floats:,} float32 ({floats * 4 / 1e6:.2f} MB)")
     if args.json is not None:
         payload = {"torch": torch.__version__, "steps": args.steps, "warmup": args.warmup, **found}
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
