@@ -30,17 +30,13 @@ import yaml
 from skier import __version__
 from skier._io import atomic_write_text
 from skier.config import (
-    CheckpointConfig,
-    EarlyStoppingConfig,
-    OptimConfig,
     RunConfig,
     config_from_mapping,
     config_to_yaml,
 )
-from skier.data import DataBundle, data_problems, load_data
-from skier.errors import CheckpointError, ConfigError, DataError, SkierError, TrainingError
+from skier.data import DataBundle, load_data
+from skier.errors import CheckpointError, ConfigError, SkierError, TrainingError
 from skier.models import build_model, count_parameters, initialize
-from skier.optim import build_optimizer
 from skier.plots import plot_learning_figure, save_figure
 from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
 from skier.record import (
@@ -53,10 +49,17 @@ from skier.record import (
     new_run_id,
 )
 from skier.report import write_run_report
-from skier.train import Callback, Checkpoint, EarlyStopping, FitResult, ProgressBar, check_fit, fit
+from skier.runner.preflight import (
+    check_run_config,
+    config_sections,
+    monitoring_callbacks,
+    preflight,
+    pretrained_path,
+    raise_problems,
+)
+from skier.train import Callback, FitResult, ProgressBar, check_fit, fit
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.checkpoint import load_checkpoint, load_model_weights
-from skier.train.setup import loop_keys, monitor_problems
 from skier.train.state import TrainState
 
 if TYPE_CHECKING:  # single-process runs never import the distributed module
@@ -145,40 +148,13 @@ class EpochLines(Callback):
         self.echo(f"epoch {state.epoch}/{state.epochs}  " + "  ".join(parts) + f"  {seconds:.2f} s")
 
 
-def _monitoring_callbacks(
-    es: EarlyStoppingConfig | None, ck: CheckpointConfig | None, checkpoints: Path
-) -> list[Callback]:
-    """The callbacks the config turns on that read a monitored key (``None``: a section that
-    is not valid, so nothing of it is built)."""
-    cbs: list[Callback] = []
-    if es is not None and es.enabled:
-        cbs.append(
-            EarlyStopping(
-                monitor=es.monitor,
-                mode=es.mode,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                warmup_epochs=es.warmup_epochs,
-                restore_best=es.restore_best,
-                criterion=es.criterion,
-                strips=es.strips,
-                threshold=es.threshold,
-            )
-        )
-    if ck is not None and ck.enabled:
-        cbs.append(
-            Checkpoint(checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor)
-        )
-    return cbs
-
-
 def _callbacks(
     config: RunConfig,
     run_dir: RunDir,
     progress: bool | Literal["auto"],
     epoch_lines: Callable[[str], None] | None,
 ) -> list[Any]:
-    cbs = _monitoring_callbacks(config.early_stopping, config.checkpoint, run_dir.checkpoints)
+    cbs = monitoring_callbacks(config.early_stopping, config.checkpoint, run_dir.checkpoints)
     diag = config.diagnostics
     if diag.gradient_flow_every > 0:  # off: nothing is added, so nothing runs per batch
         cbs.append(GradientFlow(diag.gradient_flow_every, layers=diag.gradient_flow_layers))
@@ -188,123 +164,6 @@ def _callbacks(
     elif epoch_lines is not None:
         cbs.append(EpochLines(epoch_lines))
     return cbs
-
-
-def _pretrained_path(value: str, base_dir: Path | None) -> Path:
-    """``init.pretrained`` resolved against the config file's folder; it must exist."""
-    path = Path(value).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if not path.is_file():
-        where = f"the config file's folder {str(base_dir)!r}" if base_dir else "the working folder"
-        raise ConfigError(
-            f"init.pretrained must be an existing checkpoint or state-dict file; got {value!r}. "
-            f"No file at {str(path)!r} (a relative path is relative to {where})."
-        )
-    return path.resolve()
-
-
-def _optimizer_problems(optim: OptimConfig) -> list[str]:
-    """The optimizer's own checks (a misspelt name, a setting it does not take), run on one
-    stand-in parameter: they need no model. ``lr: auto`` stands in for the number it becomes."""
-    import torch  # local: the check builds a real optimizer
-
-    if optim.lr == "auto":
-        optim = optim.model_copy(update={"lr": 1e-3})
-    try:
-        build_optimizer([torch.nn.Parameter(torch.zeros(1))], optim)
-    except ConfigError as exc:
-        return exc.problems
-    return []
-
-
-def _preflight(
-    sections: Mapping[str, Any], base_dir: Path | None, *, resuming: bool
-) -> tuple[list[str], list[str], list[str]]:
-    """Problems found without reading any data, from the config sections that are valid:
-    (the optimizer's settings, the data settings and files with ``init.pretrained``, each
-    monitored key against every key the loop could produce with this config).
-
-    The task of a csv/npz file with ``data.task: auto`` is known only once it is read, so
-    ``error`` and ``accuracy`` pass here; :func:`~skier.train.check_fit` checks the exact keys
-    after loading, still before anything is written.
-    """
-    optim, data, init = sections.get("optim"), sections.get("data"), sections.get("init")
-    settings = _optimizer_problems(optim) if optim is not None else []
-    files = data_problems(data, base_dir) if data is not None else []
-    if init is not None and init.pretrained is not None and not resuming:
-        try:
-            _pretrained_path(init.pretrained, base_dir)
-        except ConfigError as exc:
-            files += exc.problems
-    reg = sections.get("regularization")
-    possible = loop_keys(
-        classification=data is None or data.task != "regression",
-        validation=True,  # a config's data always has a validation share (val_fraction > 0)
-        penalty=reg is None or bool(reg.l1 or reg.l2),
-    )
-    callbacks = _monitoring_callbacks(
-        sections.get("early_stopping"), sections.get("checkpoint"), Path("checkpoints")
-    )
-    monitors = monitor_problems(callbacks, possible, sections.get("schedule"))
-    return settings, files, monitors
-
-
-def _valid_sections(data: Any) -> dict[str, Any]:
-    """Each section of a raw config that is valid on its own: a mistake in one section does
-    not hide the problems of the files and monitors another one names."""
-    if not isinstance(data, Mapping):
-        return {}
-    sections = {}
-    for name in RunConfig.model_fields:
-        try:
-            alone = config_from_mapping({name: data[name]} if name in data else {})
-        except ConfigError:
-            continue
-        sections[name] = getattr(alone, name)
-    return sections
-
-
-def _sections(config: RunConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in RunConfig.model_fields}
-
-
-def _raise_problems(
-    config: Sequence[str], settings: Sequence[str], files: Sequence[str], monitors: Sequence[str]
-) -> None:
-    """One error for every problem, in the order of the stages: a :class:`DataError` when the
-    data files are all that is wrong, else a :class:`ConfigError`."""
-    if config or settings or monitors:
-        raise ConfigError([*config, *settings, *files, *monitors])
-    if files:
-        raise DataError(list(files))
-
-
-def check_run_config(
-    data: Mapping[str, Any] | None, source: str = "", *, base_dir: str | Path | None = None
-) -> RunConfig:
-    """A raw config (as read from YAML) validated, with its data files and monitored keys,
-    before any data is read; one error lists every problem found, in that order.
-
-    ``source`` names the file the values came from; ``base_dir`` is the folder relative data
-    paths are read from (the config file's). What only the data can tell (a column, a value,
-    the task of a csv/npz file with ``data.task: auto``) is checked when it is loaded::
-
-        check_run_config({"optim": {"lrr": 0.1},
-                          "data": {"name": "csv", "path": "gone.csv", "target": "y"}})
-        # ConfigError: 2 problems:
-        #   - optim.lrr is not a known setting. Did you mean 'lr'?
-        #   - data.path must be an existing CSV file; got 'gone.csv'. Check the path; ...
-    """
-    base = Path(base_dir) if base_dir is not None else None
-    try:
-        config = config_from_mapping(data, source)
-    except ConfigError as exc:  # go on with the sections that are valid on their own
-        problems, sections = exc.problems, _valid_sections(data)
-    else:
-        problems, sections = [], _sections(config)
-    _raise_problems(problems, *_preflight(sections, base, resuming=False))  # raises if any
-    return config
 
 
 def _build(
@@ -327,7 +186,7 @@ def _build(
     init = config.init
     path, weights = None, None
     if init.pretrained is not None and not resuming:
-        path = _pretrained_path(init.pretrained, base_dir)
+        path = pretrained_path(init.pretrained, base_dir)
         weights = load_model_weights(path)  # weights_only=True: a checkpoint or a state dict
     # Seeded once, before the model is built and initialised: a run is reproducible from
     # train.seed, and fit() re-seeds itself, so drawing the init changes nothing after it.
@@ -461,7 +320,7 @@ def run_training(
 
     # Validate everything before anything is written: first what needs no data, all at once.
     if data is None:
-        _raise_problems([], *_preflight(_sections(config), base, resuming=resume is not None))
+        raise_problems([], *preflight(config_sections(config), base, resuming=resume is not None))
     data, model, data_seconds, init_record = _build(
         config, base, resuming=resume is not None, data=data
     )
