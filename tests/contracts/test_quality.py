@@ -73,7 +73,6 @@ _LONG_MODULES = {
     "src/skier/runner/search.py": (1274, "cv, tune and worker processes in one: to be cut"),
     "src/skier/record/store.py": (916, "engine and migrations, writes, queries: to be cut"),
     "src/skier/data/datasets.py": (653, "targets, built-in sets, file formats: to be cut"),
-    "src/skier/lessons/batches_init.py": (636, "six lessons; two families could be two modules"),
     "src/skier/diagnostics/landscape.py": (623, "directions, grids and the vmap'd pass"),
 }
 _MODULE_LIMIT = 600
