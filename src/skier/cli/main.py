@@ -78,11 +78,10 @@ def _train(
 def _load_run_config(path: str | None, overrides: tuple[str, ...], base: Path | None) -> Any:
     """The config of a new run; one error lists the config's problems, then its data files',
     then its monitored keys', all found before any data is read."""
-    from skier.config import apply_overrides, read_yaml_mapping
+    from skier.config import read_config_mapping
     from skier.runner import check_run_config
 
-    data = read_yaml_mapping(path, what="config file") if path is not None else {}
-    return check_run_config(apply_overrides(data, overrides), path or "", base_dir=base)
+    return check_run_config(read_config_mapping(path, overrides), path or "", base_dir=base)
 
 
 # How gloo and NCCL say that another rank went away.

@@ -26,6 +26,7 @@ from skier.config.loading import (
     config_to_yaml,
     demo_config,
     load_config,
+    read_config_mapping,
     read_yaml_mapping,
 )
 from skier.config.run import (
@@ -78,6 +79,7 @@ __all__ = [
     "load_config",
     "load_space",
     "parse_space",
+    "read_config_mapping",
     "read_yaml_mapping",
     "validate_model",
 ]

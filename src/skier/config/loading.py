@@ -23,6 +23,7 @@ __all__ = [
     "config_to_yaml",
     "demo_config",
     "load_config",
+    "read_config_mapping",
     "read_yaml_mapping",
 ]
 
@@ -61,15 +62,18 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
+def read_config_mapping(
+    path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A YAML config as a raw mapping (``None`` = empty: all defaults) with ``overrides``
+    applied, not yet validated (what :func:`load_config` and a pre-flight check start from)."""
+    data = read_yaml_mapping(path, what="config file") if path is not None else {}
+    return apply_overrides(data, overrides)
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML config (``None`` = all defaults), apply overrides and validate."""
-    data: dict[str, Any] = {}
-    source = ""
-    if path is not None:
-        source = str(path)
-        data = read_yaml_mapping(path, what="config file")
-    data = apply_overrides(data, overrides)
-    return config_from_mapping(data, source)
+    return config_from_mapping(read_config_mapping(path, overrides), str(path) if path else "")
 
 
 def read_yaml_mapping(path: str | Path, *, what: str = "file") -> dict[str, Any]:
