@@ -156,8 +156,8 @@ def _launch(
 ) -> None:
     """Start the ranks through torchrun; when one fails, mark the run failed and say so."""
     from skier.record import RunStore, default_store_url
-    from skier.train.distributed import RankFailed
-    from skier.train.distributed import launch as start
+    from skier.runner.launch import RankFailed
+    from skier.runner.launch import launch as start
 
     nproc, nnodes, node_rank, endpoint = launch
     _quiet_launcher_logs()
@@ -303,13 +303,11 @@ def schedule_group() -> None:
 
 def _steps_per_epoch(cfg: Any, base_dir: Path | None) -> int:
     """Optimizer steps per epoch, as the train loop will batch the training split."""
-    import math
-
     from skier.data import load_data
+    from skier.train.batches import steps_per_epoch
 
     n = len(load_data(cfg.data, base_dir=base_dir).train)
-    batch = n if cfg.train.batch_size == "full" else min(int(cfg.train.batch_size), n)
-    return max(n // batch if cfg.train.drop_last else math.ceil(n / batch), 1)
+    return max(steps_per_epoch(n, cfg.train.batch_size, drop_last=cfg.train.drop_last), 1)
 
 
 @schedule_group.command("plot")

@@ -7,11 +7,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from skier.data.types import Split
 from skier.diagnostics._common import ParamList, trainable_parameters
+from skier.train.metrics import batch_sums, split_sums
 
 __all__ = ["BATCH_NORM", "Evaluator", "recompute_batch_norm"]
 
@@ -53,28 +53,14 @@ class Evaluator:
         return losses, errors
 
     def _one(self) -> tuple[float, float]:
-        split, n = self.split, len(self.split)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=split.device)
-        wrong = torch.zeros((), dtype=torch.int64, device=split.device)
-        for start in range(0, n, self.batch_size):
-            inputs = tuple(t[start : start + self.batch_size] for t in split.inputs)
-            y = split.targets[start : start + self.batch_size]
-            out = self.model(*inputs).float()
-            loss_sum += self._loss_sum(out, y)
-            if self.classification:
-                wrong += (out.argmax(dim=-1) != y).sum()
-        # One synchronisation per point: both numbers come back together.
-        both = torch.stack([loss_sum, wrong.to(torch.float64)]).tolist()
-        return both[0] / n, (both[1] / n if self.classification else math.nan)
-
-    def _loss_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.classification:
-            return F.cross_entropy(out, y, reduction="sum")
-        per = F.mse_loss(out, y.reshape(out.shape), reduction="sum")
-        return per / max(out[0].numel(), 1)
+        sums = split_sums(self.model, self.split, classification=self.classification,
+                          batch_size=self.batch_size)  # fmt: skip
+        metrics = sums.metrics()  # one synchronisation per point: both numbers together
+        return metrics["loss"], metrics.get("error", math.nan)
 
     def _batched(self, weights: Sequence[ParamList]) -> tuple[list[float], list[float]]:
-        # Several points in one forward pass: vmap over stacked parameters, shared inputs.
+        # Several points in one forward pass: vmap over stacked parameters, shared inputs, and
+        # the same per-batch sums as the one-point pass, vmap'd over the points.
         from torch.func import functional_call, vmap
 
         buffers = dict(self.model.named_buffers())
@@ -90,23 +76,19 @@ class Evaluator:
             loss_sum = torch.zeros(k, dtype=torch.float64, device=split.device)
             wrong = torch.zeros(k, dtype=torch.int64, device=split.device)
 
-            def forward(params: dict[str, torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
-                return functional_call(self.model, ({**params, **buffers}), inputs)
+            def sums(
+                params: dict[str, torch.Tensor], y: torch.Tensor, *inputs: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                out = functional_call(self.model, ({**params, **buffers}), inputs).float()
+                return batch_sums(out, y, classification=self.classification)
 
             for start in range(0, n, self.batch_size):
                 inputs = tuple(t[start : start + self.batch_size] for t in split.inputs)
                 y = split.targets[start : start + self.batch_size]
-                in_dims = (0,) + (None,) * len(inputs)
-                out = vmap(forward, in_dims=in_dims)(stacked, *inputs).float()  # k x b x c
-                if self.classification:
-                    flat = out.reshape(-1, out.shape[-1])
-                    per = F.cross_entropy(flat, y.repeat(k), reduction="none").reshape(k, -1)
-                    loss_sum += per.sum(dim=1)
-                    wrong += (out.argmax(dim=-1) != y).sum(dim=1)
-                else:
-                    target = y.reshape(out.shape[1:]).expand_as(out)
-                    per = (out - target).pow(2).reshape(k, -1).sum(dim=1)
-                    loss_sum += per / max(out[0, 0].numel(), 1)
+                in_dims = (0, None) + (None,) * len(inputs)
+                batch_loss, batch_wrong = vmap(sums, in_dims=in_dims)(stacked, y, *inputs)
+                loss_sum += batch_loss
+                wrong += batch_wrong
             values = torch.stack([loss_sum, wrong.to(torch.float64)]).tolist()
             losses += [v / n for v in values[0]]
             errors += [w / n if self.classification else math.nan for w in values[1]]

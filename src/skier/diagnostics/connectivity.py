@@ -43,6 +43,9 @@ from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_n
 from skier.errors import ConfigError, DataError, ModelError
 from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
+from skier.train.batches import resolve_batch_size, steps_per_epoch
+from skier.train.metrics import make_loss
+from skier.train.step import OptimizerStep
 
 __all__ = ["ConnectResult", "Curve", "connect", "evaluate_path"]
 
@@ -368,19 +371,21 @@ def _train_curve(
 ) -> list[float]:
     from torch.func import functional_call
 
+    loss_fn = make_loss("cross_entropy" if classification else "mse")
     # Weight decay acts on the point on the curve (below), not on the bends themselves.
     decay = float(optim.weight_decay or 0.0)
     optimizer = build_optimizer(curve.parameters(), optim.model_copy(update={"weight_decay": None}))
     n = len(train)
-    batch = n if train_cfg.batch_size == "full" else min(int(train_cfg.batch_size), n)
-    steps_per_epoch = max(n // batch if train_cfg.drop_last else math.ceil(n / batch), 1)
-    total = cfg.epochs * steps_per_epoch
+    batch = resolve_batch_size(train_cfg.batch_size, n)
+    steps = steps_per_epoch(n, batch, drop_last=train_cfg.drop_last)
+    total = cfg.epochs * steps
+    # The one optimizer step of skier (as fit takes it): clipping of the curve's gradients too.
+    step_of = OptimizerStep(optimizer, curve.parameters(), grad_clip=train_cfg.grad_clip,
+                            grad_clip_mode=train_cfg.grad_clip_mode)  # fmt: skip
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     sched = None
     if cfg.schedule == "config":
-        sched = build_schedule(
-            optimizer, schedule, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
-        )
+        sched = build_schedule(optimizer, schedule, epochs=cfg.epochs, steps_per_epoch=steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     names = [n for n, _ in trainable_parameters(model)]
     buffers = dict(model.named_buffers())
@@ -405,24 +410,23 @@ def _train_curve(
                     for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
                         group["lr"] = lr * _factor(step / max(total, 1))
                 t = float(torch.rand((), generator=generator))
-                weights = curve.point(t)
                 inputs = tuple(x[index] for x in train.inputs)
-                out = functional_call(model, {**dict(zip(names, weights, strict=True)), **buffers},
-                                      inputs)  # fmt: skip
                 y = train.targets[index]
-                if classification:
-                    loss = F.cross_entropy(out, y)
-                else:
-                    loss = F.mse_loss(out, y.reshape(out.shape))
-                total_loss = loss
-                if decay:
-                    total_loss = loss + 0.5 * decay * sum(w.pow(2).sum() for w in weights)
-                optimizer.zero_grad(set_to_none=True)
-                total_loss.backward()
-                optimizer.step()
+
+                def forward() -> tuple[torch.Tensor, torch.Tensor]:
+                    weights = curve.point(t)  # noqa: B023 - called within this iteration
+                    params = {**dict(zip(names, weights, strict=True)), **buffers}
+                    out = functional_call(model, params, inputs)  # noqa: B023
+                    loss = loss_fn(out, y)  # noqa: B023
+                    if not decay:
+                        return loss, loss.detach()
+                    penalty = 0.5 * decay * sum(w.pow(2).sum() for w in weights)
+                    return loss + penalty, loss.detach()
+
+                loss = step_of(forward)
                 if sched is not None and sched.interval == "step":
                     sched.step()
-                epoch_sum += loss.detach() * index.numel()
+                epoch_sum += loss * index.numel()
                 count += index.numel()
                 step += 1
                 if bar is not None:

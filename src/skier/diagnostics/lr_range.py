@@ -47,6 +47,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size
 from skier.train.metrics import LossFn, make_loss
+from skier.train.step import OptimizerStep
 
 __all__ = [
     "SUGGESTION_RULES",
@@ -494,16 +495,19 @@ def _run(
     best = math.inf
     diverged = False
     bar = _progress_bar(progress, cfg.num_steps)
+    step = OptimizerStep(opt, model.parameters(), grad_clip=train_cfg.grad_clip,
+                         grad_clip_mode=train_cfg.grad_clip_mode)  # fmt: skip
     model.train()
     try:
         for lr in lr_ramp(cfg):
             for group in opt.param_groups:  # set LR
                 group["lr"] = lr
             index = next(batches).to(split.device)
-            opt.zero_grad(set_to_none=True)
-            out = model(*(t[index] for t in split.inputs))  # forward
-            loss = loss_fn(out, split.targets[index])  # loss
-            value = float(loss.detach())  # one sync per step: the stop rule needs the value
+            inputs, y = tuple(t[index] for t in split.inputs), split.targets[index]
+            # forward → loss → backward → clip → step, as fit takes it. The model is restored
+            # afterwards, so the step taken on the batch that ends the test changes nothing.
+            loss = step(lambda: _loss_and_itself(loss_fn(model(*inputs), y)))  # noqa: B023
+            value = float(loss)  # one sync per step: the stop rule needs the value
             lrs.append(lr)
             losses.append(value)
             smoothed.append(smoother.add(value))
@@ -517,17 +521,14 @@ def _run(
             if smoothed[-1] > cfg.divergence_factor * best:
                 diverged = True
                 break
-            loss.backward()  # backward
-            if train_cfg.grad_clip is not None:  # clip, as fit does
-                if train_cfg.grad_clip_mode == "norm":
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-                else:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), train_cfg.grad_clip)
-            opt.step()  # step
     finally:
         if bar is not None:
             bar.close()
     return lrs, losses, smoothed, diverged
+
+
+def _loss_and_itself(loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return loss, loss.detach()
 
 
 def _result(

@@ -15,6 +15,7 @@ from skier.diagnostics import lr_range_test
 from skier.lessons._tools import axes, digits, mlp
 from skier.lessons.base import Context, Trial, check, lesson
 from skier.train import EarlyStopping, FitResult, GradientFlow, evaluate, fit
+from skier.train.batches import steps_per_epoch
 
 __all__: list[str] = []
 
@@ -179,7 +180,7 @@ _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.2, 12, 6
 def lr_schedules(ctx: Context) -> Trial:
     data = digits()
     epochs, lr, batch = 8, 0.1, 32  # with 4 epochs annealing's gain was 0.30-0.85x: luck
-    steps = math.ceil(len(data.train) / batch)
+    steps = steps_per_epoch(len(data.train), batch, drop_last=False)
     runs: dict[str, FitResult] = {}
     for label, schedule in _schedules(epochs, steps, lr):
         model = mlp(data, [64, 64], seed=ctx.seed)

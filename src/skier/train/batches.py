@@ -22,6 +22,7 @@ __all__ = [
     "LoaderBatches",
     "TensorBatches",
     "resolve_batch_size",
+    "steps_per_epoch",
 ]
 
 # (inputs, targets, per-example loss weights or None)
@@ -39,13 +40,38 @@ class BatchSource(Protocol):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
+    def scaled(self, data_loss: torch.Tensor, penalty: torch.Tensor | None) -> torch.Tensor:
+        """The loss to backpropagate for a batch of this source (a distributed rank's share
+        scales its data loss; whole batches do not)."""
+        ...
+
 
 def resolve_batch_size(batch_size: int | Literal["full"], n: int) -> int:
     """``"full"`` (batch gradient descent) means every example in one batch."""
     return n if batch_size == "full" else min(int(batch_size), n)
 
 
-class TensorBatches:
+def steps_per_epoch(n: int, batch_size: int | Literal["full"], *, drop_last: bool) -> int:
+    """Batches (optimizer steps) in an epoch of ``n`` examples; with ``drop_last`` a last batch
+    smaller than the others is skipped, unless it is the only one.
+
+    >>> [steps_per_epoch(n, 4, drop_last=d) for n, d in ((10, False), (10, True), (3, True))]
+    [3, 2, 1]
+    """
+    if n == 0:
+        return 0
+    size = resolve_batch_size(batch_size, n)
+    return n // size if drop_last else math.ceil(n / size)
+
+
+class _WholeBatches:
+    """Batches trained as they are: the loss to backpropagate is the data loss (+ penalty)."""
+
+    def scaled(self, data_loss: torch.Tensor, penalty: torch.Tensor | None) -> torch.Tensor:
+        return data_loss if penalty is None else data_loss + penalty
+
+
+class TensorBatches(_WholeBatches):
     """Batches of an in-memory :class:`Split` (already on the training device).
 
     ``balanced=True`` draws each epoch's examples with probability inverse to their class
@@ -76,9 +102,7 @@ class TensorBatches:
             self._sample_weights = (1.0 / counts.clamp(min=1).double())[targets]
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_examples // self.batch_size
-        return math.ceil(self.num_examples / self.batch_size)
+        return steps_per_epoch(self.num_examples, self.batch_size, drop_last=self.drop_last)
 
     def order(self) -> torch.Tensor | None:
         """This epoch's order of the examples (``None``: as stored); draws from the generator."""
@@ -177,7 +201,7 @@ def _as_batch(item: Any, device: torch.device) -> Batch:
     return inputs, y.to(device, non_blocking=True), None
 
 
-class LoaderBatches:
+class LoaderBatches(_WholeBatches):
     """Batches from a user's ``DataLoader`` (or a ``Dataset``, wrapped in one)."""
 
     def __init__(

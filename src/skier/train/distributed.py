@@ -16,7 +16,10 @@ module adds what makes a distributed run *the same run* as a single-process one:
 
 The library never reads environment variables: the ``skier`` CLI reads what torchrun sets
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and passes it here as a :class:`LaunchInfo`. The
-single-process path never imports this module.
+single-process path never imports this module: it trains on a
+:class:`~skier.train.group.ProcessGroup`, whose interface :class:`Distributed` implements with
+collectives. Starting the processes (torchrun's launcher) is the runner's:
+:mod:`skier.runner.launch`.
 
 Example (in each process; torchrun sets the rendezvous address for ``env://``)::
 
@@ -29,31 +32,26 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from skier.data.types import Split
 from skier.errors import ConfigError, TrainingError, problem
-from skier.train.batches import Batch, TensorBatches
-from skier.train.setup import resolve_device
-from skier.train.state import CheckpointRequest, TrainState
+from skier.train.batches import Batch, BatchSource, TensorBatches
+from skier.train.device import resolve_device
+from skier.train.group import ProcessGroup, shard_bounds
 
 __all__ = [
     "Distributed",
     "LaunchInfo",
     "PeerLost",
-    "RankFailed",
     "ShardedBatches",
     "distributed_session",
     "init_distributed",
-    "launch",
     "shard_bounds",
     "shutdown",
 ]
@@ -92,20 +90,9 @@ class LaunchInfo:
         return out
 
 
-def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The contiguous ``[lo, hi)`` share of ``n`` items for ``rank``; the first ``n %
-    world_size`` ranks get one more, so the shares cover ``n`` exactly, with no padding.
-
-    >>> [shard_bounds(5, r, 2) for r in range(2)]
-    [(0, 3), (3, 5)]
-    """
-    base, extra = divmod(n, world_size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
-
-
-class Distributed:
-    """The process group of a data-parallel run, and the few collectives ``fit`` needs.
+class Distributed(ProcessGroup):
+    """The process group of a data-parallel run: :class:`ProcessGroup`'s interface over
+    ``torch.distributed``.
 
     Built by :func:`init_distributed`; passed to ``fit(..., distributed=group)``.
     """
@@ -118,11 +105,6 @@ class Distributed:
 
     def __repr__(self) -> str:
         return f"Distributed(rank={self.rank}, world_size={self.world_size}, {self.backend})"
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one that writes the record, checkpoints, figures and report."""
-        return self.rank == 0
 
     # --- collectives -----------------------------------------------------------------------
     def broadcast(self, value: Any) -> Any:
@@ -170,71 +152,27 @@ class Distributed:
                 dist.broadcast(t, src=0)
 
     # --- data ----------------------------------------------------------------------------------
-    def shard(self, batches: TensorBatches, *, reduction: str) -> ShardedBatches:
+    def shard(self, batches: BatchSource, *, reduction: str) -> BatchSource:
+        """This rank's share of every global batch of in-memory data (``problems`` refuses
+        every other kind of batch source before training starts)."""
+        if not isinstance(batches, TensorBatches):
+            return batches
         return ShardedBatches(batches, self.rank, self.world_size, reduction=reduction)
 
-    @torch.no_grad()
-    def evaluate(
-        self, model: torch.nn.Module, split: Split, *, classification: bool, batch_size: int = 4096
-    ) -> dict[str, float]:
-        """Loss (and error, accuracy) over the whole ``split``: each rank evaluates its
-        contiguous share, and the sums and counts are all-reduced."""
-        lo, hi = shard_bounds(len(split), self.rank, self.world_size)
-        was_training = model.training
-        model.eval()
-        try:
-            loss_sum = torch.zeros((), dtype=torch.float64, device=split.device)
-            wrong = torch.zeros((), dtype=torch.int64, device=split.device)
-            per_target = max(math.prod(split.targets.shape[1:]), 1)
-            for start in range(lo, hi, batch_size):
-                stop = min(start + batch_size, hi)
-                inputs = tuple(t[start:stop] for t in split.inputs)
-                y = split.targets[start:stop]
-                out = model(*inputs).float()
-                if classification:
-                    loss_sum += F.cross_entropy(out, y, reduction="sum")
-                    wrong += (out.argmax(dim=1) != y).sum()
-                else:
-                    loss_sum += F.mse_loss(out, y.reshape(out.shape), reduction="sum") / per_target
-        finally:
-            model.train(was_training)
-        total, wrong_total, n = self.sum_counts([loss_sum, wrong, hi - lo])
-        result = {"loss": total / max(n, 1)}
-        if classification:
-            result["error"] = wrong_total / max(n, 1)
-            result["accuracy"] = 1.0 - result["error"]
-        return result
+    def device_for(self, device: torch.device) -> torch.device:
+        """Each process trains on the GPU of its local rank (or the CPU)."""
+        return self.device if device.type == "cuda" else device
 
-    # --- decisions -----------------------------------------------------------------------------
-    def follow_main(self, state: TrainState) -> None:
-        """Rank 0's stop request, non-finite verdict and checkpoint requests on every rank.
+    def loss_reduction(self, reduction: str) -> str:
+        """Each rank sums its share's loss, then scales it (:class:`ShardedBatches`)."""
+        return "sum"
 
-        Every rank runs the callbacks on the same all-reduced logs, so they would agree anyway;
-        taking rank 0's word makes sure no rank ever enters a collective the others skip.
-        """
-        mine = (
-            state.requests.stop_reason,
-            state.diverged,
-            [(r.path, r.tag) for r in state.requests.checkpoints],
-        )
-        reason, diverged, requests = self.broadcast(mine)
-        state.requests.stop_reason, state.diverged = reason, diverged
-        state.requests.checkpoints = [CheckpointRequest(p, t) for p, t in requests]
-
-    def checkpoint_payload(self, payload: dict[str, Any], rng: dict[str, Any]) -> dict[str, Any]:
-        """The checkpoint rank 0 writes: rank 0's state plus every rank's RNG states (a
-        collective: every rank calls it, only rank 0 gets a payload to write)."""
-        every = self.gather(rng)
-        if every is None:
-            return {}
-        return {**payload, "world_size": self.world_size, "rng_ranks": every}
-
-    def rng_to_restore(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
-        """This rank's saved RNG states; from another world size, rank 0's (resume not exact)."""
-        ranks = checkpoint.get("rng_ranks")
-        if ranks and checkpoint.get("world_size") == self.world_size:
-            return dict(ranks[self.rank])
-        return dict(checkpoint["rng"])
+    def problems(self, *, sampling: str, batch_size: int | str, device: str, in_memory: bool,
+                 needs_closure: bool) -> list[str]:  # fmt: skip
+        return check_settings(
+            world_size=self.world_size, sampling=sampling, batch_size=batch_size, device=device,
+            in_memory=in_memory, needs_closure=needs_closure,
+        )  # fmt: skip
 
 
 class ShardedBatches:
@@ -390,72 +328,3 @@ class PeerLost(TrainingError):
     so the launcher can tell the two apart."""
 
     exit_code = 3
-
-
-class RankFailed(TrainingError):
-    """A rank of a launched job failed; the launcher stopped the others.
-
-    ``rank`` is the first rank that failed and ``exit_code`` what the command exits with: 2 when
-    that rank refused bad input (it printed why), else 1.
-    """
-
-    def __init__(self, message: str, *, rank: int, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.rank, self.exit_code = rank, exit_code
-
-
-def launch(
-    worker_args: Sequence[str],
-    *,
-    nproc: int,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-) -> None:
-    """Run ``python -m skier WORKER_ARGS`` as ``nproc`` processes on this machine, through
-    torchrun's own launcher; return when every rank has finished.
-
-    One machine (``nnodes=1``, no endpoint) rendezvous on a free local port. Several machines use
-    torchrun's static rendezvous: node 0 hosts it at ``rdzv_endpoint`` (``HOST:PORT``) and every
-    node gives its ``node_rank``. There are no in-job restarts (``--max-restarts 0``): when a rank
-    fails torchrun stops the others, and this raises :class:`RankFailed` naming the first one;
-    resuming from the last checkpoint is the recovery path.
-
-    Example::
-
-        launch(["train", "examples/digits_mlp.yaml", "--distributed-worker"], nproc=2)
-    """
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
-    argv = [f"--nproc-per-node={nproc}", f"--nnodes={nnodes}", "--max-restarts=0"]
-    if rdzv_endpoint is None:
-        argv.append("--standalone")
-    else:
-        argv += ["--rdzv-backend=static", f"--rdzv-endpoint={rdzv_endpoint}",
-                 f"--node-rank={node_rank}"]  # fmt: skip
-    argv += ["--module", "skier", *worker_args]
-    try:
-        run(parse_args(argv))
-    except SignalException:  # Ctrl-C or a kill of the launcher: the ranks were stopped too
-        raise KeyboardInterrupt from None
-    except ChildFailedError as exc:
-        # Failure times are whole seconds, so the rank that failed first often ties with the
-        # ranks that failed because of it: those that lost contact (status 3) or that torchrun
-        # stopped (SIGTERM) come last.
-        failures = exc.failures
-        consequence = {PeerLost.exit_code: 2, -int(signal.SIGTERM): 1}
-        rank = min(failures, key=lambda r: (
-            consequence.get(failures[r].exitcode, 0), failures[r].timestamp, r
-        ))  # fmt: skip
-        failure = failures[rank]
-        if failure.exitcode < 0:
-            how = f"was killed by signal {failure.signal_name()}"
-        else:
-            how = f"exited with status {failure.exitcode}"
-        raise RankFailed(
-            f"rank {rank} {how}; torchrun stopped the other ranks.",
-            rank=rank,
-            exit_code=2 if failure.exitcode == 2 else 1,
-        ) from None

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -26,12 +26,10 @@ from skier.history import History
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.early_stopping import EarlyStopping, resolve_mode
 from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
-from skier.train.metrics import evaluate_split
+from skier.train.group import ProcessGroup
+from skier.train.metrics import SplitSums, evaluate_split, targets_per_example
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
-
-if TYPE_CHECKING:  # the single-process path never imports the distributed module
-    from skier.train.distributed import Distributed
 
 __all__ = ["FitResult", "check_fit", "evaluate", "fit"]
 
@@ -70,7 +68,7 @@ def fit(
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
     regularization: RegularizationConfig | None = None,
-    distributed: Distributed | None = None,
+    distributed: ProcessGroup | None = None,
     **settings: Any,
 ) -> FitResult:
     """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
@@ -115,8 +113,7 @@ def _train_epochs(
 ) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
-    if s.distributed is not None:  # after the resume: DDP starts every rank from rank 0's weights
-        s.ddp = s.distributed.wrap(s.model)
+    s.trained = s.group.wrap(s.model)  # after the resume: DDP starts every rank from rank 0's
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
     good = state.capture_weights()
     for cb in s.callbacks:
@@ -137,8 +134,7 @@ def _train_epochs(
             s.schedule.step(logs)
         for cb in s.callbacks:  # callbacks
             cb.on_epoch_end(state, logs)
-        if s.distributed is not None:  # rank 0 decides stop, guard and checkpoints; all follow
-            s.distributed.follow_main(state)
+        s.group.follow_main(state)  # rank 0 decides stop, guard and checkpoints; all follow
         if state.diverged:
             state.requests.checkpoints.clear()
         else:
@@ -162,7 +158,7 @@ def check_fit(
     train_config: TrainConfig | None = None,
     optim_config: OptimConfig | None = None,
     regularization: RegularizationConfig | None = None,
-    distributed: Distributed | None = None,
+    distributed: ProcessGroup | None = None,
     **settings: Any,
 ) -> None:
     """Run every check :func:`fit` runs first (settings, data, output shape, monitored keys)
@@ -196,7 +192,7 @@ def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
 
 def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     per_batch = _overrides(s.callbacks, "on_batch_end")
-    sums = _Sums(s)
+    sums = _EpochSums(s)
     s.model.train()
     assert s.batches is not None
     per_step = s.schedule if s.schedule is not None and s.schedule.interval == "step" else None
@@ -205,11 +201,8 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     for inputs, y, weights in s.batches:
         if per_step is not None:  # set LR
             lrs.append(group["lr"])
-        if s.needs_closure:  # L-BFGS evaluates the loss several times per step
-            data_loss, penalty, out = _closure_step(s, inputs, y, weights)
-        else:
-            data_loss, penalty, out = _forward_backward(s, inputs, y, weights)
-            _clip_and_step(s)  # clip → step
+        # forward → loss (+ penalties) → backward → clip → step (L-BFGS: with a closure)
+        data_loss, penalty, out = s.step(lambda: _forward(s, inputs, y, weights))  # noqa: B023
         if per_step is not None:
             per_step.step()
         sums.add(data_loss, penalty, out, y)
@@ -218,102 +211,59 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
             cb.on_batch_end(state)
     if per_step is None:  # one lr for the whole epoch: no per-step work
         lrs.extend([float(group["lr"])] * sums.batches)
-    if s.distributed is not None:  # every rank's examples, as sums and counts; identical buffers
-        loss, wrong, seen = s.distributed.sum_counts([sums.loss, sums.wrong, sums.seen])
-        sums.loss_total, sums.wrong_total, sums.seen = loss, wrong, int(seen)
-        s.distributed.sync_state(s.model, buffers_only=True)
-    return sums.result()
+    totals = s.group.sum_counts(sums.totals())  # every rank's examples, as sums and counts
+    s.group.sync_state(s.model, buffers_only=True)  # identical batch-norm buffers on every rank
+    return sums.result(totals)
 
 
-def _forward_backward(
+def _forward(
     s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    s.optimizer.zero_grad(set_to_none=True)
-    with s.autocast():
-        out = (s.model if s.ddp is None else s.ddp)(*inputs)
-        data_loss = s.loss(out, y, weights)  # forward → loss
-        penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
-        loss = data_loss if penalty is None else data_loss + penalty
-        if s.shard is not None:  # distributed: this rank's share of the global batch's gradient
-            loss = s.shard.scaled(data_loss, penalty)
-    (loss if s.scaler is None else s.scaler.scale(loss)).backward()  # backward
-    return data_loss, penalty, out
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+    """One batch's loss to backpropagate, and what the epoch's sums need of it."""
+    out = (s.trained or s.model)(*inputs)
+    data_loss = s.loss(out, y, weights)  # forward → loss
+    penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
+    return s.batches.scaled(data_loss, penalty), (data_loss, penalty, out)  # type: ignore[union-attr]
 
 
-def _clip_and_step(s: Setup) -> None:
-    clip, scaler, opt = s.train_cfg.grad_clip, s.scaler, s.optimizer
-    if scaler is not None:
-        scaler.unscale_(opt)
-    if clip is not None and s.train_cfg.grad_clip_mode == "norm":
-        torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip)
-    elif clip is not None:
-        torch.nn.utils.clip_grad_value_(s.model.parameters(), clip)
-    if scaler is None:
-        opt.step()
-    else:
-        scaler.step(opt)
-        scaler.update()
-
-
-def _closure_step(
-    s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
-) -> Any:
-    """One step of an optimizer that needs a closure; the metrics are those of its first call."""
-    first: list[Any] = []
-
-    def closure() -> float:
-        result = _forward_backward(s, inputs, y, weights)
-        first.append(result)
-        if s.train_cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.train_cfg.grad_clip)
-        data_loss, penalty, _ = result
-        return data_loss if penalty is None else data_loss + penalty  # type: ignore[return-value]
-
-    s.optimizer.step(closure)
-    return first[0]
-
-
-class _Sums:
-    """Running sums of an epoch, kept on the device and read once at its end."""
+class _EpochSums:
+    """The training pass's sums (:class:`SplitSums`, on the device, read once an epoch) and the
+    mean penalty per step."""
 
     def __init__(self, s: Setup) -> None:
         dtype = torch.float32 if s.device.type == "mps" else torch.float64
-        # Distributed ranks sum their share's loss (ShardedBatches), as with reduction "sum".
-        self.mean = s.train_cfg.reduction == "mean" and s.shard is None
+        self.sums = SplitSums(s.device, classification=s.classification, dtype=dtype)
+        self.mean = s.reduction == "mean"  # else the batch loss is a sum over its examples
         self.classification = s.classification
-        self.loss = torch.zeros((), dtype=dtype, device=s.device)
         self.penalty = torch.zeros((), dtype=dtype, device=s.device) if s.penalty else None
-        self.wrong = torch.zeros((), dtype=torch.int64, device=s.device)
-        self.seen = self.batches = 0
-        self.per_example = 1  # regression with reduction "sum": the loss sums over targets too
-        self.loss_total: float | None = None  # distributed: the all-reduced sums
-        self.wrong_total = 0.0
+        self.batches = 0
 
     def add(
         self, data_loss: torch.Tensor, penalty: torch.Tensor | None, out: torch.Tensor, y: Any
     ) -> None:
         n = y.shape[0]
-        self.loss.add_(data_loss.detach(), alpha=n if self.mean else 1)
+        if self.mean:  # a mean over the batch: n times it is the sum over its examples
+            scale = float(n)
+        else:  # a sum: regression sums over every target of every example
+            scale = 1.0 if self.classification else 1.0 / targets_per_example(out)
+        self.sums.loss.add_(data_loss.detach(), alpha=scale)
+        if self.classification:
+            self.sums.wrong.add_((out.detach().argmax(dim=1) != y).sum())
+        self.sums.seen += n
         if self.penalty is not None and penalty is not None:
             self.penalty.add_(penalty.detach())
-        if self.classification:
-            self.wrong.add_((out.detach().argmax(dim=1) != y).sum())
-        elif not self.mean:  # (a distributed rank's share may be empty)
-            self.per_example = max(math.prod(out.shape[1:]), 1)
-        self.seen += n
         self.batches += 1
 
-    def result(self) -> dict[str, float]:
-        seen = max(self.seen, 1)
-        total = float(self.loss) if self.loss_total is None else self.loss_total
-        result = {"loss": total / (seen * self.per_example)}
-        if self.penalty is not None:
-            result["penalty"] = float(self.penalty) / max(self.batches, 1)  # mean per step
-        if self.classification:
-            wrong = float(self.wrong) if self.loss_total is None else self.wrong_total
-            result["error"] = wrong / seen
-            result["accuracy"] = 1.0 - result["error"]
-        return result
+    def totals(self) -> list[torch.Tensor | float]:
+        return self.sums.totals()
+
+    def result(self, totals: list[float]) -> dict[str, float]:
+        metrics = self.sums.metrics(totals)
+        if self.penalty is None:
+            return metrics
+        # The penalty is the same on every rank: this process's own mean per step.
+        penalty = {"penalty": float(self.penalty) / max(self.batches, 1)}
+        return {"loss": metrics.pop("loss"), **penalty, **metrics}
 
 
 def _stateful(callbacks: Sequence[Callback]) -> list[Callback]:
@@ -352,8 +302,7 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint does not match this model or set-up: {first}") from None
-    rng = checkpoint["rng"] if s.distributed is None else s.distributed.rng_to_restore(checkpoint)
-    restore_rng(rng, s.shuffle_generator)
+    restore_rng(s.group.rng_to_restore(checkpoint), s.shuffle_generator)
     if s.batches is not None and checkpoint.get("sampler"):
         s.batches.load_state_dict(checkpoint["sampler"])
     saved = History.from_dict(checkpoint["history"])
@@ -408,9 +357,8 @@ def _write_checkpoints(s: Setup, state: TrainState, writer: BackgroundWriter) ->
     requests, state.requests.checkpoints = state.requests.checkpoints, []
     if not requests:
         return
-    payload = _training_state(s, state)
-    if s.distributed is not None:  # a collective: every rank's RNG; only rank 0 gets a payload
-        payload = s.distributed.checkpoint_payload(payload, payload["rng"])
+    payload = _training_state(s, state)  # distributed: every rank's RNG, only rank 0 writes
+    payload = s.group.checkpoint_payload(payload, payload["rng"])
     encoded = encode_checkpoint(payload) if payload else None  # once for last and best
     for path in dict.fromkeys(r.path for r in requests):
         if encoded is not None:
@@ -423,16 +371,14 @@ def _finish(
 ) -> FitResult:
     for cb in s.callbacks:
         cb.on_fit_end(state, logs)
-    if s.distributed is not None:
-        s.distributed.follow_main(state)
+    s.group.follow_main(state)
     if not state.diverged:
         _write_checkpoints(s, state, writer)
     restored = None
     if state.requests.restore is not None:
         s.model.load_state_dict(state.requests.restore)
         restored = state.requests.restore_reason
-    if s.distributed is not None:  # whatever each rank restored, all end with rank 0's weights
-        s.distributed.sync_state(s.model)
+    s.group.sync_state(s.model)  # whatever each rank restored, all end with rank 0's weights
     test_metrics = {}
     if s.test is not None:
         metrics = s.evaluate(s.test)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import math
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -10,7 +12,17 @@ import torch.nn.functional as F
 
 from skier.data.types import Split
 
-__all__ = ["LossFn", "evaluate_split", "make_example_loss", "make_loss"]
+__all__ = [
+    "LossFn",
+    "SplitSums",
+    "batch_sums",
+    "eval_mode",
+    "evaluate_split",
+    "make_example_loss",
+    "make_loss",
+    "split_sums",
+    "targets_per_example",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,7 +55,101 @@ def make_example_loss(name: Literal["cross_entropy", "mse"]) -> LossFn:
     return mse
 
 
-@torch.no_grad()
+def targets_per_example(out: torch.Tensor) -> int:
+    """How many numbers one example's output holds: a regression loss summed over a batch is
+    divided by it, so every loss skier reports is a mean *per example*."""
+    return max(math.prod(out.shape[1:]), 1)
+
+
+def batch_sums(
+    out: torch.Tensor, y: torch.Tensor, *, classification: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss summed over a batch's examples (per example: cross-entropy, or squared error
+    averaged over the targets) and, for classification, the number it gets wrong (else 0).
+
+    Written with batch-level ops only, so ``torch.func.vmap`` can run it over many weight
+    settings at once (the landscapes' many-points pass does).
+    """
+    if classification:
+        wrong = (out.argmax(dim=-1) != y).sum()
+        return F.cross_entropy(out, y, reduction="sum"), wrong
+    squared = F.mse_loss(out, y.reshape(out.shape), reduction="sum")
+    return squared / targets_per_example(out), torch.zeros((), dtype=torch.int64, device=out.device)
+
+
+class SplitSums:
+    """Sums and counts over examples (loss, wrong, seen), kept on the device and read once.
+
+    Sums, not means, so that shares of a split (batches, distributed ranks) add up exactly to
+    the metric over every example.
+    """
+
+    def __init__(
+        self, device: torch.device, *, classification: bool, dtype: torch.dtype = torch.float64
+    ) -> None:
+        self.classification = classification
+        self.loss = torch.zeros((), dtype=dtype, device=device)
+        self.wrong = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+
+    def add(self, loss_sum: torch.Tensor, wrong: torch.Tensor | None, n: int) -> None:
+        """One batch: its summed per-example loss, its wrong count, its size."""
+        self.loss.add_(loss_sum.detach())
+        if self.classification and wrong is not None:
+            self.wrong.add_(wrong)
+        self.seen += n
+
+    def totals(self) -> list[torch.Tensor | float]:
+        """``[loss, wrong, seen]``: what a distributed run all-reduces."""
+        return [self.loss, self.wrong, float(self.seen)]
+
+    def metrics(self, totals: list[float] | None = None) -> dict[str, float]:
+        """Mean loss (and error, accuracy) from these sums, or from ``totals`` (all-reduced)."""
+        if totals is None:  # one synchronisation for both numbers
+            loss, wrong = torch.stack([self.loss.double(), self.wrong.double()]).tolist()
+            seen = float(self.seen)
+        else:
+            loss, wrong, seen = totals
+        result = {"loss": loss / max(seen, 1.0)}
+        if self.classification:
+            result["error"] = wrong / max(seen, 1.0)
+            result["accuracy"] = 1.0 - result["error"]
+        return result
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode and without gradients; the caller's mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def split_sums(
+    model: torch.nn.Module,
+    split: Split,
+    *,
+    classification: bool,
+    lo: int = 0,
+    hi: int | None = None,
+    batch_size: int = 4096,
+) -> SplitSums:
+    """The sums over examples ``[lo, hi)`` of ``split`` (all of it by default), in batches, in
+    the model's current mode: the one evaluation pass every metric of skier is built on."""
+    hi = len(split) if hi is None else hi
+    sums = SplitSums(split.device, classification=classification)
+    for start in range(lo, hi, batch_size):
+        stop = min(start + batch_size, hi)
+        out = model(*(t[start:stop] for t in split.inputs)).float()
+        loss_sum, wrong = batch_sums(out, split.targets[start:stop], classification=classification)
+        sums.add(loss_sum, wrong, stop - start)
+    return sums
+
+
 def evaluate_split(
     model: torch.nn.Module,
     split: Split,
@@ -55,28 +161,6 @@ def evaluate_split(
 
     The caller's train/eval mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        n = len(split)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=split.device)
-        wrong = torch.zeros((), dtype=torch.int64, device=split.device)
-        for start in range(0, n, batch_size):
-            inputs = tuple(t[start : start + batch_size] for t in split.inputs)
-            y = split.targets[start : start + batch_size]
-            out = model(*inputs).float()
-            if classification:
-                loss_sum += F.cross_entropy(out, y, reduction="sum")
-                wrong += (out.argmax(dim=1) != y).sum()
-            else:
-                loss_sum += F.mse_loss(out, y.reshape(out.shape), reduction="sum") / max(
-                    out[0].numel(), 1
-                )
-        result = {"loss": float(loss_sum) / max(n, 1)}
-        if classification:
-            error = float(wrong) / max(n, 1)
-            result["error"] = error
-            result["accuracy"] = 1.0 - error
-        return result
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        sums = split_sums(model, split, classification=classification, batch_size=batch_size)
+        return sums.metrics()

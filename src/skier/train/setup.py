@@ -8,11 +8,10 @@ touch a file.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,36 +36,23 @@ from skier.train.batches import (
     InformativeBatches,
     LoaderBatches,
     TensorBatches,
-    resolve_batch_size,
+    steps_per_epoch,
 )
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.progress import ProgressBar
-from skier.train.metrics import LossFn, evaluate_split, make_example_loss, make_loss
+from skier.train.device import resolve_device
+from skier.train.group import ProcessGroup
+from skier.train.metrics import LossFn, make_example_loss, make_loss
 from skier.train.regularize import Penalty
+from skier.train.step import OptimizerStep, step_problems
 
-if TYPE_CHECKING:  # the single-process path never imports the distributed module
-    from skier.train.distributed import Distributed, ShardedBatches
-
-__all__ = ["DataLike", "Setup", "loop_keys", "monitor_problems", "prepare", "resolve_device"]
+__all__ = ["DataLike", "Setup", "loop_keys", "monitor_problems", "prepare"]
 
 DataLike = Split | DataBundle | tuple[Any, Any] | Dataset[Any] | DataLoader[Any]
 
 _OPTIM_KEYS = set(OptimConfig.model_fields) - {"name"}
 _TRAIN_KEYS = set(TrainConfig.model_fields)
 _REG_KEYS = set(RegularizationConfig.model_fields)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            problem("train.device", "an available device", name, "No CUDA device: use 'cpu'.")
-        )
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(problem("train.device", "an available device", name, "Use 'cpu'."))
-    return torch.device(name)
 
 
 def _settings(
@@ -140,14 +126,13 @@ class Setup:
     example_loss: LossFn  # per-example losses (informative sampling)
     callbacks: list[Callback]
     available_keys: frozenset[str]
+    step: OptimizerStep
+    group: ProcessGroup
+    reduction: str  # of the training loss on this process (a distributed rank sums its share)
     shuffle_generator: torch.Generator = field(default_factory=torch.Generator)
-    scaler: Any = None
     batches: BatchSource | None = None
     penalty: Penalty | None = None
-    needs_closure: bool = False
-    distributed: Distributed | None = None
-    ddp: torch.nn.Module | None = None  # the DDP wrapper that trains; `model` stays the module
-    shard: ShardedBatches | None = None  # distributed: this rank's share of each batch
+    trained: torch.nn.Module | None = None  # what trains: `model`, or the DDP wrapper around it
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> Any:
         """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
@@ -157,22 +142,20 @@ class Setup:
         if isinstance(self.batches, InformativeBatches):
             self.batches.observe(per_example)
         weighted = per_example * weights
-        return weighted.mean() if self.train_cfg.reduction == "mean" else weighted.sum()
+        return weighted.mean() if self.reduction == "mean" else weighted.sum()
 
     @property
     def classification(self) -> bool:
         return self.task == "classification"
 
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """AMP's gradient scaler (CUDA with ``train.amp``), else ``None``."""
+        return self.step.scaler
+
     def evaluate(self, split: Split) -> dict[str, float]:
         """Metrics over a whole split; distributed, every rank evaluates a share."""
-        if self.distributed is None:
-            return evaluate_split(self.model, split, classification=self.classification)
-        return self.distributed.evaluate(self.model, split, classification=self.classification)
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.scaler is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return self.group.evaluate(self.model, split, classification=self.classification)
 
     @contextlib.contextmanager
     def determinism(self) -> Iterator[None]:
@@ -202,7 +185,7 @@ class Setup:
     def seed(self) -> None:
         seed = self.train_cfg.seed
         # Distributed: dropout masks differ between ranks; rank 0 draws as a single process.
-        torch.manual_seed(seed + (self.distributed.rank if self.distributed else 0))
+        torch.manual_seed(seed + self.group.rank)
         np.random.seed(seed % 2**32)
         random.seed(seed)
         self.shuffle_generator.manual_seed(seed)
@@ -239,20 +222,9 @@ class Setup:
                 drop_last=self.train_cfg.drop_last,
                 generator=self.shuffle_generator,
             )
-        if self.distributed is not None and isinstance(self.batches, TensorBatches):
-            self.shard = self.distributed.shard(self.batches, reduction=cfg.reduction)
-            self.batches = self.shard
+        self.batches = self.group.shard(self.batches, reduction=cfg.reduction)
         self.val = self.val.to(self.device) if self.val is not None else None
         self.test = self.test.to(self.device) if self.test is not None else None
-
-
-def _steps_per_epoch(train: Any, cfg: TrainConfig) -> int:
-    """Optimizer steps per epoch, as the batch source will make them."""
-    if isinstance(train, DataLoader):
-        return len(train)
-    n = len(train)
-    size = resolve_batch_size(cfg.batch_size, n)
-    return n // size if cfg.drop_last and n >= size else math.ceil(n / size)
 
 
 def _infer_task(train: Any, declared: str | None) -> str:
@@ -361,20 +333,6 @@ def monitor_problems(
     return problems
 
 
-def _check_distributed(
-    group: Distributed, cfg: TrainConfig, optimizer: torch.optim.Optimizer, train: Any
-) -> None:
-    from skier.train.distributed import check_settings
-
-    problems = check_settings(
-        world_size=group.world_size, sampling=cfg.sampling, batch_size=cfg.batch_size,
-        device=cfg.device, in_memory=isinstance(train, Split),
-        needs_closure=needs_closure(optimizer),
-    )  # fmt: skip
-    if problems:
-        raise ConfigError(problems)
-
-
 def prepare(
     model: torch.nn.Module,
     train: DataLike,
@@ -390,7 +348,7 @@ def prepare(
     optim_config: OptimConfig | None,
     settings: Mapping[str, Any],
     regularization: RegularizationConfig | None = None,
-    distributed: Distributed | None = None,
+    distributed: ProcessGroup | None = None,
 ) -> Setup:
     """Validate and resolve everything; change nothing."""
     if not isinstance(model, torch.nn.Module):
@@ -449,8 +407,8 @@ def prepare(
     problems = monitor_problems(callbacks, available, cfg_sched if scheduler is None else None)
     if problems:
         raise ConfigError(problems)
-    # Distributed: only rank 0 shows progress.
-    off = cfg_train.progress == "off" or (distributed is not None and not distributed.is_main)
+    group = distributed if distributed is not None else ProcessGroup()
+    off = cfg_train.progress == "off" or not group.is_main  # only rank 0 shows progress
     if not off and not any(isinstance(c, ProgressBar) for c in callbacks):
         bar = ProgressBar(True if cfg_train.progress == "on" else "auto")
         if bar.enabled:  # a disabled bar would still cost a call per batch
@@ -459,10 +417,20 @@ def prepare(
         opt = optimizer
     else:
         opt = build_optimizer(model.parameters(), cfg_optim)
-    if distributed is not None:
-        _check_distributed(distributed, cfg_train, opt, train_s)
-        device = distributed.device if device.type == "cuda" else device
+    problems = group.problems(
+        sampling=cfg_train.sampling, batch_size=cfg_train.batch_size, device=cfg_train.device,
+        in_memory=isinstance(train_s, Split), needs_closure=needs_closure(opt),
+    ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
+    device = group.device_for(device)
     use_amp = cfg_train.amp and device.type == "cuda"
+    reduction = group.loss_reduction(cfg_train.reduction)
+    step = OptimizerStep(
+        opt, model.parameters(), grad_clip=cfg_train.grad_clip,
+        grad_clip_mode=cfg_train.grad_clip_mode,
+        scaler=torch.amp.GradScaler("cuda") if use_amp else None, device_type=device.type,
+    )  # fmt: skip
     setup = Setup(
         model=model,
         train_cfg=cfg_train,
@@ -474,26 +442,29 @@ def prepare(
         test=test_s,
         optimizer=opt,
         schedule=None,
-        # Distributed: each rank sums its share's loss, scaled per batch (ShardedBatches).
-        loss_fn=make_loss(loss_name, "sum" if distributed else cfg_train.reduction),
+        loss_fn=make_loss(loss_name, reduction),  # type: ignore[arg-type]
         example_loss=make_example_loss(loss_name),
         callbacks=callbacks,
         available_keys=available,
-        scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+        step=step,
+        group=group,
+        reduction=reduction,
         penalty=(
             Penalty(model, l1=cfg_reg.l1, l2=cfg_reg.l2, penalize=cfg_reg.penalize)
             if cfg_reg.l1 or cfg_reg.l2
             else None
         ),
-        needs_closure=needs_closure(opt),
-        distributed=distributed,
     )
     _check_shapes(setup, bundle)
     # Last: building a schedule changes the optimizer's lr (e.g. a warm-up ramp starts low).
     if scheduler is not None:  # the caller's own torch scheduler, stepped once per epoch
         setup.schedule = Schedule(scheduler, name=type(scheduler).__name__, interval="epoch")
     else:
-        steps = _steps_per_epoch(train_s, cfg_train)
+        steps = (
+            len(train_s) if isinstance(train_s, DataLoader)
+            else steps_per_epoch(len(train_s), cfg_train.batch_size,  # type: ignore[arg-type]
+                                 drop_last=cfg_train.drop_last)
+        )  # fmt: skip
         setup.schedule = build_schedule(opt, cfg_sched, epochs=cfg_train.epochs,
                                         steps_per_epoch=steps)  # fmt: skip
     return setup
