@@ -6,18 +6,13 @@
 ((4,), 3)
 """
 
-from skier.data.datasets import (
-    RawData,
-    digits,
-    encode_target,
-    read_csv,
-    read_idx,
-    read_npz,
-    synthetic,
-)
+from skier.data.builtin import digits, synthetic
+from skier.data.formats import read_csv, read_idx, read_npz
 from skier.data.load import bundle_from_raw, data_problems, from_arrays, load_data, load_raw
 from skier.data.preprocess import Preprocessor, check_no_missing, drop_missing, missing_counts
+from skier.data.raw import RawData
 from skier.data.splits import kfold_indices, stratified_split
+from skier.data.targets import encode_target
 from skier.data.types import DataBundle, Split, Task
 
 __all__ = [

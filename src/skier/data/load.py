@@ -18,19 +18,13 @@ import numpy as np
 import torch
 
 from skier.config import DataConfig
-from skier.data.datasets import (
-    RawData,
-    _existing_file,
-    as_inputs,
-    digits,
-    encode_target,
-    read_csv,
-    read_idx,
-    read_npz,
-)
-from skier.data.datasets import synthetic as make_synthetic
+from skier.data.builtin import digits
+from skier.data.builtin import synthetic as make_synthetic
+from skier.data.formats import _existing_file, as_inputs, read_csv, read_idx, read_npz
 from skier.data.preprocess import MissingPolicy, Preprocessor, check_no_missing, drop_missing
+from skier.data.raw import RawData
 from skier.data.splits import stratified_split
+from skier.data.targets import encode_target
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, problem
 
