@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, case, func, select
 
 from skier.errors import StoreError, problem
 from skier.history import History
@@ -164,9 +164,7 @@ class RunQueries(StoreConnection):
             .where(metrics.c.run_id == run_id)
             .order_by(metrics.c.epoch)
         )
-        with self._transaction(write=False) as conn:
-            self._require_run(conn, run_id)
-            found = conn.execute(query).all()
+        found = self._rows_of_run(run_id, query)
         by_epoch: dict[int, dict[str, float]] = {}
         for epoch, key, value in found:
             by_epoch.setdefault(epoch, {})[key] = math.nan if value is None else float(value)
@@ -181,9 +179,7 @@ class RunQueries(StoreConnection):
     def params(self, run_id: str) -> dict[str, str]:
         """The run's flattened config: dotted key → JSON-encoded value."""
         query = select(params.c.key, params.c.value).where(params.c.run_id == run_id)
-        with self._transaction(write=False) as conn:
-            self._require_run(conn, run_id)
-            return {k: v for k, v in conn.execute(query.order_by(params.c.key))}
+        return {k: v for k, v in self._rows_of_run(run_id, query.order_by(params.c.key))}
 
     def artifacts(self, run_id: str) -> list[ArtifactRecord]:
         """The files the run recorded, by name."""
@@ -192,9 +188,13 @@ class RunQueries(StoreConnection):
             .where(artifacts.c.run_id == run_id)
             .order_by(artifacts.c.name)
         )
+        return [ArtifactRecord(n, Path(p), k) for n, p, k in self._rows_of_run(run_id, query)]
+
+    def _rows_of_run(self, run_id: str, query: Select[Any]) -> list[Any]:
+        """The rows ``query`` finds, after checking that ``run_id`` is in the store."""
         with self._transaction(write=False) as conn:
             self._require_run(conn, run_id)
-            return [ArtifactRecord(n, Path(p), k) for n, p, k in conn.execute(query)]
+            return list(conn.execute(query).all())
 
     # --- queries for the read side: skier runs / show / compare / rm, the dashboard ---------
     def rank_runs(
