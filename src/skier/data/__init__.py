@@ -6,18 +6,21 @@
 ((4,), 3)
 """
 
-from skier.data.datasets import (
-    RawData,
-    digits,
-    encode_target,
-    read_csv,
-    read_idx,
-    read_npz,
-    synthetic,
+from skier.data.builtin import digits, synthetic
+from skier.data.formats import read_csv, read_idx, read_npz
+from skier.data.load import (
+    bundle_from_indices,
+    bundle_from_raw,
+    data_problems,
+    from_arrays,
+    load_data,
+    load_raw,
+    split_rows,
 )
-from skier.data.load import bundle_from_raw, data_problems, from_arrays, load_data, load_raw
 from skier.data.preprocess import Preprocessor, check_no_missing, drop_missing, missing_counts
+from skier.data.raw import RawData
 from skier.data.splits import kfold_indices, stratified_split
+from skier.data.targets import encode_target
 from skier.data.types import DataBundle, Split, Task
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "RawData",
     "Split",
     "Task",
+    "bundle_from_indices",
     "bundle_from_raw",
     "check_no_missing",
     "data_problems",
@@ -40,6 +44,7 @@ __all__ = [
     "read_csv",
     "read_idx",
     "read_npz",
+    "split_rows",
     "stratified_split",
     "synthetic",
 ]

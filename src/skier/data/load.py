@@ -11,6 +11,7 @@ transform every split → CPU tensors (the train loop moves them to the device).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,23 +19,25 @@ import numpy as np
 import torch
 
 from skier.config import DataConfig
-from skier.data.datasets import (
-    RawData,
-    _existing_file,
-    as_inputs,
-    digits,
-    encode_target,
-    read_csv,
-    read_idx,
-    read_npz,
-)
-from skier.data.datasets import synthetic as make_synthetic
+from skier.data.builtin import digits
+from skier.data.builtin import synthetic as make_synthetic
+from skier.data.formats import _existing_file, as_inputs, read_csv, read_idx, read_npz
 from skier.data.preprocess import MissingPolicy, Preprocessor, check_no_missing, drop_missing
+from skier.data.raw import RawData
 from skier.data.splits import stratified_split
+from skier.data.targets import encode_target
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, problem
 
-__all__ = ["bundle_from_raw", "data_problems", "from_arrays", "load_data", "load_raw"]
+__all__ = [
+    "bundle_from_indices",
+    "bundle_from_raw",
+    "data_problems",
+    "from_arrays",
+    "load_data",
+    "load_raw",
+    "split_rows",
+]
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
@@ -188,16 +191,8 @@ def from_arrays(
     if x_arr.shape[0] != y_arr.shape[0]:
         raise DataError(problem("y", f"as long as x ({x_arr.shape[0]} rows)", y_arr.shape[0]))
     y_enc, resolved, class_names = encode_target(y_arr, task, "y")
-    raw = RawData(
-        x_num=x_arr,
-        x_cat=None,
-        y=y_enc,
-        feature_names=[f"x{i}" for i in range(x_arr.shape[1])] if x_arr.ndim == 2 else [],
-        categorical_names=[],
-        class_names=class_names,
-        task=resolved,
-        name="arrays",
-    )
+    names = [f"x{i}" for i in range(x_arr.shape[1])] if x_arr.ndim == 2 else []
+    raw = RawData.numeric(x_arr, y_enc, names, class_names, resolved, "arrays", {})
     return bundle_from_raw(
         raw,
         val_fraction=val_fraction,
@@ -207,16 +202,85 @@ def from_arrays(
     )
 
 
-def _split(raw: RawData, index: np.ndarray, prep: Preprocessor, task: str) -> Split | None:
+def split_rows(raw: RawData, index: np.ndarray, prep: Preprocessor) -> Split | None:
+    """The rows at ``index`` of ``raw``, transformed by the fitted ``prep``, as a :class:`Split`
+    (``None`` for no rows): float32 inputs (plus long category codes), long class labels or
+    float32 regression targets.
+
+    >>> from skier.data.builtin import synthetic
+    >>> raw = synthetic(samples=10, features=2, classes=2)
+    >>> prep = Preprocessor(numeric_names=raw.feature_names).fit(raw.x_num, None)
+    >>> split_rows(raw, np.arange(4), prep).input_shape
+    (2,)
+    """
     if index.size == 0:
         return None
     x_num, x_cat = prep.transform(raw.x_num[index], None if raw.x_cat is None else raw.x_cat[index])
     inputs = [torch.from_numpy(np.ascontiguousarray(x_num))]
     if x_cat is not None:
         inputs.append(torch.from_numpy(x_cat))
-    y = raw.y[index]
-    targets = torch.from_numpy(y.astype(np.int64 if task == "classification" else np.float32))
-    return Split(tuple(inputs), targets)
+    dtype = np.int64 if raw.task == "classification" else np.float32
+    return Split(tuple(inputs), torch.from_numpy(raw.y[index].astype(dtype)))
+
+
+def bundle_from_indices(
+    raw: RawData,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    test_index: np.ndarray,
+    *,
+    split_info: Mapping[str, Any],
+    standardize: bool = True,
+    missing: MissingPolicy = "error",
+    rows_dropped: int = 0,
+) -> DataBundle:
+    """Fit the preprocessing on the ``train_index`` rows, transform all three → :class:`DataBundle`.
+
+    ``split_info`` is how the rows were chosen (fractions, seed, a fold's number): it goes to
+    ``bundle.info["split"]`` for the record. ``load_data`` and each cross-validation fold build
+    their bundles here.
+
+    >>> from skier.data.builtin import synthetic
+    >>> raw = synthetic(samples=10, features=2, classes=2)
+    >>> bundle = bundle_from_indices(raw, np.arange(6), np.arange(6, 10), np.arange(0),
+    ...                              split_info={"seed": 0})
+    >>> len(bundle.train), len(bundle.val), bundle.test
+    (6, 4, None)
+    """
+    prep = Preprocessor(
+        standardize=standardize,
+        missing=missing,
+        numeric_names=raw.feature_names,
+        categorical_names=raw.categorical_names,
+    )
+    prep.fit(raw.x_num[train_index], None if raw.x_cat is None else raw.x_cat[train_index])
+    train = split_rows(raw, train_index, prep)
+    if train is None:
+        raise DataError(problem(f"{raw.name}: training split", "at least one row", 0))
+    info: dict[str, Any] = {
+        "name": raw.name,
+        **raw.info,
+        "task": raw.task,
+        "sizes": {"train": len(train_index), "val": len(val_index), "test": len(test_index)},
+        "split": dict(split_info),
+        "missing": missing,
+        "rows_dropped": rows_dropped,
+        "preprocessing": prep.to_dict(),
+    }
+    classification = raw.task == "classification"
+    return DataBundle(
+        train=train,
+        val=split_rows(raw, val_index, prep),
+        test=split_rows(raw, test_index, prep),
+        task=raw.task,
+        num_classes=len(raw.class_names) if classification else None,
+        num_targets=1 if classification else raw.num_targets,
+        name=raw.name,
+        feature_names=tuple(raw.feature_names),
+        class_names=tuple(raw.class_names),
+        categorical_cardinalities=tuple(prep.cardinalities),
+        info=info,
+    )
 
 
 def bundle_from_raw(
@@ -245,45 +309,19 @@ def bundle_from_raw(
     train_idx, val_idx, test_idx = stratified_split(
         raw.y, val_fraction, test_fraction, seed, stratify=stratify
     )
-    prep = Preprocessor(
+    split_info = {
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "stratified": stratify,
+    }
+    return bundle_from_indices(
+        raw,
+        train_idx,
+        val_idx,
+        test_idx,
+        split_info=split_info,
         standardize=standardize,
         missing=missing,
-        numeric_names=raw.feature_names,
-        categorical_names=raw.categorical_names,
-    )
-    prep.fit(raw.x_num[train_idx], None if raw.x_cat is None else raw.x_cat[train_idx])
-    train = _split(raw, train_idx, prep, raw.task)
-    if train is None:  # stratified_split always leaves training rows; this is for the type checker
-        raise DataError(problem(raw.name, "at least one training row", 0))
-    val = _split(raw, val_idx, prep, raw.task)
-    test = _split(raw, test_idx, prep, raw.task)
-
-    info: dict[str, Any] = {
-        "name": raw.name,
-        **raw.info,
-        "task": raw.task,
-        "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
-        "split": {
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
-            "stratified": stratify,
-        },
-        "missing": missing,
-        "rows_dropped": rows_dropped,
-        "preprocessing": prep.to_dict(),
-    }
-    classification = raw.task == "classification"
-    return DataBundle(
-        train=train,
-        val=val,
-        test=test,
-        task=raw.task,
-        num_classes=len(raw.class_names) if classification else None,
-        num_targets=1 if classification else raw.num_targets,
-        name=raw.name,
-        feature_names=tuple(raw.feature_names),
-        class_names=tuple(raw.class_names),
-        categorical_cardinalities=tuple(prep.cardinalities),
-        info=info,
+        rows_dropped=rows_dropped,
     )

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from skier.data.datasets import RawData
+from skier.data.raw import RawData
 from skier.errors import DataError, problem
 
 __all__ = [

@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from skier.config import DataConfig
 from skier.data import (
     DataBundle,
-    Preprocessor,
     RawData,
-    Split,
+    bundle_from_indices,
     check_no_missing,
     drop_missing,
     load_raw,
@@ -186,59 +184,25 @@ def cv_data(config: DataConfig, *, base_dir: Path | None = None) -> CVData:
     return CVData(raw, dev, test, config, dropped)
 
 
-def _split(raw: RawData, index: np.ndarray, prep: Preprocessor) -> Split | None:
-    if index.size == 0:
-        return None
-    x_num, x_cat = prep.transform(raw.x_num[index], None if raw.x_cat is None else raw.x_cat[index])
-    inputs = [torch.from_numpy(np.ascontiguousarray(x_num))]
-    if x_cat is not None:
-        inputs.append(torch.from_numpy(x_cat))
-    dtype = np.int64 if raw.task == "classification" else np.float32
-    return Split(tuple(inputs), torch.from_numpy(raw.y[index].astype(dtype)))
-
-
 def _bundle(
     data: CVData, train_idx: np.ndarray, val_idx: np.ndarray, extra: Mapping[str, Any]
 ) -> DataBundle:
-    raw, cfg = data.raw, data.config
-    prep = Preprocessor(
+    cfg = data.config
+    split_info = {
+        "test_fraction": cfg.test_fraction,
+        "seed": cfg.seed,
+        "stratified": data.raw.task == "classification",
+        **extra,
+    }
+    return bundle_from_indices(
+        data.raw,
+        train_idx,
+        val_idx,
+        data.test_index,
+        split_info=split_info,
         standardize=cfg.standardize,
         missing=cfg.missing,
-        numeric_names=raw.feature_names,
-        categorical_names=raw.categorical_names,
-    )
-    prep.fit(raw.x_num[train_idx], None if raw.x_cat is None else raw.x_cat[train_idx])
-    train = _split(raw, train_idx, prep)
-    if train is None:
-        raise DataError(problem("a fold's training split", "at least one row", 0))
-    classification = raw.task == "classification"
-    info: dict[str, Any] = {
-        "name": raw.name,
-        **raw.info,
-        "task": raw.task,
-        "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(data.test_index)},
-        "split": {
-            "test_fraction": cfg.test_fraction,
-            "seed": cfg.seed,
-            "stratified": classification,
-            **extra,
-        },
-        "missing": cfg.missing,
-        "rows_dropped": data.rows_dropped,
-        "preprocessing": prep.to_dict(),
-    }
-    return DataBundle(
-        train=train,
-        val=_split(raw, val_idx, prep),
-        test=_split(raw, data.test_index, prep),
-        task=raw.task,
-        num_classes=len(raw.class_names) if classification else None,
-        num_targets=1 if classification else raw.num_targets,
-        name=raw.name,
-        feature_names=tuple(raw.feature_names),
-        class_names=tuple(raw.class_names),
-        categorical_cardinalities=tuple(prep.cardinalities),
-        info=info,
+        rows_dropped=data.rows_dropped,
     )
 
 
