@@ -26,6 +26,7 @@ from typing import Any
 
 from skier._io import atomic_write_text
 from skier.record import RunFiles, RunStore
+from skier.record.kinds import RUN_KINDS
 from skier.report.html import (
     _RUN_FIELDS,
     _STATUSES,
@@ -52,13 +53,7 @@ td.text, th.text { text-align: left; }
 # Result keys shown in the summary table of a run, with their labels.
 _FACTS = (("id", "run id"), ("kind", "kind"), *_RUN_FIELDS[1:])
 
-_DIAGNOSTIC_TITLES = {
-    "lr_find": "LR range test",
-    "landscape": "Loss landscape",
-    "sharpness": "Sharpness",
-    "connect": "Mode connectivity",
-    "connectivity": "Mode connectivity",
-}
+_DIAGNOSTIC_TITLES = {k.name: k.title for k in RUN_KINDS.values() if k.role == "diagnostic"}
 
 _SEARCH_FIGURES = (
     RunFiles.OPTIMIZATION_HISTORY_PNG,

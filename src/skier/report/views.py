@@ -31,6 +31,7 @@ import yaml
 from skier.errors import StoreError, problem
 from skier.history import History
 from skier.record import RunDir, RunFiles, RunRecord, RunStore, flatten_config
+from skier.record.kinds import DIAGNOSTIC_KINDS
 
 __all__ = [
     "DIAGNOSTIC_KINDS",
@@ -42,8 +43,8 @@ __all__ = [
     "resolve_run",
 ]
 
-#: Kinds of runs that look at another run and are shown in its report.
-DIAGNOSTIC_KINDS = ("lr_find", "landscape", "sharpness", "connect", "connectivity")
+# DIAGNOSTIC_KINDS (runs that look at another run and are shown in its report) comes from the
+# registry of run kinds, skier.record.kinds.
 
 
 @dataclass
