@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from skier.cli.common import progress_mode, quiet_option, set_option, store_option
+from skier.record.rundir import RunFiles
 
 __all__ = ["register"]
 
@@ -90,7 +91,7 @@ def _source_of(
 
 def _where(outcome: Any) -> None:
     click.echo(f"run directory: {outcome.run_dir}")
-    click.echo(f"report: {outcome.run_dir / 'report.html'}")
+    click.echo(f"report: {outcome.run_dir / RunFiles.REPORT}")
     click.echo(f"store: {outcome.store_url} (run {outcome.run_id})")
 
 

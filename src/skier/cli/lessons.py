@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from skier.cli.common import store_option
+from skier.record.rundir import RunFiles
 
 __all__ = ["register"]
 
@@ -112,7 +113,7 @@ def lesson_run(
             raise SystemExit(1)
         click.echo(outcome.result.text().rstrip())
         click.echo(f"run directory: {outcome.run_dir}")
-        click.echo(f"report: {outcome.run_dir / 'report.html'}")
+        click.echo(f"report: {outcome.run_dir / RunFiles.REPORT}")
         return
     course = run_course(
         quick=quick, names=list(names) or None, seeds=chosen, out_dir=out, store_url=store,

@@ -23,6 +23,7 @@ from skier.cli.common import (
     store_option,
 )
 from skier.errors import ConfigError, SkierError, problem
+from skier.record.rundir import RunFiles
 
 
 def _report(outcome: Any) -> None:
@@ -40,7 +41,7 @@ def _report(outcome: Any) -> None:
     if result.stop_reason:
         click.echo(f"stopped: {result.stop_reason}")
     click.echo(f"run directory: {outcome.run_dir}")
-    click.echo(f"report: {outcome.run_dir / 'report.html'}")
+    click.echo(f"report: {outcome.run_dir / RunFiles.REPORT}")
     click.echo(f"store: {outcome.store_url} (run {outcome.run_id})")
 
 
@@ -169,11 +170,11 @@ def _launch(
     except RankFailed as exc:
         run_dir = root / run_id
         message = str(exc)
-        if (run_dir / "checkpoints" / "last.pt").is_file():
+        if (run_dir / RunFiles.CHECKPOINTS / "last.pt").is_file():
             message += " The last good checkpoint is kept: resume with skier train --resume "
             message += f"{run_dir} --nproc {nproc}."
         url = store or cfg.record.store or default_store_url(root)
-        if node_rank == 0 and exc.exit_code == 1 and (run_dir / "config.yaml").is_file():
+        if node_rank == 0 and exc.exit_code == 1 and (run_dir / RunFiles.CONFIG).is_file():
             with RunStore(url) as st:  # rank 0 may have been stopped before it could say why
                 if st.get_run(run_id).status in ("running", "failed"):
                     st.finish_run(run_id, "failed", error=message)
@@ -231,13 +232,13 @@ def train(
 
     base = Path(config).resolve().parent if config else None
     if resume is not None and config is None:
-        cfg = load_config(Path(resume) / "config.yaml", overrides) if overrides else None
+        cfg = load_config(Path(resume) / RunFiles.CONFIG, overrides) if overrides else None
     else:
         cfg = _load_run_config(config, overrides, base)
     if distributed_worker:  # a rank started by torchrun
         from skier.train.distributed import PeerLost, distributed_session
 
-        device = (cfg or load_config(Path(resume or ".") / "config.yaml")).train.device
+        device = (cfg or load_config(Path(resume or ".") / RunFiles.CONFIG)).train.device
         info = _launch_info()
         try:
             with distributed_session(info, device) as group:
@@ -258,7 +259,7 @@ def train(
         return
     from skier.record import new_run_id
 
-    full = cfg or load_config(Path(resume or ".") / "config.yaml")
+    full = cfg or load_config(Path(resume or ".") / RunFiles.CONFIG)
     _check_launch(full, nproc, nnodes, node_rank, rdzv_endpoint)
     run_id = Path(resume).name if resume else new_run_id()
     root = Path(resume).parent if resume else Path(out or full.record.dir)

@@ -17,6 +17,7 @@ import click
 
 from skier.cli.common import store_option
 from skier.errors import StoreError, problem
+from skier.record.rundir import RunFiles
 
 __all__ = ["register"]
 
@@ -317,7 +318,7 @@ def _removable(folder: Path | None, run_id: str) -> Path | None:
     """The run's folder, only when it looks like a run directory of that run."""
     if folder is None or not folder.is_dir() or folder.name != run_id:
         return None
-    marks = ("result.json", "config.yaml", "metrics.csv")
+    marks = (RunFiles.RESULT, RunFiles.CONFIG, RunFiles.METRICS)
     return folder if any((folder / m).is_file() for m in marks) else None
 
 

@@ -17,6 +17,7 @@ import click
 
 from skier.cli.common import base_dir_of, load, quiet_option, set_option, store_option
 from skier.errors import ConfigError, did_you_mean
+from skier.record.rundir import RunFiles
 
 __all__ = ["register"]
 
@@ -135,7 +136,7 @@ def cv_command(
             f"(run {outcome.refit['run_id']})"
         )
     click.echo(f"run directory: {outcome.run_dir}")
-    click.echo(f"report: {outcome.run_dir / 'report.html'}")
+    click.echo(f"report: {outcome.run_dir / RunFiles.REPORT}")
     click.echo(f"store: {outcome.store_url} (cv run {outcome.run_id}, folds are its children)")
 
 
@@ -276,7 +277,7 @@ def _resumed(
 
     ctx = click.get_current_context()
     run = Path(resume_dir)
-    record_path = run / "study.json"
+    record_path = run / RunFiles.STUDY_JSON
     if not record_path.is_file():
         raise ConfigError(
             f"--resume must be a `skier tune` run directory; got {resume_dir!r}, which has no "
@@ -296,7 +297,11 @@ def _resumed(
         values["storage"] = saved["storage"]
     values["study"] = values["study"] or saved["study"]
     base_dir = base_dir_of(config) if config is not None else None
-    return config or str(run / "config.yaml"), space_path or str(run / "space.yaml"), base_dir
+    return (
+        config or str(run / RunFiles.CONFIG),
+        space_path or str(run / RunFiles.SPACE_YAML),
+        base_dir,
+    )
 
 
 def _report_tune(outcome: Any) -> None:
@@ -335,7 +340,7 @@ def _report_tune(outcome: Any) -> None:
     click.echo(f"best config: {outcome.best_config_path}")
     click.echo(f"train it: skier train {outcome.best_config_path}")
     click.echo(f"run directory: {outcome.run_dir}")
-    click.echo(f"report: {Path(outcome.run_dir) / 'report.html'}")
+    click.echo(f"report: {Path(outcome.run_dir) / RunFiles.REPORT}")
     click.echo(f"study: {outcome.study_name!r} in {outcome.storage}")
     click.echo(f"store: {outcome.store_url} (tune run {outcome.run_id}, trials are its children)")
 

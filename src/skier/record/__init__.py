@@ -10,7 +10,7 @@
 """
 
 from skier.record.env import capture_environment
-from skier.record.rundir import RunDir, json_safe, new_run_id
+from skier.record.rundir import RunDir, RunFiles, json_safe, new_run_id
 from skier.record.schema import ARTIFACT_KINDS, RUN_STATUSES, SCHEMA_VERSION
 from skier.record.store import (
     ArtifactRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ArtifactRecord",
     "RunDir",
+    "RunFiles",
     "RunRecord",
     "RunStore",
     "capture_environment",

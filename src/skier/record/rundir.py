@@ -22,7 +22,7 @@ from skier._io import atomic_write_text
 from skier.errors import StoreError
 from skier.history import History
 
-__all__ = ["RunDir", "json_safe", "new_run_id"]
+__all__ = ["RunDir", "RunFiles", "json_safe", "new_run_id"]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -50,6 +50,74 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+class RunFiles:
+    """Every file name of a run directory, one constant each, so a rename is one line here.
+
+    Writers (runner, CLI) and readers (report, CLI) name files only through these constants;
+    a test scans ``src/skier`` for any of the names spelt out elsewhere.
+
+    >>> RunFiles.RESULT, "lr_find.json" in RunFiles.names()
+    ('result.json', True)
+    """
+
+    # every run
+    CONFIG = "config.yaml"
+    METRICS = "metrics.csv"
+    RESULT = "result.json"
+    REPORT = "report.html"
+    CHECKPOINTS = "checkpoints"
+    # training
+    LEARNING_CURVES_PNG = "learning_curves.png"
+    LR_CSV = "lr.csv"
+    PREPROCESSING_JSON = "preprocessing.json"
+    GRADIENT_FLOW_CSV = "gradient_flow.csv"
+    GRADIENT_FLOW_PNG = "gradient_flow.png"
+    # LR range test (its own run, or optim.lr: auto in a training run)
+    LR_FIND_JSON = "lr_find.json"
+    LR_FIND_CSV = "lr_find.csv"
+    LR_FIND_PNG = "lr_find.png"
+    # cross-validation
+    FOLDS_CSV = "folds.csv"
+    CV_CURVES_PNG = "cv_curves.png"
+    # tuning
+    SPACE_YAML = "space.yaml"
+    STUDY_JSON = "study.json"
+    TRIALS_CSV = "trials.csv"
+    BEST_CONFIG_YAML = "best_config.yaml"
+    OPTIMIZATION_HISTORY_PNG = "optimization_history.png"
+    PARAM_IMPORTANCES_PNG = "param_importances.png"
+    PARALLEL_COORDINATES_PNG = "parallel_coordinates.png"
+    SLICES_PNG = "slices.png"
+    # diagnostics
+    PARTIAL_JSON = "partial.json"
+    LANDSCAPE_CSV = "landscape.csv"
+    LANDSCAPE_PNG = "landscape.png"
+    LANDSCAPE_LOG_PNG = "landscape_log.png"
+    LANDSCAPE_BATCHES_PNG = "landscape_batches.png"
+    EIGENVALUES_CSV = "eigenvalues.csv"
+    SHARPNESS_PNG = "sharpness.png"
+    HESSIAN_SPECTRUM_PNG = "hessian_spectrum.png"
+    CONNECTIVITY_CSV = "connectivity.csv"
+    CONNECTIVITY_PNG = "connectivity.png"
+    CURVE_PT = "curve.pt"
+    # lessons
+    COURSE_HTML = "course.html"
+
+    @staticmethod
+    def settings(kind: str) -> str:
+        """The diagnostic's own settings file, e.g. ``landscape.yaml``."""
+        return f"{kind}.yaml"
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """Every constant file name above (the folders, such as ``checkpoints``, aside)."""
+        return frozenset(
+            value
+            for key, value in vars(cls).items()
+            if key.isupper() and isinstance(value, str) and "." in value
+        )
 
 
 class RunDir:
@@ -88,27 +156,31 @@ class RunDir:
 
     @property
     def config_path(self) -> Path:
-        return self.path / "config.yaml"
+        return self.path / RunFiles.CONFIG
 
     @property
     def metrics_csv(self) -> Path:
-        return self.path / "metrics.csv"
+        return self.path / RunFiles.METRICS
 
     @property
     def result_json(self) -> Path:
-        return self.path / "result.json"
+        return self.path / RunFiles.RESULT
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / RunFiles.CHECKPOINTS
 
     @property
     def learning_curves_png(self) -> Path:
-        return self.path / "learning_curves.png"
+        return self.path / RunFiles.LEARNING_CURVES_PNG
 
     @property
     def report_html(self) -> Path:
-        return self.path / "report.html"
+        return self.path / RunFiles.REPORT
+
+    def file(self, name: str) -> Path:
+        """The path of file ``name`` (one of :class:`RunFiles`) in this run directory."""
+        return self.path / name
 
     def write_config(self, yaml_text: str) -> Path:
         """Write the resolved config (YAML text, as produced by ``config_to_yaml``)."""

@@ -9,6 +9,7 @@ PosixPath('runs/20261122-101500-ab12cd/report.html')
 
 from skier.report.build import render_comparison_report, render_run_report, write_run_report
 from skier.report.html import render_report, write_report
+from skier.report.page import render_page
 from skier.report.views import RunView, config_differences, load_view, resolve_run
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "config_differences",
     "load_view",
     "render_comparison_report",
+    "render_page",
     "render_report",
     "render_run_report",
     "resolve_run",

@@ -25,9 +25,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from skier._io import atomic_write_text
-from skier.record import RunStore
+from skier.record import RunFiles, RunStore
+from skier.record.kinds import RUN_KINDS
 from skier.report.html import (
-    _CSS,
+    _RUN_FIELDS,
     _STATUSES,
     _cell,
     _config_yaml,
@@ -36,6 +37,7 @@ from skier.report.html import (
     _metrics_table,
     _text,
 )
+from skier.report.page import render_page
 from skier.report.views import RunView, config_differences, load_view
 
 __all__ = ["render_comparison_report", "render_run_report", "write_run_report"]
@@ -49,34 +51,15 @@ td.text, th.text { text-align: left; }
 """
 
 # Result keys shown in the summary table of a run, with their labels.
-_FACTS = (
-    ("id", "run id"),
-    ("kind", "kind"),
-    ("status", "status"),
-    ("stop_reason", "stop reason"),
-    ("restored", "weights"),
-    ("epochs_done", "epochs"),
-    ("best_epoch", "best epoch"),
-    ("monitor", "monitor"),
-    ("best_value", "best value"),
-    ("duration_s", "duration (s)"),
-    ("run_dir", "run directory"),
-    ("error", "error"),
-)
+_FACTS = (("id", "run id"), ("kind", "kind"), *_RUN_FIELDS[1:])
 
-_DIAGNOSTIC_TITLES = {
-    "lr_find": "LR range test",
-    "landscape": "Loss landscape",
-    "sharpness": "Sharpness",
-    "connect": "Mode connectivity",
-    "connectivity": "Mode connectivity",
-}
+_DIAGNOSTIC_TITLES = {k.name: k.title for k in RUN_KINDS.values() if k.role == "diagnostic"}
 
 _SEARCH_FIGURES = (
-    "optimization_history.png",
-    "param_importances.png",
-    "parallel_coordinates.png",
-    "slices.png",
+    RunFiles.OPTIMIZATION_HISTORY_PNG,
+    RunFiles.PARAM_IMPORTANCES_PNG,
+    RunFiles.PARALLEL_COORDINATES_PNG,
+    RunFiles.SLICES_PNG,
 )
 
 
@@ -96,13 +79,7 @@ class _Page:
         body = "\n".join(
             f'<section id="{a}"><h2>{escape(t)}</h2>{b}</section>' for a, t, b in self.sections
         )
-        return (
-            "<!DOCTYPE html>\n"
-            '<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_text(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head>\n"
-            f"<body>\n{header}\n<nav>{nav}</nav>\n{body}\n</body></html>\n"
-        )
+        return render_page(title, f"{header}\n<nav>{nav}</nav>\n{body}", css=_EXTRA_CSS)
 
 
 def _png(figure: Any) -> bytes:
@@ -191,7 +168,7 @@ def _summary_section(view: RunView) -> str:
 
 
 def _learning_section(view: RunView) -> str:
-    own = view.file("learning_curves.png")
+    own = view.file(RunFiles.LEARNING_CURVES_PNG)
     if own is not None:
         return _image("Learning curves (train and validation per epoch)", own)
     if not len(view.history):
@@ -249,7 +226,7 @@ def _connectivity(view: RunView) -> bool:
 
 def _lr_find_section(view: RunView, diagnostics: Sequence[RunView]) -> str:
     parts = []
-    own = view.file("lr_find.png")
+    own = view.file(RunFiles.LR_FIND_PNG)
     if own is not None and view.kind != "lr_find":
         found = _read_lr_find(view)
         parts.append(
@@ -265,7 +242,7 @@ def _read_lr_find(view: RunView) -> dict[str, Any]:
     found = view.result.get("lr_find")
     if isinstance(found, Mapping):
         return dict(found)
-    path = view.file("lr_find.json")
+    path = view.file(RunFiles.LR_FIND_JSON)
     if path is None:
         return {}
     import json
@@ -310,7 +287,8 @@ def _cv_section(view: RunView) -> str:
         ]
     )
     curves = _image(
-        "Fold curves and their mean (dots: each fold's chosen epoch)", view.file("cv_curves.png")
+        "Fold curves and their mean (dots: each fold's chosen epoch)",
+        view.file(RunFiles.CV_CURVES_PNG),
     )
     return facts + _table(head, rows) + curves
 
@@ -406,15 +384,15 @@ def _files_section(view: RunView) -> str:
 
 def _run_sections(view: RunView, page: _Page) -> None:
     used = {
-        "learning_curves.png", "lr_find.png", "gradient_flow.png", "cv_curves.png",
-        *_SEARCH_FIGURES,
+        RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_FIND_PNG, RunFiles.GRADIENT_FLOW_PNG,
+        RunFiles.CV_CURVES_PNG, *_SEARCH_FIGURES,
     }  # fmt: skip
     page.add("Summary", _summary_section(view))
     result = _result_for_tables(view)
     page.add("Metrics", _metrics_table(result, view.history if len(view.history) else None))
     page.add("Learning curves", _learning_section(view))
     page.add("Learning-rate schedule", _schedule_section(view))
-    page.add("Gradient flow", _image("Gradient flow", view.file("gradient_flow.png")))
+    page.add("Gradient flow", _image("Gradient flow", view.file(RunFiles.GRADIENT_FLOW_PNG)))
     own_kind = view.kind if view.kind in _DIAGNOSTIC_TITLES else None
     if own_kind is not None:  # the run is a diagnostic itself: its findings are its body
         title = _DIAGNOSTIC_TITLES[own_kind]
@@ -528,8 +506,8 @@ def write_run_report(
             if view.run_dir is None:
                 out = Path(f"report-{view.id}.html")
             else:
-                out = view.run_dir / "report.html"
+                out = view.run_dir / RunFiles.REPORT
     else:
         page = render_comparison_report(views, metric=metric)
-        out = out if out is not None else Path("report.html")
+        out = out if out is not None else Path(RunFiles.REPORT)
     return atomic_write_text(out, page)

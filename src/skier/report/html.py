@@ -26,29 +26,10 @@ import yaml
 
 from skier._io import atomic_write_text
 from skier.history import History
+from skier.report.page import escape_text, render_page
 
 __all__ = ["render_report", "write_report"]
 
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
-.sub { color: #666; margin-top: 0; }
-.status { display: inline-block; padding: .1em .6em; border-radius: .8em; color: #fff;
-          background: #777; font-size: .85em; }
-.status-completed { background: #2e7d32; } .status-stopped { background: #ef6c00; }
-.status-failed { background: #c62828; } .status-interrupted { background: #6a1b9a; }
-.status-running { background: #1565c0; }
-table { border-collapse: collapse; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .25em .7em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f4f4f4; } tr.best td { background: #e8f5e9; }
-td.missing { color: #aaa; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #666; font-size: .9em; }
-pre { background: #f7f7f7; padding: .8em; overflow-x: auto; border: 1px solid #eee; }
-details summary { cursor: pointer; margin: .5em 0; }
-"""
 
 _STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 # Result keys shown in the run table, in this order, with their labels.
@@ -67,13 +48,7 @@ _RUN_FIELDS = (
 )
 
 
-def _text(value: object) -> str:
-    """Any value as escaped HTML text; numbers compact, missing values as a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"  # also "inf" / "-inf", which are worth seeing
-    return escape(str(value), quote=True)
+_text = escape_text
 
 
 def _cell(value: object) -> str:
@@ -201,13 +176,7 @@ def render_report(
     if history is not None and len(history):
         sections.append(f"<h2>Epochs</h2>{_epoch_table(history, result.get('best_epoch'))}")
     sections.append(f"<h2>Config</h2><pre>{escape(_config_yaml(config))}</pre>")
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_text(title)}</title><style>{_CSS}</style></head>\n"
-        "<body>\n" + "\n".join(sections) + "\n</body></html>\n"
-    )
+    return render_page(title, "\n".join(sections))
 
 
 def write_report(

@@ -30,7 +30,8 @@ import yaml
 
 from skier.errors import StoreError, problem
 from skier.history import History
-from skier.record import RunDir, RunRecord, RunStore, flatten_config
+from skier.record import RunDir, RunFiles, RunRecord, RunStore, flatten_config
+from skier.record.kinds import DIAGNOSTIC_KINDS
 
 __all__ = [
     "DIAGNOSTIC_KINDS",
@@ -42,8 +43,8 @@ __all__ = [
     "resolve_run",
 ]
 
-#: Kinds of runs that look at another run and are shown in its report.
-DIAGNOSTIC_KINDS = ("lr_find", "landscape", "sharpness", "connect", "connectivity")
+# DIAGNOSTIC_KINDS (runs that look at another run and are shown in its report) comes from the
+# registry of run kinds, skier.record.kinds.
 
 
 @dataclass
@@ -113,7 +114,7 @@ class RunView:
 
     def lr_steps(self) -> list[float]:
         """The lr of every optimizer step (``lr.csv``), empty when not recorded."""
-        path = self.file("lr.csv")
+        path = self.file(RunFiles.LR_CSV)
         if path is None:
             return []
         values = []
@@ -156,7 +157,7 @@ def resolve_run(ref: str, store: RunStore | None) -> tuple[RunRecord | None, Pat
     skier.errors.StoreError: run must be a run id, id prefix, name or run directory; got 'nothing-here'. List the runs with `skier runs`.
     """  # noqa: E501
     path = Path(ref)
-    if path.is_dir() and ((path / "result.json").is_file() or (path / "config.yaml").is_file()):
+    if path.is_dir() and ((path / RunFiles.RESULT).is_file() or (path / RunFiles.CONFIG).is_file()):
         record = None
         if store is not None:
             found = [r for r in store.find_runs(path.name) if r.id == path.name]
@@ -197,7 +198,7 @@ def _sources_beside(run_dir: Path, run_id: str) -> list[Path]:
     if not parent.is_dir():
         return found
     for other in sorted(parent.iterdir()):
-        result = other / "result.json"
+        result = other / RunFiles.RESULT
         if other == run_dir or not result.is_file():
             continue
         data = _read_json(result)
@@ -233,7 +234,7 @@ def load_view(
         if not config:
             config = record.config
     if (history is None or not len(history)) and run_dir is not None:
-        csv_path = run_dir / "metrics.csv"
+        csv_path = run_dir / RunFiles.METRICS
         if csv_path.is_file():
             history = History.from_csv(csv_path)
     view = RunView(run_id, record, run_dir, result, config, history or History())

@@ -21,7 +21,7 @@ from skier.config import (
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.plots import save_figure
-from skier.record import RunDir, RunStore, default_store_url, new_run_id
+from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
 from skier.report import write_report
 from skier.runner.training import build_initial_model
 from skier.train.checkpoint import load_model_weights
@@ -207,7 +207,7 @@ class Recorder:
                 {"source": self._source_text(), "weights": source.weights, **self.settings},
                 sort_keys=False,
             )
-            atomic_write_text(self.run_dir.path / f"{kind}.yaml", settings_text)
+            atomic_write_text(self.run_dir.path / RunFiles.settings(kind), settings_text)
         self.started = time.perf_counter()
         self.figures: dict[str, Path] = {}
 
@@ -260,8 +260,8 @@ class Recorder:
             "duration_s": seconds,
         }
         self.run_dir.write_result(full)
-        self.store.add_artifact(self.run_id, "result.json", self.run_dir.result_json, "json")
-        self.store.add_artifact(self.run_id, "config.yaml", self.run_dir.config_path, "config")
+        self.store.add_artifact(self.run_id, RunFiles.RESULT, self.run_dir.result_json, "json")
+        self.store.add_artifact(self.run_id, RunFiles.CONFIG, self.run_dir.config_path, "config")
         write_report(
             self.run_dir.report_html,
             title=title,
@@ -270,7 +270,7 @@ class Recorder:
             figures=self.figures,
             history=None,
         )
-        self.store.add_artifact(self.run_id, "report.html", self.run_dir.report_html, "report")
+        self.store.add_artifact(self.run_id, RunFiles.REPORT, self.run_dir.report_html, "report")
         self.store.finish_run(self.run_id, "completed", duration_s=seconds, summary=summary)
         self.store.close()
         if self.source.run_dir is not None:

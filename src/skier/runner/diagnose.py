@@ -34,6 +34,7 @@ from skier.config import (
 )
 from skier.config.base import as_section
 from skier.errors import CheckpointError, ConfigError
+from skier.record.rundir import RunFiles
 from skier.runner._sources import (
     DiagnosticOutcome,
     Echo,
@@ -92,8 +93,8 @@ def run_lr_find(
             task=source.data.task,
             progress=progress,
         )
-        recorder.text("lr_find.csv", _lr_csv(result))
-        recorder.figure("LR range test", "lr_find.png", plot_lr_range(result).figure)
+        recorder.text(RunFiles.LR_FIND_CSV, _lr_csv(result))
+        recorder.figure("LR range test", RunFiles.LR_FIND_PNG, plot_lr_range(result).figure)
         summary = {
             "suggestion": result.suggestion,
             "lr": result.lr,
@@ -162,7 +163,7 @@ def run_landscape(
     partial_path: Path | None = None
     resume = None
     if resume_dir is not None:
-        partial_path = Path(resume_dir) / "partial.json"
+        partial_path = Path(resume_dir) / RunFiles.PARTIAL_JSON
         if not partial_path.is_file():
             raise CheckpointError(
                 f"resume directory {str(resume_dir)!r} must hold partial.json (a stopped "
@@ -177,7 +178,7 @@ def run_landscape(
         store_url=store_url,
         resume_dir=resume_dir,
     )
-    partial_path = recorder.run_dir.path / "partial.json"
+    partial_path = recorder.run_dir.path / RunFiles.PARTIAL_JSON
     say(f"landscape {recorder.run_id} → {recorder.run_dir.path}")
 
     def save_partial(state: dict[str, Any]) -> None:
@@ -201,19 +202,19 @@ def run_landscape(
                 source.model, source.data, cfg, task=source.data.task, batch_points=batch_points,
                 progress=progress, resume=resume, on_row=save_partial,
             )  # fmt: skip
-        recorder.text("landscape.csv", result.to_csv())
+        recorder.text(RunFiles.LANDSCAPE_CSV, result.to_csv())
         caption = f"Loss landscape ({cfg.dims}-D, {cfg.direction})"
-        recorder.figure(caption, "landscape.png", plot_landscape_figure(result))
+        recorder.figure(caption, RunFiles.LANDSCAPE_PNG, plot_landscape_figure(result))
         if log_scale or cfg.dims == 2:
             recorder.figure(
                 caption + ", log scale",
-                "landscape_log.png",
+                RunFiles.LANDSCAPE_LOG_PNG,
                 plot_landscape_figure(result, log_scale=True),
             )
         if result.batches:
             recorder.figure(
                 "The same plane on two mini-batches",
-                "landscape_batches.png",
+                RunFiles.LANDSCAPE_BATCHES_PNG,
                 plot_landscape_batches(result, log_scale=log_scale),
             )
         partial_path.unlink(missing_ok=True)
@@ -260,10 +261,12 @@ def run_sharpness(
             zip(result.eigenvalues, result.iterations, result.converged, strict=True), 1
         ):
             lines.append(f"{i},{value!r},{its},{ok}")
-        recorder.text("eigenvalues.csv", "\n".join(lines) + "\n")
-        recorder.figure("Power iteration", "sharpness.png", plot_sharpness(result).figure)
+        recorder.text(RunFiles.EIGENVALUES_CSV, "\n".join(lines) + "\n")
+        recorder.figure("Power iteration", RunFiles.SHARPNESS_PNG, plot_sharpness(result).figure)
         recorder.figure(
-            "Top Hessian eigenvalues", "hessian_spectrum.png", plot_hessian_spectrum(result).figure
+            "Top Hessian eigenvalues",
+            RunFiles.HESSIAN_SPECTRUM_PNG,
+            plot_hessian_spectrum(result).figure,
         )
         summary = {
             "top_eigenvalue": result.eigenvalues[0] if result.eigenvalues else None,
@@ -329,17 +332,20 @@ def run_connect(
             optim_config=training.optim, train_config=training.train,
             schedule_config=training.schedule, progress=progress,
         )  # fmt: skip
-        recorder.text("connectivity.csv", result.to_csv())
+        recorder.text(RunFiles.CONNECTIVITY_CSV, result.to_csv())
         save_checkpoint(
-            recorder.run_dir.path / "curve.pt",
+            recorder.run_dir.path / RunFiles.CURVE_PT,
             {"bends": result.bends, "curve": cfg.curve, "count": cfg.bends},
         )
         recorder.store.add_artifact(
-            recorder.run_id, "curve.pt", recorder.run_dir.path / "curve.pt", "checkpoint"
+            recorder.run_id,
+            RunFiles.CURVE_PT,
+            recorder.run_dir.path / RunFiles.CURVE_PT,
+            "checkpoint",
         )
         recorder.figure(
             f"Mode connectivity ({cfg.curve}, {cfg.bends} bend{'s' if cfg.bends > 1 else ''})",
-            "connectivity.png",
+            RunFiles.CONNECTIVITY_PNG,
             plot_connectivity_figure(result),
         )
         summary = {
@@ -362,7 +368,7 @@ def run_connect(
 
 def saved_landscape_settings(run_dir: str | Path) -> tuple[str, Weights, dict[str, Any]]:
     """The source, weights and settings a landscape run directory was started with."""
-    path = Path(run_dir) / "landscape.yaml"
+    path = Path(run_dir) / RunFiles.settings("landscape")
     if not path.is_file():
         raise CheckpointError(
             f"resume directory {str(run_dir)!r} must be a landscape run (landscape.yaml); "

@@ -29,7 +29,8 @@ from skier.errors import SkierError
 from skier.lessons import LessonResult, get_lesson, lessons
 from skier.lessons import run as run_one
 from skier.plots import save_figure
-from skier.record import RunDir, RunStore, default_store_url, new_run_id
+from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
+from skier.report import render_page
 
 __all__ = ["CourseOutcome", "LessonOutcome", "run_course", "run_lesson"]
 
@@ -127,14 +128,15 @@ def run_lesson(
         store.add_artifact(run_id, "lesson.md", text, "json")
         payload = {**result.to_dict(), "run_id": run_id, "skier_version": __version__}
         run_dir.write_result(payload)
-        store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
+        store.add_artifact(run_id, RunFiles.RESULT, run_dir.result_json, "json")
         outcome = LessonOutcome(item.name, run_id, run_dir.path, store.safe_url, result, None,
                                 figures)  # fmt: skip
         # The lesson's page is its section of the course page: claim, set-up, every check with
         # its value, bound and margin, the figures.
-        page = _page(f"Lesson {item.number}: {item.title}", _lesson_section(outcome))
+        title = f"Lesson {item.number}: {item.title}"
+        page = render_page(title, _lesson_section(outcome), css=_CSS)
         atomic_write_text(run_dir.report_html, page)
-        store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
+        store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
         summary = {
             "held": result.held,
             "held_count": result.held_count,
@@ -210,12 +212,12 @@ def run_course(
         raise
     seconds = time.perf_counter() - t0
     report = atomic_write_text(
-        run_dir.path / "course.html", render_course(outcomes, quick=quick, seconds=seconds)
+        run_dir.path / RunFiles.COURSE_HTML, render_course(outcomes, quick=quick, seconds=seconds)
     )
     held = sum(1 for o in outcomes if o.result is not None and o.result.held)
     failed = [o.name for o in outcomes if o.result is None]
     with RunStore(url) as store:
-        store.add_artifact(run_id, "course.html", report, "report")
+        store.add_artifact(run_id, RunFiles.COURSE_HTML, report, "report")
         store.finish_run(
             run_id, "completed", duration_s=seconds,
             summary={"lessons": len(outcomes), "held": held, "failed": failed,
@@ -270,17 +272,7 @@ def render_course(outcomes: Sequence[LessonOutcome], *, quick: bool, seconds: fl
     ]
     for o in outcomes:
         parts.append(_lesson_section(o))
-    return _page("skier course", "\n".join(parts))
-
-
-def _page(title: str, body: str) -> str:
-    """A self-contained HTML page around ``body`` (already escaped); ``title`` is escaped."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
-        "</body></html>\n"
-    )
+    return render_page("skier course", "\n".join(parts), css=_CSS)
 
 
 def _lesson_section(o: LessonOutcome) -> str:

@@ -60,6 +60,7 @@ from skier.record import (
     default_store_url,
     new_run_id,
 )
+from skier.record.rundir import RunFiles
 from skier.report import write_report
 from skier.runner.training import RunOutcome, run_training
 from skier.search.crossval import (
@@ -457,7 +458,7 @@ def _write_cv_outputs(
     plots: bool,
 ) -> None:
     run_id = run_dir.run_id
-    atomic_write_text(run_dir.path / "folds.csv", _folds_csv(summary))
+    atomic_write_text(run_dir.path / RunFiles.FOLDS_CSV, _folds_csv(summary))
     run_dir.write_result(summary | {"environment": capture_environment()})
     figures: dict[str, Path | bytes] = {}
     if plots and config.record.plots and results:
@@ -469,7 +470,7 @@ def _write_cv_outputs(
         ]
         keys = [k for k in keys if any(k in r.metrics for r in results)][:2]
         means = {k: mean_curve(results, k) for k in keys}
-        path = run_dir.path / "cv_curves.png"
+        path = run_dir.path / RunFiles.CV_CURVES_PNG
         save_figure(plot_cv_figure(results, means), path)
         figures["Fold curves and their mean (dots: each fold's chosen epoch)"] = path
     result_view = {
@@ -495,14 +496,14 @@ def _write_cv_outputs(
             history=None,
         )
     with RunStore(url) as store:
-        store.add_artifact(run_id, "config.yaml", run_dir.config_path, "config")
-        store.add_artifact(run_id, "folds.csv", run_dir.path / "folds.csv", "csv")
-        store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
+        store.add_artifact(run_id, RunFiles.CONFIG, run_dir.config_path, "config")
+        store.add_artifact(run_id, RunFiles.FOLDS_CSV, run_dir.path / RunFiles.FOLDS_CSV, "csv")
+        store.add_artifact(run_id, RunFiles.RESULT, run_dir.result_json, "json")
         for figure in figures.values():
             if isinstance(figure, Path):
                 store.add_artifact(run_id, figure.name, figure, "figure")
         if config.record.report:
-            store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
+            store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
 
 
 def _cv_table(summary: Mapping[str, Any]) -> bytes | None:
@@ -917,7 +918,9 @@ def run_tune(
     run_dir.write_config(
         config_to_yaml(config_from_mapping(_absolute_paths(config.model_dump(mode="json"), base)))
     )
-    atomic_write_text(run_dir.path / "space.yaml", yaml.safe_dump(space.to_dict(), sort_keys=False))
+    atomic_write_text(
+        run_dir.path / RunFiles.SPACE_YAML, yaml.safe_dump(space.to_dict(), sort_keys=False)
+    )
     study_record = {
         "study": study_name,
         "storage": str(Path(storage_url).resolve())
@@ -925,7 +928,7 @@ def run_tune(
         else _safe_storage(storage_url),
         "tune": tune.model_dump(mode="json", exclude={"storage", "study", "trials"}),
     }
-    atomic_write_text(run_dir.path / "study.json", json.dumps(study_record, indent=2) + "\n")
+    atomic_write_text(run_dir.path / RunFiles.STUDY_JSON, json.dumps(study_record, indent=2) + "\n")
     storage = open_storage(
         storage_url,
         heartbeat_s=tune.heartbeat_s,
@@ -1101,10 +1104,10 @@ def _finish_tune(
         )
         best_config = config_from_mapping(best_plain, "best config")
         best_path = atomic_write_text(
-            run_dir.path / "best_config.yaml", config_to_yaml(best_config)
+            run_dir.path / RunFiles.BEST_CONFIG_YAML, config_to_yaml(best_config)
         )
         summary["best_config"] = str(best_path)
-    atomic_write_text(run_dir.path / "trials.csv", _trials_csv(summary))
+    atomic_write_text(run_dir.path / RunFiles.TRIALS_CSV, _trials_csv(summary))
     trained = None
     if best and tune.train_best and best_path is not None:
         say(f"training the best config: {best_path}")
@@ -1132,19 +1135,19 @@ def _finish_tune(
         error = _no_best_reason(summary)
     with RunStore(url) as store:
         for label, path in (
-            ("config.yaml", run_dir.config_path),
-            ("space.yaml", run_dir.path / "space.yaml"),
-            ("trials.csv", run_dir.path / "trials.csv"),
-            ("result.json", run_dir.result_json),
+            (RunFiles.CONFIG, run_dir.config_path),
+            (RunFiles.SPACE_YAML, run_dir.path / RunFiles.SPACE_YAML),
+            (RunFiles.TRIALS_CSV, run_dir.path / RunFiles.TRIALS_CSV),
+            (RunFiles.RESULT, run_dir.result_json),
         ):
             kind = {"yaml": "config", "csv": "csv", "json": "json"}[label.rsplit(".", 1)[1]]
             store.add_artifact(run_id, label, path, kind)
         if best_path is not None:
-            store.add_artifact(run_id, "best_config.yaml", best_path, "config")
+            store.add_artifact(run_id, RunFiles.BEST_CONFIG_YAML, best_path, "config")
         for path in figures.values():
             store.add_artifact(run_id, path.name, path, "figure")
         if config.record.report:
-            store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
+            store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
         store.finish_run(
             run_id,
             status,
@@ -1186,21 +1189,21 @@ def _tune_figures(
 
     out: dict[str, Path] = {}
     items: list[tuple[str, str, Any]] = [
-        ("Optimization history (line: best so far)", "optimization_history.png",
+        ("Optimization history (line: best so far)", RunFiles.OPTIMIZATION_HISTORY_PNG,
          plot_optimization_history(summary).figure),
     ]  # fmt: skip
     complete = [t for t in summary["trials"] if t["state"] == "complete"]
     if summary["importances"]:
         items.append(
-            ("Parameter importance (fANOVA)", "param_importances.png",
+            ("Parameter importance (fANOVA)", RunFiles.PARAM_IMPORTANCES_PNG,
              plot_param_importances(summary).figure)
         )  # fmt: skip
     if complete and summary.get("space"):
         items.append(
-            ("Parallel coordinates (colour: objective)", "parallel_coordinates.png",
+            ("Parallel coordinates (colour: objective)", RunFiles.PARALLEL_COORDINATES_PNG,
              plot_parallel_coordinates(summary).figure)
         )  # fmt: skip
-        items.append(("Slices: objective against each parameter", "slices.png",
+        items.append(("Slices: objective against each parameter", RunFiles.SLICES_PNG,
                       plot_slices_figure(summary)))  # fmt: skip
     for caption, filename, figure in items:
         out[caption] = save_figure(figure, run_dir.path / filename)
@@ -1255,7 +1258,7 @@ def _tune_report(
                 "trials": counts,
                 "best trial": best.get("number"),
                 "best params": best.get("params"),
-                "train the best": f"skier train {run_dir.path / 'best_config.yaml'}",
+                "train the best": f"skier train {run_dir.path / RunFiles.BEST_CONFIG_YAML}",
                 "importances": summary["importances"],
                 "settings": summary["settings"],
                 "space": summary.get("space"),

@@ -48,6 +48,7 @@ from skier.record import (
     json_safe,
     new_run_id,
 )
+from skier.record.rundir import RunFiles
 from skier.report import write_run_report
 from skier.runner.preflight import (
     check_run_config,
@@ -259,13 +260,13 @@ def _write_lr_find(
 ) -> None:
     from skier.plots.lr_range import plot_lr_range
 
-    path = run_dir.path / "lr_find.json"
+    path = run_dir.path / RunFiles.LR_FIND_JSON
     atomic_write_text(path, json.dumps(json_safe(found.to_dict()), indent=2, allow_nan=False))
-    store.add_artifact(run_id, "lr_find.json", path, "json")
+    store.add_artifact(run_id, RunFiles.LR_FIND_JSON, path, "json")
     if plots:
-        png = run_dir.path / "lr_find.png"
+        png = run_dir.path / RunFiles.LR_FIND_PNG
         save_figure(plot_lr_range(found).figure, png)
-        store.add_artifact(run_id, "lr_find.png", png, "figure")
+        store.add_artifact(run_id, RunFiles.LR_FIND_PNG, png, "figure")
 
 
 def run_training(
@@ -388,7 +389,7 @@ def run_training(
     summary = _summary(
         config, data, model, result, run_id, name, status, data_seconds, init=init_record
     )
-    lr_json = run_dir.path / "lr_find.json"
+    lr_json = run_dir.path / RunFiles.LR_FIND_JSON
     if lr_json.is_file():  # optim.lr: auto (also when this run was resumed)
         summary["lr_find"] = json.loads(lr_json.read_text())
     _write_outputs(config, run_dir, store, run_id, result, summary, data.info)
@@ -474,32 +475,34 @@ def _write_outputs(
     if "preprocessing" in data_info:
         # What was fitted on the training split (means, stds, vocabularies): what a later
         # prediction on new data needs, kept beside the checkpoints rather than in result.json.
-        path = run_dir.path / "preprocessing.json"
+        path = run_dir.path / RunFiles.PREPROCESSING_JSON
         atomic_write_text(path, json.dumps(json_safe(data_info["preprocessing"]), indent=2))
-        store.add_artifact(run_id, "preprocessing.json", path, "json")
-    store.add_artifact(run_id, "config.yaml", run_dir.config_path, "config")
-    store.add_artifact(run_id, "metrics.csv", run_dir.metrics_csv, "csv")
-    store.add_artifact(run_id, "result.json", run_dir.result_json, "json")
+        store.add_artifact(run_id, RunFiles.PREPROCESSING_JSON, path, "json")
+    store.add_artifact(run_id, RunFiles.CONFIG, run_dir.config_path, "config")
+    store.add_artifact(run_id, RunFiles.METRICS, run_dir.metrics_csv, "csv")
+    store.add_artifact(run_id, RunFiles.RESULT, run_dir.result_json, "json")
     for path in result.checkpoints.values():
         store.add_artifact(run_id, f"checkpoints/{path.name}", path, "checkpoint")
     lrs = result.history.steps.get("lr", [])
     if lrs:  # the lr actually used at every optimizer step
         lines = ["step,lr", *(f"{i},{lr!r}" for i, lr in enumerate(lrs, 1))]
-        atomic_write_text(run_dir.path / "lr.csv", "\n".join(lines) + "\n")
-        store.add_artifact(run_id, "lr.csv", run_dir.path / "lr.csv", "csv")
+        atomic_write_text(run_dir.path / RunFiles.LR_CSV, "\n".join(lines) + "\n")
+        store.add_artifact(run_id, RunFiles.LR_CSV, run_dir.path / RunFiles.LR_CSV, "csv")
     if config.record.plots and result.history.rows:
         figure = plot_learning_figure(result)
         save_figure(figure, run_dir.learning_curves_png)
-        store.add_artifact(run_id, "learning_curves.png", run_dir.learning_curves_png, "figure")
+        store.add_artifact(
+            run_id, RunFiles.LEARNING_CURVES_PNG, run_dir.learning_curves_png, "figure"
+        )
     if config.diagnostics.gradient_flow_every > 0:
-        flow_csv = run_dir.path / "gradient_flow.csv"
+        flow_csv = run_dir.path / RunFiles.GRADIENT_FLOW_CSV
         atomic_write_text(flow_csv, gradient_flow_series(result.history).to_csv())
-        store.add_artifact(run_id, "gradient_flow.csv", flow_csv, "csv")
+        store.add_artifact(run_id, RunFiles.GRADIENT_FLOW_CSV, flow_csv, "csv")
         if config.record.plots:
-            flow_png = run_dir.path / "gradient_flow.png"
+            flow_png = run_dir.path / RunFiles.GRADIENT_FLOW_PNG
             save_figure(plot_gradient_flow_figure(result), flow_png)
-            store.add_artifact(run_id, "gradient_flow.png", flow_png, "figure")
+            store.add_artifact(run_id, RunFiles.GRADIENT_FLOW_PNG, flow_png, "figure")
     if config.record.report:
         # Every section the run's data allows (curves, lr schedule, gradient flow, lr_find).
         write_run_report(run_dir.path, store=store)
-        store.add_artifact(run_id, "report.html", run_dir.report_html, "report")
+        store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
