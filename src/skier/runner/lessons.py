@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import math
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -25,11 +24,11 @@ from typing import Any
 
 from skier import __version__
 from skier._io import atomic_write_text
-from skier.errors import SkierError
 from skier.lessons import LessonResult, get_lesson, lessons
 from skier.lessons import run as run_one
 from skier.plots import save_figure
-from skier.record import RunDir, RunStore, default_store_url, new_run_id
+from skier.record import RunDir, RunStore, new_run_id
+from skier.runner.lifecycle import INTERRUPTED, failure_reason, resolve_store_url
 
 __all__ = ["CourseOutcome", "LessonOutcome", "run_course", "run_lesson"]
 
@@ -88,7 +87,7 @@ def run_lesson(
     item = get_lesson(name)  # an unknown name is refused before anything is written
     say = echo or (lambda _m: None)
     root = Path(out_dir)
-    url = store_url or default_store_url(root)
+    url = resolve_store_url(store_url, None, root)
     run_id = new_run_id()
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()  # a lesson writes no checkpoints
@@ -109,10 +108,10 @@ def run_lesson(
         try:
             result = run_one(item.name, quick=quick, seeds=seeds, device=device, threads=threads)
         except KeyboardInterrupt:
-            store.finish_run(run_id, "interrupted", error="interrupted by the user")
+            store.finish_run(run_id, "interrupted", error=INTERRUPTED)
             raise
         except Exception as exc:  # recorded, and the course goes on
-            message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
+            message = failure_reason(exc)
             store.finish_run(
                 run_id, "failed", error=message, duration_s=time.perf_counter() - started
             )
@@ -185,7 +184,7 @@ def run_course(
     chosen = [get_lesson(n) for n in names] if names else lessons()
     chosen.sort(key=lambda item: item.number)
     root = Path(out_dir)
-    url = store_url or default_store_url(root)
+    url = resolve_store_url(store_url, None, root)
     run_id = new_run_id()
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()
@@ -206,7 +205,7 @@ def run_course(
             )  # fmt: skip
     except KeyboardInterrupt:
         with RunStore(url) as store:
-            store.finish_run(run_id, "interrupted", error="interrupted by the user")
+            store.finish_run(run_id, "interrupted", error=INTERRUPTED)
         raise
     seconds = time.perf_counter() - t0
     report = atomic_write_text(

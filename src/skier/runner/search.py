@@ -32,7 +32,6 @@ import math
 import multiprocessing
 import os
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -57,10 +56,10 @@ from skier.record import (
     RunDir,
     RunStore,
     capture_environment,
-    default_store_url,
     new_run_id,
 )
 from skier.report import write_report
+from skier.runner.lifecycle import resolve_store_url, run_ending
 from skier.runner.training import RunOutcome, run_training
 from skier.search.crossval import (
     CVData,
@@ -104,7 +103,7 @@ def _spawn() -> Any:
 
 
 def _store_url(config: RunConfig, root: Path, store_url: str | None) -> str:
-    return store_url or config.record.store or default_store_url(root)
+    return resolve_store_url(store_url, config.record.store, root)
 
 
 def _annotate(store_url: str, outcome: RunOutcome, summary: Mapping[str, Any]) -> None:
@@ -346,14 +345,8 @@ def run_cv(
         for f in folds
     ]  # fmt: skip
     started = time.perf_counter()
-    try:
+    with run_ending(url, run_id, started=started):
         results, stop_reason = _run_folds(tasks, workers, threads, say, cv.metric, should_stop)
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        with RunStore(url) as store:
-            store.finish_run(run_id, status, error=message)
-        raise
     results.sort(key=lambda r: r.number)
     summary = summarize_folds(results, cv.metric)
     summary.update(
@@ -994,16 +987,11 @@ def run_tune(
     started = time.perf_counter()
     notes: list[str] = []
     try:
-        if len(tasks) == 1:
-            _tune_worker(tasks[0])
-        elif tasks:
-            notes = _supervise(tasks, study, tune, say)
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        with RunStore(url) as store:
-            store.finish_run(run_id, status, error=message)
-        raise
+        with run_ending(url, run_id, started=started):
+            if len(tasks) == 1:
+                _tune_worker(tasks[0])
+            elif tasks:
+                notes = _supervise(tasks, study, tune, say)
     finally:
         close_storage(storage)
     seconds = time.perf_counter() - started
