@@ -28,7 +28,7 @@ from skier.lessons import LessonResult, get_lesson, lessons
 from skier.lessons import run as run_one
 from skier.plots import save_figure
 from skier.record import RunDir, RunStore, new_run_id
-from skier.runner.lifecycle import INTERRUPTED, failure_reason, resolve_store_url
+from skier.runner.lifecycle import failure_reason, resolve_store_url, run_ending
 
 __all__ = ["CourseOutcome", "LessonOutcome", "run_course", "run_lesson"]
 
@@ -106,15 +106,12 @@ def run_lesson(
         say(f"lesson {item.number} {item.name} → {run_dir.path}")
         started = time.perf_counter()
         try:
-            result = run_one(item.name, quick=quick, seeds=seeds, device=device, threads=threads)
-        except KeyboardInterrupt:
-            store.finish_run(run_id, "interrupted", error=INTERRUPTED)
-            raise
-        except Exception as exc:  # recorded, and the course goes on
+            with run_ending(store, run_id, started=started):
+                result = run_one(
+                    item.name, quick=quick, seeds=seeds, device=device, threads=threads
+                )
+        except Exception as exc:  # recorded failed by run_ending, and the course goes on
             message = failure_reason(exc)
-            store.finish_run(
-                run_id, "failed", error=message, duration_s=time.perf_counter() - started
-            )
             return LessonOutcome(item.name, run_id, run_dir.path, store.safe_url, None, message)
         figures: dict[str, Path] = {}
         for caption, figure in result.figures.items():
@@ -195,7 +192,7 @@ def run_course(
             kind="course", run_id=run_id,
         )  # fmt: skip
     outcomes = []
-    try:
+    with run_ending(url, run_id, started=t0):
         for item in chosen:
             outcomes.append(
                 run_lesson(
@@ -203,10 +200,6 @@ def run_course(
                     parent_id=run_id, device=device, threads=threads, echo=echo,
                 )
             )  # fmt: skip
-    except KeyboardInterrupt:
-        with RunStore(url) as store:
-            store.finish_run(run_id, "interrupted", error=INTERRUPTED)
-        raise
     seconds = time.perf_counter() - t0
     report = atomic_write_text(
         run_dir.path / "course.html", render_course(outcomes, quick=quick, seconds=seconds)
