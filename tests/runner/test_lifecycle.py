@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import skier.diagnostics.lr_range
-import skier.runner.search
+import skier.runner.cv
 from skier.config import RunConfig, load_config
 from skier.config.search import CrossValidationConfig
 from skier.errors import TrainingError
@@ -107,7 +107,7 @@ def test_cv_that_raises_is_recorded_and_reraises(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise exc
 
-    monkeypatch.setattr(skier.runner.search, "_run_folds", broken)
+    monkeypatch.setattr(skier.runner.cv, "_run_folds", broken)
     with pytest.raises(type(exc)):
         run_cv(_config(), cv=CrossValidationConfig(folds=2, refit=False), out_dir=tmp_path)
     assert _only_run(tmp_path) == (status, error)
