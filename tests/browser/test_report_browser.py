@@ -41,8 +41,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     from skier.config import config_from_mapping
     from skier.config.search import CrossValidationConfig, TuneConfig, parse_space
     from skier.runner import run_training
+    from skier.runner.cv import run_cv
     from skier.runner.diagnose import load_source, run_landscape, run_lr_find, run_sharpness
-    from skier.runner.search import run_cv, run_tune
+    from skier.runner.tune import run_tune
 
     root = tmp_path_factory.mktemp("report") / "runs"
     config = config_from_mapping(PLAIN, "test config")

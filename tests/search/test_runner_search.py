@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 from skier.config import RunConfig, config_from_mapping, load_config
 from skier.config.search import CrossValidationConfig, TuneConfig, parse_space
 from skier.record import RunStore, default_store_url
-from skier.runner.search import run_cv, run_tune
+from skier.runner.cv import run_cv
+from skier.runner.tune import run_tune
 from skier.search.tune import WORKER_ATTR, close_storage, open_storage
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

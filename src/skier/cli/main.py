@@ -156,9 +156,10 @@ def _launch(
     launch: tuple[int, int, int, str | None],
 ) -> None:
     """Start the ranks through torchrun; when one fails, mark the run failed and say so."""
-    from skier.record import RunStore, default_store_url
+    from skier.record import RunStore
     from skier.runner.launch import RankFailed
     from skier.runner.launch import launch as start
+    from skier.runner.lifecycle import resolve_store_url
 
     nproc, nnodes, node_rank, endpoint = launch
     _quiet_launcher_logs()
@@ -173,7 +174,7 @@ def _launch(
         if (run_dir / RunFiles.CHECKPOINTS / "last.pt").is_file():
             message += " The last good checkpoint is kept: resume with skier train --resume "
             message += f"{run_dir} --nproc {nproc}."
-        url = store or cfg.record.store or default_store_url(root)
+        url = resolve_store_url(store, cfg.record.store, root)
         if node_rank == 0 and exc.exit_code == 1 and (run_dir / RunFiles.CONFIG).is_file():
             with RunStore(url) as st:  # rank 0 may have been stopped before it could say why
                 if st.get_run(run_id).status in ("running", "failed"):

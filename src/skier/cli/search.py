@@ -94,7 +94,7 @@ def cv_command(
     rest is split into folds, stratified for classification, seeded.
     """
     from skier.config.search import CrossValidationConfig
-    from skier.runner.search import run_cv
+    from skier.runner.cv import run_cv
 
     cfg = load(config, overrides)
     settings = _settings(
@@ -251,7 +251,7 @@ def tune_command(
     cfg = load(config, overrides)
     space = load_space(space_path, base=cfg)
     settings = _settings(TuneConfig, values, {"timeout_s": "--timeout"})
-    from skier.runner.search import run_tune  # torch and Optuna: only once the input is good
+    from skier.runner.tune import run_tune  # torch and Optuna: only once the input is good
 
     _quiet_optuna()
     outcome = run_tune(

@@ -2,7 +2,8 @@
 
 ``training`` is ``skier train`` (config → data → model → fit → record → plots → report);
 ``diagnose`` is ``skier lr-find``, ``landscape``, ``sharpness`` and ``connect`` on a config or a
-finished run; ``search`` is ``skier cv`` and ``skier tune``; ``lessons`` is ``skier lesson``.
+finished run; ``cv`` and ``tune`` are ``skier cv`` and ``skier tune`` (``workers`` their
+processes); ``lessons`` is ``skier lesson``.
 Python users get the same files and records by calling these.
 """
 
@@ -28,13 +29,13 @@ __all__ = [
     "run_tune",
 ]
 
-_SEARCH = ("CVOutcome", "TuneOutcome", "run_cv", "run_tune")
+_SEARCH = {"CVOutcome": "cv", "run_cv": "cv", "TuneOutcome": "tune", "run_tune": "tune"}
 
 
 def __getattr__(name: str) -> Any:
     # Search pulls in Optuna: imported when asked for, so `skier train` does not pay for it.
     if name in _SEARCH:
-        from skier.runner import search
+        from importlib import import_module
 
-        return getattr(search, name)
+        return getattr(import_module(f"skier.runner.{_SEARCH[name]}"), name)
     raise AttributeError(f"module 'skier.runner' has no attribute {name!r}")

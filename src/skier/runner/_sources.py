@@ -5,7 +5,6 @@ store row, linked to the run it looked at, and refreshes that run's report."""
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.plots import save_figure
 from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
 from skier.report import write_report
+from skier.runner.lifecycle import resolve_store_url, run_ending
 from skier.runner.training import build_initial_model
 from skier.train.checkpoint import load_model_weights
 
@@ -181,7 +181,7 @@ class Recorder:
             root = source.run_dir.path.parent
         else:
             root = Path(source.config.record.dir)
-        self.url = store_url or source.config.record.store or default_store_url(root)
+        self.url = resolve_store_url(store_url, source.config.record.store, root)
         self.store = RunStore(self.url).open()
         if resume_dir is not None:
             self.run_id = self.run_dir.run_id
@@ -235,16 +235,6 @@ class Recorder:
         path = atomic_write_text(self.run_dir.path / name, text)
         self.store.add_artifact(self.run_id, name, path, kind)
         return path
-
-    def failed(self, exc: BaseException) -> None:
-        if isinstance(exc, KeyboardInterrupt):
-            self.store.finish_run(self.run_id, "interrupted", error="interrupted by the user")
-        else:
-            message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
-            self.store.finish_run(
-                self.run_id, "failed", error=message, duration_s=time.perf_counter() - self.started
-            )
-        self.store.close()
 
     def finish(self, result: Any, summary: Mapping[str, Any], title: str) -> DiagnosticOutcome:
         seconds = time.perf_counter() - self.started
@@ -320,9 +310,10 @@ def refresh_report(run_dir: RunDir) -> Path | None:
 
 def recorded(recorder: Recorder, work: Callable[[], DiagnosticOutcome]) -> DiagnosticOutcome:
     try:
-        return work()
-    except BaseException as exc:
-        recorder.failed(exc)
+        with run_ending(recorder.store, recorder.run_id, started=recorder.started):
+            return work()
+    except BaseException:
+        recorder.store.close()
         raise
 
 

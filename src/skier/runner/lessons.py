@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import math
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -25,12 +24,12 @@ from typing import Any
 
 from skier import __version__
 from skier._io import atomic_write_text
-from skier.errors import SkierError
 from skier.lessons import LessonResult, get_lesson, lessons
 from skier.lessons import run as run_one
 from skier.plots import save_figure
-from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
+from skier.record import RunDir, RunFiles, RunStore, new_run_id
 from skier.report import render_page
+from skier.runner.lifecycle import failure_reason, resolve_store_url, run_ending
 
 __all__ = ["CourseOutcome", "LessonOutcome", "run_course", "run_lesson"]
 
@@ -89,7 +88,7 @@ def run_lesson(
     item = get_lesson(name)  # an unknown name is refused before anything is written
     say = echo or (lambda _m: None)
     root = Path(out_dir)
-    url = store_url or default_store_url(root)
+    url = resolve_store_url(store_url, None, root)
     run_id = new_run_id()
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()  # a lesson writes no checkpoints
@@ -108,15 +107,12 @@ def run_lesson(
         say(f"lesson {item.number} {item.name} → {run_dir.path}")
         started = time.perf_counter()
         try:
-            result = run_one(item.name, quick=quick, seeds=seeds, device=device, threads=threads)
-        except KeyboardInterrupt:
-            store.finish_run(run_id, "interrupted", error="interrupted by the user")
-            raise
-        except Exception as exc:  # recorded, and the course goes on
-            message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
-            store.finish_run(
-                run_id, "failed", error=message, duration_s=time.perf_counter() - started
-            )
+            with run_ending(store, run_id, started=started):
+                result = run_one(
+                    item.name, quick=quick, seeds=seeds, device=device, threads=threads
+                )
+        except Exception as exc:  # recorded failed by run_ending, and the course goes on
+            message = failure_reason(exc)
             return LessonOutcome(item.name, run_id, run_dir.path, store.safe_url, None, message)
         figures: dict[str, Path] = {}
         for caption, figure in result.figures.items():
@@ -187,7 +183,7 @@ def run_course(
     chosen = [get_lesson(n) for n in names] if names else lessons()
     chosen.sort(key=lambda item: item.number)
     root = Path(out_dir)
-    url = store_url or default_store_url(root)
+    url = resolve_store_url(store_url, None, root)
     run_id = new_run_id()
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()
@@ -198,7 +194,7 @@ def run_course(
             kind="course", run_id=run_id,
         )  # fmt: skip
     outcomes = []
-    try:
+    with run_ending(url, run_id, started=t0):
         for item in chosen:
             outcomes.append(
                 run_lesson(
@@ -206,10 +202,6 @@ def run_course(
                     parent_id=run_id, device=device, threads=threads, echo=echo,
                 )
             )  # fmt: skip
-    except KeyboardInterrupt:
-        with RunStore(url) as store:
-            store.finish_run(run_id, "interrupted", error="interrupted by the user")
-        raise
     seconds = time.perf_counter() - t0
     report = atomic_write_text(
         run_dir.path / RunFiles.COURSE_HTML, render_course(outcomes, quick=quick, seconds=seconds)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from skier.config import (
     config_to_yaml,
 )
 from skier.data import DataBundle, load_data
-from skier.errors import CheckpointError, ConfigError, SkierError, TrainingError
+from skier.errors import CheckpointError, ConfigError, TrainingError
 from skier.models import build_model, count_parameters, initialize
 from skier.plots import plot_learning_figure, save_figure
 from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
@@ -44,12 +43,12 @@ from skier.record import (
     RunDir,
     RunStore,
     capture_environment,
-    default_store_url,
     json_safe,
     new_run_id,
 )
 from skier.record.rundir import RunFiles
 from skier.report import write_run_report
+from skier.runner.lifecycle import resolve_store_url, run_ending
 from skier.runner.preflight import (
     check_run_config,
     config_sections,
@@ -317,7 +316,7 @@ def run_training(
     else:
         checkpoint, from_epoch = None, 0
         root = Path(out_dir) if out_dir is not None else Path(config.record.dir)
-    url = store_url or config.record.store or default_store_url(root)
+    url = resolve_store_url(store_url, config.record.store, root)
 
     # Validate everything before anything is written: first what needs no data, all at once.
     if data is None:
@@ -375,16 +374,9 @@ def run_training(
     callbacks.append(RecordLogger(store, run_id, run_dir))
     callbacks.extend(extra)
     started = time.perf_counter()
-    try:
+    with run_ending(store, run_id, started=started):
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
                      **fit_kwargs)  # fmt: skip
-    except KeyboardInterrupt:
-        store.finish_run(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
-        raise
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
-        store.finish_run(run_id, "failed", error=message, duration_s=time.perf_counter() - started)
-        raise
     status = _status(result)
     summary = _summary(
         config, data, model, result, run_id, name, status, data_seconds, init=init_record

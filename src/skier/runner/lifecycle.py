@@ -1,0 +1,60 @@
+"""The end of every recorded run: one place that marks a store row failed or interrupted.
+
+Every run kind (train, cv, tune, each diagnostic, lessons) wraps its work in
+:func:`run_ending`; a run that raises is marked ``failed`` with the reason (a skier error's
+one line, else a short traceback) and Ctrl-C marks it ``interrupted``; the exception goes on::
+
+    with run_ending(store, run_id):
+        result = fit(...)
+
+Its files (the last good checkpoint included) stay where they are.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from skier.errors import SkierError
+from skier.record import RunStore, default_store_url
+
+__all__ = ["INTERRUPTED", "failure_reason", "resolve_store_url", "run_ending"]
+
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed run's record says: a skier error's message, else a short traceback."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return str(exc) if isinstance(exc, SkierError) else traceback.format_exc(limit=5)
+
+
+def resolve_store_url(given: str | None, configured: str | None, root: Path) -> str:
+    """The store a run writes to: the one given, else the config's, else ``ROOT/skier.db``."""
+    return given or configured or default_store_url(root)
+
+
+@contextmanager
+def run_ending(
+    store: RunStore | str, run_id: str, *, started: float | None = None
+) -> Iterator[None]:
+    """Mark ``run_id`` ``failed`` (with the reason) or ``interrupted`` when the body raises,
+    then re-raise. ``store`` is an open store or its URL (opened only when needed)."""
+    t0 = time.perf_counter() if started is None else started
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, (Exception, KeyboardInterrupt)):
+            raise  # SystemExit, GeneratorExit: not a failure of the run
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        seconds = time.perf_counter() - t0
+        if isinstance(store, RunStore):
+            store.finish_run(run_id, status, error=failure_reason(exc), duration_s=seconds)
+        else:
+            with RunStore(store) as opened:
+                opened.finish_run(run_id, status, error=failure_reason(exc), duration_s=seconds)
+        raise
