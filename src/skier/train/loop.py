@@ -220,7 +220,7 @@ def _forward(
     s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
     """One batch's loss to backpropagate, and what the epoch's sums need of it."""
-    out = (s.trained or s.model)(*inputs)
+    out = s.trained(*inputs)
     data_loss = s.loss(out, y, weights)  # forward → loss
     penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
     return s.batches.scaled(data_loss, penalty), (data_loss, penalty, out)  # type: ignore[union-attr]

@@ -132,7 +132,10 @@ class Setup:
     shuffle_generator: torch.Generator = field(default_factory=torch.Generator)
     batches: BatchSource | None = None
     penalty: Penalty | None = None
-    trained: torch.nn.Module | None = None  # what trains: `model`, or the DDP wrapper around it
+    trained: torch.nn.Module = field(init=False)  # `model`, or the DDP wrapper that trains it
+
+    def __post_init__(self) -> None:
+        self.trained = self.model
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> Any:
         """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
