@@ -15,6 +15,9 @@ Variants (same data, model, optimizer (Adam, lr 1e-3) and seed; one warm-up epoc
   skier           skier.train.fit as a Python user calls it (no bar: no terminal here)
   skier_defaults  run_training as `skier train` runs: progress bar on, checkpoint every epoch,
                   the record (run directory, metrics, store), validation every epoch
+  skier_base      `skier` from another checkout's ``src`` (``--baseline SRC``, e.g. a worktree
+                  of the commit before a change), interleaved with the rest: before against after
+                  in one run, each as a ratio to loop_b
   PEER_MODE       PyTorch Lightning, skorch, Keras 3 (torch backend), fastai, each `lean` (extras
                   off) and with `defaults` (see peers.py), from the environment setup_peers.sh makes
 
@@ -35,6 +38,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import os
 import platform
 import resource
 import statistics
@@ -128,7 +132,7 @@ def _child(workload: str, variant: str, smoke: bool) -> dict[str, Any]:
     epochs, batch = spec["epochs"] + 1, spec["batch"]  # + 1 warm-up epoch
     times: list[float] = []
     losses: list[float] = []
-    if variant == "skier":
+    if variant in ("skier", "skier_base"):
         from skier.train import fit
 
         result = fit(model, data.train, epochs=epochs, batch_size=batch, lr=1e-3, seed=0,
@@ -173,6 +177,8 @@ def _found(workload: str, variant: str, spec: dict[str, Any], times: list[float]
            losses: list[float], examples: int) -> dict[str, Any]:  # fmt: skip
     import torch
 
+    import skier
+
     flops = None
     if spec["data"] == "synthetic":
         sizes = [784, *spec["hidden"], 10]
@@ -187,6 +193,7 @@ def _found(workload: str, variant: str, spec: dict[str, Any], times: list[float]
         "flops_per_epoch": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
+        "skier_src": str(Path(skier.__file__).resolve().parent.parent),
     }
 
 
@@ -214,11 +221,20 @@ PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
 EXTRAS = ("time_to_accuracy", "landscape", "tune", "lessons")
 # Targets of issue 10: skier (lean) / loop (b) epoch time.
 RATIO_TARGETS = {"W1": 1.05, "W2": 1.10, "W3": 1.10}
+# With --baseline (issue 16): skier's ratio to loop_b over skier_base's, "no slower than before"
+# within the run-to-run noise of these 2-core machines (about 2%, bench/RESULTS.md).
+NO_SLOWER_THAN_BASE = 1.03
 
 
-def _run_child(python: Path, workload: str, variant: str, smoke: bool) -> dict[str, Any]:
+def _run_child(
+    python: Path, workload: str, variant: str, smoke: bool, baseline: Path | None = None
+) -> dict[str, Any]:
     command = [str(python), __file__, "--child", workload, variant, *(["--smoke"] if smoke else [])]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    env = None
+    if variant == "skier_base":
+        assert baseline is not None
+        env = {**os.environ, "PYTHONPATH": str(baseline)}  # ahead of the installed skier
+    out = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines() or ["(no output)"]
         return {"workload": workload, "variant": variant, "error": lines[-1]}
@@ -284,6 +300,7 @@ def _summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
                 "peak_rss_mb": max(f["peak_rss_mb"] for f in good),
                 "achieved_gflops": flops / epoch / 1e9 if flops else None,
                 "final_loss": good[0]["losses"][-1] if good[0]["losses"] else None,
+                "skier_src": good[0].get("skier_src"),
             }
         base = summary["loop_b"]["median_epoch_s"]
         for s in summary.values():
@@ -312,6 +329,11 @@ def _targets(record: dict[str, Any]) -> list[dict[str, Any]]:
                       RATIO_TARGETS[workload])  # fmt: skip
             check(f"{workload} {name} peak RSS (MB)", variants[name]["peak_rss_mb"],
                   base["peak_rss_mb"] * 1.10 + 50)  # fmt: skip
+        before = variants.get("skier_base", {}).get("ratio_to_loop_b")
+        after = variants.get("skier", {}).get("ratio_to_loop_b")
+        if before is not None and after is not None:
+            check(f"{workload} skier / skier_base (each / loop_b)", after / before,
+                  NO_SLOWER_THAN_BASE)  # fmt: skip
         ours = variants.get("skier_defaults", {}).get("median_epoch_s")
         for variant, s in variants.items():
             if ours is not None and variant.split("_")[0] in PEERS and "median_epoch_s" in s:
@@ -343,6 +365,13 @@ def main() -> None:
         choices=EXTRAS,
         help="the other benchmarks to run (default: all; none with no names)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="SRC",
+        help="also run `skier` from this src directory (variant skier_base), interleaved",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.child:
@@ -355,23 +384,27 @@ def main() -> None:
         print(f"peers: not run ({args.peers if args.peers == 'off' else 'no ' + args.peers}; "
               "bash bench/setup_peers.sh installs them)")  # fmt: skip
     peer_variants = [f"{p}_{m}" for p in PEERS for m in MODES] if peers_on else []
-    known = [*VARIANTS, *(f"{p}_{m}" for p in PEERS for m in MODES)]
+    if args.baseline is not None and not (args.baseline / "skier" / "__init__.py").is_file():
+        parser.error(f"--baseline must be a src directory holding skier/; got {args.baseline!s}")
+    base_variants = ["skier_base"] if args.baseline is not None else []
+    known = [*VARIANTS, *base_variants, *(f"{p}_{m}" for p in PEERS for m in MODES)]
     unknown = sorted(set(args.variants or []) - set(known))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    wanted = {*(args.variants or [*VARIANTS, *peer_variants]), "loop_b"}  # loop (b): the baseline
+    wanted = {*(args.variants or [*VARIANTS, *peer_variants]), *base_variants, "loop_b"}
     rounds = 1 if args.smoke else args.rounds
+    ours = [*VARIANTS, *base_variants]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        w: {v: [] for v in [*VARIANTS, *peer_variants] if v in wanted} for w in args.workloads
+        w: {v: [] for v in [*ours, *peer_variants] if v in wanted} for w in args.workloads
     }
     for r in range(rounds):
         for workload in args.workloads:
-            variants = [v for v in VARIANTS if v in wanted]
+            variants = [v for v in ours if v in wanted]
             if r < args.peer_rounds:
                 variants += [v for v in peer_variants if v in wanted]
             for variant in variants if r % 2 == 0 else variants[::-1]:  # A B ... B A
                 python = peer_python if variant in peer_variants else Path(sys.executable)
-                found = _run_child(python, workload, variant, args.smoke)
+                found = _run_child(python, workload, variant, args.smoke, args.baseline)
                 runs[workload][variant].append(found)
                 shown = (
                     f"error: {found['error']}" if "error" in found
@@ -387,6 +420,7 @@ def main() -> None:
         "smoke": args.smoke,
         "rounds": rounds,
         "peer_rounds": args.peer_rounds if peers_on else 0,
+        "baseline": str(args.baseline) if args.baseline is not None else None,
         "import_skier_s": _seconds([python, "-c", "import skier"], repeats),
         "skier_help_s": _seconds([skier_bin, "--help"], repeats),
         "matmul_gflops": _matmul_gflops(args.smoke),

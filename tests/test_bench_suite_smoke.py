@@ -62,3 +62,32 @@ def test_the_peers_train_the_same_workload(tmp_path: Path) -> None:
         assert "error" not in variants[name], (name, variants[name])
         assert variants[name]["median_epoch_s"] > 0
     assert any(t["target"].startswith("W3 skier_defaults / ") for t in record["targets"])
+
+
+@pytest.mark.slow
+def test_a_baseline_checkout_runs_beside_skier_and_is_judged(tmp_path: Path) -> None:
+    # A copy of this checkout's skier stands in for the commit before a change: the child must
+    # import it from there (not the installed one), and the before/after target is judged.
+    base = tmp_path / "base" / "src"
+    base.mkdir(parents=True)
+    src = Path(__file__).resolve().parents[1] / "src" / "skier"
+    subprocess.run(["cp", "-r", str(src), str(base / "skier")], check=True)
+    record = _suite(tmp_path, "--peers", "off", "--extras", "--workloads", "W3",
+                    "--variants", "loop_b", "skier", "--baseline", str(base))  # fmt: skip
+    variants = record["workloads"]["W3"]
+    assert set(variants) == {"loop_b", "skier", "skier_base"}
+    assert variants["skier_base"]["skier_src"] == str(base.resolve())
+    assert variants["skier"]["skier_src"] == str(src.parent)
+    judged = {t["target"]: t for t in record["targets"]}
+    target = judged["W3 skier / skier_base (each / loop_b)"]
+    ratio = variants["skier"]["ratio_to_loop_b"] / variants["skier_base"]["ratio_to_loop_b"]
+    assert target["value"] == pytest.approx(ratio) and target["limit"] == 1.03
+
+
+def test_a_baseline_that_is_not_a_src_directory_is_refused(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--smoke", "--baseline", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"--baseline must be a src directory holding skier/; got {tmp_path}" in proc.stderr
