@@ -152,8 +152,11 @@ def _schedules(epochs: int, steps: int, lr: float) -> list[tuple[str, dict[str, 
     ]  # fmt: skip
 
 
-# The warm-up experiment: a deep residual MLP and SGD at a peak lr too high to start at.
-_WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.2, 12, 6
+# The warm-up experiment: a deep residual MLP and SGD at a peak lr too high to start at. Whether
+# a run diverges is a yes/no outcome that no margin protects: at lr 0.2, seed 0's warmed-up run
+# diverged when its initial weights were scaled by 1 + 1e-6 noise (another CPU's rounding), so
+# the lr is the one where both outcomes held on every replica measured (see the set-up text).
+_WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.12, 12, 6
 
 
 @lesson(
@@ -169,12 +172,17 @@ _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.2, 12, 6
     "linear warm-up then cosine; cyclical (triangular, 0.01 to 0.1, a 2-epoch period); "
     "one-cycle (torch's defaults; these two also cycle the momentum). Warm-up: a residual "
     "MLP with 16 hidden layers of 64 and no normalization (its residual sums grow with depth: "
-    "the loss at initialisation is 14 to 34), plain SGD at lr 0.2 with a cosine decay over 12 "
-    "epochs, batches of 64, started at lr 0.2 or warmed up linearly over the first 6 epochs; "
+    "the loss at initialisation is 14 to 34), plain SGD at lr 0.12 with a cosine decay over 12 "
+    "epochs, batches of 64, started at lr 0.12 or warmed up linearly over the first 6 epochs; "
     "whether a loss turned non-finite, and the training loss at the end. (Measured while "
-    "choosing the set-up: at lr 0.02 the same net trains without warm-up, so the failure is "
-    "the lr's; with 8 hidden layers at lr 0.7, or with a 4-epoch warm-up at lr 0.2-0.3, "
-    "one seed in five to ten diverged even after the warm-up.)",
+    "choosing the set-up, each seed also with its initial weights scaled by 1 + 1e-6 noise, as "
+    "another CPU's rounding would: at lr 0.12 the 6-epoch warm-up never diverged (200 runs, "
+    "seeds 0-59, 0-19 at 1 and 2 threads) and every start without it blew up (120 runs: "
+    "non-finite in 114, the largest epoch loss at least 41 in all); at lr 0.2 seed 0's "
+    "warmed-up run diverged on a 1e-6 perturbation, at 0.15 3 in 30 did, and an 8-epoch "
+    "warm-up at 0.12 diverged in 4 of 120 (it reaches the peak lr later, on a sharper net); "
+    "at lr 0.1 a start without warm-up reached only 22, under the bound. At lr 0.02 the same "
+    "net trains without warm-up, so the failure is the lr's.)",
     seconds=(4.0, 8.0),
 )
 def lr_schedules(ctx: Context) -> Trial:
@@ -213,7 +221,7 @@ def lr_schedules(ctx: Context) -> Trial:
         check(f"training ended by a non-finite loss after a {_WARMUP}-epoch warm-up (1 = yes)",
               measured[f"{warmed}_stopped_non_finite"], less_than=0.5),
         check(f"final training loss at lr {_WARM_LR:g} after a {_WARMUP}-epoch warm-up",
-              measured[f"{warmed}_final_loss"], less_than=0.1),
+              measured[f"{warmed}_final_loss"], less_than=_CHANCE / 10),
         check("largest final loss of step, cosine and one-cycle / constant lr's",
               measured["worst_annealed_over_constant"], less_than=0.75),
     ]  # fmt: skip
