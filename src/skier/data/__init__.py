@@ -9,6 +9,7 @@
 from skier.data.builtin import digits, synthetic
 from skier.data.formats import read_csv, read_idx, read_npz
 from skier.data.load import (
+    as_split,
     bundle_from_indices,
     bundle_from_raw,
     data_problems,
@@ -29,6 +30,7 @@ __all__ = [
     "RawData",
     "Split",
     "Task",
+    "as_split",
     "bundle_from_indices",
     "bundle_from_raw",
     "check_no_missing",

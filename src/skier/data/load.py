@@ -30,6 +30,7 @@ from skier.data.types import DataBundle, Split
 from skier.errors import DataError, problem
 
 __all__ = [
+    "as_split",
     "bundle_from_indices",
     "bundle_from_raw",
     "data_problems",
@@ -221,6 +222,70 @@ def split_rows(raw: RawData, index: np.ndarray, prep: Preprocessor) -> Split | N
         inputs.append(torch.from_numpy(x_cat))
     dtype = np.int64 if raw.task == "classification" else np.float32
     return Split(tuple(inputs), torch.from_numpy(raw.y[index].astype(dtype)))
+
+
+PAIR = "a Split or an (inputs, targets) pair of tensors or arrays"
+
+
+def as_split(value: Any, *, name: str = "data", accepts: str = PAIR) -> Split:
+    """The one conversion from what a user passes to a :class:`Split`.
+
+    ``value`` is a Split (returned as it is) or an ``(inputs, targets)`` pair (a tuple or a
+    list) of tensors, NumPy arrays or nested lists; ``inputs`` may be a tuple of them for a
+    model with several inputs (``model(*inputs)``). Float inputs and targets become float32
+    (NumPy's float64 would not match the model's weights) and 1-D float targets become
+    ``N x 1``, as a regression model's output is. ``name`` is the argument's name in the
+    errors; ``accepts`` says what the caller takes, for the error about anything else.
+
+    >>> s = as_split((np.zeros((4, 3)), np.array([0, 1, 0, 1])), name="train")
+    >>> s.inputs[0].dtype, s.targets.dtype, len(s)
+    (torch.float32, torch.int64, 4)
+    >>> as_split((np.zeros(4), np.zeros(4))).targets.shape
+    torch.Size([4, 1])
+    >>> as_split("data.csv", name="train")
+    Traceback (most recent call last):
+    ...
+    skier.errors.DataError: train must be a Split or an (inputs, targets) pair of tensors or \
+arrays; got str.
+    """
+    if isinstance(value, Split):
+        return value
+    if not (isinstance(value, tuple | list) and len(value) == 2):
+        raise DataError(f"{name} must be {accepts}; got {type(value).__name__}.")
+    x, y = value
+    several = isinstance(x, tuple) and all(isinstance(t, torch.Tensor | np.ndarray) for t in x)
+    fields = [f"{name} inputs[{i}]" for i in range(len(x))] if several else [f"{name} inputs"]
+    inputs = tuple(_as_tensor(t, f) for t, f in zip(x if several else (x,), fields, strict=True))
+    targets = _as_tensor(y, f"{name} targets")
+    if targets.is_floating_point() and targets.dim() == 1:
+        targets = targets.unsqueeze(1)
+    try:
+        return Split(inputs, targets)
+    except ValueError as exc:  # rows that do not line up
+        raise DataError(f"{name} {exc}") from None
+
+
+def _as_tensor(value: Any, field: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:  # ragged nested lists
+            raise DataError(
+                f"{field} must be an array of numbers; got rows of different lengths ({exc}). "
+                "Give every row the same length."
+            ) from None
+        if array.dtype.kind not in "biuf":
+            raise DataError(
+                problem(field, "a tensor or an array of numbers (bool, int or float)",
+                        str(array.dtype),
+                        "Encode strings first (skier.data.encode_target does targets).")
+            )  # fmt: skip
+        tensor = torch.from_numpy(array if array.ndim == 0 else np.ascontiguousarray(array))
+    if tensor.dim() == 0:
+        raise DataError(problem(field, "an array with one row per example", tensor.item()))
+    return tensor.float() if tensor.is_floating_point() else tensor
 
 
 def bundle_from_indices(

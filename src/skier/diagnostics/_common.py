@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, ModelError
 
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 ParamList = list[torch.Tensor]
+
+_ACCEPTS = "a DataBundle, a Split or an (inputs, targets) pair of tensors or arrays"
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -105,22 +108,7 @@ def choose_split(
                 f"(data.val_fraction / data.test_fraction are 0). Use split 'train'."
             )
         return chosen
-    if isinstance(data, Split):
-        return data
-    if isinstance(data, tuple) and len(data) == 2:
-        x, y = data
-        inputs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-        # As fit() does: float inputs in float32 (NumPy's float64 would not match the model).
-        tensors = tuple(_float32(torch.as_tensor(t)) for t in inputs)
-        return Split(tensors, _float32(torch.as_tensor(y)))
-    raise DataError(
-        "data must be a DataBundle, a Split or an (inputs, targets) pair of tensors; "
-        f"got {type(data).__name__}."
-    )
-
-
-def _float32(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.is_floating_point() else t
+    return as_split(data, name="data", accepts=_ACCEPTS)
 
 
 def classification_of(split: Split, task: str | None = None) -> bool:

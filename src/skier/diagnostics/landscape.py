@@ -22,6 +22,10 @@ mean over a whole split (or a fixed seeded subset), in eval mode. Directions:
 Evaluation stays in memory: the split is one tensor on the model's device, the weights of a
 point are written in place, and no DataLoader is built per point. Several grid points can be
 evaluated in one batched forward pass (``torch.func.vmap``) where ``bench/`` shows it is faster.
+
+This module holds the grid and its evaluation; the directions are in
+:mod:`skier.diagnostics.directions` and the result types in
+:mod:`skier.diagnostics.landscape_result` (both importable from here as before).
 """
 
 from __future__ import annotations
@@ -29,8 +33,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,12 +47,20 @@ from skier.diagnostics._common import (
     choose_split,
     classification_of,
     model_device,
-    norm,
     preserved,
     seeded_subset,
     trainable_parameters,
 )
 from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_norm
+from skier.diagnostics.directions import (
+    check_shapes,
+    direction_between,
+    make_directions,
+    normalize_direction,
+    random_direction,
+    weights_by_name,
+)
+from skier.diagnostics.landscape_result import LandscapeResult, Surface
 from skier.errors import ConfigError, DataError, ModelError
 
 __all__ = [
@@ -63,225 +74,6 @@ __all__ = [
     "random_direction",
     "recompute_batch_norm",
 ]
-
-# --- directions ----------------------------------------------------------------------------------
-
-
-def normalize_direction(
-    direction: Sequence[torch.Tensor],
-    weights: Sequence[torch.Tensor],
-    *,
-    normalization: Literal["filter", "layer", "none"] = "filter",
-    ignore: Literal["biasbn", "none"] = "biasbn",
-) -> ParamList:
-    """``direction`` rescaled to the scale of ``weights`` (one tensor per parameter).
-
-    ``filter``: every slice along dim 0 gets the norm of the matching weight slice (for a 1-D
-    tensor each element is a slice). ``layer``: every tensor gets the norm of its weights.
-    ``ignore="biasbn"`` zeroes 1-D tensors (biases, batch-norm scales and shifts).
-
-    >>> w = [torch.ones(2, 3), torch.ones(2)]
-    >>> d = normalize_direction([torch.randn(2, 3), torch.randn(2)], w)
-    >>> [round(float(r.norm()), 4) for r in d[0]], float(d[1].abs().sum())
-    ([1.7321, 1.7321], 0.0)
-    """
-    out: ParamList = []
-    for d, w in zip(direction, weights, strict=True):
-        d = d.detach().clone()
-        if d.dim() <= 1 and ignore == "biasbn":
-            d.zero_()
-        elif normalization == "filter":
-            d2 = d.reshape(d.shape[0], -1) if d.dim() > 0 else d.reshape(1, 1)
-            w2 = w.detach().reshape(d2.shape)
-            scale = w2.norm(dim=1, keepdim=True) / (d2.norm(dim=1, keepdim=True) + 1e-10)
-            d = (d2 * scale).reshape(d.shape)
-        elif normalization == "layer":
-            d = d * (w.detach().norm() / (d.norm() + 1e-10))
-        out.append(d)
-    return out
-
-
-def random_direction(
-    model: nn.Module,
-    *,
-    normalization: Literal["filter", "layer", "none"] = "filter",
-    ignore: Literal["biasbn", "none"] = "biasbn",
-    generator: torch.Generator | None = None,
-) -> ParamList:
-    """A Gaussian direction over the trainable parameters, normalized as the paper does.
-
-    Drawn on the CPU from ``generator`` (so a seed gives the same direction on every device),
-    then moved to the parameters' device.
-    """
-    params = [p for _, p in trainable_parameters(model)]
-    raw = [
-        torch.randn(p.shape, generator=generator, dtype=torch.float32).to(p.device, p.dtype)
-        for p in params
-    ]
-    return normalize_direction(raw, params, normalization=normalization, ignore=ignore)
-
-
-def direction_between(
-    start: Mapping[str, torch.Tensor] | nn.Module,
-    end: Mapping[str, torch.Tensor] | nn.Module,
-    model: nn.Module,
-) -> ParamList:
-    """``end - start`` over ``model``'s trainable parameters (state dicts or models)."""
-    names = [n for n, _ in trainable_parameters(model)]
-    a = _weights_by_name(start, names, "start")
-    b = _weights_by_name(end, names, "end")
-    reference = dict(model.named_parameters())
-    return [
-        (b[n] - a[n]).to(reference[n].device, reference[n].dtype).detach().clone() for n in names
-    ]
-
-
-def _weights_by_name(
-    source: Mapping[str, torch.Tensor] | nn.Module, names: Sequence[str], what: str
-) -> dict[str, torch.Tensor]:
-    found = dict(source.state_dict()) if isinstance(source, nn.Module) else dict(source)
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise ModelError(
-            f"{what} weights must have every parameter of the model; got none for "
-            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}. "
-            "Both ends need the same architecture (same config.model)."
-        )
-    return {n: found[n].detach().clone() for n in names}
-
-
-def _scaled_to(direction: ParamList, weights: Sequence[torch.Tensor]) -> ParamList:
-    """``direction`` scaled so that its overall norm equals that of ``weights``."""
-    factor = norm(list(weights)) / (norm(direction) + 1e-12)
-    return [d * factor for d in direction]
-
-
-# --- results -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Surface:
-    """Loss (and error) on the grid for one data set: shape ``(points,)`` for a curve,
-    ``(points_y, points)`` for a surface (rows are β, columns α)."""
-
-    name: str
-    examples: int
-    loss: np.ndarray
-    error: np.ndarray | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "examples": self.examples,
-            "loss": _json_array(self.loss),
-            "error": None if self.error is None else _json_array(self.error),
-        }
-
-
-def _json_array(values: np.ndarray) -> Any:
-    return np.where(np.isfinite(values), values, np.nan).astype(object).tolist()
-
-
-@dataclass
-class LandscapeResult:
-    """What :func:`landscape` and :func:`interpolate` measured.
-
-    ``surface`` is the landscape on the measured split; ``batches`` the same plane on single
-    mini-batches (``per_batch``). ``minimum`` is the lowest loss point of ``surface``.
-    """
-
-    dims: int
-    direction: str
-    alphas: np.ndarray
-    betas: np.ndarray | None
-    surface: Surface
-    batches: list[Surface]
-    split: str
-    settings: LandscapeConfig
-    seconds: float
-    evaluations: int
-    labels: tuple[str, str] | None = None  # the two ends of an interpolation (α = 0, α = 1)
-    batched_points: int = 1
-    directions: list[ParamList] = field(default_factory=list, repr=False)
-
-    @property
-    def loss(self) -> np.ndarray:
-        return self.surface.loss
-
-    @property
-    def error(self) -> np.ndarray | None:
-        return self.surface.error
-
-    @property
-    def minimum(self) -> dict[str, float]:
-        """``alpha`` (``beta``) and ``loss`` of the lowest finite point."""
-        values = np.where(np.isfinite(self.loss), self.loss, np.inf)
-        flat = int(np.argmin(values))
-        if self.dims == 1:
-            return {"alpha": float(self.alphas[flat]), "loss": float(values[flat])}
-        row, col = np.unravel_index(flat, values.shape)
-        assert self.betas is not None
-        return {
-            "alpha": float(self.alphas[col]),
-            "beta": float(self.betas[row]),
-            "loss": float(values[row, col]),
-        }
-
-    @property
-    def center_loss(self) -> float | None:
-        """The loss at α = 0 (β = 0) when that point is on the grid: the model itself."""
-        col = np.flatnonzero(np.isclose(self.alphas, 0.0, atol=1e-12))
-        if col.size == 0:
-            return None
-        if self.dims == 1:
-            return float(self.loss[col[0]])
-        assert self.betas is not None
-        row = np.flatnonzero(np.isclose(self.betas, 0.0, atol=1e-12))
-        return None if row.size == 0 else float(self.loss[row[0], col[0]])
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary and values (no tensors)."""
-        return {
-            "dims": self.dims,
-            "direction": self.direction,
-            "alphas": self.alphas.tolist(),
-            "betas": None if self.betas is None else self.betas.tolist(),
-            "surface": self.surface.to_dict(),
-            "batches": [b.to_dict() for b in self.batches],
-            "split": self.split,
-            "labels": list(self.labels) if self.labels else None,
-            "minimum": self.minimum,
-            "center_loss": self.center_loss,
-            "settings": self.settings.model_dump(mode="json"),
-            "seconds": self.seconds,
-            "evaluations": self.evaluations,
-            "batched_points": self.batched_points,
-        }
-
-    def to_csv(self) -> str:
-        """One row per grid point: ``alpha[,beta],loss[,error]`` (and per-batch losses)."""
-        head = ["alpha"] + (["beta"] if self.dims == 2 else []) + ["loss"]
-        head += ["error"] if self.error is not None else []
-        head += [f"batch{i + 1}_loss" for i in range(len(self.batches))]
-        lines = [",".join(head)]
-        for index in np.ndindex(self.loss.shape):
-            if self.dims == 1:
-                row = [self.alphas[index[0]]]
-            else:
-                assert self.betas is not None
-                row = [self.alphas[index[1]], self.betas[index[0]]]
-            row.append(self.loss[index])
-            if self.error is not None:
-                row.append(self.error[index])
-            row += [b.loss[index] for b in self.batches]
-            lines.append(",".join(repr(float(v)) for v in row))
-        return "\n".join(lines) + "\n"
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-# --- the diagnostics -----------------------------------------------------------------------------
 
 
 def _axis(bounds: tuple[float, float], points: int, special: Sequence[float]) -> np.ndarray:
@@ -376,9 +168,9 @@ def landscape(
     with preserved(model):
         model.eval()
         base = [p.detach().clone() for _, p in trainable_parameters(model)]
-        dirs = list(directions) if directions is not None else _make_directions(model, cfg, data)
+        dirs = list(directions) if directions is not None else make_directions(model, cfg, data)
         if directions is not None:
-            _check_shapes(dirs, base)
+            check_shapes(dirs, base)
         return _sweep(
             model, split, cfg, base, dirs, batches, classification, batch_points, progress,
             resume, on_row, fingerprint(model, cfg),
@@ -392,46 +184,6 @@ def default_batch_points(model: nn.Module) -> int:
         return 1
     size = sum(p.numel() for p in model.parameters())
     return 8 if size <= 200_000 else 1
-
-
-def _check_shapes(dirs: Sequence[ParamList], base: ParamList) -> None:
-    for d in dirs:
-        shapes = [tuple(t.shape) for t in d]
-        if shapes != [tuple(b.shape) for b in base]:
-            raise ModelError(
-                "directions must match the model's trainable parameters tensor by tensor; got "
-                f"{len(shapes)} tensors that differ from the model's {len(base)}."
-            )
-
-
-def _make_directions(
-    model: nn.Module, cfg: LandscapeConfig, data: DataBundle | Split | tuple[Any, Any]
-) -> list[ParamList]:
-    if cfg.direction == "hessian":
-        from skier.config.diagnostics import SharpnessConfig
-        from skier.diagnostics.sharpness import sharpness
-
-        found = sharpness(
-            model,
-            data,
-            settings=SharpnessConfig(
-                top_k=cfg.dims, split=cfg.split, subset=cfg.subset, seed=cfg.seed, trace=False
-            ),
-        )
-        weights = [p.detach() for _, p in trainable_parameters(model)]
-        return [
-            _scaled_to(
-                [v.to(w.device, w.dtype) for v, w in zip(vec, weights, strict=True)], weights
-            )
-            for vec in found.eigenvectors
-        ]
-    generator = torch.Generator().manual_seed(cfg.seed)
-    return [
-        random_direction(
-            model, normalization=cfg.normalization, ignore=cfg.ignore, generator=generator
-        )
-        for _ in range(cfg.dims)
-    ]
 
 
 def _sweep(
@@ -567,8 +319,8 @@ def interpolate(
     bn_split = choose_split(data, "train").to(device)
     classification = classification_of(split, task)
     names = [n for n, _ in trainable_parameters(model)]
-    start = _weights_by_name(model, names, "model")
-    end = _weights_by_name(other, names, "other")
+    start = weights_by_name(model, names, "model")
+    end = weights_by_name(other, names, "other")
     for n in names:
         if start[n].shape != end[n].shape:
             raise ModelError(

@@ -1,6 +1,7 @@
-"""Run kinds as data: every kind of run skier records, what the report calls it and which of
-the run directory's files it writes. The runner, the CLI and the report read this table, so a
-new run kind is one entry here (a test checks that every kind the runner writes has one).
+"""Run kinds as data: every kind of run skier records, what the report calls it, which of the
+run directory's files it writes and which report sections show it. The runner, the CLI and the
+report read this table, so a new run kind is one entry here (a test checks that every kind the
+runner writes has one, and that every section an entry names is one the report has).
 
 >>> RUN_KINDS["lr_find"].title, RUN_KINDS["lr_find"].role
 ('LR range test', 'diagnostic')
@@ -13,6 +14,7 @@ skier.errors.StoreError: run kind must be one of ...; got 'lr-find'. Did you mea
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
@@ -27,35 +29,71 @@ Role = Literal["training", "member", "search", "diagnostic", "lesson"]
 
 @dataclass(frozen=True)
 class RunKind:
-    """One kind of run: its name in the store, its title in the report, its role and files."""
+    """One kind of run: its name in the store, its title in the report, its role and files.
+
+    ``files`` are the files every finished run of the kind writes (names from
+    :class:`RunFiles`); ``figures`` the figures the report embeds for it, those not in ``files``
+    being optional; ``sections`` name the report sections (``skier.report.sections``) that show
+    its findings: on its own page, on the page of the run a diagnostic looked at, and on the
+    pages of a search's members.
+    """
 
     name: str
     title: str
     role: Role
     files: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+
+    def missing_figures(self, present: Iterable[str]) -> list[str]:
+        """The figures every run of this kind writes that are not in ``present``.
+
+        >>> RUN_KINDS["cv"].missing_figures([])
+        ['cv_curves.png']
+        """
+        have = set(present)
+        return [f for f in self.figures if f in self.files and f not in have]
 
 
 _EVERY_RUN = (RunFiles.CONFIG, RunFiles.RESULT, RunFiles.REPORT)
 _TRAINING = (*_EVERY_RUN, RunFiles.METRICS, RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_CSV)
+# the figures of a training run that have a section of their own (learning curves, gradient
+# flow, the range test of optim.lr: auto)
+_TRAINING_FIGURES = (RunFiles.LEARNING_CURVES_PNG, RunFiles.GRADIENT_FLOW_PNG, RunFiles.LR_FIND_PNG)
 _LINES = (*_EVERY_RUN, RunFiles.CONNECTIVITY_CSV, RunFiles.CONNECTIVITY_PNG, RunFiles.CURVE_PT)
+_SEARCH_FIGURES = (
+    RunFiles.OPTIMIZATION_HISTORY_PNG,
+    RunFiles.PARAM_IMPORTANCES_PNG,
+    RunFiles.PARALLEL_COORDINATES_PNG,
+    RunFiles.SLICES_PNG,
+)
 
 _KINDS = (
-    RunKind("train", "Training", "training", _TRAINING),
-    RunKind("cv_fold", "Cross-validation fold", "member", _TRAINING),
-    RunKind("trial", "Search trial", "member", _TRAINING),
-    RunKind("cv", "Cross-validation", "search", (*_EVERY_RUN, RunFiles.FOLDS_CSV,
-                                                RunFiles.CV_CURVES_PNG)),
-    RunKind("tune", "Search", "search", (*_EVERY_RUN, RunFiles.SPACE_YAML, RunFiles.STUDY_JSON,
-                                         RunFiles.TRIALS_CSV, RunFiles.BEST_CONFIG_YAML)),
-    RunKind("lr_find", "LR range test", "diagnostic", (*_EVERY_RUN, RunFiles.LR_FIND_CSV,
-                                                       RunFiles.LR_FIND_PNG)),
-    RunKind("landscape", "Loss landscape", "diagnostic", (*_EVERY_RUN, RunFiles.LANDSCAPE_CSV,
-                                                          RunFiles.LANDSCAPE_PNG)),
-    RunKind("sharpness", "Sharpness", "diagnostic", (*_EVERY_RUN, RunFiles.EIGENVALUES_CSV,
-                                                     RunFiles.SHARPNESS_PNG)),
-    RunKind("connect", "Mode connectivity", "diagnostic", _LINES),
+    RunKind("train", "Training", "training", _TRAINING, _TRAINING_FIGURES),
+    RunKind("cv_fold", "Cross-validation fold", "member", _TRAINING, _TRAINING_FIGURES),
+    RunKind("trial", "Search trial", "member", _TRAINING, _TRAINING_FIGURES),
+    RunKind("cv", "Cross-validation", "search",
+            (*_EVERY_RUN, RunFiles.FOLDS_CSV, RunFiles.CV_CURVES_PNG),
+            (RunFiles.CV_CURVES_PNG,), ("cross_validation",)),
+    RunKind("tune", "Search", "search",
+            (*_EVERY_RUN, RunFiles.SPACE_YAML, RunFiles.STUDY_JSON, RunFiles.TRIALS_CSV,
+             RunFiles.BEST_CONFIG_YAML),
+            _SEARCH_FIGURES, ("search",)),
+    RunKind("lr_find", "LR range test", "diagnostic",
+            (*_EVERY_RUN, RunFiles.LR_FIND_CSV, RunFiles.LR_FIND_PNG),
+            (RunFiles.LR_FIND_PNG,), ("lr_range_test",)),
+    RunKind("landscape", "Loss landscape", "diagnostic",
+            (*_EVERY_RUN, RunFiles.LANDSCAPE_CSV, RunFiles.LANDSCAPE_PNG),
+            (RunFiles.LANDSCAPE_PNG, RunFiles.LANDSCAPE_LOG_PNG, RunFiles.LANDSCAPE_BATCHES_PNG),
+            ("loss_landscapes", "connectivity")),  # a line from init or another run: connectivity
+    RunKind("sharpness", "Sharpness", "diagnostic",
+            (*_EVERY_RUN, RunFiles.EIGENVALUES_CSV, RunFiles.SHARPNESS_PNG),
+            (RunFiles.SHARPNESS_PNG, RunFiles.HESSIAN_SPECTRUM_PNG), ("sharpness",)),
+    RunKind("connect", "Mode connectivity", "diagnostic", _LINES, (RunFiles.CONNECTIVITY_PNG,),
+            ("connectivity",)),
     # the name older records carry for the same runs
-    RunKind("connectivity", "Mode connectivity", "diagnostic", _LINES),
+    RunKind("connectivity", "Mode connectivity", "diagnostic", _LINES,
+            (RunFiles.CONNECTIVITY_PNG,), ("connectivity",)),
     RunKind("lesson", "Lesson", "lesson", (RunFiles.RESULT, RunFiles.REPORT)),
     RunKind("course", "Course", "lesson", (RunFiles.COURSE_HTML,)),
 )  # fmt: skip

@@ -17,8 +17,7 @@ True
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,11 +25,9 @@ from typing import Any
 
 from skier._io import atomic_write_text
 from skier.record import RunFiles, RunStore
-from skier.record.kinds import RUN_KINDS
 from skier.report.html import (
     _RUN_FIELDS,
     _STATUSES,
-    _cell,
     _config_yaml,
     _epoch_table,
     _figure,
@@ -38,6 +35,8 @@ from skier.report.html import (
     _text,
 )
 from skier.report.page import render_page
+from skier.report.parts import _facts, _image, _png, _table
+from skier.report.sections import SECTIONS, diagnostic_block, kind_of
 from skier.report.views import RunView, config_differences, load_view
 
 __all__ = ["render_comparison_report", "render_run_report", "write_run_report"]
@@ -52,15 +51,6 @@ td.text, th.text { text-align: left; }
 
 # Result keys shown in the summary table of a run, with their labels.
 _FACTS = (("id", "run id"), ("kind", "kind"), *_RUN_FIELDS[1:])
-
-_DIAGNOSTIC_TITLES = {k.name: k.title for k in RUN_KINDS.values() if k.role == "diagnostic"}
-
-_SEARCH_FIGURES = (
-    RunFiles.OPTIMIZATION_HISTORY_PNG,
-    RunFiles.PARAM_IMPORTANCES_PNG,
-    RunFiles.PARALLEL_COORDINATES_PNG,
-    RunFiles.SLICES_PNG,
-)
 
 
 class _Page:
@@ -80,51 +70,6 @@ class _Page:
             f'<section id="{a}"><h2>{escape(t)}</h2>{b}</section>' for a, t, b in self.sections
         )
         return render_page(title, f"{header}\n<nav>{nav}</nav>\n{body}", css=_EXTRA_CSS)
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def _format(value: Any) -> str:
-    """A summary value as escaped text: numbers compact, lists and mappings shortened."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return _text(value)
-    if isinstance(value, list | tuple):
-        shown = ", ".join(_format(v) for v in value[:8])
-        return f"[{shown}{', …' if len(value) > 8 else ''}]"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{escape(str(k))}={_format(v)}" for k, v in list(value.items())[:12])
-    return _text(value)
-
-
-def _facts(rows: Sequence[tuple[str, Any]]) -> str:
-    body = "".join(
-        f'<tr><th class="text">{escape(label)}</th><td class="text">{_format(value)}</td></tr>'
-        for label, value in rows
-        if value is not None and value != "" and value != {} and value != []
-    )
-    return f"<table>{body}</table>" if body else ""
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    if not rows:
-        return ""
-    top = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(_cell(v) if isinstance(v, float) else
-                         f"<td>{_format(v)}</td>" for v in row) + "</tr>"
-        for row in rows
-    )  # fmt: skip
-    return f"<table><tr>{top}</tr>{body}</table>"
-
-
-def _image(caption: str, path: Path | None) -> str:
-    return _figure(caption, path) if path is not None else ""
 
 
 def _status_badge(status: str) -> str:
@@ -203,164 +148,6 @@ def _schedule_section(view: RunView) -> str:
     return note + _figure("Learning rate at every optimizer step (lr.csv)", _png(ax.figure))
 
 
-def _diagnostic_block(view: RunView, title: str) -> str:
-    summary = view.summary
-    heading = f"<h3>{_text(title)} · run {_text(view.id)} ({_text(view.status)})</h3>"
-    facts = _facts([(str(k), v) for k, v in summary.items() if not isinstance(v, Mapping)])
-    nested = "".join(
-        f"<h3>{_text(k)}</h3>{_facts([(str(a), b) for a, b in v.items()])}"
-        for k, v in summary.items()
-        if isinstance(v, Mapping) and v
-    )
-    figures = "".join(_image(f"{view.kind} {view.id}: {p.stem}", p) for p in view.figures())
-    if view.status == "failed" and view.get("error"):
-        facts += f'<p class="note">failed: {_text(view.get("error"))}</p>'
-    return heading + facts + nested + figures
-
-
-def _connectivity(view: RunView) -> bool:
-    return view.kind in ("connect", "connectivity") or (
-        view.kind == "landscape" and view.summary.get("direction") in ("init", "run")
-    )
-
-
-def _lr_find_section(view: RunView, diagnostics: Sequence[RunView]) -> str:
-    parts = []
-    own = view.file(RunFiles.LR_FIND_PNG)
-    if own is not None and view.kind != "lr_find":
-        found = _read_lr_find(view)
-        parts.append(
-            '<p class="note">optim.lr: auto — the run chose its lr with a range test first.</p>'
-            + _facts([("chosen lr", found.get("lr")), ("suggestion", found.get("suggestion"))])
-            + _image("LR range test (optim.lr: auto)", own)
-        )
-    parts += [_diagnostic_block(d, "LR range test") for d in diagnostics]
-    return "".join(parts)
-
-
-def _read_lr_find(view: RunView) -> dict[str, Any]:
-    found = view.result.get("lr_find")
-    if isinstance(found, Mapping):
-        return dict(found)
-    path = view.file(RunFiles.LR_FIND_JSON)
-    if path is None:
-        return {}
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _cv_section(view: RunView) -> str:
-    summary = view.summary
-    folds = summary.get("folds") or []
-    if view.kind != "cv" or not isinstance(folds, list):
-        return ""
-    metric = summary.get("metric", "val_loss")
-    mean = summary.get("mean") or {}
-    std = summary.get("std_by_metric") or {}
-    keys = [k for k in ("val_loss", "val_error", "val_accuracy") if k in mean]
-    keys += [k for k in mean if k not in keys and str(k).startswith("val_")]
-    head = ["fold", "run", "status", "epochs", "chosen epoch", *keys]
-    rows: list[list[Any]] = [
-        [f"{f.get('repeat')}.{f.get('fold')}", f.get("run_id"), f.get("status"),
-         f.get("epochs_done"), f.get("chosen_epoch"), *[_num(f.get(k)) for k in keys]]
-        for f in folds if isinstance(f, Mapping)
-    ]  # fmt: skip
-    rows.append(
-        ["mean ± std", "", "", "", f"median {summary.get('median_epoch')}"]
-        + [f"{_text(_num(mean.get(k)))} ± {_text(_num(std.get(k)))}" for k in keys]
-    )
-    facts = _facts(
-        [
-            ("plan", summary.get("plan")),
-            ("metric", metric),
-            ("mean", _num(summary.get("value"))),
-            ("std", _num(summary.get("std"))),
-            ("median chosen epoch", summary.get("median_epoch")),
-            ("data", summary.get("sizes")),
-            ("refit run", (summary.get("refit") or {}).get("run_id")),
-            ("refit test metrics", (summary.get("refit") or {}).get("test_metrics")),
-        ]
-    )
-    curves = _image(
-        "Fold curves and their mean (dots: each fold's chosen epoch)",
-        view.file(RunFiles.CV_CURVES_PNG),
-    )
-    return facts + _table(head, rows) + curves
-
-
-def _num(value: Any) -> Any:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _search_section(view: RunView) -> str:
-    summary = view.summary
-    trials = summary.get("trials")
-    if view.kind != "tune" or not isinstance(trials, list):
-        return ""
-    best = summary.get("best") or {}
-    direction = summary.get("direction", "minimize")
-    sign = 1.0 if direction == "minimize" else -1.0
-    done = [t for t in trials if isinstance(t, Mapping)]
-    done.sort(key=lambda t: (t.get("value") is None, sign * float(t.get("value") or 0.0)))
-    names = list((summary.get("space") or {}).keys())
-    if not names:
-        for t in done:
-            names += [n for n in (t.get("params") or {}) if n not in names]
-    head = ["trial", "state", "value", *names, "epochs", "note"]
-    rows = [
-        [t.get("number"), t.get("state"), _num(t.get("value")),
-         *[_num((t.get("params") or {}).get(n)) for n in names], t.get("epochs"), t.get("note")]
-        for t in done[:50]
-    ]  # fmt: skip
-    facts = _facts(
-        [
-            ("study", summary.get("study")),
-            ("objective", summary.get("objective")),
-            ("metric", summary.get("metric")),
-            ("direction", direction),
-            ("trials", summary.get("counts")),
-            ("best trial", best.get("number")),
-            ("best value", _num(best.get("value"))),
-            ("best params", best.get("params")),
-            ("best config", summary.get("best_config")),
-            ("importances", summary.get("importances")),
-            ("trained best", (summary.get("trained") or {}).get("run_id")),
-        ]
-    )
-    figures = "".join(
-        _image(name.removesuffix(".png").replace("_", " "), view.file(name))
-        for name in _SEARCH_FIGURES
-    )
-    more = f'<p class="note">best first; {len(done)} trials in all (trials.csv).</p>'
-    return facts + figures + "<h3>Trials</h3>" + more + _table(head, rows)
-
-
-def _parent_section(view: RunView, kind: str) -> str:
-    """A CV fold or refit, a trial or the trained best: the CV or search it belongs to."""
-    parent = view.parent
-    if parent is None or parent.kind != kind:
-        return ""
-    if parent.run_dir and Path(parent.run_dir).is_dir():
-        whole = load_view(parent.run_dir, related=False)
-    else:
-        whole = RunView(parent.id, parent, None, {}, parent.config, view.history.__class__())
-    whole.record = parent
-    role = {"cv": "a run of cross-validation", "tune": "a run of the search"}[kind]
-    note = (
-        f'<p class="note">This run is {role} {_text(parent.id)} ({_text(parent.name)}); '
-        "its findings:</p>"
-    )
-    body = _cv_section(whole) if kind == "cv" else _search_section(whole)
-    return note + body if body else note
-
-
 def _children_section(view: RunView) -> str:
     if not view.children:
         return ""
@@ -383,45 +170,21 @@ def _files_section(view: RunView) -> str:
 
 
 def _run_sections(view: RunView, page: _Page) -> None:
-    used = {
-        RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_FIND_PNG, RunFiles.GRADIENT_FLOW_PNG,
-        RunFiles.CV_CURVES_PNG, *_SEARCH_FIGURES,
-    }  # fmt: skip
+    kind = kind_of(view)
+    # figures with a section of their own; the rest go under "Other figures"
+    used = {RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_FIND_PNG, RunFiles.GRADIENT_FLOW_PNG,
+            *kind.figures}  # fmt: skip
     page.add("Summary", _summary_section(view))
     result = _result_for_tables(view)
     page.add("Metrics", _metrics_table(result, view.history if len(view.history) else None))
     page.add("Learning curves", _learning_section(view))
     page.add("Learning-rate schedule", _schedule_section(view))
     page.add("Gradient flow", _image("Gradient flow", view.file(RunFiles.GRADIENT_FLOW_PNG)))
-    own_kind = view.kind if view.kind in _DIAGNOSTIC_TITLES else None
-    if own_kind is not None:  # the run is a diagnostic itself: its findings are its body
-        title = _DIAGNOSTIC_TITLES[own_kind]
-        page.add(title, _diagnostic_block(view, title))
+    if kind.role == "diagnostic":  # the run is a diagnostic itself: its findings are its body
+        page.add(kind.title, diagnostic_block(view))
         used.update(p.name for p in view.figures())
-    diags = view.diagnostics
-    page.add("LR range test", _lr_find_section(view, [d for d in diags if d.kind == "lr_find"]))
-    page.add(
-        "Loss landscapes",
-        "".join(
-            _diagnostic_block(d, "Loss landscape")
-            for d in diags
-            if d.kind == "landscape" and not _connectivity(d)
-        ),
-    )
-    page.add(
-        "Connectivity",
-        "".join(
-            _diagnostic_block(d, "Mode connectivity" if d.kind != "landscape" else "Line")
-            for d in diags
-            if _connectivity(d)
-        ),
-    )
-    page.add(
-        "Sharpness",
-        "".join(_diagnostic_block(d, "Sharpness") for d in diags if d.kind == "sharpness"),
-    )
-    page.add("Cross-validation", _cv_section(view) or _parent_section(view, "cv"))
-    page.add("Search", _search_section(view) or _parent_section(view, "tune"))
+    for section in SECTIONS.values():
+        page.add(section.title, section.body(view))
     page.add("Runs that belong to it", _children_section(view))
     others = [p for p in view.figures() if p.name not in used]
     page.add("Other figures", "".join(_image(p.stem.replace("_", " "), p) for p in others))

@@ -31,7 +31,7 @@ import yaml
 from skier.errors import StoreError, problem
 from skier.history import History
 from skier.record import RunDir, RunFiles, RunRecord, RunStore, flatten_config
-from skier.record.kinds import DIAGNOSTIC_KINDS
+from skier.record.kinds import DIAGNOSTIC_KINDS, RUN_KINDS
 
 __all__ = [
     "DIAGNOSTIC_KINDS",
@@ -90,7 +90,9 @@ class RunView:
             return dict(nested)
         if self.record is not None and self.record.summary:
             return self.record.summary
-        return dict(self.result) if self.kind in ("cv", "tune") else {}
+        # a search's result.json holds its summary at the top level
+        known = RUN_KINDS.get(self.kind)
+        return dict(self.result) if known is not None and known.role == "search" else {}
 
     @property
     def test_metrics(self) -> dict[str, float]:

@@ -26,6 +26,7 @@ from skier.config import (
     TrainConfig,
     config_from_mapping,
 )
+from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
@@ -82,30 +83,14 @@ def _settings(
     return cfg.train, cfg.optim, sched, cfg.regularization
 
 
+_ACCEPTS = "a Split, a DataBundle, an (inputs, targets) pair, a torch Dataset or a DataLoader"
+
+
 def _as_split(data: Any, name: str) -> Split | DataLoader[Any] | Dataset[Any] | None:
-    if data is None or isinstance(data, Split | DataLoader | Dataset):
+    """In-memory data through :func:`skier.data.as_split`; a Dataset or DataLoader as it is."""
+    if data is None or isinstance(data, DataLoader | Dataset):
         return data
-    if isinstance(data, tuple | list) and len(data) == 2:
-        x, y = data
-        try:
-            xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-            yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{name} must be (inputs, targets) arrays; {exc}") from None
-        if xt.is_floating_point():
-            xt = xt.float()
-        if yt.is_floating_point():
-            yt = yt.float()
-            if yt.dim() == 1:
-                yt = yt.unsqueeze(1)
-        try:
-            return Split((xt,), yt)
-        except ValueError as exc:
-            raise DataError(f"{name}: {exc}") from None
-    raise DataError(
-        f"{name} must be a Split, a DataBundle, an (inputs, targets) pair, a torch Dataset or "
-        f"a DataLoader; got {type(data).__name__}."
-    )
+    return as_split(data, name=name, accepts=_ACCEPTS)
 
 
 @dataclass
