@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "evaluate": "skier.train",
     "FitResult": "skier.train",
     "Callback": "skier.train",
+    "Monitor": "skier.train",
     "EarlyStopping": "skier.train",
     "Checkpoint": "skier.train",
     # whole runs

@@ -160,6 +160,7 @@ def _launch(
     from skier.runner.launch import RankFailed
     from skier.runner.launch import launch as start
     from skier.runner.lifecycle import resolve_store_url
+    from skier.train import Checkpoint
 
     nproc, nnodes, node_rank, endpoint = launch
     _quiet_launcher_logs()
@@ -171,7 +172,7 @@ def _launch(
     except RankFailed as exc:
         run_dir = root / run_id
         message = str(exc)
-        if (run_dir / RunFiles.CHECKPOINTS / "last.pt").is_file():
+        if (run_dir / RunFiles.CHECKPOINTS / Checkpoint.LAST_FILE).is_file():
             message += " The last good checkpoint is kept: resume with skier train --resume "
             message += f"{run_dir} --nproc {nproc}."
         url = resolve_store_url(store, cfg.record.store, root)

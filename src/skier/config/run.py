@@ -344,7 +344,8 @@ class EarlyStoppingConfig(Section):
 
 
 class CheckpointConfig(Section):
-    """Checkpoints in ``RUN_DIR/checkpoints``: ``last.pt`` and ``best.pt``."""
+    """Checkpoints in ``RUN_DIR/checkpoints``: ``last.pt`` and ``best.pt`` (the names
+    ``skier.train.Checkpoint`` owns)."""
 
     enabled: bool = True
     every: PositiveInt = 1

@@ -24,6 +24,7 @@ from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_
 from skier.report import write_report
 from skier.runner.lifecycle import resolve_store_url, run_ending
 from skier.runner.training import build_initial_model
+from skier.train import Checkpoint
 from skier.train.checkpoint import load_model_weights
 
 __all__ = [
@@ -90,7 +91,8 @@ def initial_model(config: RunConfig, data: DataBundle, base_dir: Path | None) ->
 
 
 def _checkpoint_for(run_dir: RunDir, weights: Weights) -> Path:
-    best, last = run_dir.checkpoints / "best.pt", run_dir.checkpoints / "last.pt"
+    folder = run_dir.checkpoints
+    best, last = folder / Checkpoint.BEST_FILE, folder / Checkpoint.LAST_FILE
     if weights == "final":
         # The weights the run ended with: early stopping's restore_best leaves the best ones.
         restored = False

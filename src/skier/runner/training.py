@@ -57,7 +57,7 @@ from skier.runner.preflight import (
     pretrained_path,
     raise_problems,
 )
-from skier.train import Callback, FitResult, ProgressBar, check_fit, fit
+from skier.train import Callback, Checkpoint, FitResult, ProgressBar, check_fit, fit
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.state import TrainState
@@ -304,10 +304,11 @@ def run_training(
     resume = RunDir(resume_dir) if resume_dir is not None else None
     if resume is not None:
         config = _resume_config(resume, config)
-        last = resume.checkpoints / "last.pt"
+        last = resume.checkpoints / Checkpoint.LAST_FILE
         if not last.is_file():
             raise CheckpointError(
-                f"resume directory {str(resume.path)!r} has no checkpoints/last.pt to resume from."
+                f"resume directory {str(resume.path)!r} has no checkpoints/{last.name} to resume "
+                "from."
             )
         state = load_checkpoint(last)  # read once, handed to fit
         checkpoint: dict[str, Any] | None = state

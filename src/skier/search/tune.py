@@ -46,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from skier.config.search import ParamSpec, SearchSpace
 from skier.errors import ConfigError, StoreError, problem
 from skier.train import Callback
-from skier.train.callbacks.early_stopping import resolve_mode
+from skier.train.callbacks.monitor import resolve_mode
 from skier.train.state import TrainState
 
 __all__ = [

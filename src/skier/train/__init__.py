@@ -1,6 +1,13 @@
 """Training: the loop, its state, callbacks, metrics and checkpoints."""
 
-from skier.train.callbacks import Callback, Checkpoint, EarlyStopping, GradientFlow, ProgressBar
+from skier.train.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    GradientFlow,
+    Monitor,
+    ProgressBar,
+)
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from skier.train.loop import FitResult, check_fit, evaluate, fit
 from skier.train.state import TrainState
@@ -11,6 +18,7 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "GradientFlow",
+    "Monitor",
     "ProgressBar",
     "TrainState",
     "check_fit",

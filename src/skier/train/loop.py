@@ -24,7 +24,7 @@ from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
 from skier.train.callbacks.base import Callback
-from skier.train.callbacks.early_stopping import EarlyStopping, resolve_mode
+from skier.train.callbacks.monitor import Monitor, verdict
 from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
 from skier.train.group import ProcessGroup
 from skier.train.metrics import SplitSums, evaluate_split, targets_per_example
@@ -402,22 +402,21 @@ def _finish(
 
 
 def _best(s: Setup, history: History) -> tuple[str, int | None, float | None]:
-    """The monitored key and its best epoch: early stopping's own verdict when it ran (its
-    mode, min_delta and warm-up), else the best finite value of the history."""
-    for cb in s.callbacks:
-        if isinstance(cb, EarlyStopping) and cb.best_epoch is not None:
-            return cb.monitor, cb.best_epoch, cb.best
-    monitor = next(
-        (keys[0] for keys in (cb.monitored_keys() for cb in s.callbacks) if keys),
-        "val_loss" if "val_loss" in s.available_keys else "loss",
-    )
-    sign = 1.0 if resolve_mode(monitor, "auto") == "min" else -1.0
-    best: tuple[float, int] | None = None
-    for row in history.rows:
-        value = row.get(monitor)
-        if value is not None and math.isfinite(value) and (best is None or sign * value < best[0]):
-            best = (sign * value, int(row["epoch"]))
-    return (monitor, None, None) if best is None else (monitor, best[1], sign * best[0])
+    """The monitored key and its best epoch: the verdict of a monitor that has seen a value
+    (early stopping's, with its mode, min_delta and warm-up), else the history's, judged by a
+    plain :class:`Monitor` of the first monitored key."""
+    judge = verdict(s.callbacks)
+    if judge is None:
+        key = next(
+            (keys[0] for keys in (cb.monitored_keys() for cb in s.callbacks) if keys),
+            "val_loss" if "val_loss" in s.available_keys else "loss",
+        )
+        judge = Monitor(key)
+        for row in history.rows:
+            judge.update(row.get(key), int(row["epoch"]))
+    if judge.best_epoch is None:
+        return judge.key, None, None
+    return judge.key, judge.best_epoch, judge.best
 
 
 def evaluate(

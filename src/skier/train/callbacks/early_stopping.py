@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from skier.errors import ConfigError, problem
-from skier.train.callbacks.base import Callback
+from skier.train.callbacks.monitor import Mode, Monitor
 from skier.train.state import TrainState
 
-__all__ = ["EarlyStopping", "resolve_mode"]
+__all__ = ["EarlyStopping"]
 
 Criterion = Literal["patience", "up", "generalization_loss"]
 
 
-def resolve_mode(monitor: str, mode: str) -> Literal["min", "max"]:
-    """``auto``: maximise accuracies, minimise everything else (losses, errors)."""
-    if mode == "min":
-        return "min"
-    if mode == "max":
-        return "max"
-    return "max" if "acc" in monitor else "min"
-
-
-class EarlyStopping(Callback):
+class EarlyStopping(Monitor):
     """Stop training when ``monitor`` stops improving.
 
+    What counts as an improvement (``mode``, ``min_delta``, ties) is :class:`Monitor`'s, and
+    so is ``monitor="auto"`` (``val_loss`` with validation data, else ``loss``).
     Only epochs whose logs hold ``monitor`` count (validation checks; with ``val_every: 5`` the
     patience is five checks, not five epochs). The first ``warmup_epochs`` epochs are ignored
     entirely: they neither set the best value nor count toward patience.
@@ -48,10 +41,17 @@ class EarlyStopping(Callback):
     >>> es = EarlyStopping(monitor="val_loss", patience=3)
     """
 
+    section: ClassVar[str] = "early_stopping"
+
+    wait: int
+    checks: list[float]
+    stopped_epoch: int | None
+    _best_weights: dict[str, torch.Tensor] | None
+
     def __init__(
         self,
         monitor: str = "val_loss",
-        mode: Literal["auto", "min", "max"] = "auto",
+        mode: Mode = "auto",
         patience: int = 10,
         min_delta: float = 0.0,
         warmup_epochs: int = 0,
@@ -60,17 +60,13 @@ class EarlyStopping(Callback):
         strips: int = 3,
         threshold: float = 5.0,
     ) -> None:
-        problems = []
+        problems = self._monitor_problems(mode, min_delta)
         if patience < 1:
             problems.append(problem("early_stopping.patience", ">= 1", patience))
-        if min_delta < 0:
-            problems.append(problem("early_stopping.min_delta", ">= 0", min_delta))
         if warmup_epochs < 0:
             problems.append(problem("early_stopping.warmup_epochs", ">= 0", warmup_epochs))
         if strips < 1:
             problems.append(problem("early_stopping.strips", ">= 1", strips))
-        if mode not in ("auto", "min", "max"):
-            problems.append(problem("early_stopping.mode", "auto, min or max", mode))
         if not threshold > 0:
             problems.append(problem("early_stopping.threshold", "> 0 (a percentage)", threshold))
         if criterion not in ("patience", "up", "generalization_loss"):
@@ -81,63 +77,50 @@ class EarlyStopping(Callback):
             )
         if problems:
             raise ConfigError(problems)
-        self.monitor = monitor
-        self.mode = resolve_mode(monitor, mode)
         self.patience = patience
-        self.min_delta = min_delta
         self.warmup_epochs = warmup_epochs
         self.restore_best = restore_best
         self.criterion = criterion
         self.strips = strips
         self.threshold = threshold
-        self._reset()
+        super().__init__(monitor, mode, min_delta)
 
-    def _reset(self) -> None:
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_epoch: int | None = None
+    @property
+    def restores_weights(self) -> bool:
+        return self.restore_best
+
+    def reset(self) -> None:
+        super().reset()
         self.wait = 0
-        self.checks: list[float] = []
-        self.stopped_epoch: int | None = None
-        self._best_weights: dict[str, torch.Tensor] | None = None
-
-    def monitored_keys(self) -> list[str]:
-        return [self.monitor]
-
-    def _sign(self) -> float:
-        return 1.0 if self.mode == "min" else -1.0
-
-    def _improved(self, value: float) -> bool:
-        return self._sign() * (self.best - value) > self.min_delta
+        self.checks = []
+        self.stopped_epoch = None
+        self._best_weights = None
 
     def _rule_fires(self, value: float) -> str | None:
         if self.criterion == "patience":
             if self.wait >= self.patience:
-                return f"no improvement in {self.monitor} for {self.wait} validation checks"
+                return f"no improvement in {self.key} for {self.wait} validation checks"
         elif self.criterion == "up":
             if len(self.checks) > self.strips:
-                rise = self._sign() * (value - self.checks[-1 - self.strips])
+                rise = self.sign * (value - self.checks[-1 - self.strips])
                 if rise > self.min_delta:
-                    return f"{self.monitor} got worse over {self.strips} validation checks"
+                    return f"{self.key} got worse over {self.strips} validation checks"
         elif math.isfinite(self.best) and self.best != 0:
-            gl = 100.0 * self._sign() * (value / self.best - 1.0)
+            gl = 100.0 * self.sign * (value / self.best - 1.0)
             if gl > self.threshold:
                 return (
-                    f"{self.monitor} is {gl:.1f}% worse than its best "
+                    f"{self.key} is {gl:.1f}% worse than its best "
                     f"(generalization loss > {self.threshold:g}%)"
                 )
         return None
 
-    def on_fit_start(self, state: TrainState) -> None:
-        if state.epoch == 0:  # a fresh fit; a resume keeps the loaded state
-            self._reset()
-
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        value = logs.get(self.monitor)
+        value = logs.get(self.key)
         if value is None or state.epoch <= self.warmup_epochs or not math.isfinite(value):
             return
         self.checks.append(value)
-        if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, state.epoch, 0
+        if self.update(value, state.epoch):
+            self.wait = 0
             if self.restore_best:
                 self._best_weights = state.capture_weights()
         else:
@@ -155,8 +138,7 @@ class EarlyStopping(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "best": self.best,
-            "best_epoch": self.best_epoch,
+            **super().state_dict(),
             "wait": self.wait,
             "checks": list(self.checks),
             "stopped_epoch": self.stopped_epoch,
@@ -164,8 +146,7 @@ class EarlyStopping(Callback):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = float(state["best"])
-        self.best_epoch = state["best_epoch"]
+        super().load_state_dict(state)
         self.wait = int(state["wait"])
         self.checks = [float(v) for v in state["checks"]]
         self.stopped_epoch = state["stopped_epoch"]
