@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 from skier._io import atomic_write_bytes
 from skier.history import History
+from skier.plots.figure import DISPLAY_DPI, new_figure
 
 __all__ = [
     "LearningResult",
@@ -58,13 +58,6 @@ class LearningResult(Protocol):
 
     @property
     def test_metrics(self) -> Mapping[str, float]: ...
-
-
-def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
-    """A Figure on its own Agg canvas, outside pyplot's registry (nothing to close)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _epochs(history: History) -> list[float]:
@@ -181,7 +174,9 @@ def plot_learning_figure(result: LearningResult) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure | SubFigure | None, path: str | Path, *, dpi: int = 110) -> Path:
+def save_figure(
+    fig: Figure | SubFigure | None, path: str | Path, *, dpi: int = DISPLAY_DPI
+) -> Path:
     """Write ``fig`` as PNG at ``path`` atomically (rendered in memory first).
 
     ``ax.figure`` may be passed as it is: a sub-figure is saved as its whole figure.
