@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from skier.optim.schedules import build_schedule
 from skier.train.batches import resolve_batch_size, steps_per_epoch
 from skier.train.metrics import make_loss
 from skier.train.step import OptimizerStep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["ConnectResult", "Curve", "connect", "evaluate_path"]
 
@@ -135,6 +138,13 @@ class ConnectResult:
     seconds: float
     training_seconds: float
     bends: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def plot(self) -> Figure:
+        """Loss and error along the line and the curve, and the plane when measured
+        (:func:`skier.plots.plot_connectivity_figure`)."""
+        from skier.plots.connectivity import plot_connectivity_figure  # only when drawing
+
+        return plot_connectivity_figure(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe values and summary (no tensors)."""

@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size
 from skier.train.metrics import LossFn, make_loss
 from skier.train.step import OptimizerStep
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "SUGGESTION_RULES",
@@ -118,6 +121,15 @@ class LRRangeResult:
             "seconds": self.seconds,
             "notes": list(self.notes),
         }
+
+    def plot(self, ax: Axes | None = None, **options: Any) -> Axes:
+        """Draw the curve (:func:`skier.plots.plot_lr_range`); a notebook shows it as it is.
+
+        >>> result.plot(show_raw=False)   # doctest: +SKIP
+        """
+        from skier.plots.lr_range import plot_lr_range  # matplotlib only when drawing
+
+        return plot_lr_range(self, ax, **options)
 
 
 def _json_float(value: float | None) -> float | None:

@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,9 @@ from skier.diagnostics._common import (
     trainable_parameters,
 )
 from skier.errors import ConfigError, DataError, ModelError, problem
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
@@ -94,6 +97,12 @@ class SharpnessResult:
     def top_eigenvalue(self) -> float:
         """``λ1``, the sharpness most papers report."""
         return self.eigenvalues[0]
+
+    def plot(self) -> Figure:
+        """The power iterations and the spectrum (:func:`skier.plots.plot_sharpness_figure`)."""
+        from skier.plots.sharpness import plot_sharpness_figure  # matplotlib only when drawing
+
+        return plot_sharpness_figure(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the eigenvectors, as plain JSON-safe values."""
