@@ -44,6 +44,7 @@ from skier.errors import ConfigError, DataError, ModelError
 from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
 from skier.train.batches import resolve_batch_size, steps_per_epoch
+from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import make_loss
 from skier.train.step import OptimizerStep
 
@@ -403,8 +404,7 @@ def _train_curve(
     losses: list[float] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
+        tqdm = progress_bar_class()
         bar = tqdm(total=total, desc="curve", unit="step", leave=False)
     step = 0
     try:

@@ -46,6 +46,7 @@ from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size
+from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import LossFn, make_loss
 from skier.train.step import OptimizerStep
 
@@ -421,7 +422,7 @@ def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Te
 def _progress_bar(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm  # only when asked: tqdm.auto looks for a notebook on import
+    tqdm = progress_bar_class()
 
     return tqdm(total=total, desc="lr range test", unit="step", leave=False)
 

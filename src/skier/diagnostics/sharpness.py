@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from skier.config.base import validate_model
 from skier.config.diagnostics import SharpnessConfig
@@ -54,6 +53,7 @@ from skier.diagnostics._common import (
     trainable_parameters,
 )
 from skier.errors import ConfigError, DataError, ModelError, problem
+from skier.train.callbacks.progress import progress_bar_class
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -304,7 +304,9 @@ def sharpness(
     with (
         preserved(model),
         torch.enable_grad(),
-        tqdm(total=budget, desc="sharpness", unit="hvp", disable=not progress) as bar,
+        progress_bar_class()(
+            total=budget, desc="sharpness", unit="hvp", disable=not progress
+        ) as bar,
     ):
         model.eval()
         hessian = _Hessian(
