@@ -6,6 +6,10 @@ Standard library only, so the read side (record, report, plots) never imports to
 >>> h.append({"epoch": 1, "loss": 0.5, "val_loss": 0.6})
 >>> h.column("loss")
 [0.5]
+>>> h
+History(1 epoch: epoch, loss, val_loss)
+
+In a notebook a History shows as a table (``_repr_html_``); ``to_pandas()`` gives a DataFrame.
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from skier._html import html_table
 
 __all__ = ["History"]
+
+
+# A notebook shows a long history's first and last rows, not all of them.
+_HTML_HEAD_ROWS = 10
+_HTML_TAIL_ROWS = 10
 
 
 def _clean(value: float) -> float | None:
@@ -41,6 +53,40 @@ class History:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __repr__(self) -> str:
+        n = len(self.rows)
+        text = f"History({n} epoch{'' if n == 1 else 's'}: {', '.join(self.keys) or 'no keys'}"
+        if self.steps:
+            text += f"; per-step: {', '.join(self.steps)}"
+        return text + ")"
+
+    def _repr_html_(self) -> str:
+        keys = self.keys
+        rows: list[list[object]] = [[row.get(k, math.nan) for k in keys] for row in self.rows]
+        caption = f"History: {len(rows)} epoch{'' if len(rows) == 1 else 's'}"
+        if len(rows) > _HTML_HEAD_ROWS + _HTML_TAIL_ROWS + 1:
+            caption += f" (the first {_HTML_HEAD_ROWS} and the last {_HTML_TAIL_ROWS})"
+            rows = [*rows[:_HTML_HEAD_ROWS], ["⋯"] * len(keys), *rows[-_HTML_TAIL_ROWS:]]
+        if self.steps:
+            series = ", ".join(f"{k} ({len(v)})" for k, v in self.steps.items())
+            caption += f"; per-step series: {series}"
+        return html_table(keys, rows, caption=caption)
+
+    def to_pandas(self) -> Any:
+        """The per-epoch rows as a ``pandas.DataFrame``, one column per key (NaN where missing).
+
+        >>> History(rows=[{"epoch": 1.0, "loss": 0.5}]).to_pandas().columns.tolist()
+        ['epoch', 'loss']
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError(
+                "History.to_pandas needs pandas, which is not installed; install it with "
+                "pip install 'skier[notebook]' (or pip install pandas)."
+            ) from exc
+        return pd.DataFrame(self.rows, columns=self.keys)
 
     @property
     def keys(self) -> list[str]:

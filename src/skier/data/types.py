@@ -1,4 +1,8 @@
-"""The in-memory data types the rest of skier works with."""
+"""The in-memory data types the rest of skier works with.
+
+Their reprs are short (sizes and shapes, never tensors); in a notebook a DataBundle shows as
+tables of its splits and its preprocessing (``_repr_html_``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
+
+from skier._html import html_table
 
 __all__ = ["DataBundle", "Split", "Task"]
 
@@ -25,6 +31,8 @@ class Split:
     >>> s = Split((torch.zeros(4, 3),), torch.tensor([0, 1, 0, 1]))
     >>> len(s), s.input_shape
     (4, (3,))
+    >>> s
+    Split(4 examples; inputs (3,) float32; targets int64)
     """
 
     inputs: tuple[torch.Tensor, ...]
@@ -40,6 +48,17 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def __repr__(self) -> str:
+        inputs, targets = self._inputs_text(), self._targets_text()
+        return f"Split({len(self)} examples; inputs {inputs}; targets {targets})"
+
+    def _inputs_text(self) -> str:
+        return " + ".join(f"{tuple(t.shape[1:])} {_dtype(t)}" for t in self.inputs)
+
+    def _targets_text(self) -> str:
+        shape = tuple(self.targets.shape[1:])
+        return f"{shape} {_dtype(self.targets)}" if shape else _dtype(self.targets)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -86,5 +105,66 @@ class DataBundle:
             raise ValueError("num_classes must be set for a classification DataBundle; got None.")
         return int(self.num_classes)
 
+    def _splits(self) -> list[tuple[str, Split]]:
+        found = (("train", self.train), ("val", self.val), ("test", self.test))
+        return [(name, split) for name, split in found if split is not None]
+
+    def _target_text(self) -> str:
+        if self.task == "classification":
+            return f"{self.num_classes} classes"
+        return f"{self.num_targets} target{'' if self.num_targets == 1 else 's'}"
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name} {len(split)}" for name, split in self._splits())
+        return (
+            f"DataBundle({self.name!r}: {self.task}, {self._target_text()}; {sizes}; "
+            f"inputs {self.train._inputs_text()})"
+        )
+
+    def _facts(self) -> list[tuple[str, str]]:
+        facts = [("task", f"{self.task}, {self._target_text()}")]
+        if self.class_names:
+            facts.append(("classes", _listed(self.class_names)))
+        if self.feature_names:
+            facts.append((f"features ({len(self.feature_names)})", _listed(self.feature_names)))
+        if self.categorical_cardinalities:
+            facts.append(("categorical columns", _listed(self.categorical_cardinalities)))
+        info = self.info
+        if "source" in info:
+            facts.append(("source", str(info["source"])))
+        split = info.get("split")
+        if isinstance(split, dict):
+            facts.append(("split", ", ".join(f"{k} {v}" for k, v in split.items())))
+        prep = info.get("preprocessing")
+        if isinstance(prep, dict):
+            shown = ", ".join(
+                f"{k} {prep[k]}" for k in ("standardize", "missing", "scalar") if k in prep
+            )
+            facts.append(("preprocessing", shown))
+        if info.get("rows_dropped"):
+            facts.append(("rows dropped", str(info["rows_dropped"])))
+        return facts
+
+    def _repr_html_(self) -> str:
+        splits = html_table(
+            ["split", "examples", "inputs", "targets"],
+            [[n, len(s), s._inputs_text(), s._targets_text()] for n, s in self._splits()],
+            caption=f"DataBundle {self.name!r}",
+        )
+        return splits + html_table(["about the data", ""], self._facts())
+
     def with_splits(self, train: Split, val: Split | None, test: Split | None) -> DataBundle:
         return replace(self, train=train, val=val, test=test)
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+_LISTED = 10  # how many names a repr lists before it says how many more there are
+
+
+def _listed(values: Sequence[object]) -> str:
+    shown = ", ".join(map(str, values[:_LISTED]))
+    more = len(values) - _LISTED
+    return shown + (f", … ({more} more)" if more > 0 else "")

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,8 +44,12 @@ from skier.errors import ConfigError, DataError, ModelError
 from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
 from skier.train.batches import resolve_batch_size, steps_per_epoch
+from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import make_loss
 from skier.train.step import OptimizerStep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["ConnectResult", "Curve", "connect", "evaluate_path"]
 
@@ -135,6 +139,13 @@ class ConnectResult:
     seconds: float
     training_seconds: float
     bends: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def plot(self) -> Figure:
+        """Loss and error along the line and the curve, and the plane when measured
+        (:func:`skier.plots.plot_connectivity_figure`)."""
+        from skier.plots.connectivity import plot_connectivity_figure  # only when drawing
+
+        return plot_connectivity_figure(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe values and summary (no tensors)."""
@@ -393,8 +404,7 @@ def _train_curve(
     losses: list[float] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
+        tqdm = progress_bar_class()
         bar = tqdm(total=total, desc="curve", unit="step", leave=False)
     step = 0
     try:

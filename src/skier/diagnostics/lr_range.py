@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -46,8 +46,12 @@ from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size
+from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import LossFn, make_loss
 from skier.train.step import OptimizerStep
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "SUGGESTION_RULES",
@@ -118,6 +122,15 @@ class LRRangeResult:
             "seconds": self.seconds,
             "notes": list(self.notes),
         }
+
+    def plot(self, ax: Axes | None = None, **options: Any) -> Axes:
+        """Draw the curve (:func:`skier.plots.plot_lr_range`); a notebook shows it as it is.
+
+        >>> result.plot(show_raw=False)   # doctest: +SKIP
+        """
+        from skier.plots.lr_range import plot_lr_range  # matplotlib only when drawing
+
+        return plot_lr_range(self, ax, **options)
 
 
 def _json_float(value: float | None) -> float | None:
@@ -409,7 +422,7 @@ def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Te
 def _progress_bar(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm  # only when asked: tqdm.auto looks for a notebook on import
+    tqdm = progress_bar_class()
 
     return tqdm(total=total, desc="lr range test", unit="step", leave=False)
 

@@ -33,11 +33,10 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from skier.config.base import validate_model
 from skier.config.diagnostics import SharpnessConfig
@@ -54,6 +53,10 @@ from skier.diagnostics._common import (
     trainable_parameters,
 )
 from skier.errors import ConfigError, DataError, ModelError, problem
+from skier.train.callbacks.progress import progress_bar_class
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
@@ -94,6 +97,12 @@ class SharpnessResult:
     def top_eigenvalue(self) -> float:
         """``λ1``, the sharpness most papers report."""
         return self.eigenvalues[0]
+
+    def plot(self) -> Figure:
+        """The power iterations and the spectrum (:func:`skier.plots.plot_sharpness_figure`)."""
+        from skier.plots.sharpness import plot_sharpness_figure  # matplotlib only when drawing
+
+        return plot_sharpness_figure(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the eigenvectors, as plain JSON-safe values."""
@@ -295,7 +304,9 @@ def sharpness(
     with (
         preserved(model),
         torch.enable_grad(),
-        tqdm(total=budget, desc="sharpness", unit="hvp", disable=not progress) as bar,
+        progress_bar_class()(
+            total=budget, desc="sharpness", unit="hvp", disable=not progress
+        ) as bar,
     ):
         model.eval()
         hessian = _Hessian(

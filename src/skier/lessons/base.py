@@ -203,6 +203,23 @@ class LessonResult:
     def figures(self) -> dict[str, Figure]:
         return self.trials[0].figures
 
+    def plot(self, name: str | None = None) -> Figure:
+        """The first seed's figure called ``name`` (the lesson's first figure when None).
+
+        Lesson figures show themselves in a notebook; ``figures`` has them all.
+        """
+        figures = self.figures
+        if not figures:
+            raise ValueError(f"lesson {self.name!r} drew no figures.")
+        if name is None:
+            return next(iter(figures.values()))
+        if name not in figures:
+            raise ValueError(
+                f"name must be one of the lesson's figures; got {name!r}. "
+                f"Its figures: {', '.join(map(repr, figures))}."
+            )
+        return figures[name]
+
     def _margin_text(self) -> str:
         if not math.isfinite(self.margin):
             return ""

@@ -1,5 +1,8 @@
 """skier.plots: matplotlib figures of results. Plots compute nothing and never call plt.show().
 
+Every figure, and every axes a plot returns, shows itself as an image in a notebook (see
+:mod:`skier.plots.figure`), without pyplot or ``%matplotlib inline``.
+
 >>> from skier.plots import plot_learning_figure, save_figure
 >>> save_figure(plot_learning_figure(result), run_dir.learning_curves_png)  # doctest: +SKIP
 """
@@ -16,6 +19,7 @@ from skier.plots.curves import (
     plot_learning_figure,
     save_figure,
 )
+from skier.plots.figure import SkierFigure
 from skier.plots.gradient_flow import (
     GradientFlowSeries,
     gradient_flow_series,
@@ -36,6 +40,7 @@ from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
 __all__ = [
     "GradientFlowSeries",
     "LearningResult",
+    "SkierFigure",
     "gradient_flow_series",
     "new_figure",
     "plot_connect_plane",

@@ -18,20 +18,25 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 from skier._io import atomic_write_bytes
 from skier.history import History
+from skier.plots.figure import DISPLAY_DPI, new_figure
 
 __all__ = [
     "LearningResult",
+    "LearningSource",
+    "RecordedCurves",
+    "learning_result",
     "new_figure",
     "plot_learning_curves",
     "plot_learning_figure",
@@ -60,11 +65,55 @@ class LearningResult(Protocol):
     def test_metrics(self) -> Mapping[str, float]: ...
 
 
-def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
-    """A Figure on its own Agg canvas, outside pyplot's registry (nothing to close)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+@dataclass(frozen=True)
+class RecordedCurves:
+    """A :class:`LearningResult` made from a bare :class:`History` or a run directory."""
+
+    history: History
+    best_epoch: int | None = None
+    stop_reason: str | None = None
+    test_metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+# What the curve plots accept: a result (a FitResult), its History, or a run directory.
+LearningSource: TypeAlias = "LearningResult | History | str | os.PathLike[str]"
+
+
+def learning_result(source: LearningSource) -> LearningResult:
+    """``source`` as something the curve plots read: a result as it is, a History with no
+    best or stop epoch, a run directory from its ``metrics.csv`` and ``result.json``.
+
+    >>> h = History(rows=[{"epoch": 1.0, "loss": 0.5}])
+    >>> learning_result(h).best_epoch is None
+    True
+    """
+    if isinstance(source, History):
+        return RecordedCurves(source)
+    if isinstance(source, str | os.PathLike):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ValueError(
+                f"a run directory must be a folder; got {str(folder)!r}, which is not one. "
+                "Pass a FitResult, its History, or the folder a run was written to."
+            )
+        from skier.record.rundir import RunDir  # the store's SQLAlchemy only when reading a run
+
+        run = RunDir(folder)
+        result = run.read_result() if run.result_json.is_file() else {}
+        best = result.get("best_epoch")
+        tests = result.get("test_metrics") or {}
+        return RecordedCurves(
+            run.read_metrics(),
+            best_epoch=int(best) if isinstance(best, int | float) else None,
+            stop_reason=result.get("stop_reason") or None,
+            test_metrics={str(k): float(v) for k, v in tests.items() if v is not None},
+        )
+    if not isinstance(getattr(source, "history", None), History):
+        raise TypeError(
+            "the curves must come from a result with a .history (a FitResult), a History or "
+            f"a run directory; got {type(source).__name__}."
+        )
+    return source
 
 
 def _epochs(history: History) -> list[float]:
@@ -96,9 +145,12 @@ def _stop_epoch(result: LearningResult, last_epoch: float | None) -> float | Non
 
 
 def plot_learning_curves(
-    result: LearningResult, ax: Axes | None = None, *, metric: str = "loss"
+    result: LearningSource, ax: Axes | None = None, *, metric: str = "loss"
 ) -> Axes:
     """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None).
+
+    ``result`` is a ``FitResult``, its ``History`` or a run directory (see
+    :func:`learning_result`).
 
     NaN points (e.g. epochs without validation) are skipped; every point gets a marker so a
     lone validation point still shows. The best epoch is a dashed green line with a star on the
@@ -106,9 +158,10 @@ def plot_learning_curves(
 
     >>> ax = plot_learning_curves(result, metric="loss")   # doctest: +SKIP
     """
+    run = learning_result(result)
     if ax is None:
         ax = new_figure().add_subplot()
-    history = result.history
+    history = run.history
     for key, label, color in (
         (metric, "train", _TRAIN_COLOR),
         (f"val_{metric}", "validation", _VAL_COLOR),
@@ -119,7 +172,7 @@ def plot_learning_curves(
 
     last_epoch = _epochs(history)[-1] if len(history) else None
 
-    best = result.best_epoch
+    best = run.best_epoch
     if best is not None:
         ax.axvline(
             best, color=_BEST_COLOR, linestyle="--", linewidth=1, label=f"best (epoch {best})"
@@ -133,7 +186,7 @@ def plot_learning_curves(
                 )  # fmt: skip
                 break
 
-    stop = _stop_epoch(result, last_epoch)
+    stop = _stop_epoch(run, last_epoch)
     if stop is not None:
         # The reason can be long: it goes in the report and result.json, the legend stays short.
         ax.axvline(
@@ -161,27 +214,31 @@ def _test_title(test_metrics: Mapping[str, float]) -> str:
     return " · ".join(parts)
 
 
-def plot_learning_figure(result: LearningResult) -> Figure:
+def plot_learning_figure(result: LearningSource) -> Figure:
     """Loss and error panels side by side (loss only when there is no error, e.g. regression).
 
-    The test metrics, if any, are in the figure title.
+    The test metrics, if any, are in the figure title. ``result`` is a ``FitResult``, its
+    ``History`` or a run directory (see :func:`learning_result`).
 
     >>> save_figure(plot_learning_figure(result), "learning_curves.png")   # doctest: +SKIP
     """
-    history = result.history
+    run = learning_result(result)
+    history = run.history
     metrics = ["loss"]
     if _has(history, "error") or _has(history, "val_error"):
         metrics.append("error")
     fig = new_figure(width=5.2 * len(metrics), height=4.0)
     for i, metric in enumerate(metrics):
-        plot_learning_curves(result, fig.add_subplot(1, len(metrics), i + 1), metric=metric)
-    title = _test_title(result.test_metrics or {})
+        plot_learning_curves(run, fig.add_subplot(1, len(metrics), i + 1), metric=metric)
+    title = _test_title(run.test_metrics or {})
     if title:
         fig.suptitle(title)
     return fig
 
 
-def save_figure(fig: Figure | SubFigure | None, path: str | Path, *, dpi: int = 110) -> Path:
+def save_figure(
+    fig: Figure | SubFigure | None, path: str | Path, *, dpi: int = DISPLAY_DPI
+) -> Path:
     """Write ``fig`` as PNG at ``path`` atomically (rendered in memory first).
 
     ``ax.figure`` may be passed as it is: a sub-figure is saved as its whole figure.

@@ -69,6 +69,10 @@ class GradientFlowSeries:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def plot(self, ax: Axes | None = None, *, metric: str = "grad_norm") -> Axes:
+        """Draw ``metric`` per layer over steps (see :func:`plot_gradient_flow`)."""
+        return _plot_series(self, ax, metric)
+
     def rows(self) -> list[tuple[int, str, float, float, float]]:
         """``(step, layer, grad_norm, weight_norm, update_ratio)``, step by step, layer by layer."""
         missing = [math.nan] * len(self)
@@ -111,22 +115,28 @@ def gradient_flow_series(history: History) -> GradientFlowSeries:
 
 
 def plot_gradient_flow(
-    result: HistoryResult, ax: Axes | None = None, *, metric: str = "grad_norm"
+    result: HistoryResult | History, ax: Axes | None = None, *, metric: str = "grad_norm"
 ) -> Axes:
     """Draw ``metric`` (``grad_norm``, ``update_ratio`` or ``weight_norm``) per layer over steps.
 
     One line per layer on a log scale, coloured from dark (first layer) to light (last), so a
     vanishing gradient shows as dark lines far below light ones. Zeros and NaN are left out.
 
+    ``result`` is a ``FitResult`` or its ``History``.
+
     >>> ax = plot_gradient_flow(result, metric="update_ratio")   # doctest: +SKIP
     """
+    history = result if isinstance(result, History) else result.history
+    return _plot_series(gradient_flow_series(history), ax, metric)
+
+
+def _plot_series(series: GradientFlowSeries, ax: Axes | None, metric: str) -> Axes:
     if metric not in GRADIENT_FLOW_METRICS:
         raise ValueError(
             f"metric must be one of {', '.join(GRADIENT_FLOW_METRICS)}; got {metric!r}."
         )
     if ax is None:
         ax = new_figure().add_subplot()
-    series = gradient_flow_series(result.history)
     per_layer = series.values[metric]
     layers = [layer for layer in series.layers if layer in per_layer]
     cmap = colormaps["viridis"]
@@ -154,7 +164,7 @@ def plot_gradient_flow(
     return ax
 
 
-def plot_gradient_flow_figure(result: HistoryResult) -> Figure:
+def plot_gradient_flow_figure(result: HistoryResult | History) -> Figure:
     """Gradient norms and update ratios side by side, one line per layer.
 
     >>> save_figure(plot_gradient_flow_figure(result), "gradient_flow.png")   # doctest: +SKIP

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from skier.plots.curves import new_figure
 
-__all__ = ["SharpnessLike", "plot_hessian_spectrum", "plot_sharpness"]
+__all__ = ["SharpnessLike", "plot_hessian_spectrum", "plot_sharpness", "plot_sharpness_figure"]
 
 _POSITIVE = "tab:blue"
 _NEGATIVE = "tab:red"  # negative curvature: a saddle direction, worth seeing at a glance
@@ -131,3 +132,11 @@ def plot_hessian_spectrum(result: SharpnessLike, ax: Axes | None = None) -> Axes
     ax.set_title(f"top-{len(values)} Hessian eigenvalues; {_trace_text(result)}")
     ax.grid(True, axis="y", alpha=0.3)
     return ax
+
+
+def plot_sharpness_figure(result: SharpnessLike) -> Figure:
+    """The power iterations and the spectrum side by side."""
+    fig = new_figure(width=10.4, height=4.0)
+    plot_sharpness(result, fig.add_subplot(1, 2, 1))
+    plot_hessian_spectrum(result, fig.add_subplot(1, 2, 2))
+    return fig

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
 
 from skier.train.callbacks.base import Callback
 from skier.train.state import TrainState
 
-__all__ = ["ProgressBar"]
+__all__ = ["ProgressBar", "progress_bar_class"]
+
+
+def _in_jupyter_kernel() -> bool:
+    # Only asks an IPython that is already running; importing it here would cost a second.
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def progress_bar_class() -> type[Any]:
+    """tqdm's notebook widget in a Jupyter kernel that has ipywidgets, else tqdm's text bar.
+
+    Not ``tqdm.auto``: in a kernel without ipywidgets it warns ("TqdmWarning: IProgress not
+    found") as soon as it is imported; the text bar works there and says nothing.
+    """
+    if _in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm
+    return text_tqdm
 
 
 class ProgressBar(Callback):
@@ -31,6 +53,7 @@ class ProgressBar(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         if not self.enabled:
             return
+        tqdm = progress_bar_class()
         self._epochs = tqdm(
             total=state.epochs, initial=state.epoch, desc="epochs", unit="ep", leave=True
         )
