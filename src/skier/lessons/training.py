@@ -152,10 +152,8 @@ def _schedules(epochs: int, steps: int, lr: float) -> list[tuple[str, dict[str, 
     ]  # fmt: skip
 
 
-# The warm-up experiment: a deep residual MLP and SGD at a peak lr too high to start at. Whether
-# a run diverges is a yes/no outcome that no margin protects: at lr 0.2, seed 0's warmed-up run
-# diverged when its initial weights were scaled by 1 + 1e-6 noise (another CPU's rounding), so
-# the lr is the one where both outcomes held on every replica measured (see the set-up text).
+# The warm-up experiment: a deep residual MLP and SGD at a peak lr too high to start at; the lr
+# where both yes/no outcomes held on perturbed replicas (bench/warmup_replicas.py, the set-up).
 _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.12, 12, 6
 
 
@@ -174,15 +172,13 @@ _WARM_HIDDEN, _WARM_LR, _WARM_EPOCHS, _WARMUP = [64] * 16, 0.12, 12, 6
     "MLP with 16 hidden layers of 64 and no normalization (its residual sums grow with depth: "
     "the loss at initialisation is 14 to 34), plain SGD at lr 0.12 with a cosine decay over 12 "
     "epochs, batches of 64, started at lr 0.12 or warmed up linearly over the first 6 epochs; "
-    "whether a loss turned non-finite, and the training loss at the end. (Measured while "
-    "choosing the set-up, each seed also with its initial weights scaled by 1 + 1e-6 noise, as "
-    "another CPU's rounding would: at lr 0.12 the 6-epoch warm-up never diverged (200 runs, "
-    "seeds 0-59, 0-19 at 1 and 2 threads) and every start without it blew up (120 runs: "
-    "non-finite in 114, the largest epoch loss at least 41 in all); at lr 0.2 seed 0's "
-    "warmed-up run diverged on a 1e-6 perturbation, at 0.15 3 in 30 did, and an 8-epoch "
-    "warm-up at 0.12 diverged in 4 of 120 (it reaches the peak lr later, on a sharper net); "
-    "at lr 0.1 a start without warm-up reached only 22, under the bound. At lr 0.02 the same "
-    "net trains without warm-up, so the failure is the lr's.)",
+    "whether a loss turned non-finite, and the training loss at the end. (Measured, each seed "
+    "also with initial weights scaled by 1 + 1e-6 noise as another CPU's rounding would: at "
+    "lr 0.12 the 6-epoch warm-up never diverged (200 runs, seeds 0-59, 0-19 at 1 and 2 "
+    "threads), every start without it blew up (120 runs: non-finite in 114, largest epoch loss "
+    "at least 41); at lr 0.2 seed 0's warmed-up run diverged on a 1e-6 perturbation, at 0.15 3 "
+    "in 30, an 8-epoch warm-up at 0.12 4 in 120 (the peak comes later, on a sharper net); at "
+    "0.1 a start without warm-up peaked at 22. At lr 0.02 it trains without warm-up.)",
     seconds=(4.0, 8.0),
 )
 def lr_schedules(ctx: Context) -> Trial:
