@@ -44,6 +44,8 @@ from skier.plots import plot_landscape_figure, plot_learning_curves, plot_learni
 
 plot_learning_curves(result.history)"""),
     ("figure", "plot_learning_figure(result)"),
+    ("table", "result"),
+    ("figure", "result.plot()"),
     ("figure", """\
 from skier.diagnostics import landscape, lr_range_test
 

@@ -13,11 +13,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from skier._html import html_table
 from skier._io import BackgroundWriter
 from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, TrainConfig
 from skier.data.types import Split
@@ -30,6 +31,9 @@ from skier.train.group import ProcessGroup
 from skier.train.metrics import SplitSums, evaluate_split, targets_per_example
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["FitResult", "check_fit", "evaluate", "fit"]
 
@@ -51,6 +55,31 @@ class FitResult:
     checkpoints: dict[str, Path] = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False)
     diverged: bool = False  # stopped by the non-finite guard (the last good weights were kept)
+
+    def plot(self) -> Figure:
+        """The learning curves: loss and error side by side
+        (:func:`skier.plots.plot_learning_figure`); a notebook shows the figure as it is.
+
+        >>> result.plot()   # doctest: +SKIP
+        """
+        from skier.plots.curves import plot_learning_figure  # matplotlib only when drawing
+
+        return plot_learning_figure(self)
+
+    def _repr_html_(self) -> str:
+        """How training ended, as a table, then the history's table (notebooks)."""
+        ended = "diverged (last good weights kept)" if self.diverged else self.stop_reason
+        rows: list[list[object]] = [
+            ["task", self.task], ["epochs", self.epochs_done],
+            ["ended", ended or f"after {self.epochs_done} epochs"],
+            ["best", "" if self.best_epoch is None else
+             f"{self.monitor} {self.best_value:.4g} at epoch {self.best_epoch}"],
+        ]  # fmt: skip
+        if self.restored:
+            rows.append(["restored", self.restored])
+        rows += [[k, v] for k, v in self.test_metrics.items()]
+        rows.append(["time", f"{self.duration_s:.1f} s"])
+        return html_table(["FitResult", ""], rows) + self.history._repr_html_()
 
 
 def fit(
