@@ -54,6 +54,7 @@ found.plot()"""),
     ("figure", """\
 surface = landscape(model, data, {"dims": 2, "points": 7})
 plot_landscape_figure(surface, log_scale=True)"""),
+    ("figure", "surface.plot()"),
 ]  # fmt: skip
 
 

@@ -134,3 +134,15 @@ def test_lesson_result_plots_its_figures() -> None:
     assert result.plot() is first and result.plot("b") is second
     with pytest.raises(ValueError, match=r"got 'c'\. Its figures: 'a', 'b'"):
         result.plot("c")
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_landscape_result_plots_itself(dims: int) -> None:
+    from skier.diagnostics import landscape
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    data = (torch.randn(12, 3), torch.randint(0, 2, (12,)))
+    fig = landscape(model, data, {"dims": dims, "points": 5}).plot(log_scale=True)
+    assert isinstance(fig, SkierFigure) and "image/png" in fig._repr_mimebundle_()
+    assert len(fig.axes) >= dims  # the curve; or the contour and the surface

@@ -286,9 +286,10 @@ def _point(base: ParamList, dirs: Sequence[ParamList], alpha: float, beta: float
 def _bar(progress: bool, total: int, initial: int) -> Any:
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from skier.train.callbacks.progress import progress_bar_class  # no warning without widgets
 
-    return tqdm(total=total, initial=initial, desc="landscape", unit="pt", leave=False)
+    return progress_bar_class()(total=total, initial=initial, desc="landscape", unit="pt",
+                                leave=False)  # fmt: skip
 
 
 def interpolate(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skier.config.diagnostics import LandscapeConfig
 from skier.diagnostics._common import ParamList
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["LandscapeResult", "Surface"]
 
@@ -57,6 +60,16 @@ class LandscapeResult:
     labels: tuple[str, str] | None = None  # the two ends of an interpolation (α = 0, α = 1)
     batched_points: int = 1
     directions: list[ParamList] = field(default_factory=list, repr=False)
+
+    def plot(self, *, log_scale: bool = False) -> Figure:
+        """The landscape's figure (:func:`skier.plots.plot_landscape_figure`: the curve, or the
+        contour and surface); a notebook shows it as it is.
+
+        >>> surface.plot(log_scale=True)   # doctest: +SKIP
+        """
+        from skier.plots.landscape import plot_landscape_figure  # matplotlib only when drawing
+
+        return plot_landscape_figure(self, log_scale=log_scale)
 
     @property
     def loss(self) -> np.ndarray:
