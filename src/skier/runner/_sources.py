@@ -22,7 +22,7 @@ from skier.errors import CheckpointError, ConfigError, SkierError
 from skier.plots import save_figure
 from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
 from skier.report import write_report
-from skier.runner.lifecycle import resolve_store_url, run_ending
+from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
 from skier.runner.training import build_initial_model
 from skier.train import Checkpoint
 from skier.train.checkpoint import load_model_weights
@@ -193,7 +193,7 @@ class Recorder:
             self.run_dir = RunDir.create(root, self.run_id)
             self.run_dir.checkpoints.rmdir()  # a diagnostic writes no checkpoints
             cfg = source.config
-            name = f"{kind}-{cfg.record.name or f'{cfg.data.name}-{cfg.model.name}'}"
+            name = run_name(cfg, kind)
             config = {**source.config.model_dump(mode="json"), kind: self.settings}
             self.store.create_run(
                 name,

@@ -49,7 +49,7 @@ from skier.runner._search import (
     _store_url,
     default_workers,
 )
-from skier.runner.lifecycle import run_ending
+from skier.runner.lifecycle import run_ending, run_name
 from skier.runner.training import run_training
 from skier.search.crossval import (
     CVData,
@@ -251,7 +251,7 @@ def run_cv(
     run_dir = RunDir.create(root, run_id)
     run_dir.checkpoints.rmdir()  # the folds keep their own; the CV run has none
     run_dir.write_config(config_to_yaml(config))
-    name = (config.record.name or f"{config.data.name}-{config.model.name}") + "-cv"
+    name = run_name(config, "cv")
     plan = f"{cv.folds}-fold" if cv.folds > 1 else f"hold-out {cv.holdout_fraction:g}"
     plan += f" x {cv.repeats} repeats" if cv.repeats > 1 else ""
     settings = cv.model_dump(mode="json") | {"seed": seed, "stratify": stratify}
@@ -334,8 +334,7 @@ def _refit(
         {
             "train.epochs": int(epochs),
             "early_stopping.enabled": False,  # no validation split left to watch
-            "record.name": (config.record.name or f"{config.data.name}-{config.model.name}")
-            + "-refit",
+            "record.name": run_name(config, "refit"),
         },
     )
     if plain.get("checkpoint", {}).get("monitor") not in ("auto", "loss"):

@@ -18,10 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from skier.config import RunConfig
 from skier.errors import SkierError
 from skier.record import RunStore, default_store_url
 
-__all__ = ["INTERRUPTED", "failure_reason", "resolve_store_url", "run_ending"]
+__all__ = ["INTERRUPTED", "failure_reason", "resolve_store_url", "run_ending", "run_name"]
+
+# Run kinds named NAME-KIND (a search and what it trains); every other kind but training is
+# named KIND-NAME (a diagnostic of a training set-up).
+_SUFFIXED = ("cv", "tune", "refit")
 
 INTERRUPTED = "interrupted by the user (Ctrl-C)"
 
@@ -36,6 +41,25 @@ def failure_reason(exc: BaseException) -> str:
 def resolve_store_url(given: str | None, configured: str | None, root: Path) -> str:
     """The store a run writes to: the one given, else the config's, else ``ROOT/skier.db``."""
     return given or configured or default_store_url(root)
+
+
+def run_name(config: RunConfig, kind: str = "train") -> str:
+    """A run's name in the store: ``record.name`` when set, else data-model; a training run
+    adds its optimizer, a search its kind, a diagnostic starts with its kind.
+
+    >>> from skier.config import RunConfig
+    >>> config = RunConfig()
+    >>> run_name(config), run_name(config, "cv"), run_name(config, "sharpness")
+    ('digits-mlp-adam', 'digits-mlp-cv', 'sharpness-digits-mlp')
+    >>> run_name(config.model_copy(update={"record": config.record.model_copy(
+    ...     update={"name": "mine"})}), "tune")
+    'mine-tune'
+    """
+    name = config.record.name
+    if kind == "train":
+        return name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
+    base = name or f"{config.data.name}-{config.model.name}"
+    return f"{base}-{kind}" if kind in _SUFFIXED else f"{kind}-{base}"
 
 
 @contextmanager

@@ -48,7 +48,7 @@ from skier.record import (
 )
 from skier.record.rundir import RunFiles
 from skier.report import write_run_report
-from skier.runner.lifecycle import resolve_store_url, run_ending
+from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
 from skier.runner.preflight import (
     check_run_config,
     config_sections,
@@ -354,7 +354,7 @@ def run_training(
         return RunOutcome(run_id, run_dir.path, url, status, result)
     store = RunStore(url).open()
 
-    name = config.record.name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
+    name = run_name(config)
     if resume is None:
         run_dir = RunDir.create(root, run_id)
         store.create_run(

@@ -51,7 +51,7 @@ from skier.runner._search import (
     _store_url,
     default_workers,
 )
-from skier.runner.lifecycle import run_ending
+from skier.runner.lifecycle import run_ending, run_name
 from skier.runner.training import RunOutcome, run_training
 from skier.runner.workers import (
     _shares,
@@ -197,7 +197,7 @@ def run_tune(
     n_trials = _resolve_trials(tune, space, study)
     workers = max(min(tune.workers or default_workers(), n_trials), 1)
     threads = max(default_workers() // workers, 1)
-    name = (config.record.name or f"{config.data.name}-{config.model.name}") + "-tune"
+    name = run_name(config, "tune")
     settings = tune.model_dump(mode="json") | {
         "storage": _safe_storage(storage_url),
         "study": study_name,
