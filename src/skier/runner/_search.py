@@ -14,7 +14,7 @@ from skier.config import RunConfig
 from skier.record import (
     RunStore,
 )
-from skier.runner.lifecycle import resolve_store_url
+from skier.runner.lifecycle import resolve_store_url, result_fields
 from skier.runner.training import RunOutcome
 
 __all__ = ["Echo", "default_workers"]
@@ -56,13 +56,7 @@ def _annotate(store_url: str, outcome: RunOutcome, summary: Mapping[str, Any]) -
         store.finish_run(
             outcome.run_id,
             outcome.status,
-            epochs_done=result.epochs_done,
-            best_epoch=result.best_epoch,
-            monitor=result.monitor,
-            best_value=result.best_value,
-            test_metrics=result.test_metrics,
-            stop_reason=result.stop_reason,
-            duration_s=result.duration_s,
+            **result_fields(result),
             summary=summary,
         )
 

@@ -17,12 +17,23 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from skier.config import RunConfig
 from skier.errors import SkierError
 from skier.record import RunStore, default_store_url
 
-__all__ = ["INTERRUPTED", "failure_reason", "resolve_store_url", "run_ending", "run_name"]
+if TYPE_CHECKING:
+    from skier.train import FitResult
+
+__all__ = [
+    "INTERRUPTED",
+    "failure_reason",
+    "resolve_store_url",
+    "result_fields",
+    "run_ending",
+    "run_name",
+]
 
 # Run kinds named NAME-KIND (a search and what it trains); every other kind but training is
 # named KIND-NAME (a diagnostic of a training set-up).
@@ -60,6 +71,19 @@ def run_name(config: RunConfig, kind: str = "train") -> str:
         return name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
     base = name or f"{config.data.name}-{config.model.name}"
     return f"{base}-{kind}" if kind in _SUFFIXED else f"{kind}-{base}"
+
+
+def result_fields(result: FitResult) -> dict[str, Any]:
+    """What a finished training run's store row takes from its :class:`FitResult`."""
+    return {
+        "epochs_done": result.epochs_done,
+        "best_epoch": result.best_epoch,
+        "monitor": result.monitor,
+        "best_value": result.best_value,
+        "test_metrics": result.test_metrics,
+        "stop_reason": result.stop_reason,
+        "duration_s": result.duration_s,
+    }
 
 
 @contextmanager

@@ -48,7 +48,7 @@ from skier.record import (
 )
 from skier.record.rundir import RunFiles
 from skier.report import write_run_report
-from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
+from skier.runner.lifecycle import resolve_store_url, result_fields, run_ending, run_name
 from skier.runner.preflight import (
     check_run_config,
     config_sections,
@@ -389,13 +389,7 @@ def run_training(
     store.finish_run(
         run_id,
         status,
-        epochs_done=result.epochs_done,
-        best_epoch=result.best_epoch,
-        monitor=result.monitor,
-        best_value=result.best_value,
-        test_metrics=result.test_metrics,
-        stop_reason=result.stop_reason,
-        duration_s=result.duration_s,
+        **result_fields(result),
         error=result.stop_reason if status == "failed" else None,
     )
     store.close()
