@@ -74,6 +74,8 @@ def test_cv_result_plots_each_fold_and_the_mean(tmp_path: Path) -> None:
     assert labels.count("mean") == 1 and "fold 1.1" in labels and "fold 1.2" in labels
     mean = next(line for line in figure.axes[0].get_lines() if line.get_label() == "mean")
     assert list(mean.get_ydata()) == pytest.approx([0.85, 0.55, 0.55])
+    by_accuracy = plot_cv_figure(_cv(tmp_path).folds, metric="val_accuracy")
+    assert [ax.get_ylabel() for ax in by_accuracy.axes] == ["val_accuracy", "val_loss"]
     # the fold results alone, with the mean computed from them
     assert len(plot_cv_curves(_cv(tmp_path).folds).get_lines()) == len(figure.axes[0].get_lines())
 

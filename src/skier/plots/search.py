@@ -224,15 +224,18 @@ def plot_cv_curves(
 def plot_cv_figure(
     folds: CVSource,
     means: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+    *,
+    metric: str | None = None,
 ) -> Figure:
     """One panel per metric in ``means`` (e.g. val_loss and val_accuracy).
 
     ``folds``: a cv result, its fold results or a cv run directory. Without ``means``, the
-    panels are the cv metric and val_accuracy (or val_loss), their means from the folds.
+    panels are the cv ``metric`` (the result's, else val_loss) and val_accuracy (or
+    val_loss), their means from the folds.
     """
     curves, summary = cv_folds(folds)
     if means is None:
-        keys = cv_metrics(curves, str(summary.get("metric") or "val_loss"))
+        keys = cv_metrics(curves, metric or str(summary.get("metric") or "val_loss"))
         means = {k: _mean_curve(curves, k) for k in keys}
     keys = list(means) or ["val_loss"]
     fig = new_figure(6.0 * len(keys), 4.0)

@@ -60,7 +60,6 @@ from skier.search.crossval import (
     cv_data,
     fold_bundle,
     make_folds,
-    mean_curve,
     refit_bundle,
     summarize_folds,
 )
@@ -413,13 +412,8 @@ def _write_cv_outputs(
         from skier.plots import save_figure
         from skier.plots.search import plot_cv_figure
 
-        keys = [summary["metric"]] + [
-            k for k in ("val_accuracy", "val_loss") if k != summary["metric"]
-        ]
-        keys = [k for k in keys if any(k in r.metrics for r in results)][:2]
-        means = {k: mean_curve(results, k) for k in keys}
         path = run_dir.path / RunFiles.CV_CURVES_PNG
-        save_figure(plot_cv_figure(results, means), path)
+        save_figure(plot_cv_figure(results, metric=summary["metric"]), path)
         figures["Fold curves and their mean (dots: each fold's chosen epoch)"] = path
     result_view = {
         "run_id": run_id,
