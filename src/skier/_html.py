@@ -9,10 +9,11 @@ Standard library only, so the leaves (``history``) and the data types can use it
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
+from typing import Any
 
-__all__ = ["cell_text", "html_table"]
+__all__ = ["cell_text", "data_frame", "html_table"]
 
 
 def cell_text(value: object) -> str:
@@ -37,3 +38,22 @@ def html_table(
         parts.append("<tr>" + "".join(f"<td>{escape(cell_text(v))}</td>" for v in row) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
+
+
+def data_frame(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None, *, owner: str
+) -> Any:
+    """A ``pandas.DataFrame`` of ``rows`` (NaN where a row has no value); ``owner`` names the
+    method in the error when pandas is not installed.
+
+    >>> data_frame([{"a": 1}], None, owner="X.to_pandas").to_dict("list")
+    {'a': [1]}
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(
+            f"{owner} needs pandas, which is not installed; install it with "
+            "pip install 'skier[notebook]' (or pip install pandas)."
+        ) from exc
+    return pd.DataFrame(list(rows), columns=None if columns is None else list(columns))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skier._html import html_table
+from skier._html import data_frame, html_table
 
 __all__ = ["History"]
 
@@ -79,14 +79,7 @@ class History:
         >>> History(rows=[{"epoch": 1.0, "loss": 0.5}]).to_pandas().columns.tolist()
         ['epoch', 'loss']
         """
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError(
-                "History.to_pandas needs pandas, which is not installed; install it with "
-                "pip install 'skier[notebook]' (or pip install pandas)."
-            ) from exc
-        return pd.DataFrame(self.rows, columns=self.keys)
+        return data_frame(self.rows, self.keys, owner="History.to_pandas")
 
     @property
     def keys(self) -> list[str]:

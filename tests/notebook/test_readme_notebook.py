@@ -57,18 +57,56 @@ plot_landscape_figure(surface, log_scale=True)"""),
     ("figure", "surface.plot()"),
 ]  # fmt: skip
 
+# Results of whole runs: a cross-validation, the store's run list, a comparison, a lesson.
+RESULT_CELLS = [
+    ("table", """\
+import tempfile
+from skier.config import load_config
+from skier.config.search import CrossValidationConfig
+from skier.runner.cv import run_cv
 
-def _notebook() -> object:
+runs = tempfile.mkdtemp()
+cfg = load_config("examples/digits_mlp.yaml", [
+    "train.epochs=2", "model.hidden_sizes=[32]", "checkpoint.enabled=false",
+    "record.report=false", "record.plots=false"])
+cv = run_cv(cfg, cv=CrossValidationConfig(folds=2, workers=1), out_dir=runs)
+cv"""),
+    ("figure", "cv.plot()"),
+    ("text", "print(repr(cv))"),
+    ("table", """\
+from skier.record import RunStore, default_store_url
+from skier.report import compare_runs
+
+with RunStore(default_store_url(runs)) as store:
+    listed = store.list_runs()
+    folds = compare_runs([f.run_id for f in cv.folds], store=store)
+listed"""),
+    ("table", "folds"),
+    ("figure", "folds.plot()"),
+    ("figure", """\
+from skier.plots.search import plot_cv_figure
+
+plot_cv_figure(cv.run_dir)"""),
+    ("table", """\
+from skier.lessons import run
+
+lesson = run("momentum", quick=True)
+lesson"""),
+]  # fmt: skip
+
+
+def _notebook(cells_in: list[tuple[str, str]]) -> object:
     cells = []
-    for tag, source in CELLS:
+    for tag, source in cells_in:
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = [tag]
         cells.append(cell)
     return nbformat.v4.new_notebook(cells=cells)
 
 
-def test_readme_examples_in_a_notebook_show_every_figure_and_table(tmp_path: Path) -> None:
-    notebook = _notebook()
+def _problems(cells: list[tuple[str, str]], tmp_path: Path) -> list[str]:
+    """Run ``cells`` in a real kernel; what is wrong with what they show."""
+    notebook = _notebook(cells)
     client = nbclient.NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     )
@@ -94,4 +132,14 @@ def test_readme_examples_in_a_notebook_show_every_figure_and_table(tmp_path: Pat
             problems.append(f"cell {i} should show an HTML table; it shows {outputs}")
         if tag == "text" and not any(out.output_type == "stream" for out in outputs):
             problems.append(f"cell {i} printed nothing")
+    return problems
+
+
+def test_readme_examples_in_a_notebook_show_every_figure_and_table(tmp_path: Path) -> None:
+    problems = _problems(CELLS, tmp_path)
+    assert not problems, "\n".join(problems)
+
+
+def test_results_of_whole_runs_show_as_tables_and_figures(tmp_path: Path) -> None:
+    problems = _problems(RESULT_CELLS, tmp_path)
     assert not problems, "\n".join(problems)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
+import pytest
 from matplotlib.axes import Axes
 
 from skier.config import LRFindConfig
 from skier.diagnostics.lr_range import LRRangeResult
 from skier.plots import new_figure, save_figure
 from skier.plots.lr_range import plot_lr_range
+from skier.record.rundir import RunDir, RunFiles, json_safe
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -97,3 +100,24 @@ def test_an_empty_result_still_draws() -> None:
     ax = plot_lr_range(result)
     assert [t.get_text() for t in ax.texts] == ["no steps"]
     assert "0 of 100 steps" in ax.get_title()
+
+
+@pytest.mark.parametrize("layout", ["lr_find run", "training run"])
+def test_the_plot_takes_a_run_directory_that_holds_the_test(tmp_path: Path, layout: str) -> None:
+    result = _result(diverged=True)
+    run = RunDir.create(tmp_path, "run1")
+    if layout == "lr_find run":
+        run.write_result({"kind": "lr_find", "summary": {}, "result": result.to_dict()})
+    else:  # optim.lr: auto writes the test beside the training run's files
+        (run.path / RunFiles.LR_FIND_JSON).write_text(json.dumps(json_safe(result.to_dict())))
+    from_dir, from_result = plot_lr_range(run.path), plot_lr_range(result)
+    assert _labels(from_dir) == _labels(from_result)
+    assert _vertical(from_dir) == _vertical(from_result)
+    assert from_dir.get_title() == from_result.get_title()
+
+
+def test_the_plot_says_what_it_cannot_draw(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"result must be an LR range test's result .* got dict"):
+        plot_lr_range({"lrs": []})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"a run directory that holds one; got .*holds none"):
+        plot_lr_range(tmp_path)

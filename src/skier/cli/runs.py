@@ -228,31 +228,24 @@ def compare_command(
     """Compare RUNS: their metrics side by side, the config settings that differ, and their
     curves overlaid in one figure."""
     from skier.plots import save_figure
-    from skier.plots.compare import compare_metrics, plot_compare_figure
-    from skier.report.views import config_differences
+    from skier.plots.compare import plot_compare_figure
+    from skier.report.comparison import RunComparison
 
     with _store(runs_dir, store) as st:
         views = [_view(ref, st, related=False) for ref in runs]
-    histories = {v.id: v.history for v in views}
-    keys = [metric] if metric else compare_metrics(histories)
-    if metric and not any(metric in h.keys for h in histories.values()):
-        known = sorted({k for h in histories.values() for k in h.keys if k != "epoch"})
-        from skier.errors import did_you_mean
-
-        raise StoreError(
-            problem("metric", f"one the runs recorded ({', '.join(known)})", metric,
-                    did_you_mean(metric, known))
-        )  # fmt: skip
+    comparison = RunComparison.of(views, metric)
+    keys = comparison.metrics
     width = max(len(v.id) for v in views)
     click.echo(f"{'run':<{width}}  {'name':<24} {'status':<11} {'epochs':>6}  "
                + " ".join(f"{k[:12]:>12}" for k in keys))  # fmt: skip
-    for v in views:
-        cells = " ".join(f"{_fmt(_value_at_best(v, k)):>12}" for k in keys)
+    columns = [comparison.values(k) for k in keys]
+    for i, v in enumerate(views):
+        cells = " ".join(f"{_fmt(column[i]):>12}" for column in columns)
         click.echo(
             f"{v.id:<{width}}  {v.name[:24]:<24} {v.status:<11} {len(v.history):>6}  {cells}"
         )
     click.echo("(metric values at each run's best epoch, else its last)")
-    diffs = config_differences({v.id: v.config for v in views})
+    diffs = comparison.differences
     if diffs:
         click.echo("config differences:")
         kw = max(len(k) for k, _ in diffs)
@@ -261,23 +254,9 @@ def compare_command(
             click.echo(f"  {setting:<{kw}}  " + "  ".join(f"{val[:22]:<22}" for val in values))
     else:
         click.echo("config differences: none")
+    histories = {v.id: v.history for v in views}
     path = save_figure(plot_compare_figure(histories, keys), out)
     click.echo(f"curves: {path.resolve()}")
-
-
-def _value_at_best(view: Any, key: str) -> float | None:
-    history = view.history
-    if key not in history.keys:
-        return None
-    best = view.get("best_epoch")
-    rows = history.rows
-    for row in rows:
-        if best is not None and row.get("epoch") == best and not math.isnan(row.get(key, math.nan)):
-            return float(row[key])
-    for row in reversed(rows):
-        if not math.isnan(row.get(key, math.nan)):
-            return float(row[key])
-    return None
 
 
 # --- export ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from skier._html import data_frame, html_table
 from skier.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -142,6 +143,37 @@ class Trial:
         margins = [c.margin for c in self.checks if math.isfinite(c.margin)]
         return min(margins) if margins else math.nan
 
+    def __repr__(self) -> str:
+        held = sum(c.held for c in self.checks)
+        return f"Trial({held} of {len(self.checks)} checks held{_margin_note(self.margin)})"
+
+    def _repr_html_(self) -> str:
+        """Each check with its value, bound, margin and whether it held (notebooks)."""
+        return _checks_table([(None, self)], caption=repr(self))
+
+
+_CHECK_HEAD = ["check", "value", "expected", "margin", "held"]
+
+
+def _margin_note(margin: float) -> str:
+    return f", smallest margin {margin:+.0%}" if math.isfinite(margin) else ""
+
+
+def _check_row(c: Check) -> list[object]:
+    margin = f"{c.margin:+.0%}" if math.isfinite(c.margin) else ""
+    return [c.what, c.value, c.expected, margin, "held" if c.held else "DID NOT HOLD"]
+
+
+def _checks_table(trials: Sequence[tuple[int | None, Trial]], caption: str) -> str:
+    """One row per check (per seed when there are seeds), then the trials' notes."""
+    seeded = any(seed is not None for seed, _ in trials)
+    head = (["seed"] if seeded else []) + _CHECK_HEAD
+    rows: list[list[object]] = []
+    for seed, trial in trials:
+        rows += [([seed] if seeded else []) + _check_row(c) for c in trial.checks]
+        rows += [([seed] if seeded else []) + [f"note: {n}", "", "", "", ""] for n in trial.notes]
+    return html_table(head, rows, caption=caption)
+
 
 @dataclass(frozen=True)
 class Lesson:
@@ -219,6 +251,37 @@ class LessonResult:
                 f"Its figures: {', '.join(map(repr, figures))}."
             )
         return figures[name]
+
+    def __repr__(self) -> str:
+        verdict = "held" if self.held else "DID NOT HOLD"
+        return (
+            f"LessonResult({self.name}: {verdict}, {self.held_count} of {len(self.trials)} "
+            f"seed(s){_margin_note(self.margin)}; {self.seconds:.1f} s)"
+        )
+
+    def _repr_html_(self) -> str:
+        """The claim and the verdict, then every check of every seed (notebooks)."""
+        verdict = f"held for {self.held_count} of {len(self.trials)} seed(s)"
+        facts: list[list[object]] = [
+            ["claim", self.claim],
+            ["set-up", self.lesson.setup + (" (quick version)" if self.quick else "")],
+            ["result", ("the claim held: " if self.held else "the claim DID NOT HOLD: ")
+             + verdict + _margin_note(self.margin)],
+            ["time", f"{self.seconds:.1f} s"],
+        ]  # fmt: skip
+        title = f"{self.lesson.number}. {self.lesson.title}"
+        checks = _checks_table(list(zip(self.seeds, self.trials, strict=True)), "Checks")
+        return html_table([title, ""], facts) + checks
+
+    def to_pandas(self) -> Any:
+        """One row per seed and check: seed, check, value, expected, margin, held."""
+        rows = [
+            {"seed": seed, "check": c.what, "value": c.value, "expected": c.expected,
+             "margin": c.margin, "held": c.held}
+            for seed, trial in zip(self.seeds, self.trials, strict=True) for c in trial.checks
+        ]  # fmt: skip
+        columns = ["seed", "check", "value", "expected", "margin", "held"]
+        return data_frame(rows, columns, owner="LessonResult.to_pandas")
 
     def _margin_text(self) -> str:
         if not math.isfinite(self.margin):

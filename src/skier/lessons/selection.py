@@ -4,10 +4,9 @@ cross-validation, and searching hyper-parameters at random rather than on a grid
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 import torch
 import torch.nn.functional as F
 
@@ -18,6 +17,11 @@ from skier.lessons.base import Context, Trial, check, lesson
 from skier.models import build_model, count_parameters
 from skier.search.crossval import make_folds
 from skier.train import EarlyStopping, evaluate, fit
+
+if TYPE_CHECKING:
+    # Imported where the search lesson runs: importing optuna imports tqdm.auto, which warns
+    # in a notebook kernel without ipywidgets, and every lesson is registered on import.
+    import optuna
 
 __all__: list[str] = []
 
@@ -307,6 +311,8 @@ def _search(
 ) -> tuple[float, list[float]]:
     """Best objective of 9 trials over log10 lr in [low, low + 4] and u in [0, 1], and the
     log10 lrs tried."""
+    import optuna
+
     logs, losses = curve
 
     def objective(trial: optuna.Trial) -> float:
@@ -344,6 +350,8 @@ def _search(
     seconds=(2.5, 12.0),
 )
 def search(ctx: Context) -> Trial:
+    import optuna
+
     curve = _lr_curve(ctx.seed, ctx.pick(13, 19), ctx.pick(3, 4), ctx.device)
     logs, losses = curve
     rng = np.random.default_rng(ctx.seed)

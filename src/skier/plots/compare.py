@@ -87,12 +87,23 @@ def plot_compare_curves(
 
 
 def plot_compare_figure(
-    histories: Mapping[str, History], metrics: Sequence[str] | None = None
+    histories: Mapping[str, History] | Any, metrics: Sequence[str] | None = None
 ) -> Figure:
     """Panels side by side (two per row), one per metric, every run overlaid in each.
 
+    ``histories``: run label → History, or a comparison of runs
+    (:func:`skier.report.comparison.compare_runs`, whose ``.histories`` it draws).
+
     >>> fig = plot_compare_figure({"a": history_a, "b": history_b})  # doctest: +SKIP
     """
+    if not isinstance(histories, Mapping):
+        found = getattr(histories, "histories", None)
+        if not isinstance(found, Mapping):
+            raise TypeError(
+                "histories must map run labels to History objects, or be a comparison of runs "
+                f"(compare_runs); got {type(histories).__name__}."
+            )
+        histories = found
     keys = list(metrics) if metrics else compare_metrics(histories)
     keys = keys or ["loss"]
     columns = min(len(keys), 2)

@@ -7,22 +7,99 @@ calls ``plt.show()``.
 
 >>> ax = plot_lr_range(result)                                  # doctest: +SKIP
 >>> save_figure(ax.figure, "lr_range.png")                      # doctest: +SKIP
+>>> plot_lr_range("runs/20261122-101500-ab12cd")                # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 from matplotlib.axes import Axes
 
+from skier.config import LRFindConfig
 from skier.plots.curves import new_figure
 
-if TYPE_CHECKING:  # the plot only reads the result; no torch needed at run time
-    from skier.diagnostics.lr_range import LRRangeResult
+__all__ = ["LRRangeSource", "RecordedLRRange", "lr_range_of", "plot_lr_range"]
 
-__all__ = ["plot_lr_range"]
+
+class LRRangeLike(Protocol):
+    """What the plot reads from an LR range test (``LRRangeResult`` has these)."""
+
+    @property
+    def lrs(self) -> Sequence[float]: ...
+    @property
+    def losses(self) -> Sequence[float]: ...
+    @property
+    def smoothed(self) -> Sequence[float]: ...
+    @property
+    def suggestions(self) -> Mapping[str, float | None]: ...
+    @property
+    def suggestion(self) -> str: ...
+    @property
+    def diverged(self) -> bool: ...
+    @property
+    def settings(self) -> LRFindConfig: ...
+
+
+@dataclass(frozen=True)
+class RecordedLRRange:
+    """An LR range test read back from a run directory."""
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestions: dict[str, float | None]
+    suggestion: str
+    diverged: bool
+    settings: LRFindConfig
+
+
+# What the plot accepts: the result, or a run directory that holds one (an lr_find run, or a
+# training run that chose its lr with the test, optim.lr: auto).
+LRRangeSource: TypeAlias = "LRRangeLike | str | os.PathLike[str]"
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def lr_range_of(source: LRRangeSource) -> LRRangeLike:
+    """``source`` as something the plot reads: a result as it is; a run directory from its
+    ``result.json`` (an lr_find run) or its ``lr_find.json`` (a training run with
+    ``optim.lr: auto``)."""
+    if isinstance(source, str | os.PathLike):
+        from skier.record.rundir import RunDir, RunFiles  # the store's modules only when reading
+
+        run = RunDir(Path(source))
+        found = run.read_result() if run.result_json.is_file() else {}
+        data = found.get("result") if found.get("kind") == "lr_find" else None
+        if data is None and (run.path / RunFiles.LR_FIND_JSON).is_file():
+            data = json.loads((run.path / RunFiles.LR_FIND_JSON).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"result must be an LR range test or a run directory that holds one; got "
+                f"{str(source)!r}, which holds none (an lr_find run or a training run with "
+                "optim.lr: auto does)."
+            )
+        return RecordedLRRange(
+            _floats(data["lrs"]), _floats(data["losses"]), _floats(data["smoothed"]),
+            {k: None if v is None else float(v) for k, v in data["suggestions"].items()},
+            str(data["suggestion"]), bool(data["diverged"]),
+            LRFindConfig.model_validate(data["settings"]),
+        )  # fmt: skip
+    if not all(hasattr(source, name) for name in ("lrs", "smoothed", "suggestions")):
+        raise TypeError(
+            "result must be an LR range test's result (what lr_range_test returns) or a run "
+            f"directory that holds one; got {type(source).__name__}."
+        )
+    return source
+
 
 _SMOOTHED_COLOR = "tab:blue"
 _STOP_COLOR = "tab:red"
@@ -56,7 +133,7 @@ def _y_limits(smoothed: Sequence[float], raw: Sequence[float]) -> tuple[float, f
 
 
 def plot_lr_range(
-    result: LRRangeResult, ax: Axes | None = None, *, log_scale: bool = True, show_raw: bool = True
+    result: LRRangeSource, ax: Axes | None = None, *, log_scale: bool = True, show_raw: bool = True
 ) -> Axes:
     """Draw the LR range test's loss against lr on ``ax`` (a new figure if None).
 
@@ -65,12 +142,14 @@ def plot_lr_range(
     chosen one (``result.suggestion``) is solid and thick, the others dashed. A run that
     diverged has its last lr marked in red. The y-axis stops a little above the loss the
     curve fell from, so the blow-up at the end does not flatten the descent. ``log_scale``:
-    a log lr axis (the natural one for an exponential ramp).
+    a log lr axis (the natural one for an exponential ramp). ``result``: what
+    ``lr_range_test`` returned, or a run directory that holds an LR range test.
 
     >>> ax = plot_lr_range(result, show_raw=False)   # doctest: +SKIP
     >>> [t.get_text() for t in ax.get_legend().get_texts()]   # doctest: +SKIP
     ['smoothed loss', 'valley 0.0034 (chosen)', 'steepest 0.0071', 'minimum 0.0038']
     """
+    result = lr_range_of(result)
     if ax is None:
         ax = new_figure(width=7.0, height=4.0).add_subplot()
     lrs = list(result.lrs)

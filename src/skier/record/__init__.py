@@ -10,6 +10,7 @@
 """
 
 from skier.record.env import capture_environment
+from skier.record.queries import RunList
 from skier.record.rundir import RunDir, RunFiles, json_safe, new_run_id
 from skier.record.schema import ARTIFACT_KINDS, RUN_STATUSES, SCHEMA_VERSION
 from skier.record.store import (
@@ -27,6 +28,7 @@ __all__ = [
     "ArtifactRecord",
     "RunDir",
     "RunFiles",
+    "RunList",
     "RunRecord",
     "RunStore",
     "capture_environment",

@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy import Select, and_, case, func, select
 
+from skier._html import data_frame, html_table
 from skier.errors import StoreError, problem
 from skier.history import History
 from skier.record.engine import StoreConnection
 from skier.record.schema import RUN_STATUSES, artifacts, metrics, params, runs
 
-__all__ = ["ArtifactRecord", "RunQueries", "RunRecord"]
+__all__ = ["ArtifactRecord", "RunList", "RunQueries", "RunRecord"]
 
 # Columns of ``runs`` that RunStore.rank_runs sorts by directly (anything else is a metric key).
 _SORT_COLUMNS = {
@@ -99,6 +100,57 @@ class RunRecord:
         }
         return {k: v for k, v in found.items() if k and v is not None}
 
+    def __repr__(self) -> str:
+        return f"RunRecord({self.id} {self.name!r}: {self.kind}, {self.status})"
+
+    def _row(self) -> dict[str, Any]:
+        """The run as a flat row: what ``skier runs`` lists, with every test metric."""
+        return {
+            "id": self.id, "name": self.name, "kind": self.kind, "status": self.status,
+            "created_at": self.created_at, "epochs": self.epochs_done,
+            "best_epoch": self.best_epoch, "monitor": self.monitor, "best_value": self.best_value,
+            **self.test_metrics, "duration_s": self.duration_s, "parent_id": self.parent_id,
+            "run_dir": self.run_dir,
+        }  # fmt: skip
+
+
+class RunList(list[RunRecord]):
+    """The runs a query found (newest first): a list of :class:`RunRecord` that shows itself
+    as a table in a notebook, as one short line in a terminal, and as a DataFrame.
+
+    >>> RunList()
+    RunList(no runs)
+    """
+
+    def __repr__(self) -> str:
+        if not self:
+            return "RunList(no runs)"
+        shown = ", ".join(f"{r.id} {r.name!r}" for r in self[:3])
+        more = f", … ({len(self) - 3} more)" if len(self) > 3 else ""
+        return f"RunList({len(self)} run{'' if len(self) == 1 else 's'}: {shown}{more})"
+
+    def _repr_html_(self) -> str:
+        """The columns of ``skier runs``: id, kind, name, status, epochs, best, test, time."""
+        rows = [
+            [r.id, r.kind, r.name, r.status, r.epochs_done,
+             "" if r.best_value is None else f"{r.monitor}={r.best_value:.4g}",
+             ", ".join(f"{k}={v:.4g}" for k, v in r.test_metrics.items()),
+             "" if r.duration_s is None else f"{r.duration_s:.1f} s",
+             f"{r.created_at:%Y-%m-%d %H:%M:%S}"]
+            for r in self
+        ]  # fmt: skip
+        head = ["id", "kind", "name", "status", "epochs", "best", "test", "time", "started (UTC)"]
+        caption = f"{len(self)} run{'' if len(self) == 1 else 's'}"
+        return html_table(head, rows, caption=caption)
+
+    def to_pandas(self) -> Any:
+        """One row per run: id, name, kind, status, epochs, best value, test metrics, ..."""
+        rows = [r._row() for r in self]
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        return data_frame(rows, columns or None, owner="RunList.to_pandas")
+
 
 @dataclass(frozen=True)
 class ArtifactRecord:
@@ -142,9 +194,10 @@ class RunQueries(StoreConnection):
         *,
         kind: str | None = None,
         parent_id: str | None = None,
-    ) -> list[RunRecord]:
+    ) -> RunList:
         """The newest ``limit`` runs, newest first; optionally only those with ``status``, of
-        ``kind`` (``"train"``, ``"landscape"``, ...) or belonging to ``parent_id``."""
+        ``kind`` (``"train"``, ``"landscape"``, ...) or belonging to ``parent_id``. A notebook
+        shows the list as a table; ``to_pandas()`` gives a DataFrame."""
         if status is not None and status not in RUN_STATUSES:
             raise StoreError(problem("status", f"one of {list(RUN_STATUSES)}", status))
         query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
@@ -155,7 +208,7 @@ class RunQueries(StoreConnection):
         if parent_id is not None:
             query = query.where(runs.c.parent_id == parent_id)
         with self._transaction(write=False) as conn:
-            return [self._record(row) for row in conn.execute(query)]
+            return RunList(self._record(row) for row in conn.execute(query))
 
     def metrics(self, run_id: str) -> History:
         """The run's per-epoch metrics as a :class:`History` (NULL values come back as NaN)."""
@@ -292,7 +345,7 @@ class RunQueries(StoreConnection):
             out.append((record, None if number is None else float(number)))
         return out
 
-    def find_runs(self, ref: str, *, limit: int = 10) -> list[RunRecord]:
+    def find_runs(self, ref: str, *, limit: int = 10) -> RunList:
         """Runs that ``ref`` names: its exact id, else ids starting with it, else that name.
 
         >>> from skier.record.store import RunStore
@@ -314,10 +367,10 @@ class RunQueries(StoreConnection):
                     .order_by(runs.c.created_at.desc(), runs.c.id.desc())
                     .limit(limit)
                 )
-                found = [self._record(row) for row in conn.execute(query)]
+                found = RunList(self._record(row) for row in conn.execute(query))
                 if found:
                     return found
-        return []
+        return RunList()
 
     def metrics_of(
         self,
@@ -362,7 +415,7 @@ class RunQueries(StoreConnection):
                 )
         return out
 
-    def descendants(self, run_id: str) -> list[RunRecord]:
+    def descendants(self, run_id: str) -> RunList:
         """The runs that belong to ``run_id`` (folds, trials, diagnostics), at any depth."""
         found: list[RunRecord] = []
         frontier = [run_id]
@@ -376,7 +429,7 @@ class RunQueries(StoreConnection):
                 seen.update(c.id for c in children)
                 found += children
                 frontier = [c.id for c in children]
-        return found
+        return RunList(found)
 
 
 class _Row:

@@ -79,6 +79,7 @@ class RunFiles:
     LR_FIND_CSV = "lr_find.csv"
     LR_FIND_PNG = "lr_find.png"
     # cross-validation
+    FOLDS = "folds"  # the folder of the fold runs
     FOLDS_CSV = "folds.csv"
     CV_CURVES_PNG = "cv_curves.png"
     # tuning

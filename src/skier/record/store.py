@@ -143,7 +143,7 @@ class RunStore(RunQueries):
 
     >>> with RunStore("sqlite://") as store:   # in memory
     ...     store.list_runs()
-    []
+    RunList(no runs)
     """
 
     def __repr__(self) -> str:

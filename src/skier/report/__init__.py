@@ -8,12 +8,15 @@ PosixPath('runs/20261122-101500-ab12cd/report.html')
 """
 
 from skier.report.build import render_comparison_report, render_run_report, write_run_report
+from skier.report.comparison import RunComparison, compare_runs
 from skier.report.html import render_report, write_report
 from skier.report.page import render_page
 from skier.report.views import RunView, config_differences, load_view, resolve_run
 
 __all__ = [
+    "RunComparison",
     "RunView",
+    "compare_runs",
     "config_differences",
     "load_view",
     "render_comparison_report",

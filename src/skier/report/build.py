@@ -25,6 +25,7 @@ from typing import Any
 
 from skier._io import atomic_write_text
 from skier.record import RunFiles, RunStore
+from skier.report.comparison import run_labels
 from skier.report.html import (
     _RUN_FIELDS,
     _STATUSES,
@@ -210,7 +211,7 @@ def render_comparison_report(views: Sequence[RunView], *, metric: str | None = N
     """
     from skier.plots.compare import plot_compare_figure
 
-    labels = _labels(views)
+    labels = run_labels(views)
     page = _Page()
     rows: list[list[Any]] = [
         [label, v.id, v.kind, v.status, v.get("epochs_done"),
@@ -238,12 +239,6 @@ def render_comparison_report(views: Sequence[RunView], *, metric: str | None = N
         page.add(label, body)
     title = "Comparison: " + ", ".join(v.name for v in views)
     return page.html(title, f"<h1>{_text(title)}</h1>")
-
-
-def _labels(views: Sequence[RunView]) -> list[str]:
-    """Short, unique labels: the name, with the id when names repeat."""
-    names = [v.name for v in views]
-    return [f"{n} ({v.id})" if names.count(n) > 1 else n for n, v in zip(names, views, strict=True)]
 
 
 def write_run_report(

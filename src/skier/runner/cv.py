@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skier import __version__
 from skier._io import atomic_write_text
@@ -40,6 +40,7 @@ from skier.record import (
 )
 from skier.record.rundir import RunFiles
 from skier.report import write_report
+from skier.report.tables import cv_frame, cv_html, cv_text
 from skier.runner._search import (
     Echo,
     _annotate,
@@ -59,10 +60,12 @@ from skier.search.crossval import (
     cv_data,
     fold_bundle,
     make_folds,
-    mean_curve,
     refit_bundle,
     summarize_folds,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["CVOutcome", "run_cv"]
 
@@ -80,6 +83,27 @@ class CVOutcome:
     folds: list[FoldResult]
     stop_reason: str | None = None
     refit: dict[str, Any] | None = None
+
+    def plot(self) -> Figure:
+        """Each fold's curves, their mean and each fold's chosen epoch
+        (:func:`skier.plots.search.plot_cv_figure`); a notebook shows the figure.
+
+        >>> outcome.plot()   # doctest: +SKIP
+        """
+        from skier.plots.search import plot_cv_figure
+
+        return plot_cv_figure(self)
+
+    def __repr__(self) -> str:
+        return f"CVOutcome({cv_text(self.summary)}; {self.run_dir})"
+
+    def _repr_html_(self) -> str:
+        """What the folds found, then one row per fold and their mean ± std (notebooks)."""
+        return cv_html(self.summary)
+
+    def to_pandas(self) -> Any:
+        """One row per fold: its run, status, epochs, chosen epoch and metrics."""
+        return cv_frame(self.summary)
 
 
 @dataclass
@@ -271,7 +295,7 @@ def run_cv(
     plain = config.model_dump(mode="json")
     tasks = [
         _FoldTask(set_config_values(plain, {"record.name": f"{name}-{f.label}"}),
-                  None if base is None else str(base), str(run_dir.path / "folds"), url,
+                  None if base is None else str(base), str(run_dir.path / RunFiles.FOLDS), url,
                   run_id, f, len(folds))
         for f in folds
     ]  # fmt: skip
@@ -387,13 +411,8 @@ def _write_cv_outputs(
         from skier.plots import save_figure
         from skier.plots.search import plot_cv_figure
 
-        keys = [summary["metric"]] + [
-            k for k in ("val_accuracy", "val_loss") if k != summary["metric"]
-        ]
-        keys = [k for k in keys if any(k in r.metrics for r in results)][:2]
-        means = {k: mean_curve(results, k) for k in keys}
         path = run_dir.path / RunFiles.CV_CURVES_PNG
-        save_figure(plot_cv_figure(results, means), path)
+        save_figure(plot_cv_figure(results, metric=summary["metric"]), path)
         figures["Fold curves and their mean (dots: each fold's chosen epoch)"] = path
     result_view = {
         "run_id": run_id,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +44,7 @@ from skier.record import (
 )
 from skier.record.rundir import RunFiles
 from skier.report import write_report
+from skier.report.tables import trials_frame, tune_html, tune_text
 from skier.runner._search import (
     Echo,
     _absolute_paths,
@@ -59,6 +60,9 @@ from skier.runner.workers import (
     _tune_worker,
     _TuneTask,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["TuneOutcome", "run_tune"]
 
@@ -79,6 +83,27 @@ class TuneOutcome:
     trained: RunOutcome | None = None
     trials_run: int = 0
     notes: list[str] = field(default_factory=list)
+
+    def plot(self) -> Figure:
+        """The optimization history, parameter importances and parallel coordinates
+        (:func:`skier.plots.search.plot_tune_figure`); a notebook shows the figure.
+
+        >>> outcome.plot()   # doctest: +SKIP
+        """
+        from skier.plots.search import plot_tune_figure
+
+        return plot_tune_figure(self)
+
+    def __repr__(self) -> str:
+        return f"TuneOutcome({tune_text(self.summary)}; {self.run_dir})"
+
+    def _repr_html_(self) -> str:
+        """The best trial and its parameters, then every trial, best first (notebooks)."""
+        return tune_html(self.summary)
+
+    def to_pandas(self) -> Any:
+        """One row per trial: number, state, value, each parameter, epochs, run."""
+        return trials_frame(self.summary)
 
 
 def _resolve_trials(tune: TuneConfig, space: SearchSpace, study: Any) -> int:
