@@ -15,7 +15,6 @@ imports for every other name they use, so the notebook runs the code skier runs.
 from __future__ import annotations
 
 import ast
-import builtins
 import inspect
 import json
 import sys
@@ -96,9 +95,9 @@ def _experiment_code(item: Lesson) -> tuple[str, str, str]:
     pending = [main]
     while pending:
         for name in _names_used(pending.pop()):
-            obj = vars(module).get(name, getattr(builtins, name, None))
             if name not in vars(module) or name in helpers or name == experiment.__name__:
-                continue
+                continue  # a builtin, a local, or already seen
+            obj = vars(module)[name]
             if _defined_here(obj, module):
                 helpers[name] = inspect.getsource(obj)
                 pending.append(helpers[name])
