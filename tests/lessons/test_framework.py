@@ -90,6 +90,17 @@ def test_a_claim_holds_only_if_it_holds_for_every_seed(toy_lessons: None) -> Non
     assert not full.trials[1].figures
 
 
+def test_an_edited_experiment_runs_under_the_lessons_claim(toy_lessons: None) -> None:
+    """``run(NAME, experiment=...)``: what a lesson notebook calls after a student's edit."""
+
+    def edited(ctx: Context) -> Trial:
+        return Trial({"seed": 1.0}, [check("seed is even", 1, less_than=1)])
+
+    result = run("toy-parity", quick=True, experiment=edited)
+    assert result.claim == "Seeds are <even>" and result.measurements == {"seed": 1.0}
+    assert not result.held and run("toy-parity", quick=True).held  # the lesson's own is kept
+
+
 def test_unknown_lessons_are_refused_with_a_hint() -> None:
     with pytest.raises(ConfigError, match=r"got 'downhil'\. Did you mean 'downhill'"):
         run("downhil")

@@ -132,6 +132,22 @@ def lesson_run(
         raise SystemExit(1)
 
 
+@lesson_group.command("notebook")
+@click.argument("name")
+@click.option(
+    "-o", "--output", default=None, type=click.Path(dir_okay=False),
+    help="Where the notebook goes  [default: NAME.ipynb].",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+def lesson_notebook(name: str, output: str | None, force: bool) -> None:
+    """Write lesson NAME as a runnable Jupyter notebook: its claim and set-up, its experiment as
+    code to read and edit, the run, the checks and the figure."""
+    from skier.lessons import write_lesson_notebook
+
+    path = write_lesson_notebook(name, output or f"{name}.ipynb", force=force)
+    click.echo(f"notebook: {path}")
+
+
 def register(group: click.Group) -> None:
-    """Add ``lesson list`` and ``lesson run`` to the ``skier`` group."""
+    """Add ``lesson list``, ``lesson run`` and ``lesson notebook`` to the ``skier`` group."""
     group.add_command(lesson_group)

@@ -11,6 +11,7 @@ True
 command line, with a run directory, a store row and (for ``--all``) the course report.
 """
 
+from skier.lessons._notebook import lesson_notebook, write_lesson_notebook
 from skier.lessons.base import (
     Check,
     Context,
@@ -33,6 +34,8 @@ __all__ = [
     "check",
     "get_lesson",
     "lesson",
+    "lesson_notebook",
     "lessons",
     "run",
+    "write_lesson_notebook",
 ]

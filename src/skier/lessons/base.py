@@ -399,6 +399,7 @@ def run(
     device: str = "cpu",
     threads: int = 1,
     progress: Callable[[str], None] | None = None,
+    experiment: Callable[[Context], Trial] | None = None,
 ) -> LessonResult:
     """Run lesson ``name``: one seed in the quick version, seeds 0, 1, 2 in the full one.
 
@@ -406,6 +407,9 @@ def run(
     lessons' models are small, and one thread is as fast on an idle machine and far faster on a
     busy one); the caller's setting is put back. Another thread count changes the order of
     floating-point sums, as another CPU does, so a verdict that holds by a margin holds at both.
+
+    ``experiment`` runs in place of the lesson's own (an edited copy of it, as in the notebook
+    ``skier lesson notebook NAME`` writes); the result still carries the lesson's claim.
     """
     item = get_lesson(name)
     chosen = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
@@ -424,7 +428,7 @@ def run(
             if progress is not None:
                 progress(f"lesson {item.name}: seed {seed} ({i + 1}/{len(chosen)})")
             context = Context(seed=seed, quick=quick, draw=i == 0, device=device)
-            trials.append(item.experiment(context))
+            trials.append((experiment or item.experiment)(context))
     finally:
         torch.set_num_threads(previous)
     return LessonResult(item, quick, chosen, trials, time.perf_counter() - t0, threads)

@@ -15,6 +15,7 @@ from skier.data import DataBundle, Split
 from skier.lessons._tools import axes, digits, mlp
 from skier.lessons.base import Context, Trial, check, lesson
 from skier.models import build_model, count_parameters
+from skier.search._optuna import optuna  # without tqdm's warning in a notebook
 from skier.search.crossval import make_folds
 from skier.train import EarlyStopping, evaluate, fit
 

@@ -34,7 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import optuna
+# optuna first, through the module that silences its import of tqdm.auto (a warning in a notebook)
+from skier.search._optuna import optuna
+
+# isort: split
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
