@@ -273,3 +273,16 @@ def test_bad_input_is_refused_before_anything_runs() -> None:
         interpolate(net, {"0.weight": torch.zeros(3, 6)}, split, LandscapeConfig(dims=1))
     with pytest.raises(ConfigError, match="one direction per dimension"):
         landscape(net, split, LandscapeConfig(dims=2), directions=[random_direction(net)])
+
+
+def test_interpolation_without_settings_is_a_line() -> None:
+    # README's `interpolate(model_a, model_b, data)`: no settings, or settings without dims,
+    # mean a line; a 2-D setting is still refused with its field named.
+    split = _blobs()
+    start = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    end = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    line = interpolate(start, end, split)
+    assert line.loss.ndim == 1 and len(line.loss) == LandscapeConfig().points
+    assert len(interpolate(start, end, split, {"points": 5}).loss) == 5
+    with pytest.raises(ConfigError, match=r"landscape\.dims must be 1"):
+        interpolate(start, end, split, {"dims": 2})

@@ -307,8 +307,11 @@ def interpolate(
     ``other`` is a model of the same architecture or its ``state_dict``. Where the model has
     batch norm and ``settings.recompute_bn`` is on, the statistics at each point are
     re-estimated on the training split (interpolating them would mismatch the weights).
-    Both ends are left as they were.
+    Both ends are left as they were. ``settings`` that do not name ``dims`` mean a line
+    (``dims: 1``).
     """
+    if settings is None or (isinstance(settings, Mapping) and "dims" not in settings):
+        settings = {**(settings or {}), "dims": 1}  # a line, whatever landscapes default to
     cfg = as_section(LandscapeConfig, settings, "landscape.")
     if cfg.dims != 1:
         raise ConfigError(f"landscape.dims must be 1 for an interpolation; got {cfg.dims}.")

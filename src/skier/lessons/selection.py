@@ -15,7 +15,6 @@ from skier.data import DataBundle, Split
 from skier.lessons._tools import axes, digits, mlp
 from skier.lessons.base import Context, Trial, check, lesson
 from skier.models import build_model, count_parameters
-from skier.search._optuna import optuna  # without tqdm's warning in a notebook
 from skier.search.crossval import make_folds
 from skier.train import EarlyStopping, evaluate, fit
 
@@ -312,7 +311,7 @@ def _search(
 ) -> tuple[float, list[float]]:
     """Best objective of 9 trials over log10 lr in [low, low + 4] and u in [0, 1], and the
     log10 lrs tried."""
-    import optuna
+    from skier.search._optuna import optuna  # without tqdm's warning in a notebook
 
     logs, losses = curve
 
@@ -351,7 +350,7 @@ def _search(
     seconds=(2.5, 12.0),
 )
 def search(ctx: Context) -> Trial:
-    import optuna
+    from skier.search._optuna import optuna  # without tqdm's warning in a notebook
 
     curve = _lr_curve(ctx.seed, ctx.pick(13, 19), ctx.pick(3, 4), ctx.device)
     logs, losses = curve
