@@ -35,6 +35,18 @@ data = load_data(cfg.data)
 torch.manual_seed(0)
 model = build_model(cfg.model, input_shape=data.input_shape, output_size=data.output_size)"""
 
+SEARCH = """\
+import tempfile
+from skier.config.search import CrossValidationConfig, TuneConfig, parse_space
+from skier.runner.cv import run_cv
+from skier.runner.tune import run_tune
+
+out = tempfile.mkdtemp()
+small = load_config(None, ["data.name=synthetic", "data.samples=240", "model.hidden_sizes=[8]",
+                           "train.epochs=2", "checkpoint.enabled=False", "record.report=False",
+                           "record.plots=False"])
+"""
+
 CELLS = [
     SETUP,
     # 1: the default (progress="auto") in a kernel: the live display, by itself
@@ -45,6 +57,11 @@ CELLS = [
     "           callbacks=[LiveDisplay(text_every_s=0, figure_every_s=0)])",
     "found = lr_range_test(model, data, settings={'num_steps': 30})",
     "quiet = fit(model, data, lr=1e-3, epochs=2, batch_size=64, progress='off')",
+    # 6, 7: cross-validation and tuning, folds and trials as they finish
+    SEARCH + "folds = run_cv(small, cv=CrossValidationConfig(folds=2, workers=1), out_dir=out)",
+    "space = parse_space({'optim.lr': {'type': 'categorical', 'choices': [0.05, 0.01]}})\n"
+    "found_lr = run_tune(small, space, tune=TuneConfig(trials=2, workers=1, prune='none'),\n"
+    "                    out_dir=out)",
 ]
 
 
@@ -128,6 +145,18 @@ def test_progress_off_shows_nothing(executed: tuple[Any, CountingClient]) -> Non
     notebook, client = executed
     assert notebook.cells[5].outputs == []
     assert 5 not in client.messages
+
+
+def test_cv_and_tune_show_folds_and_trials_in_one_output(
+    executed: tuple[Any, CountingClient],
+) -> None:
+    notebook, client = executed
+    for index, first in ((6, "2/2 folds"), (7, "2/2 trials")):
+        data = _one_live_output(notebook.cells[index])
+        assert data["text/plain"].startswith(first) and data["text/plain"].endswith("done")
+        assert data["image/png"]
+        assert client.messages[index]["display_data"] == 1
+        assert client.messages[index]["update_display_data"] >= 2
 
 
 def test_a_script_with_its_output_in_a_pipe_shows_nothing(tmp_path: Path) -> None:
