@@ -8,10 +8,10 @@ ipywidgets, so a kernel without it shows the same and warns about nothing. IPyth
 only once a kernel is known to be running.
 
 The updates are throttled, so that showing costs little next to training: the text at most
-every ``text_every_s`` seconds and the figure at most every ``figure_every_s`` seconds, and never
-more often than keeps drawing under ``figure_share`` of the wall time (a figure that takes 0.1 s
-to draw waits 5 s for the next at 2%). A final update (``final=True``) always shows the
-latest text and figure.
+every ``text_every_s`` seconds (unless a figure is due), the figure at most every
+``figure_every_s`` seconds and never more often than keeps drawing under ``figure_share`` of
+the wall time (a figure that takes 0.1 s to draw waits 5 s for the next at 2%). A final update
+(``final=True``) always shows the latest text and figure.
 
 Standard library only (the figure comes from a callable), so every layer may use it.
 
@@ -156,7 +156,7 @@ class LiveOutput:
         self.figures = 0  # figures drawn
 
     def due(self) -> bool:
-        """Whether an update now would show anything (cheap: one clock read)."""
+        """Whether the text is due (cheap: one clock read)."""
         return self._clock() >= self._next_text
 
     def update(
@@ -173,10 +173,12 @@ class LiveOutput:
         Returns whether anything was sent; outside the throttle only ``final`` sends.
         """
         now = self._clock()
-        if not final and now < self._next_text:
+        # A figure that is due goes out even when the text was just updated (from a batch).
+        redraw = figure is not None and (final or now >= self._next_figure)
+        if not (final or redraw or now >= self._next_text):
             return False
         self._next_text = now + self.text_every_s
-        if figure is not None and (final or now >= self._next_figure):
+        if figure is not None and redraw:
             started = self._clock()
             png = figure()._repr_mimebundle_().get("image/png")
             took = self._clock() - started

@@ -171,6 +171,19 @@ def test_the_figure_waits_figure_every_s_and_keeps_its_share_of_time_small() -> 
     assert drawing.count == 5
 
 
+def test_a_due_figure_goes_out_even_right_after_a_text_update() -> None:
+    clock, target, drawing = Clock(), FakeTarget(), Drawing()
+    out = LiveOutput(target=target, text_every_s=1.0, figure_every_s=2.0, clock=clock)
+    out.update("start", "start")
+    clock.now = 5.0
+    assert out.update("batch", "batch")  # from a batch: text only
+    clock.now = 5.1  # the epoch ends: the text is not due, the figure is
+    assert out.update("epoch", "epoch", drawing)
+    assert drawing.count == 1 and target.last["text/plain"] == "epoch"
+    clock.now = 5.2  # neither is due
+    assert not out.update("epoch", "epoch", drawing)
+
+
 def test_the_html_is_escaped_and_the_figure_is_an_image() -> None:
     target = FakeTarget()
     out = LiveOutput(target=target)
