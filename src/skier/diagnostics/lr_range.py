@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from skier._live import display_mode
 from skier.config import LRFindConfig, OptimConfig, TrainConfig
 from skier.config.base import as_section
 from skier.data.types import DataBundle, Split
@@ -42,6 +43,7 @@ from skier.diagnostics._common import (
     preserved,
     trainable_parameters,
 )
+from skier.diagnostics._live_curve import LiveCurve
 from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
@@ -436,7 +438,7 @@ def lr_range_test(
     train_config: TrainConfig | Mapping[str, Any] | None = None,
     settings: LRFindConfig | Mapping[str, Any] | None = None,
     task: Literal["classification", "regression"] | None = None,
-    progress: bool = False,
+    progress: bool | Literal["auto", "on", "off"] = "auto",
 ) -> LRRangeResult:
     """Run the LR range test on ``model`` with ``data`` (a bundle's train split, a ``Split``
     or an ``(inputs, targets)`` pair) and suggest an lr.
@@ -447,9 +449,11 @@ def lr_range_test(
     ``train_config.batch_size`` are drawn in a seeded order (``train_config.seed``, a
     generator of its own), the loss is ``train_config.loss`` with its ``reduction``, and
     ``grad_clip`` is applied as in ``fit`` (sampling options and regularization penalties
-    are not). The test runs where the model is (``train_config.device`` is not used: the
-    model is not moved). ``settings`` (an ``LRFindConfig`` or a mapping of its fields) shape
-    the ramp, the smoothing, the stop and which suggestion is ``result.lr``.
+    are not). ``progress`` is chosen as ``fit``'s: in a notebook the curve is redrawn in one
+    output as the test runs; a terminal gets a bar. The test runs where the model is
+    (``train_config.device`` is not used: the model is not moved). ``settings`` (an
+    ``LRFindConfig`` or a mapping of its fields) shape the ramp, the smoothing, the stop and
+    which suggestion is ``result.lr``.
 
     Everything is validated first; then the test runs inside :func:`preserved`, so weights,
     buffers, gradients, train/eval flags, the optimizer's state and torch's global RNG are
@@ -478,10 +482,15 @@ def lr_range_test(
     device = model_device(model)
     split = split.to(device) if split.device != device else split
     size = resolve_batch_size(train_cfg.batch_size, len(split))
+    shows = display_mode(progress)
+    live = LiveCurve(cfg.num_steps) if shows == "live" else None
     started = time.perf_counter()
     with preserved(model, opt):
-        curve = _run(model, opt, split, size, loss_fn, cfg, train_cfg, progress)
-    return _result(*curve, cfg, time.perf_counter() - started)
+        curve = _run(model, opt, split, size, loss_fn, cfg, train_cfg, shows == "bar", live)
+    result = _result(*curve, cfg, time.perf_counter() - started)
+    if live is not None:
+        live.finish(result)
+    return result
 
 
 def _run(
@@ -493,6 +502,7 @@ def _run(
     cfg: LRFindConfig,
     train_cfg: TrainConfig,
     progress: bool,
+    live: LiveCurve | None = None,
 ) -> tuple[list[float], list[float], list[float], bool]:
     """The ramp itself; the caller has snapshotted everything it changes."""
     # Dropout draws from the global RNG: seed it so the same call gives the same curve (the
@@ -527,6 +537,9 @@ def _run(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({"lr": f"{lr:.3g}", "loss": f"{smoothed[-1]:.4g}"}, refresh=False)
+            if live is not None:  # the curve so far, built only when an update is due
+                live.step(len(lrs), lr, smoothed[-1],
+                          lambda: _result(lrs, losses, smoothed, False, cfg, 0.0))  # fmt: skip
             if not math.isfinite(smoothed[-1]):  # a non-finite loss: nothing more to learn
                 diverged = True
                 break

@@ -277,7 +277,7 @@ def lr_range(ctx: Context) -> Trial:
         mlp(data, [64, 64], seed=ctx.seed), data,
         optim_config={"name": "momentum"},
         train_config={"batch_size": 32, "seed": ctx.seed},
-        settings={"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 200},
+        settings={"start_lr": 1e-5, "end_lr": 10.0, "num_steps": 200}, progress=False,
     )  # fmt: skip
     suggested = test.lr if test.lr is not None else math.nan
     accuracy: dict[str, float] = {}

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from skier import __version__
 from skier._io import atomic_write_text
+from skier._live import display_mode
 from skier.config import RunConfig, config_from_mapping, config_to_yaml
 from skier.config.search import (
     CrossValidationConfig,
@@ -41,6 +42,7 @@ from skier.record import (
 from skier.record.rundir import RunFiles
 from skier.report import write_report
 from skier.report.tables import cv_frame, cv_html, cv_text
+from skier.runner._live_search import LiveFolds
 from skier.runner._search import (
     Echo,
     _annotate,
@@ -196,12 +198,15 @@ def _run_folds(
     say: Echo,
     metric: str,
     should_stop: Callable[[list[FoldResult]], str | None] | None,
+    live: LiveFolds | None = None,
 ) -> tuple[list[FoldResult], str | None]:
     done: list[FoldResult] = []
     if workers <= 1:
         for task in tasks:
             done.append(_run_fold(task))
             say(_fold_line(done[-1], len(tasks), metric))
+            if live is not None:
+                live.update(done)
             reason = should_stop(sorted(done, key=lambda r: r.number)) if should_stop else None
             if reason:
                 return done, reason
@@ -216,6 +221,8 @@ def _run_folds(
                 for future in finished:
                     done.append(future.result())  # a fold's error stops the CV
                     say(_fold_line(done[-1], len(tasks), metric))
+                if live is not None:
+                    live.update(done)
                 reason = should_stop(sorted(done, key=lambda r: r.number)) if should_stop else None
                 if reason:
                     for f in pending:
@@ -239,13 +246,15 @@ def run_cv(
     parent_id: str | None = None,
     should_stop: Callable[[list[FoldResult]], str | None] | None = None,
     plots: bool = True,
+    progress: bool | Literal["auto", "on", "off"] = "auto",
 ) -> CVOutcome:
     """Cross-validate ``config``: one recorded run per fold, then the summary and figures.
 
     The CV run gets ``OUT/<id>/`` with ``config.yaml``, ``folds.csv``, ``result.json``,
     ``cv_curves.png`` and ``report.html``; fold runs go to ``OUT/<id>/folds/<fold id>/``, all in
     one store. ``should_stop(results_so_far)`` may return a reason to stop early (tuning uses it
-    to prune a trial's CV); the CV run then ends ``stopped`` with that reason.
+    to prune a trial's CV); the CV run then ends ``stopped`` with that reason. In a notebook
+    (``progress`` "auto" or "on") the folds show in one output as they finish.
     """
     cv = cv or CrossValidationConfig()
     say = echo or (lambda _m: None)
@@ -299,9 +308,14 @@ def run_cv(
                   run_id, f, len(folds))
         for f in folds
     ]  # fmt: skip
+    live = LiveFolds(len(tasks), cv.metric) if display_mode(progress) == "live" else None
     started = time.perf_counter()
     with run_ending(url, run_id, started=started):
-        results, stop_reason = _run_folds(tasks, workers, threads, say, cv.metric, should_stop)
+        results, stop_reason = _run_folds(
+            tasks, workers, threads, say, cv.metric, should_stop, live
+        )
+    if live is not None:
+        live.update(results, f"stopped: {stop_reason}" if stop_reason else "done")
     results.sort(key=lambda r: r.number)
     summary = summarize_folds(results, cv.metric)
     summary.update(

@@ -17,7 +17,6 @@ found in the config, its data files and its monitored keys (:func:`check_run_con
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import yaml
 
 from skier import __version__
 from skier._io import atomic_write_text
+from skier._live import display_mode
 from skier.config import (
     RunConfig,
     config_from_mapping,
@@ -57,7 +57,15 @@ from skier.runner.preflight import (
     pretrained_path,
     raise_problems,
 )
-from skier.train import Callback, Checkpoint, FitResult, ProgressBar, check_fit, fit
+from skier.train import (
+    Callback,
+    Checkpoint,
+    FitResult,
+    LiveDisplay,
+    ProgressBar,
+    check_fit,
+    fit,
+)
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.state import TrainState
@@ -158,12 +166,19 @@ def _callbacks(
     diag = config.diagnostics
     if diag.gradient_flow_every > 0:  # off: nothing is added, so nothing runs per batch
         cbs.append(GradientFlow(diag.gradient_flow_every, layers=diag.gradient_flow_layers))
-    bar = ProgressBar(False if progress is False or config.train.progress == "off" else progress)
-    if bar.enabled:
-        cbs.append(bar)
+    shows = display_mode(_progress(config, progress))
+    if shows == "live":
+        cbs.append(LiveDisplay())
+    elif shows == "bar":
+        cbs.append(ProgressBar(True))
     elif epoch_lines is not None:
         cbs.append(EpochLines(epoch_lines))
     return cbs
+
+
+def _progress(config: RunConfig, progress: bool | Literal["auto"]) -> bool | Literal["auto"]:
+    """The caller's choice, unless the config turns progress off."""
+    return False if config.train.progress == "off" else progress
 
 
 def _build(
@@ -236,9 +251,8 @@ def _choose_lr(
         train_config=config.train,
         settings=settings,
         task=data.task,
-        # As the training bars: "auto" means only on a terminal.
-        progress=config.train.progress != "off"
-        and (progress is True or (progress == "auto" and sys.stderr.isatty())),
+        # As the training's display: "auto" means a notebook's or a terminal's only.
+        progress=_progress(config, progress),
     )
     if found.lr is None:
         raise TrainingError(

@@ -22,12 +22,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from skier import __version__
 from skier._io import atomic_write_text
+from skier._live import display_mode
 from skier.config import RunConfig, config_from_mapping, config_to_yaml
 from skier.config.search import (
     SearchSpace,
@@ -45,6 +46,7 @@ from skier.record import (
 from skier.record.rundir import RunFiles
 from skier.report import write_report
 from skier.report.tables import trials_frame, tune_html, tune_text
+from skier.runner._live_search import LiveTrials
 from skier.runner._search import (
     Echo,
     _absolute_paths,
@@ -149,13 +151,37 @@ def run_tune(
     out_dir: str | Path | None = None,
     store_url: str | None = None,
     echo: Echo | None = None,
+    progress: bool | Literal["auto", "on", "off"] = "auto",
 ) -> TuneOutcome:
     """Search ``space`` around ``config`` with Optuna; every trial is a recorded skier run.
 
     Writes ``OUT/<id>/`` with the study's journal (unless ``tune.storage`` names another
     storage), ``trials/`` (one run directory per trial), ``trials.csv``, ``best_config.yaml``
-    (``skier train`` accepts it), figures, ``result.json`` and ``report.html``.
+    (``skier train`` accepts it), figures, ``result.json`` and ``report.html``. In a notebook
+    (``progress`` "auto" or "on") the trials show in one output as they finish, with the best.
     """
+    from skier.search._optuna import optuna  # without tqdm's warning in a notebook
+
+    live = display_mode(progress) == "live"
+    verbosity = optuna.logging.get_verbosity()
+    if live:  # the live display shows the trials: Optuna's INFO lines would print beside it
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return _run_tune(config, space, tune, base_dir, out_dir, store_url, echo, live)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _run_tune(
+    config: RunConfig,
+    space: SearchSpace,
+    tune: TuneConfig | None,
+    base_dir: str | Path | None,
+    out_dir: str | Path | None,
+    store_url: str | None,
+    echo: Echo | None,
+    shows_live: bool,
+) -> TuneOutcome:
     import optuna
 
     from skier.data import load_data
@@ -268,14 +294,17 @@ def run_tune(
         for i, share in enumerate(_shares(n_trials, workers))
         if share > 0
     ]
+    live = LiveTrials(study, n_trials + resumed, metric, direction) if shows_live else None
     started = time.perf_counter()
     notes: list[str] = []
     try:
         with run_ending(url, run_id, started=started):
             if len(tasks) == 1:
-                _tune_worker(tasks[0])
+                _tune_worker(tasks[0], [live.on_trial] if live is not None else [])
             elif tasks:
-                notes = _supervise(tasks, study, tune, say)
+                notes = _supervise(tasks, study, tune, say, live.refresh if live else None)
+        if live is not None:
+            live.refresh("done")
     finally:
         close_storage(storage)
     seconds = time.perf_counter() - started

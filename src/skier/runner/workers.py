@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,7 @@ class _Objective:
             parent_id=task.tune_run_id,
             should_stop=prune_check,
             plots=False,
+            progress=False,  # the search shows its trials, not each trial's folds
         )
         value = float(outcome.summary["value"])
         reason = outcome.stop_reason
@@ -221,8 +222,10 @@ def _open(task: _TuneTask) -> tuple[Any, SearchSpace, bool]:
     return study, space, storage_kind(task.storage_url) != "rdb"
 
 
-def _tune_worker(task: _TuneTask) -> int:
-    """Run ``task.n_trials`` trials of the shared study in this process; returns how many ran."""
+def _tune_worker(task: _TuneTask, callbacks: Sequence[Callable[..., None]] = ()) -> int:
+    """Run ``task.n_trials`` trials of the shared study in this process; returns how many ran.
+
+    ``callbacks`` are Optuna's, called after each trial (the live display in a notebook)."""
     from skier.search.tune import DuplicateGridPoint, close_storage
 
     tune = TuneConfig.model_validate(task.tune)
@@ -236,6 +239,7 @@ def _tune_worker(task: _TuneTask) -> int:
             timeout=tune.timeout_s,
             catch=(SkierError, DuplicateGridPoint),
             gc_after_trial=False,
+            callbacks=list(callbacks),
         )
         return len(study.get_trials(deepcopy=False)) - before
     finally:
@@ -253,9 +257,16 @@ def _shares(total: int, workers: int) -> list[int]:
     return [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
 
 
-def _supervise(tasks: list[_TuneTask], study: Any, tune: TuneConfig, say: Echo) -> list[str]:
+def _supervise(
+    tasks: list[_TuneTask],
+    study: Any,
+    tune: TuneConfig,
+    say: Echo,
+    poll: Callable[[], None] | None = None,
+) -> list[str]:
     """Run one spawned process per task; a worker that dies has its trial failed and re-queued
-    at once and is replaced for the trials it had left (at most ``max_retry + 1`` times)."""
+    at once and is replaced for the trials it had left (at most ``max_retry + 1`` times).
+    ``poll`` is called between checks on the workers (the live display in a notebook)."""
     import socket
 
     from optuna.trial import TrialState
@@ -272,6 +283,8 @@ def _supervise(tasks: list[_TuneTask], study: Any, tune: TuneConfig, say: Echo) 
         live[i] = (proc, task, 0)
     try:
         while live:
+            if poll is not None:
+                poll()
             for i, (proc, task, restarts) in list(live.items()):
                 proc.join(timeout=0.2)
                 if proc.is_alive():

@@ -5,6 +5,7 @@ from skier.train.callbacks import (
     Checkpoint,
     EarlyStopping,
     GradientFlow,
+    LiveDisplay,
     Monitor,
     ProgressBar,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "GradientFlow",
+    "LiveDisplay",
     "Monitor",
     "ProgressBar",
     "TrainState",

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset
 
+from skier._live import display_mode
 from skier.config import (
     OptimConfig,
     RegularizationConfig,
@@ -40,6 +41,7 @@ from skier.train.batches import (
     steps_per_epoch,
 )
 from skier.train.callbacks.base import Callback
+from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
 from skier.train.device import resolve_device
 from skier.train.group import ProcessGroup
@@ -396,11 +398,10 @@ def prepare(
     if problems:
         raise ConfigError(problems)
     group = distributed if distributed is not None else ProcessGroup()
-    off = cfg_train.progress == "off" or not group.is_main  # only rank 0 shows progress
-    if not off and not any(isinstance(c, ProgressBar) for c in callbacks):
-        bar = ProgressBar(True if cfg_train.progress == "on" else "auto")
-        if bar.enabled:  # a disabled bar would still cost a call per batch
-            callbacks.append(bar)
+    # Only rank 0 shows progress; "off" adds nothing, so nothing is called per batch.
+    shows = display_mode(cfg_train.progress) if group.is_main else "off"
+    if shows != "off" and not any(isinstance(c, ProgressBar | LiveDisplay) for c in callbacks):
+        callbacks.append(LiveDisplay() if shows == "live" else ProgressBar(True))
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
     else:

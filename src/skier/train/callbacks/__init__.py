@@ -4,7 +4,16 @@ from skier.train.callbacks.base import Callback
 from skier.train.callbacks.checkpoint import Checkpoint
 from skier.train.callbacks.early_stopping import EarlyStopping
 from skier.train.callbacks.gradient_flow import GradientFlow
+from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.monitor import Monitor
 from skier.train.callbacks.progress import ProgressBar
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "GradientFlow", "Monitor", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "GradientFlow",
+    "LiveDisplay",
+    "Monitor",
+    "ProgressBar",
+]

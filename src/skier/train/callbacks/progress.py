@@ -9,18 +9,11 @@ from typing import Any, Literal
 
 from tqdm.std import tqdm as text_tqdm
 
+from skier._live import in_jupyter_kernel
 from skier.train.callbacks.base import Callback
 from skier.train.state import TrainState
 
 __all__ = ["ProgressBar", "progress_bar_class"]
-
-
-def _in_jupyter_kernel() -> bool:
-    # Only asks an IPython that is already running; importing it here would cost a second.
-    ipython = sys.modules.get("IPython")
-    get_ipython = getattr(ipython, "get_ipython", None)
-    shell = get_ipython() if callable(get_ipython) else None
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def progress_bar_class() -> type[Any]:
@@ -29,7 +22,7 @@ def progress_bar_class() -> type[Any]:
     Not ``tqdm.auto``: in a kernel without ipywidgets it warns ("TqdmWarning: IProgress not
     found") as soon as it is imported; the text bar works there and says nothing.
     """
-    if _in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is not None:
+    if in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm as notebook_tqdm
 
         return notebook_tqdm
