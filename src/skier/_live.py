@@ -166,16 +166,18 @@ class LiveOutput:
         figure: Callable[[], Any] | None = None,
         *,
         final: bool = False,
+        force: bool = False,
     ) -> bool:
         """Show ``html`` (already escaped) and ``text`` (for plain frontends), with the figure
         ``figure()`` returns (anything with ``_repr_mimebundle_`` giving a PNG) when one is due.
 
-        Returns whether anything was sent; outside the throttle only ``final`` sends.
+        Returns whether anything was sent; outside the throttle only ``final`` sends, and
+        ``force`` (the text, for an event the user waits on; the figure keeps its throttle).
         """
         now = self._clock()
         # A figure that is due goes out even when the text was just updated (from a batch).
         redraw = figure is not None and (final or now >= self._next_figure)
-        if not (final or redraw or now >= self._next_text):
+        if not (final or force or redraw or now >= self._next_text):
             return False
         self._next_text = now + self.text_every_s
         if figure is not None and redraw:

@@ -84,6 +84,9 @@ def test_tune_shows_the_finished_trials_and_the_best_so_far(
     assert f"best val_loss {best['value']:.4g} (trial {best['number']})" in last["text/plain"]
     assert last["text/plain"].endswith("done") and last["image/png"]
     assert last["text/html"].count("<tr>") == 4  # the head and three trials
+    # Each trial shows as it finishes, however quickly trials follow each other.
+    shown = [b["text/plain"].split(" ")[0] for b in target.bundles]
+    assert shown[:3] == ["1/3", "2/3", "3/3"]
 
 
 def test_tune_off_shows_nothing(kernel: list[FakeTarget], tmp_path: Path) -> None:

@@ -145,6 +145,18 @@ def test_text_is_throttled_and_a_final_update_always_shows() -> None:
     assert [b["text/plain"] for b in target.updated] == ["c", "d"]  # ... updated in place
 
 
+def test_a_forced_update_sends_the_text_within_its_throttle_but_not_the_figure() -> None:
+    clock, target = Clock(), FakeTarget()
+    out = LiveOutput(target=target, text_every_s=1.0, figure_every_s=10.0, clock=clock)
+    drawing = Drawing()
+    assert out.update("a", "a", drawing)
+    clock.now = 0.1
+    assert not out.update("b", "b", drawing)
+    assert out.update("c", "c", drawing, force=True)  # an event the user waits on
+    assert [b["text/plain"] for b in target.updated] == ["c"]
+    assert drawing.count == 1  # the figure kept its own throttle
+
+
 def test_the_figure_waits_figure_every_s_and_keeps_its_share_of_time_small() -> None:
     clock, target, drawing = Clock(), FakeTarget(), Drawing()
     out = LiveOutput(target=target, text_every_s=0.0, figure_every_s=2.0, figure_share=0.02,

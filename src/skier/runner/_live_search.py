@@ -64,11 +64,12 @@ class LiveTrials:
         self._started = time.monotonic()
 
     def on_trial(self, study: Any, trial: Any) -> None:
-        """An Optuna callback (``study.optimize(callbacks=[...])``): after each trial."""
-        self.refresh(study=study)
+        """An Optuna callback (``study.optimize(callbacks=[...])``): after each trial, which
+        always shows (a trial is the unit of progress; the figure keeps its throttle)."""
+        self.refresh(study=study, force=True)
 
-    def refresh(self, ending: str | None = None, study: Any = None) -> None:
-        if ending is None and not self.output.due():
+    def refresh(self, ending: str | None = None, study: Any = None, *, force: bool = False) -> None:
+        if ending is None and not force and not self.output.due():
             return
         trials = (study or self.study).get_trials(deepcopy=False)
         rows = [_trial(t) for t in trials if t.state.is_finished()]
@@ -87,7 +88,7 @@ class LiveTrials:
         summary = {"trials": rows, "direction": self.direction}
         self.output.update(status_html("tune", facts, table if rows else ""), ", ".join(facts),
                            (lambda: _history(summary)) if rows else None,
-                           final=ending is not None)  # fmt: skip
+                           final=ending is not None, force=force)  # fmt: skip
 
 
 def _trial(t: Any) -> dict[str, Any]:
