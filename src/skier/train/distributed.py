@@ -140,6 +140,12 @@ class Distributed(ProcessGroup):
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def no_sync(self, trained: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """DDP's ``no_sync``: gradients accumulate locally until a backward pass outside it."""
+        if isinstance(trained, DistributedDataParallel):
+            return trained.no_sync()
+        return contextlib.nullcontext()
+
     def sync_state(self, model: torch.nn.Module, *, buffers_only: bool = False) -> None:
         """Rank 0's buffers (and parameters) on every rank.
 
@@ -252,8 +258,9 @@ def check_settings(
         )  # fmt: skip
     if needs_closure:
         out.append(
-            "optim.name must not be an optimizer that needs a closure (lbfgs) for distributed "
-            "training; its line search would differ between ranks."
+            "optim must not need a closure (optim.name lbfgs, or optim.sam) for distributed "
+            "training; a closure's passes are not synchronised between ranks. Train on one "
+            "process, or use an optimizer without a closure."
         )
     if isinstance(batch_size, int) and batch_size < world_size:
         out.append(

@@ -13,6 +13,7 @@ once here, on top of the collectives. This module never imports ``torch.distribu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,11 @@ class ProcessGroup:
     def sync_state(self, model: torch.nn.Module, *, buffers_only: bool = False) -> None:
         """Rank 0's buffers (and parameters) on every rank."""
         return None
+
+    def no_sync(self, trained: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """A context whose backward passes do not all-reduce gradients (every micro-batch of an
+        accumulated step but the last); one process has nothing to synchronise."""
+        return contextlib.nullcontext()
 
     def shard(self, batches: BatchSource, *, reduction: str) -> BatchSource:
         """This rank's share of every batch."""
