@@ -349,8 +349,9 @@ def _resolve_optimizer(
         raise ConfigError(
             problem(
                 field_name, "an optimizer whose step needs no closure", shown,
-                "L-BFGS searches its own step size, so an lr ramp says nothing about it; "
-                "run the test with e.g. 'adam' or 'sgd'.",
+                "L-BFGS searches its own step size, so an lr ramp says nothing about it, and "
+                "SAM (optim.sam) would need two passes a step; run the test with e.g. 'adam' "
+                "or 'sgd' (without optim.sam).",
             )
         )  # fmt: skip
     owned = {id(p) for p in model.parameters()}

@@ -1,4 +1,4 @@
-"""Optimizers by name, Lookahead, from-scratch teaching optimizers and learning-rate schedules."""
+"""Optimizers by name, Lookahead, SAM, from-scratch teaching optimizers and LR schedules."""
 
 from skier.optim.lookahead import Lookahead
 from skier.optim.registry import (
@@ -9,10 +9,12 @@ from skier.optim.registry import (
     optimizer_names,
     register_optimizer,
 )
+from skier.optim.sam import SAM
 from skier.optim.schedules import build_scheduler
 
 __all__ = [
     "OPTIMIZERS",
+    "SAM",
     "SETTINGS",
     "Lookahead",
     "build_optimizer",
