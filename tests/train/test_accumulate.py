@@ -208,3 +208,56 @@ def test_lbfgs_with_accumulation_sees_the_whole_step() -> None:
         weights.append(_weights(model))
     for key, w in weights[0].items():
         torch.testing.assert_close(weights[1][key], w, rtol=1e-4, atol=1e-5)
+
+
+# --- data-parallel: 2 gloo processes, against one process ----------------------------------------
+_DDP_SETTINGS: dict[str, Any] = {
+    "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2, "batch_size": 10,
+    "accumulate": 3, "grad_clip": 1.0, "l2": 1e-3, "seed": 3, "device": "cpu", "progress": "off",
+}  # fmt: skip
+
+
+def _ddp_worker(rank: int, init: str, out: str) -> None:
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from skier.train.distributed import LaunchInfo, distributed_session
+
+    torch.set_num_threads(1)
+    launch = LaunchInfo(rank, 2, init_method=f"file://{init}", timeout_s=60)
+    reduces: list[int] = []
+
+    def counting(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks the annotations
+        reduces.append(1)
+        return allreduce_hook(state, bucket)
+
+    with distributed_session(launch, "cpu") as group:
+        wrap = group.wrap
+
+        def wrap_counting(model: nn.Module) -> Any:
+            ddp = wrap(model)
+            ddp.register_comm_hook(None, counting)
+            return ddp
+
+        group.wrap = wrap_counting  # type: ignore[method-assign]
+        model = _net()
+        result = fit(model, _data(107), distributed=group, **_DDP_SETTINGS)
+    steps = len(result.history.steps["lr"])
+    torch.save((_weights(model), len(reduces), steps), Path(out) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_ranks_accumulate_like_one_process_and_all_reduce_once_a_step(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
+                       nprocs=2, start_method="spawn")  # fmt: skip
+    model = _net()
+    fit(model, _data(107), **_DDP_SETTINGS)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for weights, reduces, steps in ranks:
+        assert steps == 2 * 4  # 107 examples in steps of 30
+        assert reduces == steps  # one all-reduce a step (one bucket), none per micro-batch
+        for key, w in model.state_dict().items():
+            torch.testing.assert_close(weights[key], w, rtol=1e-4, atol=1e-5)
+    for key, w in ranks[0][0].items():
+        assert torch.equal(ranks[1][0][key], w)
