@@ -295,7 +295,15 @@ class ScheduleConfig(Section):
 
 
 class TrainConfig(Section):
-    """The training loop."""
+    """The training loop.
+
+    ``accumulate: k`` (gradient accumulation) cuts each optimizer step of ``batch_size × k``
+    examples into k micro-batches of ``batch_size`` (an epoch's shorter last step into k as even
+    as possible) and weights each one's loss by its share of the step's examples, so the step is
+    the one on the whole batch; ``drop_last``, schedules and the step counter are in optimizer
+    steps. Batch norm normalizes each micro-batch by its own statistics, so with it the step
+    differs from the big batch's.
+    """
 
     epochs: PositiveInt = 20
     batch_size: PositiveInt | Literal["full"] = 128
