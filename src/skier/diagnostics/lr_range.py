@@ -45,7 +45,7 @@ from skier.diagnostics._common import (
 from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
-from skier.train.batches import resolve_batch_size
+from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import LossFn, make_loss
 from skier.train.step import OptimizerStep
@@ -444,13 +444,13 @@ def lr_range_test(
 
     The optimizer is ``optimizer`` (its state is restored afterwards) or one built from
     ``optim_config`` (default ``OptimConfig()``: Adam; ``lr: auto`` is fine here); its lr is
-    overwritten in every param group at every step. Mini-batches of
-    ``train_config.batch_size`` are drawn in a seeded order (``train_config.seed``, a
-    generator of its own), the loss is ``train_config.loss`` with its ``reduction``, and
-    ``grad_clip`` is applied as in ``fit`` (sampling options and regularization penalties
-    are not). The test runs where the model is (``train_config.device`` is not used: the
-    model is not moved). ``settings`` (an ``LRFindConfig`` or a mapping of its fields) shape
-    the ramp, the smoothing, the stop and which suggestion is ``result.lr``.
+    overwritten in every param group at every step. Mini-batches of ``train_config.batch_size``
+    (times ``accumulate``: a whole step's examples, in one pass) are drawn in a seeded order
+    (``train_config.seed``, a generator of its own), the loss is ``train_config.loss`` with its
+    ``reduction``, and ``grad_clip`` is applied as in ``fit`` (sampling options and
+    regularization penalties are not). The test runs where the model is (``train_config.device``
+    is not used: the model is not moved). ``settings`` (an ``LRFindConfig`` or a mapping of its
+    fields) shape the ramp, the smoothing, the stop and which suggestion is ``result.lr``.
 
     Everything is validated first; then the test runs inside :func:`preserved`, so weights,
     buffers, gradients, train/eval flags, the optimizer's state and torch's global RNG are
@@ -478,7 +478,9 @@ def lr_range_test(
 
     device = model_device(model)
     split = split.to(device) if split.device != device else split
-    size = resolve_batch_size(train_cfg.batch_size, len(split))
+    # A step's examples (batch_size x train.accumulate), in one pass: the lr is for that step.
+    size = resolve_batch_size(step_batch_size(train_cfg.batch_size, train_cfg.accumulate),
+                              len(split))  # fmt: skip
     started = time.perf_counter()
     with preserved(model, opt):
         curve = _run(model, opt, split, size, loss_fn, cfg, train_cfg, progress)

@@ -106,8 +106,8 @@ def fit(
     """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
 
     ``settings`` are the fields of the ``train``, ``optim`` and ``regularization`` config
-    sections (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``l2``,
-    ``sampling``, ``seed``, ``device``, ...), checked
+    sections (``epochs``, ``batch_size``, ``accumulate``, ``lr``, ``weight_decay``, ``sam``,
+    ``grad_clip``, ``l2``, ``sampling``, ``seed``, ``device``, ...), checked
     by the same schema as the YAML config. ``resume`` is a checkpoint written by
     :class:`~skier.train.callbacks.Checkpoint` (its path, or the state ``load_checkpoint``
     returned); training goes on from its position. ``distributed`` (from
