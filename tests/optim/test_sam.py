@@ -189,3 +189,28 @@ def test_what_sam_refuses() -> None:
     ddp = check_settings(world_size=2, sampling="uniform", batch_size=8, device="cpu",
                          in_memory=True, needs_closure=True)  # fmt: skip
     assert ddp and ddp[0].startswith("optim must not need a closure (optim.name lbfgs, or optim.")
+
+
+def test_sam_trains_the_curve_of_mode_connectivity() -> None:
+    # Curve training takes its steps through OptimizerStep: SAM's closure runs there as in fit
+    # (the point t on the curve is drawn once a step, so both passes see the same point).
+    from skier.config import ConnectConfig
+    from skier.data.types import DataBundle, Split
+    from skier.diagnostics.connectivity import connect
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(80, D, generator=g), torch.randint(0, 2, (80,), generator=g)
+    data = DataBundle(Split((x[:60],), y[:60]), None, Split((x[60:],), y[60:]),
+                      "classification", num_classes=2)  # fmt: skip
+    ends = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        ends.append(nn.Sequential(nn.Linear(D, 8), nn.ReLU(), nn.Linear(8, 2)))
+    cfg = ConnectConfig(epochs=1, points=3, plane_points=0, ensemble_points=3)
+    bends = []
+    for extra in ({}, {"sam": 0.1}):
+        result = connect(ends[0], ends[0], ends[1], data, cfg,
+                         optim_config={"name": "sgd", "lr": 0.1, **extra},
+                         train_config={"batch_size": 20})  # fmt: skip
+        bends.append(result.bends)
+    assert any(not torch.allclose(bends[0][k], bends[1][k]) for k in bends[0])
