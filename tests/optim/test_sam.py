@@ -13,7 +13,7 @@ from torch import nn
 from skier.config import OptimConfig
 from skier.diagnostics.lr_range import lr_range_test
 from skier.errors import ConfigError
-from skier.optim import SAM, build_optimizer, needs_closure
+from skier.optim import SAM, build_optimizer, line_search, needs_closure
 from skier.train import Callback, Checkpoint, TrainState, fit
 from skier.train.distributed import check_settings
 
@@ -186,9 +186,16 @@ def test_what_sam_refuses() -> None:
         lr_range_test(_model(), data, optim_config={"name": "sgd", "sam": 0.05})
     with pytest.raises(RuntimeError, match=r"SAM\.step needs a closure"):
         SAM(torch.optim.SGD(_model().parameters(), lr=0.1)).step()
-    ddp = check_settings(world_size=2, sampling="uniform", batch_size=8, device="cpu",
-                         in_memory=True, needs_closure=True)  # fmt: skip
-    assert ddp and ddp[0].startswith("optim must not need a closure (optim.name lbfgs, or optim.")
+    # Distributed: SAM reads only the all-reduced gradients, so it is not refused (a 2-rank
+    # test in tests/train/test_accumulate.py); L-BFGS's line search reads each rank's own loss.
+    lbfgs = build_optimizer(_model().parameters(), OptimConfig(name="lbfgs", lr=0.1))
+    sam = build_optimizer(_model().parameters(), OptimConfig(name="sgd", lr=0.1, sam=0.1))
+    settings: dict[str, Any] = {"world_size": 2, "sampling": "uniform", "batch_size": 8,
+                                "device": "cpu", "in_memory": True}  # fmt: skip
+    assert not check_settings(**settings, line_search=line_search(sam))
+    assert check_settings(**settings, line_search=line_search(lbfgs))[0].startswith(
+        "optim.name must not be an optimizer with a line search (lbfgs)"
+    )
 
 
 def test_sam_trains_the_curve_of_mode_connectivity() -> None:

@@ -241,23 +241,31 @@ def _ddp_worker(rank: int, init: str, out: str) -> None:
         group.wrap = wrap_counting  # type: ignore[method-assign]
         model = _net()
         result = fit(model, _data(107), distributed=group, **_DDP_SETTINGS)
+        sam = _net()
+        fit(sam, _data(107), distributed=group, **_DDP_SETTINGS, sam=0.1)
     steps = len(result.history.steps["lr"])
-    torch.save((_weights(model), len(reduces), steps), Path(out) / f"rank{rank}.pt")
+    found = (_weights(model), len(reduces), steps, _weights(sam))
+    torch.save(found, Path(out) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
 def test_two_ranks_accumulate_like_one_process_and_all_reduce_once_a_step(tmp_path: Path) -> None:
+    # ... and SAM with accumulation on two ranks is SAM on one process (two all-reduces a step).
     import torch.multiprocessing as mp
 
     mp.start_processes(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
                        nprocs=2, start_method="spawn")  # fmt: skip
-    model = _net()
+    model, sam = _net(), _net()
     fit(model, _data(107), **_DDP_SETTINGS)
+    fit(sam, _data(107), **_DDP_SETTINGS, sam=0.1)  # SAM too: both passes all-reduced
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    for weights, reduces, steps in ranks:
+    for weights, reduces, steps, sam_weights in ranks:
         assert steps == 2 * 4  # 107 examples in steps of 30
-        assert reduces == steps  # one all-reduce a step (one bucket), none per micro-batch
+        # one all-reduce a step (one bucket), none per micro-batch; SAM's steps came after
+        assert reduces == steps + 2 * steps
         for key, w in model.state_dict().items():
             torch.testing.assert_close(weights[key], w, rtol=1e-4, atol=1e-5)
+        for key, w in sam.state_dict().items():
+            torch.testing.assert_close(sam_weights[key], w, rtol=1e-4, atol=1e-5)
     for key, w in ranks[0][0].items():
-        assert torch.equal(ranks[1][0][key], w)
+        assert torch.equal(ranks[1][0][key], w) and torch.equal(ranks[1][3][key], ranks[0][3][key])

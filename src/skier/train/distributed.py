@@ -174,10 +174,10 @@ class Distributed(ProcessGroup):
         return "sum"
 
     def problems(self, *, sampling: str, batch_size: int | str, device: str, in_memory: bool,
-                 needs_closure: bool) -> list[str]:  # fmt: skip
+                 line_search: bool) -> list[str]:  # fmt: skip
         return check_settings(
             world_size=self.world_size, sampling=sampling, batch_size=batch_size, device=device,
-            in_memory=in_memory, needs_closure=needs_closure,
+            in_memory=in_memory, line_search=line_search,
         )  # fmt: skip
 
 
@@ -242,7 +242,7 @@ def check_settings(
     batch_size: int | str,
     device: str,
     in_memory: bool,
-    needs_closure: bool,
+    line_search: bool,
 ) -> list[str]:
     """What a distributed run cannot do, one problem per line (empty: all is well)."""
     out = []
@@ -256,11 +256,11 @@ def check_settings(
             problem("train.sampling", "'uniform' or 'balanced' for distributed training",
                     sampling, "Informative sampling keeps per-example losses on one process.")
         )  # fmt: skip
-    if needs_closure:
+    if line_search:
         out.append(
-            "optim must not need a closure (optim.name lbfgs, or optim.sam) for distributed "
-            "training; a closure's passes are not synchronised between ranks. Train on one "
-            "process, or use an optimizer without a closure."
+            "optim.name must not be an optimizer with a line search (lbfgs) for distributed "
+            "training; each rank's closure returns the loss of its own share, so the searches "
+            "would differ between ranks."
         )
     if isinstance(batch_size, int) and batch_size < world_size:
         out.append(

@@ -101,7 +101,7 @@ class ProcessGroup:
         return reduction
 
     def problems(self, *, sampling: str, batch_size: int | str, device: str, in_memory: bool,
-                 needs_closure: bool) -> list[str]:  # fmt: skip
+                 line_search: bool) -> list[str]:  # fmt: skip
         """What this group cannot train with these settings, one line each."""
         return []
 
