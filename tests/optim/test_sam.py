@@ -13,7 +13,7 @@ from torch import nn
 from skier.config import OptimConfig
 from skier.diagnostics.lr_range import lr_range_test
 from skier.errors import ConfigError
-from skier.optim import SAM, build_optimizer, line_search, needs_closure
+from skier.optim import SAM, build_optimizer, has_line_search, needs_closure
 from skier.train import Callback, Checkpoint, TrainState, fit
 from skier.train.distributed import check_settings
 
@@ -192,8 +192,8 @@ def test_what_sam_refuses() -> None:
     sam = build_optimizer(_model().parameters(), OptimConfig(name="sgd", lr=0.1, sam=0.1))
     settings: dict[str, Any] = {"world_size": 2, "sampling": "uniform", "batch_size": 8,
                                 "device": "cpu", "in_memory": True}  # fmt: skip
-    assert not check_settings(**settings, line_search=line_search(sam))
-    assert check_settings(**settings, line_search=line_search(lbfgs))[0].startswith(
+    assert not check_settings(**settings, line_search=has_line_search(sam))
+    assert check_settings(**settings, line_search=has_line_search(lbfgs))[0].startswith(
         "optim.name must not be an optimizer with a line search (lbfgs)"
     )
 

@@ -37,7 +37,7 @@ __all__ = [
     "OPTIMIZERS",
     "SETTINGS",
     "build_optimizer",
-    "line_search",
+    "has_line_search",
     "needs_closure",
     "optimizer_names",
     "register_optimizer",
@@ -108,13 +108,13 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.LBFGS | SAM)
 
 
-def line_search(optimizer: torch.optim.Optimizer) -> bool:
+def has_line_search(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` decides on the loss its closure returns (L-BFGS's line
     search). A distributed rank's closure returns the loss of its own share, so such an
     optimizer cannot train data-parallel; SAM only reads the (all-reduced) gradients.
 
     >>> p = [torch.nn.Parameter(torch.zeros(1))]
-    >>> line_search(torch.optim.LBFGS(p)), line_search(SAM(torch.optim.SGD(p, lr=0.1)))
+    >>> has_line_search(torch.optim.LBFGS(p)), has_line_search(SAM(torch.optim.SGD(p, lr=0.1)))
     (True, False)
     """
     while isinstance(optimizer, Lookahead | SAM):

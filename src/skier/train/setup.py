@@ -30,7 +30,7 @@ from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
-from skier.optim import build_optimizer, line_search
+from skier.optim import build_optimizer, has_line_search
 from skier.optim.schedules import Schedule, build_schedule
 from skier.train.batches import (
     BatchSource,
@@ -429,7 +429,7 @@ def prepare(
         opt = build_optimizer(model.parameters(), cfg_optim)
     problems = group.problems(
         sampling=cfg_train.sampling, batch_size=cfg_train.batch_size, device=cfg_train.device,
-        in_memory=isinstance(train_s, Split), line_search=line_search(opt),
+        in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += _accumulate_problems(cfg_train, train_s)
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
