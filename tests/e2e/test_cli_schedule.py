@@ -37,6 +37,13 @@ def test_plot_counts_steps_from_the_data(skier_cli: Runner, tmp_path: Path) -> N
     # digits: 1797 examples, 60% for training = 1077 -> 11 batches of up to 100
     assert "over 66 steps (6 epochs x 11 steps)" in proc.stdout
     assert (tmp_path / "plots" / "lr.png").read_bytes().startswith(PNG_SIGNATURE)
+    # Gradient accumulation: a step is batch_size x accumulate examples (4 steps of up to 300).
+    config.write_text(
+        config.read_text().replace("batch_size: 100", "batch_size: 100, accumulate: 3")
+    )
+    proc = skier_cli("schedule", "plot", str(config), "--out", "plots/lr.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "over 24 steps (6 epochs x 4 steps)" in proc.stdout
 
 
 @pytest.mark.parametrize(

@@ -206,7 +206,7 @@ def test_sharded_batches_split_the_same_permutation() -> None:
 
 def test_settings_a_distributed_run_cannot_take_are_listed() -> None:
     problems = check_settings(world_size=4, sampling="informative", batch_size=2,
-                              device="cuda:1", in_memory=False, needs_closure=True)  # fmt: skip
+                              device="cuda:1", in_memory=False, line_search=True)  # fmt: skip
     assert len(problems) == 5
     assert any(p.startswith("train.batch_size must be at least the number") for p in problems)
     with pytest.raises(ConfigError, match="rank must be in"):

@@ -307,10 +307,11 @@ def schedule_group() -> None:
 def _steps_per_epoch(cfg: Any, base_dir: Path | None) -> int:
     """Optimizer steps per epoch, as the train loop will batch the training split."""
     from skier.data import load_data
-    from skier.train.batches import steps_per_epoch
+    from skier.train.batches import step_batch_size, steps_per_epoch
 
     n = len(load_data(cfg.data, base_dir=base_dir).train)
-    return max(steps_per_epoch(n, cfg.train.batch_size, drop_last=cfg.train.drop_last), 1)
+    batch = step_batch_size(cfg.train.batch_size, cfg.train.accumulate)  # a step's examples
+    return max(steps_per_epoch(n, batch, drop_last=cfg.train.drop_last), 1)
 
 
 @schedule_group.command("plot")

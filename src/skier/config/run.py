@@ -91,7 +91,8 @@ class OptimConfig(Section):
     its default is an error (``skier.optim`` checks this). ``None`` means the optimizer's own
     default, where that differs between optimizers. ``lookahead: true`` wraps the optimizer in
     Lookahead (``lookahead_k`` fast steps, then the slow weights move ``lookahead_alpha`` of the
-    way). Example::
+    way). ``sam: rho`` wraps it in sharpness-aware minimization (two forward-backward passes a
+    step; see :class:`skier.optim.SAM`). Example::
 
         optim: {name: rmsprop, lr: 0.001, alpha: 0.9, centered: true, lookahead: true}
     """
@@ -135,6 +136,10 @@ class OptimConfig(Section):
     lookahead_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.5, description="lookahead: slow weights move this share towards the fast ones"
     )
+    sam: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="wrap the optimizer in SAM with this radius rho (e.g. 0.05); null: off"
+    )
+    sam_adaptive: bool = Field(False, description="sam: adaptive SAM (ASAM), scaled by |w|")
     extra: dict[str, Any] = Field(default_factory=dict, description="other keyword arguments")
 
     @field_validator("etas")
@@ -290,10 +295,23 @@ class ScheduleConfig(Section):
 
 
 class TrainConfig(Section):
-    """The training loop."""
+    """The training loop.
+
+    ``accumulate: k`` (gradient accumulation) cuts each optimizer step of ``batch_size × k``
+    examples into k micro-batches of ``batch_size`` (an epoch's shorter last step into k as even
+    as possible) and weights each one's loss by its share of the step's examples, so the step is
+    the one on the whole batch; ``drop_last``, schedules and the step counter are in optimizer
+    steps. Batch norm normalizes each micro-batch by its own statistics, so with it the step
+    differs from the big batch's.
+    """
 
     epochs: PositiveInt = 20
     batch_size: PositiveInt | Literal["full"] = 128
+    accumulate: PositiveInt = Field(
+        1,
+        description="micro-batches per optimizer step (gradient accumulation): a step sees "
+        "batch_size x accumulate examples",
+    )
     drop_last: bool = False
     shuffle: bool = True
     sampling: Literal["uniform", "balanced", "informative"] = Field(

@@ -43,7 +43,7 @@ from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_n
 from skier.errors import ConfigError, DataError, ModelError
 from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
-from skier.train.batches import resolve_batch_size, steps_per_epoch
+from skier.train.batches import resolve_batch_size, step_batch_size, steps_per_epoch
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import make_loss
 from skier.train.step import OptimizerStep
@@ -387,7 +387,8 @@ def _train_curve(
     decay = float(optim.weight_decay or 0.0)
     optimizer = build_optimizer(curve.parameters(), optim.model_copy(update={"weight_decay": None}))
     n = len(train)
-    batch = resolve_batch_size(train_cfg.batch_size, n)
+    # A step's examples (batch_size x train.accumulate) in one pass, as many steps as fit takes.
+    batch = resolve_batch_size(step_batch_size(train_cfg.batch_size, train_cfg.accumulate), n)
     steps = steps_per_epoch(n, batch, drop_last=train_cfg.drop_last)
     total = cfg.epochs * steps
     # The one optimizer step of skier (as fit takes it): clipping of the curve's gradients too.

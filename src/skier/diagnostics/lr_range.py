@@ -47,7 +47,7 @@ from skier.diagnostics._live_curve import LiveCurve
 from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
-from skier.train.batches import resolve_batch_size
+from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.metrics import LossFn, make_loss
 from skier.train.step import OptimizerStep
@@ -351,8 +351,9 @@ def _resolve_optimizer(
         raise ConfigError(
             problem(
                 field_name, "an optimizer whose step needs no closure", shown,
-                "L-BFGS searches its own step size, so an lr ramp says nothing about it; "
-                "run the test with e.g. 'adam' or 'sgd'.",
+                "L-BFGS searches its own step size, so an lr ramp says nothing about it, and "
+                "SAM (optim.sam) would need two passes a step; run the test with e.g. 'adam' "
+                "or 'sgd' (without optim.sam).",
             )
         )  # fmt: skip
     owned = {id(p) for p in model.parameters()}
@@ -445,13 +446,13 @@ def lr_range_test(
 
     The optimizer is ``optimizer`` (its state is restored afterwards) or one built from
     ``optim_config`` (default ``OptimConfig()``: Adam; ``lr: auto`` is fine here); its lr is
-    overwritten in every param group at every step. Mini-batches of
-    ``train_config.batch_size`` are drawn in a seeded order (``train_config.seed``, a
-    generator of its own), the loss is ``train_config.loss`` with its ``reduction``, and
-    ``grad_clip`` is applied as in ``fit`` (sampling options and regularization penalties
-    are not). ``progress`` is chosen as ``fit``'s: in a notebook the curve is redrawn in one
-    output as the test runs; a terminal gets a bar. The test runs where the model is
-    (``train_config.device`` is not used: the model is not moved). ``settings`` (an
+    overwritten in every param group at every step. Mini-batches of ``train_config.batch_size``
+    (times ``accumulate``: a whole step's examples, in one pass) are drawn in a seeded order
+    (``train_config.seed``, a generator of its own), the loss is ``train_config.loss`` with its
+    ``reduction``, and ``grad_clip`` is applied as in ``fit`` (sampling options and
+    regularization penalties are not). ``progress`` is chosen as ``fit``'s: in a notebook the
+    curve is redrawn in one output as the test runs; a terminal gets a bar. The test runs where
+    the model is (``train_config.device`` is not used: the model is not moved). ``settings`` (an
     ``LRFindConfig`` or a mapping of its fields) shape the ramp, the smoothing, the stop and
     which suggestion is ``result.lr``.
 
@@ -481,7 +482,9 @@ def lr_range_test(
 
     device = model_device(model)
     split = split.to(device) if split.device != device else split
-    size = resolve_batch_size(train_cfg.batch_size, len(split))
+    # A step's examples (batch_size x train.accumulate), in one pass: the lr is for that step.
+    size = resolve_batch_size(step_batch_size(train_cfg.batch_size, train_cfg.accumulate),
+                              len(split))  # fmt: skip
     shows = display_mode(progress)
     live = LiveCurve(cfg.num_steps) if shows == "live" else None
     started = time.perf_counter()

@@ -14,6 +14,9 @@ torch.optim class, its constructor's signature decides.
 ... )
 >>> type(opt).__name__, type(opt.base_optimizer).__name__
 ('Lookahead', 'Adam')
+>>> opt = build_optimizer(torch.nn.Linear(2, 1).parameters(), OptimConfig(name="sgd", sam=0.05))
+>>> type(opt).__name__, type(opt.base_optimizer).__name__, needs_closure(opt)
+('SAM', 'SGD', True)
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import torch
 from skier.config import OptimConfig
 from skier.errors import ConfigError, did_you_mean, problem
 from skier.optim.lookahead import Lookahead
+from skier.optim.sam import SAM
 from skier.optim.scratch import SCRATCH
 
 __all__ = [
     "OPTIMIZERS",
     "SETTINGS",
     "build_optimizer",
+    "has_line_search",
     "needs_closure",
     "optimizer_names",
     "register_optimizer",
@@ -46,7 +51,9 @@ OPTIMIZERS: dict[str, Factory] = {}
 SETTINGS: dict[str, tuple[str, ...]] = {}
 
 # Settings of every optimizer: which one, Lookahead around it, and pass-through keywords.
-_ANY_OPTIMIZER = ("name", "extra", "lookahead", "lookahead_k", "lookahead_alpha")
+_ANY_OPTIMIZER = (
+    "name", "extra", "lookahead", "lookahead_k", "lookahead_alpha", "sam", "sam_adaptive",
+)  # fmt: skip
 _LOOKAHEAD = ("lookahead_k", "lookahead_alpha")
 # A config field whose torch keyword has another name.
 _KEYWORD = {"line_search": "line_search_fn"}
@@ -88,7 +95,7 @@ def optimizer_names() -> list[str]:
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step`` needs a closure that recomputes the loss (L-BFGS does).
+    """Whether ``optimizer.step`` needs a closure that recomputes the loss (L-BFGS and SAM do).
 
     >>> p = [torch.nn.Parameter(torch.zeros(1))]
     >>> needs_closure(torch.optim.LBFGS(p)), needs_closure(Lookahead(torch.optim.LBFGS(p)))
@@ -98,6 +105,20 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """
     if isinstance(optimizer, Lookahead):
         return needs_closure(optimizer.base_optimizer)
+    return isinstance(optimizer, torch.optim.LBFGS | SAM)
+
+
+def has_line_search(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` decides on the loss its closure returns (L-BFGS's line
+    search). A distributed rank's closure returns the loss of its own share, so such an
+    optimizer cannot train data-parallel; SAM only reads the (all-reduced) gradients.
+
+    >>> p = [torch.nn.Parameter(torch.zeros(1))]
+    >>> has_line_search(torch.optim.LBFGS(p)), has_line_search(SAM(torch.optim.SGD(p, lr=0.1)))
+    (True, False)
+    """
+    while isinstance(optimizer, Lookahead | SAM):
+        optimizer = optimizer.base_optimizer
     return isinstance(optimizer, torch.optim.LBFGS)
 
 
@@ -133,6 +154,11 @@ def _wrapper_problems(config: OptimConfig) -> list[str]:
             for field in _changed(config)
             if field in _LOOKAHEAD
         ]
+    if config.sam is None and config.sam_adaptive:
+        problems.append(
+            "optim.sam_adaptive is a setting of SAM, which is off; got True. "
+            "Set optim.sam to its radius rho, e.g. 0.05."
+        )
     fields = set(OptimConfig.model_fields) | set(_KEYWORD.values())
     problems += [
         f"optim.extra.{key} is a setting of its own; got {config.extra[key]!r}. "
@@ -381,6 +407,12 @@ def build_optimizer(params: Params, config: OptimConfig) -> torch.optim.Optimize
     """
     name = config.name.lower()
     _lr(config)  # 'auto' is resolved before an optimizer is built
+    if config.sam is not None and name == "lbfgs":
+        raise ConfigError(
+            problem("optim.sam", "null with optim.name 'lbfgs'", config.sam,
+                    "L-BFGS needs a closure of its own (a line search in each of SAM's two "
+                    "passes): use SAM around a first-order optimizer (sgd, adam, ...).")
+        )  # fmt: skip
     classes = _torch_classes()
     if name not in OPTIMIZERS and name not in classes:
         hint = did_you_mean(name, optimizer_names()).strip()  # problem() adds the space
@@ -401,6 +433,8 @@ def build_optimizer(params: Params, config: OptimConfig) -> torch.optim.Optimize
     else:
         _checked(_generic_problems(name, classes[name], config) + _wrapper_problems(config))
         optimizer = _generic(classes[name], params, config)
+    if config.sam is not None:
+        optimizer = SAM(optimizer, rho=config.sam, adaptive=config.sam_adaptive)
     if config.lookahead:
         optimizer = Lookahead(optimizer, k=config.lookahead_k, alpha=config.lookahead_alpha)
     return optimizer

@@ -21,7 +21,9 @@ __all__ = [
     "InformativeBatches",
     "LoaderBatches",
     "TensorBatches",
+    "micro_batches",
     "resolve_batch_size",
+    "step_batch_size",
     "steps_per_epoch",
 ]
 
@@ -49,6 +51,37 @@ class BatchSource(Protocol):
 def resolve_batch_size(batch_size: int | Literal["full"], n: int) -> int:
     """``"full"`` (batch gradient descent) means every example in one batch."""
     return n if batch_size == "full" else min(int(batch_size), n)
+
+
+def step_batch_size(
+    batch_size: int | Literal["full"], accumulate: int = 1
+) -> int | Literal["full"]:
+    """The examples of one optimizer step: ``accumulate`` micro-batches of ``batch_size``.
+
+    >>> step_batch_size(32, 4), step_batch_size("full")
+    (128, 'full')
+    """
+    return batch_size if batch_size == "full" else int(batch_size) * accumulate
+
+
+def micro_batches(batch: Batch, parts: int) -> list[Batch]:
+    """One step's batch cut into at most ``parts`` micro-batches of ``ceil(n / parts)``
+    examples, in order (the last may be smaller); an empty batch (a distributed rank's empty
+    share) stays one empty micro-batch.
+
+    >>> x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    >>> [len(b[1]) for b in micro_batches(((x,), y, None), 4)]
+    [3, 3, 3, 1]
+    """
+    inputs, y, weights = batch
+    n = y.shape[0]
+    if parts == 1 or n <= 1:
+        return [batch]
+    size = math.ceil(n / parts)
+    cut = [t.split(size) for t in inputs]
+    ys = y.split(size)
+    ws = weights.split(size) if weights is not None else [None] * len(ys)
+    return [(tuple(c[i] for c in cut), ys[i], ws[i]) for i in range(len(ys))]
 
 
 def steps_per_epoch(n: int, batch_size: int | Literal["full"], *, drop_last: bool) -> int:
@@ -159,6 +192,7 @@ class InformativeBatches(TensorBatches):
         self.floor = floor
         self.recent = torch.ones(self.num_examples, dtype=torch.float32, device=split.device)
         self._current: torch.Tensor | None = None
+        self._observed = 0  # examples of the current batch whose losses were recorded
 
     def probabilities(self) -> torch.Tensor:
         n = self.num_examples
@@ -176,13 +210,20 @@ class InformativeBatches(TensorBatches):
         inputs, targets = self.split.inputs, self.split.targets
         for start in range(0, len(self) * size, size):
             idx = order[start : start + size]
-            self._current = idx
+            self._current, self._observed = idx, 0
             yield tuple(t[idx] for t in inputs), targets[idx], weights[start : start + size]
 
     def observe(self, losses: torch.Tensor) -> None:
-        """Record the per-example losses of the batch just yielded (stays on the device)."""
-        if self._current is not None:
-            self.recent[self._current] = losses.detach().float()
+        """Record the per-example losses of the batch just yielded (stays on the device): all of
+        them, or, with gradient accumulation, its micro-batches' in turn. A closure optimizer
+        evaluates the batch again: each pass overwrites the one before."""
+        if self._current is None:
+            return
+        if self._observed >= len(self._current):  # a closure's next pass over the batch
+            self._observed = 0
+        end = self._observed + losses.shape[0]
+        self.recent[self._current[self._observed : end]] = losses.detach().float()
+        self._observed = end
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"recent": self.recent.detach().cpu().clone()}

@@ -140,6 +140,12 @@ class Distributed(ProcessGroup):
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def no_sync(self, trained: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """DDP's ``no_sync``: gradients accumulate locally until a backward pass outside it."""
+        if isinstance(trained, DistributedDataParallel):
+            return trained.no_sync()
+        return contextlib.nullcontext()
+
     def sync_state(self, model: torch.nn.Module, *, buffers_only: bool = False) -> None:
         """Rank 0's buffers (and parameters) on every rank.
 
@@ -168,10 +174,10 @@ class Distributed(ProcessGroup):
         return "sum"
 
     def problems(self, *, sampling: str, batch_size: int | str, device: str, in_memory: bool,
-                 needs_closure: bool) -> list[str]:  # fmt: skip
+                 line_search: bool) -> list[str]:  # fmt: skip
         return check_settings(
             world_size=self.world_size, sampling=sampling, batch_size=batch_size, device=device,
-            in_memory=in_memory, needs_closure=needs_closure,
+            in_memory=in_memory, line_search=line_search,
         )  # fmt: skip
 
 
@@ -236,7 +242,7 @@ def check_settings(
     batch_size: int | str,
     device: str,
     in_memory: bool,
-    needs_closure: bool,
+    line_search: bool,
 ) -> list[str]:
     """What a distributed run cannot do, one problem per line (empty: all is well)."""
     out = []
@@ -250,10 +256,11 @@ def check_settings(
             problem("train.sampling", "'uniform' or 'balanced' for distributed training",
                     sampling, "Informative sampling keeps per-example losses on one process.")
         )  # fmt: skip
-    if needs_closure:
+    if line_search:
         out.append(
-            "optim.name must not be an optimizer that needs a closure (lbfgs) for distributed "
-            "training; its line search would differ between ranks."
+            "optim.name must not be an optimizer with a line search (lbfgs) for distributed "
+            "training; each rank's closure returns the loss of its own share, so the searches "
+            "would differ between ranks."
         )
     if isinstance(batch_size, int) and batch_size < world_size:
         out.append(

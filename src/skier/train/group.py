@@ -13,6 +13,7 @@ once here, on top of the collectives. This module never imports ``torch.distribu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +83,11 @@ class ProcessGroup:
         """Rank 0's buffers (and parameters) on every rank."""
         return None
 
+    def no_sync(self, trained: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """A context whose backward passes do not all-reduce gradients (every micro-batch of an
+        accumulated step but the last); one process has nothing to synchronise."""
+        return contextlib.nullcontext()
+
     def shard(self, batches: BatchSource, *, reduction: str) -> BatchSource:
         """This rank's share of every batch."""
         return batches
@@ -95,7 +101,7 @@ class ProcessGroup:
         return reduction
 
     def problems(self, *, sampling: str, batch_size: int | str, device: str, in_memory: bool,
-                 needs_closure: bool) -> list[str]:  # fmt: skip
+                 line_search: bool) -> list[str]:  # fmt: skip
         """What this group cannot train with these settings, one line each."""
         return []
 

@@ -8,6 +8,7 @@ error are summed on the device and read once per epoch.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, Trai
 from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
+from skier.train.batches import Batch, micro_batches
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, verdict
 from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
@@ -31,6 +33,7 @@ from skier.train.group import ProcessGroup
 from skier.train.metrics import SplitSums, evaluate_split, targets_per_example
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
+from skier.train.step import LossAndExtra
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -103,8 +106,8 @@ def fit(
     """Train ``model`` on ``train``; validate on ``val`` every ``val_every`` epochs.
 
     ``settings`` are the fields of the ``train``, ``optim`` and ``regularization`` config
-    sections (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, ``l2``,
-    ``sampling``, ``seed``, ``device``, ...), checked
+    sections (``epochs``, ``batch_size``, ``accumulate``, ``lr``, ``weight_decay``, ``sam``,
+    ``grad_clip``, ``l2``, ``sampling``, ``seed``, ``device``, ...), checked
     by the same schema as the YAML config. ``resume`` is a checkpoint written by
     :class:`~skier.train.callbacks.Checkpoint` (its path, or the state ``load_checkpoint``
     returned); training goes on from its position. ``distributed`` (from
@@ -227,32 +230,53 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     per_step = s.schedule if s.schedule is not None and s.schedule.interval == "step" else None
     group = s.optimizer.param_groups[0]
     lrs = state.history.steps.setdefault("lr", [])  # the lr actually used, every step
-    for inputs, y, weights in s.batches:
+    parts = s.train_cfg.accumulate
+    no_sync = functools.partial(s.group.no_sync, s.trained)  # DDP: all-reduce on the last only
+    for batch in s.batches:  # the examples of one optimizer step
         if per_step is not None:  # set LR
             lrs.append(group["lr"])
-        # forward → loss (+ penalties) → backward → clip → step (L-BFGS: with a closure)
-        data_loss, penalty, out = s.step(lambda: _forward(s, inputs, y, weights))  # noqa: B023
+        micro = micro_batches(batch, parts)  # gradient accumulation: k micro-batches, one step
+        forwards = [_forward_of(s, m, batch[1].shape[0], first=i == 0) for i, m in enumerate(micro)]
+        # forward → loss (+ penalties) → backward, each micro-batch → clip → step (L-BFGS, SAM:
+        # with a closure over every micro-batch)
+        results = s.step.accumulate(forwards, no_sync=no_sync)
         if per_step is not None:
             per_step.step()
-        sums.add(data_loss, penalty, out, y)
-        state.step += 1
+        sums.add_step(results, micro)
+        state.step += 1  # optimizer steps, whatever the micro-batches
         for cb in per_batch:
             cb.on_batch_end(state)
     if per_step is None:  # one lr for the whole epoch: no per-step work
-        lrs.extend([float(group["lr"])] * sums.batches)
+        lrs.extend([float(group["lr"])] * sums.steps)
     totals = s.group.sum_counts(sums.totals())  # every rank's examples, as sums and counts
     s.group.sync_state(s.model, buffers_only=True)  # identical batch-norm buffers on every rank
     return sums.result(totals)
 
 
-def _forward(
-    s: Setup, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, weights: torch.Tensor | None
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-    """One batch's loss to backpropagate, and what the epoch's sums need of it."""
+_Extra = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # data loss, penalty, output
+
+
+def _forward_of(s: Setup, micro: Batch, examples: int, *, first: bool) -> LossAndExtra[_Extra]:
+    """The forward pass of one micro-batch of a step of ``examples`` examples.
+
+    Its loss is weighted by its share of the step, so the accumulated gradient is the gradient
+    of the whole step's loss: ``n_i / examples`` for a mean over the examples (per-example
+    sampling weights included), 1 for a sum (and for a distributed rank, which sums its share
+    and scales it for the global batch). The penalty is counted once a step, on the first.
+    """
+    n = micro[1].shape[0]
+    share = n / examples if s.reduction == "mean" and n != examples else 1.0
+    return functools.partial(_forward, s, micro, share, first)
+
+
+def _forward(s: Setup, micro: Batch, share: float, penalize: bool) -> tuple[torch.Tensor, _Extra]:
+    """One micro-batch's loss to backpropagate, and what the epoch's sums need of it."""
+    inputs, y, weights = micro
     out = s.trained(*inputs)
     data_loss = s.loss(out, y, weights)  # forward → loss
-    penalty = s.penalty() if s.penalty is not None else None  # (+ penalties)
-    return s.batches.scaled(data_loss, penalty), (data_loss, penalty, out)  # type: ignore[union-attr]
+    penalty = s.penalty() if penalize and s.penalty is not None else None  # (+ penalties)
+    weighted = data_loss if share == 1.0 else data_loss * share
+    return s.batches.scaled(weighted, penalty), (data_loss, penalty, out)  # type: ignore[union-attr]
 
 
 class _EpochSums:
@@ -265,11 +289,18 @@ class _EpochSums:
         self.mean = s.reduction == "mean"  # else the batch loss is a sum over its examples
         self.classification = s.classification
         self.penalty = torch.zeros((), dtype=dtype, device=s.device) if s.penalty else None
-        self.batches = 0
+        self.steps = 0
 
-    def add(
-        self, data_loss: torch.Tensor, penalty: torch.Tensor | None, out: torch.Tensor, y: Any
-    ) -> None:
+    def add_step(self, results: Sequence[_Extra], micro: Sequence[Batch]) -> None:
+        """One optimizer step: each micro-batch's losses and errors, and the step's penalty."""
+        for (data_loss, _, out), (_, y, _) in zip(results, micro, strict=True):
+            self.add(data_loss, out, y)
+        penalty = results[0][1]
+        if self.penalty is not None and penalty is not None:
+            self.penalty.add_(penalty.detach())
+        self.steps += 1
+
+    def add(self, data_loss: torch.Tensor, out: torch.Tensor, y: Any) -> None:
         n = y.shape[0]
         if self.mean:  # a mean over the batch: n times it is the sum over its examples
             scale = float(n)
@@ -279,9 +310,6 @@ class _EpochSums:
         if self.classification:
             self.sums.wrong.add_((out.detach().argmax(dim=1) != y).sum())
         self.sums.seen += n
-        if self.penalty is not None and penalty is not None:
-            self.penalty.add_(penalty.detach())
-        self.batches += 1
 
     def totals(self) -> list[torch.Tensor | float]:
         return self.sums.totals()
@@ -291,7 +319,7 @@ class _EpochSums:
         if self.penalty is None:
             return metrics
         # The penalty is the same on every rank: this process's own mean per step.
-        penalty = {"penalty": float(self.penalty) / max(self.batches, 1)}
+        penalty = {"penalty": float(self.penalty) / max(self.steps, 1)}
         return {"loss": metrics.pop("loss"), **penalty, **metrics}
 
 

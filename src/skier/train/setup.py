@@ -31,13 +31,14 @@ from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
-from skier.optim import build_optimizer, needs_closure
+from skier.optim import build_optimizer, has_line_search
 from skier.optim.schedules import Schedule, build_schedule
 from skier.train.batches import (
     BatchSource,
     InformativeBatches,
     LoaderBatches,
     TensorBatches,
+    step_batch_size,
     steps_per_epoch,
 )
 from skier.train.callbacks.base import Callback
@@ -184,11 +185,12 @@ class Setup:
         """The only mutation of the caller's objects: model and data go to the device."""
         self.model.to(self.device)
         cfg = self.train_cfg
+        per_step = step_batch_size(cfg.batch_size, cfg.accumulate)  # the loop cuts micro-batches
         if isinstance(self.train, Split) and cfg.sampling == "informative":
             self.train = self.train.to(self.device)
             self.batches = InformativeBatches(
                 self.train,
-                cfg.batch_size,
+                per_step,
                 floor=cfg.informative_floor,
                 drop_last=cfg.drop_last,
                 generator=self.shuffle_generator,
@@ -197,7 +199,7 @@ class Setup:
             self.train = self.train.to(self.device)
             self.batches = TensorBatches(
                 self.train,
-                cfg.batch_size,
+                per_step,
                 shuffle=cfg.shuffle,
                 drop_last=cfg.drop_last,
                 balanced=cfg.sampling == "balanced",
@@ -207,7 +209,7 @@ class Setup:
             self.batches = LoaderBatches(
                 self.train,
                 self.device,
-                batch_size=self.train_cfg.batch_size,
+                batch_size=per_step,
                 shuffle=self.train_cfg.shuffle,
                 drop_last=self.train_cfg.drop_last,
                 generator=self.shuffle_generator,
@@ -323,6 +325,26 @@ def monitor_problems(
     return problems
 
 
+def _accumulate_problems(cfg: TrainConfig, train: Any) -> list[str]:
+    """What gradient accumulation cannot do (``train.accumulate`` > 1), one line each."""
+    if cfg.accumulate == 1:
+        return []
+    out = []
+    if cfg.batch_size == "full":
+        out.append(
+            problem("train.batch_size", "a number with train.accumulate > 1", "full",
+                    "batch_size is the micro-batch; a step sees batch_size x accumulate "
+                    "examples. For full-batch steps in k pieces, set batch_size: ceil(n / k).")
+        )  # fmt: skip
+    if isinstance(train, DataLoader):
+        out.append(
+            problem("train.accumulate", "1 when train is a DataLoader", cfg.accumulate,
+                    "Its batches are the steps it was built with; pass its Dataset (skier "
+                    "batches it as batch_size x accumulate) or in-memory data.")
+        )  # fmt: skip
+    return out
+
+
 def prepare(
     model: torch.nn.Module,
     train: DataLike,
@@ -408,8 +430,14 @@ def prepare(
         opt = build_optimizer(model.parameters(), cfg_optim)
     problems = group.problems(
         sampling=cfg_train.sampling, batch_size=cfg_train.batch_size, device=cfg_train.device,
-        in_memory=isinstance(train_s, Split), needs_closure=needs_closure(opt),
+        in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
+    problems += _accumulate_problems(cfg_train, train_s)
+    if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
+        problems.append(
+            problem("optim.sam", "null when fit() is given an optimizer object", cfg_optim.sam,
+                    "Wrap it yourself: skier.optim.SAM(optimizer, rho=...), or pass its name.")
+        )  # fmt: skip
     if problems:
         raise ConfigError(problems)
     device = group.device_for(device)
@@ -451,7 +479,8 @@ def prepare(
     else:
         steps = (
             len(train_s) if isinstance(train_s, DataLoader)
-            else steps_per_epoch(len(train_s), cfg_train.batch_size,  # type: ignore[arg-type]
+            else steps_per_epoch(len(train_s),  # type: ignore[arg-type]
+                                 step_batch_size(cfg_train.batch_size, cfg_train.accumulate),
                                  drop_last=cfg_train.drop_last)
         )  # fmt: skip
         setup.schedule = build_schedule(opt, cfg_sched, epochs=cfg_train.epochs,

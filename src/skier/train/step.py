@@ -1,5 +1,5 @@
 """One optimizer step: zero_grad → forward → loss (+ penalties) → backward → unscale → clip →
-step, with a closure where the optimizer needs one.
+step, with a closure where the optimizer needs one, over one batch or several micro-batches.
 
 Every place in skier that trains — ``fit``'s loop, the LR range test, curve training in mode
 connectivity — takes its steps through :class:`OptimizerStep`, so clipping, AMP's loss scaling
@@ -11,12 +11,19 @@ built (:func:`step_problems`), never found out mid-run.
 >>> step = OptimizerStep(opt, model.parameters(), grad_clip=1.0)
 >>> x, y = torch.ones(4, 2), torch.zeros(4, 1)
 >>> loss = step(lambda: (torch.nn.functional.mse_loss(model(x), y), None))
+
+Gradient accumulation is the same step over several forward passes (each loss already weighted by
+its share of the step's examples): their gradients add up, and the optimizer steps once.
+
+>>> mse = torch.nn.functional.mse_loss
+>>> halves = [(x[:2], y[:2]), (x[2:], y[2:])]
+>>> extras = step.accumulate([lambda a=a, b=b: (0.5 * mse(model(a), b), None) for a, b in halves])
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -30,6 +37,9 @@ T = TypeVar("T")
 # What the caller's forward pass returns: the loss to backpropagate (data loss + penalties,
 # already scaled for its share of a distributed batch) and whatever the caller wants back.
 LossAndExtra = Callable[[], tuple[torch.Tensor, T]]
+# A context in which a backward pass does not synchronise gradients (DDP's ``no_sync``), for every
+# micro-batch of an accumulated step but the last; one process: nothing.
+NoSync = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
 def clip_gradients(
@@ -50,15 +60,16 @@ def step_problems(
 ) -> list[str]:
     """Why ``optimizer`` cannot take a step with these settings, one line each (empty: it can).
 
-    AMP's gradient scaler cannot step an optimizer that needs a closure: the closure would
-    backpropagate the scaled loss and the line search would compare scaled values that are
-    never unscaled (``torch.amp.GradScaler.step`` refuses closures).
+    AMP's gradient scaler cannot step an optimizer that needs a closure (L-BFGS, SAM): the
+    closure would backpropagate the scaled loss, a line search would compare scaled values that
+    are never unscaled, and SAM's ascent step would be taken on scaled gradients
+    (``torch.amp.GradScaler.step`` refuses closures).
     """
     if amp and needs_closure(optimizer):
         return [
             f"train.amp must be false with {field} {type(optimizer).__name__} (an optimizer that "
-            "needs a closure); got true. Its line search would run on the scaled loss: turn "
-            "train.amp off, or use an optimizer without a closure (adam, sgd)."
+            "needs a closure: lbfgs, or any optimizer with optim.sam); got true. AMP's scaler "
+            "cannot step a closure: turn train.amp off, or use an optimizer without a closure."
         ]
     return []
 
@@ -69,9 +80,16 @@ class OptimizerStep:
     ``step(forward)`` calls ``forward()`` — which runs the model and returns ``(loss, extra)``,
     ``loss`` being what to backpropagate — under autocast when a scaler is given, then
     backpropagates, unscales, clips ``parameters`` and steps. With an optimizer that needs a
-    closure (L-BFGS), ``forward`` becomes the closure: it may run several times per step, each
-    time with its gradients clipped the same way, and the ``extra`` of its first call (the
+    closure (L-BFGS, SAM), ``forward`` becomes the closure: it may run several times per step,
+    each time with its gradients clipped the same way, and the ``extra`` of its first call (the
     metrics of the weights the step started from) is returned.
+
+    ``step.accumulate(forwards, no_sync=...)`` is one step over several micro-batches (gradient
+    accumulation): every forward pass is backpropagated into the same gradients, each loss being
+    already weighted by its share of the step (the caller's), then clipping and the step happen
+    once. Every backward pass but the last runs inside ``no_sync()`` (DDP's: no all-reduce until
+    the step's last micro-batch). With a closure, the closure runs every micro-batch, so L-BFGS
+    and SAM see the whole step's loss and gradient. Returns the extras, one per micro-batch.
     """
 
     def __init__(
@@ -101,13 +119,16 @@ class OptimizerStep:
         return torch.autocast(device_type=self.device_type, dtype=torch.float16)
 
     def __call__(self, forward: LossAndExtra[T]) -> T:
+        return self.accumulate([forward])[0]
+
+    def accumulate(
+        self, forwards: Sequence[LossAndExtra[T]], *, no_sync: NoSync = contextlib.nullcontext
+    ) -> list[T]:
+        """One optimizer step over the micro-batches ``forwards`` (see the class)."""
         if self.needs_closure:
-            return self._closure_step(forward)
+            return self._closure_step(forwards, no_sync)
         opt, scaler = self.optimizer, self.scaler
-        opt.zero_grad(set_to_none=True)
-        with self.autocast():
-            loss, extra = forward()  # forward → loss (+ penalties)
-        (loss if scaler is None else scaler.scale(loss)).backward()  # backward
+        _, extras = self._backward(forwards, no_sync)  # zero_grad → forward → loss → backward
         if scaler is not None:
             scaler.unscale_(opt)  # unscale
         clip_gradients(self.parameters, self.grad_clip, self.grad_clip_mode)  # clip
@@ -116,18 +137,34 @@ class OptimizerStep:
         else:
             scaler.step(opt)
             scaler.update()
-        return extra
+        return extras
 
-    def _closure_step(self, forward: LossAndExtra[T]) -> T:
-        first: list[T] = []
+    def _backward(
+        self, forwards: Sequence[LossAndExtra[T]], no_sync: NoSync
+    ) -> tuple[list[torch.Tensor], list[T]]:
+        """zero_grad, then forward → loss (+ penalties) → backward of each micro-batch into the
+        same gradients (the last backward pass synchronises them under DDP); the losses (their
+        sum is the step's loss) and the extras."""
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler, losses, extras, last = self.scaler, [], [], len(forwards) - 1
+        for i, forward in enumerate(forwards):
+            with no_sync() if i < last else contextlib.nullcontext():
+                with self.autocast():
+                    loss, extra = forward()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+            losses.append(loss.detach())
+            extras.append(extra)
+        return losses, extras
+
+    def _closure_step(self, forwards: Sequence[LossAndExtra[T]], no_sync: NoSync) -> list[T]:
+        first: list[list[T]] = []
 
         def closure() -> float:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, extra = forward()
-            loss.backward()
+            losses, extras = self._backward(forwards, no_sync)
             clip_gradients(self.parameters, self.grad_clip, self.grad_clip_mode)
-            first.append(extra)
-            return loss.detach()  # type: ignore[return-value]  # torch's closures return tensors
+            first.append(extras)
+            # The step's loss (torch's closures return tensors).
+            return losses[0] if len(losses) == 1 else torch.stack(losses).sum()  # type: ignore[return-value]
 
         self.optimizer.step(closure)
         return first[0]

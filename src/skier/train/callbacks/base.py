@@ -14,7 +14,9 @@ class Callback:
     """Base class: override the hooks you need.
 
     - ``on_fit_start(state)``: once, before the first epoch (and after a resume).
-    - ``on_batch_end(state)``: only called when overridden (it costs per-batch Python work).
+    - ``on_batch_end(state)``: after each optimizer step (``state.step`` counts them); with
+      ``train.accumulate: k``, once per step of k micro-batches, whose summed gradients the
+      parameters still hold. Only called when overridden (it costs per-batch Python work).
     - ``on_epoch_end(state, logs)``: ``logs`` is a flat ``dict[str, float]`` such as ``loss``,
       ``error``, ``val_loss``, ``val_error``, ``lr``, ``epoch_time``; validation keys appear only
       on validation epochs.
