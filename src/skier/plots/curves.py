@@ -47,6 +47,8 @@ _TRAIN_COLOR = "tab:blue"
 _VAL_COLOR = "tab:orange"
 _BEST_COLOR = "tab:green"
 _STOP_COLOR = "tab:red"
+_AVERAGE_COLOR = "tab:purple"  # the averaged weights' validation curve (train.ema, train.swa)
+_AVERAGES = {"ema": "EMA", "swa": "SWA"}
 
 
 class LearningResult(Protocol):
@@ -147,7 +149,8 @@ def _stop_epoch(result: LearningResult, last_epoch: float | None) -> float | Non
 def plot_learning_curves(
     result: LearningSource, ax: Axes | None = None, *, metric: str = "loss"
 ) -> Axes:
-    """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None).
+    """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None),
+    and the averaged weights' ``val_ema_{metric}`` or ``val_swa_{metric}`` beside them if logged.
 
     ``result`` is a ``FitResult``, its ``History`` or a run directory (see
     :func:`learning_result`).
@@ -165,7 +168,9 @@ def plot_learning_curves(
     for key, label, color in (
         (metric, "train", _TRAIN_COLOR),
         (f"val_{metric}", "validation", _VAL_COLOR),
-    ):
+        *((f"val_{tag}_{metric}", f"validation, {name} weights", _AVERAGE_COLOR)
+          for tag, name in _AVERAGES.items()),
+    ):  # fmt: skip
         epochs, values = _points(history, key)
         if epochs:
             ax.plot(epochs, values, marker="o", markersize=3, color=color, label=label)

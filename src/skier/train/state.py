@@ -44,13 +44,20 @@ class TrainState:
         history: History,
         available_keys: frozenset[str],
         batches_per_epoch: int = 0,
+        default_monitor: str | None = None,
     ) -> None:
         self._model = model
         self._history = history
+        self._selected: torch.nn.Module | None = None
         self.epochs = epochs
         self.task = task
         self.available_keys = available_keys
         self.batches_per_epoch = batches_per_epoch
+        # What `monitor: auto` watches: val_loss (the average's, when the run selects the
+        # averaged weights), else loss.
+        self.default_monitor = default_monitor or (
+            "val_loss" if "val_loss" in available_keys else "loss"
+        )
         self.epoch = 0
         self.step = 0
         self.requests = _Requests()
@@ -75,8 +82,14 @@ class TrainState:
         return self._model.named_parameters()
 
     def capture_weights(self) -> dict[str, torch.Tensor]:
-        """A detached copy of the model's current weights (e.g. to restore the best later)."""
-        return {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        """A detached copy of the weights the run returns (e.g. to restore the best later): the
+        model's, or their average with ``train.average_select: average``."""
+        model = self._selected if self._selected is not None else self._model
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def select_weights(self, model: torch.nn.Module | None) -> None:
+        """(The loop) whose weights :meth:`capture_weights` copies: ``None``, the model's."""
+        self._selected = model
 
     # --- requests ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

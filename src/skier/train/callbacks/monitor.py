@@ -122,15 +122,13 @@ class Monitor(Callback):
 
     def on_fit_start(self, state: TrainState) -> None:
         if state.epoch == 0:  # a fresh fit; a resume keeps the loaded state
-            self._key = self._resolve(state.available_keys)
+            self._key = self._resolve(state)
             self.reset()
         elif self._key is None:  # resumed from a state that did not save its key
-            self._key = self._resolve(state.available_keys)
+            self._key = self._resolve(state)
 
-    def _resolve(self, available: Iterable[str]) -> str:
-        if self.monitor != "auto":
-            return self.monitor
-        return "val_loss" if "val_loss" in available else "loss"
+    def _resolve(self, state: TrainState) -> str:
+        return state.default_monitor if self.monitor == "auto" else self.monitor
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
         self.update(logs.get(self.key), state.epoch)
