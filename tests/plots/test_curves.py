@@ -125,3 +125,17 @@ def test_the_averaged_weights_curve_is_drawn_beside_the_raw_one() -> None:
     assert labels == ["train", "validation", "validation, SWA weights"]
     assert list(ax.get_lines()[2].get_ydata()) == [0.9, 0.85]
     assert "validation, SWA weights" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_the_star_is_on_the_averaged_curve_when_it_is_judged() -> None:
+    rows = [
+        {"epoch": 1, "loss": 1.2, "val_loss": 1.3, "val_ema_loss": 1.25},
+        {"epoch": 2, "loss": 0.8, "val_loss": 1.0, "val_ema_loss": 0.9},
+    ]
+    tests = {"test_loss": 0.5, "test_accuracy": 0.75, "test_ema_loss": 0.5, "test_ema_error": 0.2}
+    fig = plot_learning_figure(
+        _result(rows, best_epoch=2, monitor="val_ema_loss", test_metrics=tests)
+    )
+    star = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "*")
+    assert list(star.get_ydata()) == [0.9]
+    assert fig._suptitle.get_text() == "test loss 0.5 · test accuracy 0.75 · test ema error 0.2"

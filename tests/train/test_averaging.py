@@ -273,3 +273,25 @@ def test_resume_with_other_averaging_is_refused(
     with pytest.raises(CheckpointError, match=r"weight averaging must match the checkpoint's"):
         fit(make_mlp(seed=1), clf_data, clf_val, epochs=3, callbacks=[Checkpoint(tmp_path)],
             resume=tmp_path / "last.pt", **BASE)  # fmt: skip
+
+
+def test_swa_start_as_a_fraction_of_the_epochs(
+    make_mlp: Any, clf_data: Data, clf_val: Data
+) -> None:
+    result = fit(make_mlp(seed=1), clf_data, clf_val, epochs=4, swa_start=0.5, **BASE)
+    assert ["val_swa_loss" in row for row in result.history.rows] == [False, False, True, True]
+
+
+def test_best_weights_before_the_average_exists_are_the_raw_ones(
+    make_mlp: Any, clf_data: Data, clf_val: Data
+) -> None:
+    model = make_mlp(seed=1)
+    epochs = EveryEpoch(model)
+    # mode max: the best is the first epoch (the loss falls), before the average exists
+    stop = EarlyStopping(monitor="val_loss", mode="max", patience=10)
+    fit(model, clf_data, clf_val, epochs=3, swa_start=3, average_select="average",
+        callbacks=[epochs, stop], **BASE)  # fmt: skip
+    assert stop.best_epoch == 1
+    saved = stop.state_dict()["best_weights"]
+    for key, value in epochs.seen[0].items():
+        assert torch.equal(saved[key], value)

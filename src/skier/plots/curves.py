@@ -75,6 +75,7 @@ class RecordedCurves:
     best_epoch: int | None = None
     stop_reason: str | None = None
     test_metrics: Mapping[str, float] = field(default_factory=dict)
+    monitor: str | None = None
 
 
 # What the curve plots accept: a result (a FitResult), its History, or a run directory.
@@ -109,6 +110,7 @@ def learning_result(source: LearningSource) -> LearningResult:
             best_epoch=int(best) if isinstance(best, int | float) else None,
             stop_reason=result.get("stop_reason") or None,
             test_metrics={str(k): float(v) for k, v in tests.items() if v is not None},
+            monitor=result.get("monitor") or None,
         )
     if not isinstance(getattr(source, "history", None), History):
         raise TypeError(
@@ -182,7 +184,10 @@ def plot_learning_curves(
         ax.axvline(
             best, color=_BEST_COLOR, linestyle="--", linewidth=1, label=f"best (epoch {best})"
         )
-        for key in (f"val_{metric}", metric):
+        # the star goes on the judged curve: the averaged weights' when the monitor is theirs
+        monitored = str(getattr(run, "monitor", None) or "")
+        averaged = [f"val_{t}_{metric}" for t in _AVERAGES if monitored.startswith(f"val_{t}_")]
+        for key in (*averaged, f"val_{metric}", metric):
             epochs, values = _points(history, key)
             if best in epochs:
                 ax.plot(
@@ -214,6 +219,12 @@ def _test_title(test_metrics: Mapping[str, float]) -> str:
     parts = []
     for key, value in test_metrics.items():
         name = key if key.startswith("test_") else f"test_{key}"
+        bare = name.removeprefix("test_")
+        tag = bare.split("_")[0]
+        if tag in _AVERAGES:  # the averaged weights: loss and error, unless the same as the raw
+            raw = test_metrics.get(f"test_{bare[len(tag) + 1 :]}", test_metrics.get(bare[4:]))
+            if bare.endswith("accuracy") or raw == value:
+                continue
         if value is not None and not math.isnan(value):
             parts.append(f"{name.replace('_', ' ')} {value:.4g}")
     return " · ".join(parts)

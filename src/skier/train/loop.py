@@ -337,8 +337,9 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         batches_per_epoch=len(s.batches) if s.batches is not None else 0,
         default_monitor=s.default_monitor,
     )
-    if s.average is not None and s.average.select:  # best weights are the average's
-        state.select_weights(s.average.module)
+    average = s.average
+    if average is not None and average.select:  # best weights are the average's, once it exists
+        state.select_weights(lambda: average.module if average.ready else None)
     if checkpoint is None:
         s.seed()
         return state

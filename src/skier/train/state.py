@@ -6,7 +6,7 @@ restore a set of weights at the end. The loop carries the requests out at its ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,7 +48,7 @@ class TrainState:
     ) -> None:
         self._model = model
         self._history = history
-        self._selected: torch.nn.Module | None = None
+        self._selected: Callable[[], torch.nn.Module | None] | None = None
         self.epochs = epochs
         self.task = task
         self.available_keys = available_keys
@@ -84,11 +84,13 @@ class TrainState:
     def capture_weights(self) -> dict[str, torch.Tensor]:
         """A detached copy of the weights the run returns (e.g. to restore the best later): the
         model's, or their average with ``train.average_select: average``."""
-        model = self._selected if self._selected is not None else self._model
+        selected = self._selected() if self._selected is not None else None
+        model = selected if selected is not None else self._model
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    def select_weights(self, model: torch.nn.Module | None) -> None:
-        """(The loop) whose weights :meth:`capture_weights` copies: ``None``, the model's."""
+    def select_weights(self, model: Callable[[], torch.nn.Module | None]) -> None:
+        """(The loop) whose weights :meth:`capture_weights` copies: ``model()``, or the
+        model's while that is ``None`` (an average that holds nothing yet)."""
         self._selected = model
 
     # --- requests ----------------------------------------------------------------------------
