@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -79,6 +80,45 @@ def _child(
     }
 
 
+def _micro(workload: str, threads: int, repeats: int = 20) -> dict[str, Any]:
+    """In one process: a training step of the workload's model (Adam, its batch) against the
+    EMA update after it, alternated ``repeats`` times in blocks of 20; medians per call. Less
+    exposed to a loaded machine than whole epochs in separate processes."""
+    import time
+
+    import torch
+    from torch import nn
+
+    from skier.config import TrainConfig
+    from skier.train.averaging import WeightAverage
+
+    if threads:
+        torch.set_num_threads(threads)
+    sizes, batch = ([784, 256, 128, 10], 128) if workload == "W1" else ([64, 128, 10], 64)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    average = WeightAverage(model, TrainConfig(ema=0.999))
+    average.after_step()  # the copy; every later update is the lerp
+    x, y = torch.randn(batch, sizes[0]), torch.randint(0, 10, (batch,))
+    steps, updates = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        steps.append((time.perf_counter() - t0) / 20)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            average.after_step()
+        updates.append((time.perf_counter() - t0) / 20)
+    step, update = statistics.median(steps), statistics.median(updates)
+    return {"step_us": step * 1e6, "ema_update_us": update * 1e6, "ratio": (step + update) / step}
+
+
 def _run_child(workload: str, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", workload, variant, "--device", args.device,
                "--w1-samples", str(args.w1_samples), "--threads", str(args.threads),
@@ -104,6 +144,11 @@ def main() -> None:
         help="W1 with this many examples (0: the suite's 60,000)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument(
+        "--micro-only",
+        action="store_true",
+        help="only the in-process step-against-EMA-update measurement",
+    )
     parser.add_argument("--note", default="", help="a word on the machine (e.g. its load)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -112,7 +157,7 @@ def main() -> None:
                        args.threads)  # fmt: skip
         print(json.dumps(found))
         return
-    rounds = 1 if args.smoke else args.rounds
+    rounds = 0 if args.micro_only else 1 if args.smoke else args.rounds
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         w: {v: [] for v in VARIANTS} for w in args.workloads
     }
@@ -143,6 +188,10 @@ def main() -> None:
                                  "met": met})  # fmt: skip
             print(f"{workload} {variant}/plain: {ratio if ratio is None else round(ratio, 4)} "
                   f"(per round: {', '.join(f'{x:.3f}' for x in ratios)})")  # fmt: skip
+    micro = {w: _micro(w, args.threads, 2 if args.smoke else 20) for w in args.workloads}
+    for workload, found in micro.items():
+        print(f"{workload} in-process: step {found['step_us']:.0f} us, EMA update "
+              f"{found['ema_update_us']:.0f} us, ratio {found['ratio']:.4f}")  # fmt: skip
     for v in verdicts:
         print(f"target {v['target']}: {'met' if v['met'] else 'NOT MET'} ({v['value']})")
     record = {
@@ -157,6 +206,7 @@ def main() -> None:
         "threads": args.threads or None,
         "note": args.note,
         "summary": summary,
+        "in_process": micro,
         "targets": verdicts,
         "runs": runs,
     }
