@@ -295,3 +295,14 @@ def test_best_weights_before_the_average_exists_are_the_raw_ones(
     saved = stop.state_dict()["best_weights"]
     for key, value in epochs.seen[0].items():
         assert torch.equal(saved[key], value)
+
+
+def test_swa_without_swa_lr_keeps_a_per_step_schedule(
+    make_mlp: Any, clf_data: Data, clf_val: Data
+) -> None:
+    schedule = {"name": "cyclical", "max_lr": 0.2, "step_size_up": 3}
+    plain = fit(make_mlp(seed=1), clf_data, clf_val, epochs=3, schedule=schedule, **BASE)
+    swa = fit(make_mlp(seed=1), clf_data, clf_val, epochs=3, schedule=schedule, swa_start=2,
+              **BASE)  # fmt: skip
+    assert swa.history.steps["lr"] == plain.history.steps["lr"]
+    assert "val_swa_loss" in swa.history.rows[-1]
