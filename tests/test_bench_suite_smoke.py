@@ -91,3 +91,17 @@ def test_a_baseline_that_is_not_a_src_directory_is_refused(tmp_path: Path) -> No
     )  # fmt: skip
     assert proc.returncode == 2
     assert f"--baseline must be a src directory holding skier/; got {tmp_path}" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_averaging_bench_judges_ema_against_plain(tmp_path: Path) -> None:
+    out = tmp_path / "averaging.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_averaging.py"), "--smoke", "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert set(record["summary"]) == {"W1", "W3"}
+    assert all(math.isfinite(record["summary"][w]["ema_ratio"]) for w in ("W1", "W3"))
+    assert [t["target"] for t in record["targets"]] == ["ema at W1 <= 1.03"]

@@ -112,3 +112,30 @@ def test_save_figure_writes_a_png(tmp_path: Path, best_epoch) -> None:
     assert path == tmp_path / "a/c.png"
     assert path.read_bytes().startswith(PNG_SIGNATURE)
     assert [p.name for p in path.parent.iterdir()] == ["c.png"]  # no temp file left behind
+
+
+def test_the_averaged_weights_curve_is_drawn_beside_the_raw_one() -> None:
+    rows = [
+        {"epoch": 1, "loss": 1.2, "val_loss": 1.3},
+        {"epoch": 2, "loss": 0.8, "val_loss": 1.0, "val_swa_loss": 0.9},
+        {"epoch": 3, "loss": 0.6, "val_loss": 0.95, "val_swa_loss": 0.85},
+    ]
+    ax = plot_learning_curves(_result(rows))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["train", "validation", "validation, SWA weights"]
+    assert list(ax.get_lines()[2].get_ydata()) == [0.9, 0.85]
+    assert "validation, SWA weights" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_the_star_is_on_the_averaged_curve_when_it_is_judged() -> None:
+    rows = [
+        {"epoch": 1, "loss": 1.2, "val_loss": 1.3, "val_ema_loss": 1.25},
+        {"epoch": 2, "loss": 0.8, "val_loss": 1.0, "val_ema_loss": 0.9},
+    ]
+    tests = {"test_loss": 0.5, "test_accuracy": 0.75, "test_ema_loss": 0.5, "test_ema_error": 0.2}
+    fig = plot_learning_figure(
+        _result(rows, best_epoch=2, monitor="val_ema_loss", test_metrics=tests)
+    )
+    star = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "*")
+    assert list(star.get_ydata()) == [0.9]
+    assert fig._suptitle.get_text() == "test loss 0.5 · test accuracy 0.75 · test ema error 0.2"

@@ -88,3 +88,14 @@ def test_write_report_is_atomic(tmp_path: Path) -> None:
     )
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_the_averaged_weights_row_shows_their_test_value() -> None:
+    history = History()
+    history.extend([{"epoch": 1, "loss": 1.0, "val_loss": 1.25, "val_ema_loss": 1.125}])
+    result = _result(best_epoch=1, test_metrics={"test_loss": 0.5, "test_ema_loss": 0.4375})
+    page = render_report(title="t", config={}, result=result, figures={}, history=history)
+    row = page.split("<td>val_ema_loss</td>")[1].split("</tr>")[0]
+    assert row.endswith("<td>0.4375</td>")
+    val_row = page.split("<td>val_loss</td>")[1].split("</tr>")[0]
+    assert "0.5" not in val_row and "0.4375" not in val_row

@@ -334,6 +334,62 @@ class TrainConfig(Section):
     exact_train_error: bool = Field(False, description="a full pass for train loss/error")
     progress: Literal["auto", "on", "off"] = "auto"
     stop_on_non_finite: bool = True
+    # Weight averaging (README "Flat minima on purpose"): one average per run, EMA or SWA.
+    ema: Fraction | None = Field(
+        None, description="decay of an exponential moving average of the weights, e.g. 0.999"
+    )
+    ema_warmup: bool = Field(True, description="ema: decay min(ema, (1+t)/(10+t)) at update t")
+    swa_start: PositiveInt | Fraction | None = Field(
+        None,
+        description="stochastic weight averaging: an equal average once per epoch from this "
+        "epoch, or from this fraction of train.epochs (0.75: the last quarter)",
+    )
+    swa_lr: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="swa: the lr SWALR anneals to after swa_start (unset: the schedule's)"
+    )
+    swa_anneal_epochs: Annotated[int, Field(ge=0)] = Field(
+        0, description="swa: epochs from the lr to swa_lr (0: at once)"
+    )
+    swa_anneal_strategy: Literal["cos", "linear"] = "cos"
+    average_select: Literal["raw", "average"] = Field(
+        "raw", description="the weights fit returns and best is judged on: raw or the average"
+    )
+
+    @field_validator("swa_start")
+    @classmethod
+    def _one_average(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and info.data.get("ema") is not None:
+            raise ValueError("must be unset when train.ema is set (one average per run)")
+        epochs = info.data.get("epochs")
+        if v is not None and isinstance(epochs, int) and v > epochs:
+            raise ValueError(f"must be at most train.epochs ({epochs})")
+        return v
+
+    @field_validator("swa_lr")
+    @classmethod
+    def _swa_lr_needs_start(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and info.data.get("swa_start") is None:
+            raise ValueError("must be unset unless train.swa_start is set, e.g. swa_start: 15")
+        return v
+
+    @field_validator("average_select")
+    @classmethod
+    def _average_exists(cls, v: str, info: Any) -> str:
+        if v == "average" and info.data.get("ema") is None and info.data.get("swa_start") is None:
+            raise ValueError("must be 'raw' unless train.ema or train.swa_start is set")
+        return v
+
+    @property
+    def swa_start_epoch(self) -> int | None:
+        """The first epoch SWA averages: ``swa_start``, or ``floor(f * epochs) + 1`` for a
+        fraction ``f``.
+
+        >>> TrainConfig(epochs=20, swa_start=0.75).swa_start_epoch
+        16
+        """
+        if self.swa_start is None or isinstance(self.swa_start, int):
+            return self.swa_start
+        return int(self.swa_start * self.epochs) + 1
 
     @field_validator("device")
     @classmethod

@@ -47,6 +47,8 @@ _TRAIN_COLOR = "tab:blue"
 _VAL_COLOR = "tab:orange"
 _BEST_COLOR = "tab:green"
 _STOP_COLOR = "tab:red"
+_AVERAGE_COLOR = "tab:purple"  # the averaged weights' validation curve (train.ema, train.swa)
+_AVERAGES = {"ema": "EMA", "swa": "SWA"}
 
 
 class LearningResult(Protocol):
@@ -73,6 +75,7 @@ class RecordedCurves:
     best_epoch: int | None = None
     stop_reason: str | None = None
     test_metrics: Mapping[str, float] = field(default_factory=dict)
+    monitor: str | None = None
 
 
 # What the curve plots accept: a result (a FitResult), its History, or a run directory.
@@ -107,6 +110,7 @@ def learning_result(source: LearningSource) -> LearningResult:
             best_epoch=int(best) if isinstance(best, int | float) else None,
             stop_reason=result.get("stop_reason") or None,
             test_metrics={str(k): float(v) for k, v in tests.items() if v is not None},
+            monitor=result.get("monitor") or None,
         )
     if not isinstance(getattr(source, "history", None), History):
         raise TypeError(
@@ -147,7 +151,8 @@ def _stop_epoch(result: LearningResult, last_epoch: float | None) -> float | Non
 def plot_learning_curves(
     result: LearningSource, ax: Axes | None = None, *, metric: str = "loss"
 ) -> Axes:
-    """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None).
+    """Draw train ``metric`` and ``val_{metric}`` per epoch on ``ax`` (a new figure if None),
+    and the averaged weights' ``val_ema_{metric}`` or ``val_swa_{metric}`` beside them if logged.
 
     ``result`` is a ``FitResult``, its ``History`` or a run directory (see
     :func:`learning_result`).
@@ -165,7 +170,9 @@ def plot_learning_curves(
     for key, label, color in (
         (metric, "train", _TRAIN_COLOR),
         (f"val_{metric}", "validation", _VAL_COLOR),
-    ):
+        *((f"val_{tag}_{metric}", f"validation, {name} weights", _AVERAGE_COLOR)
+          for tag, name in _AVERAGES.items()),
+    ):  # fmt: skip
         epochs, values = _points(history, key)
         if epochs:
             ax.plot(epochs, values, marker="o", markersize=3, color=color, label=label)
@@ -177,7 +184,10 @@ def plot_learning_curves(
         ax.axvline(
             best, color=_BEST_COLOR, linestyle="--", linewidth=1, label=f"best (epoch {best})"
         )
-        for key in (f"val_{metric}", metric):
+        # the star goes on the judged curve: the averaged weights' when the monitor is theirs
+        monitored = str(getattr(run, "monitor", None) or "")
+        averaged = [f"val_{t}_{metric}" for t in _AVERAGES if monitored.startswith(f"val_{t}_")]
+        for key in (*averaged, f"val_{metric}", metric):
             epochs, values = _points(history, key)
             if best in epochs:
                 ax.plot(
@@ -209,6 +219,12 @@ def _test_title(test_metrics: Mapping[str, float]) -> str:
     parts = []
     for key, value in test_metrics.items():
         name = key if key.startswith("test_") else f"test_{key}"
+        bare = name.removeprefix("test_")
+        tag = bare.split("_")[0]
+        if tag in _AVERAGES:  # the averaged weights: loss and error, unless the same as the raw
+            raw = test_metrics.get(f"test_{bare[len(tag) + 1 :]}", test_metrics.get(bare[4:]))
+            if bare.endswith("accuracy") or raw == value:
+                continue
         if value is not None and not math.isnan(value):
             parts.append(f"{name.replace('_', ' ')} {value:.4g}")
     return " · ".join(parts)

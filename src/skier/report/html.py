@@ -94,7 +94,9 @@ def _metrics_table(result: Mapping[str, Any], history: History | None) -> str:
     body = []
     for key in keys:
         final = history.last(key) if history is not None and key in history.keys else None
-        test_value = None if key.startswith("val_") else test.get(key)
+        # a val_ key with no training twin (val_ema_loss: the averaged weights) shows its test
+        bare = key.removeprefix("val_")
+        test_value = test.get(bare) if key == bare or bare not in keys else None
         body.append(
             f"<tr><td>{escape(key)}</td>{_cell(final)}{_cell(best_row.get(key))}"
             f"{_cell(test_value)}</tr>"

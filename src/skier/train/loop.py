@@ -58,6 +58,9 @@ class FitResult:
     checkpoints: dict[str, Path] = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False)
     diverged: bool = False  # stopped by the non-finite guard (the last good weights were kept)
+    # train.ema / train.swa_start: the averaged network (its own copy; `model` holds the raw
+    # weights unless train.average_select is "average")
+    averaged_model: torch.nn.Module | None = field(default=None, repr=False)
 
     def plot(self) -> Figure:
         """The learning curves: loss and error side by side
@@ -147,7 +150,7 @@ def _train_epochs(
     state = _start(s, checkpoint)
     s.trained = s.group.wrap(s.model)  # after the resume: DDP starts every rank from rank 0's
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
-    good = state.capture_weights()
+    good = _snapshot(s)
     for cb in s.callbacks:
         cb.on_fit_start(state)
     for epoch in range(state.epoch + 1, s.train_cfg.epochs + 1):
@@ -157,11 +160,13 @@ def _train_epochs(
         bad = [k for k in ("loss", "val_loss") if not math.isfinite(logs.get(k, 0.0))]
         state.diverged = s.train_cfg.stop_on_non_finite and bool(bad)
         if state.diverged:  # back to the last good weights; this epoch is logged, never saved
-            s.model.load_state_dict(good)
+            _restore(s, good)
             what = "training loss" if bad[0] == "loss" else "validation loss"
             state.requests.stop_reason = (
                 f"non-finite {what} at epoch {epoch}; kept epoch {epoch - 1}"
             )
+        elif s.average is not None and s.average.step_lr(epoch, s.optimizer):
+            pass  # SWA: SWALR sets the lr from swa_start on, in place of the schedule
         elif s.schedule is not None and s.schedule.interval == "epoch":
             s.schedule.step(logs)
         for cb in s.callbacks:  # callbacks
@@ -171,10 +176,22 @@ def _train_epochs(
             state.requests.checkpoints.clear()
         else:
             _write_checkpoints(s, state, writer)  # checkpoint
-            good = state.capture_weights() if s.train_cfg.stop_on_non_finite else good
+            good = _snapshot(s) if s.train_cfg.stop_on_non_finite else good
         if state.stop_requested:
             break
     return _finish(s, state, logs, time.perf_counter() - started, writer)
+
+
+def _snapshot(s: Setup) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The model's weights and its average's state: the non-finite guard's last good ones."""
+    weights = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
+    return weights, s.average.snapshot() if s.average is not None else None
+
+
+def _restore(s: Setup, good: tuple[dict[str, torch.Tensor], dict[str, Any] | None]) -> None:
+    s.model.load_state_dict(good[0])
+    if s.average is not None and good[1] is not None:
+        s.average.restore(good[1])
 
 
 def check_fit(
@@ -215,8 +232,10 @@ def _run_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     if s.train_cfg.exact_train_error:
         logs.update(s.evaluate(s.train))  # type: ignore[arg-type]
     last = state.epoch == s.train_cfg.epochs
+    if s.average is not None:  # SWA: this epoch's weights join the average
+        s.average.end_epoch(state.epoch)
     if s.val is not None and (state.epoch % s.train_cfg.val_every == 0 or last):
-        metrics = s.evaluate(s.val)
+        metrics = {**s.evaluate(s.val), **s.evaluate_average(s.val)}  # raw and averaged
         logs.update({f"val_{k}": v for k, v in metrics.items()})
     logs["epoch_time"] = time.perf_counter() - t0
     return logs
@@ -232,6 +251,7 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     lrs = state.history.steps.setdefault("lr", [])  # the lr actually used, every step
     parts = s.train_cfg.accumulate
     no_sync = functools.partial(s.group.no_sync, s.trained)  # DDP: all-reduce on the last only
+    ema = s.average if s.average is not None and s.average.tag == "ema" else None
     for batch in s.batches:  # the examples of one optimizer step
         if per_step is not None:  # set LR
             lrs.append(group["lr"])
@@ -240,6 +260,8 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
         # forward → loss (+ penalties) → backward, each micro-batch → clip → step (L-BFGS, SAM:
         # with a closure over every micro-batch)
         results = s.step.accumulate(forwards, no_sync=no_sync)
+        if ema is not None:  # the EMA of the weights follows every step
+            ema.after_step()
         if per_step is not None:
             per_step.step()
         sums.add_step(results, micro)
@@ -341,13 +363,19 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         history=History(),
         available_keys=s.available_keys,
         batches_per_epoch=len(s.batches) if s.batches is not None else 0,
+        default_monitor=s.default_monitor,
     )
+    average = s.average
+    if average is not None and average.select:  # best weights are the average's, once it exists
+        state.select_weights(lambda: average.module if average.ready else None)
     if checkpoint is None:
         s.seed()
         return state
     _check_resumable(s, checkpoint)  # before loading anything: a refused resume changes nothing
     try:
         s.model.load_state_dict(checkpoint["model"])
+        if s.average is not None:  # before the optimizer: SWALR's set-up changes the lr
+            s.average.load_state_dict(checkpoint["average"], s.optimizer)
         s.optimizer.load_state_dict(checkpoint["optimizer"])
         if s.schedule is not None and checkpoint.get("scheduler") is not None:
             s.schedule.load_state_dict(checkpoint["scheduler"])
@@ -387,6 +415,13 @@ def _check_resumable(s: Setup, checkpoint: dict[str, Any]) -> None:
             f"checkpoint does not match this model: {len(differ)} tensors differ in name or "
             f"shape ({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''})."
         )
+    saved_avg = (checkpoint.get("average") or {}).get("tag")
+    tag = s.average.tag if s.average is not None else None
+    if saved_avg != tag:
+        problems.append(
+            f"weight averaging must match the checkpoint's ({saved_avg or 'none'}); "
+            f"got {tag or 'none'}. Set train.ema / train.swa_start as the run that saved it."
+        )
     if problems:
         raise CheckpointError(problems)
 
@@ -407,6 +442,7 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
         "rng": capture_rng(s.shuffle_generator),
         "sampler": s.batches.state_dict() if s.batches is not None else {},
         "history": state.history.to_dict(),
+        "average": s.average.state_dict() if s.average is not None else None,
     }
 
 
@@ -432,13 +468,18 @@ def _finish(
     if not state.diverged:
         _write_checkpoints(s, state, writer)
     restored = None
+    average = s.average
+    if average is not None and average.ready:
+        average.prepare(s.training_inputs)  # SWA: the average's batch-norm statistics
+        if average.select:  # the run returns the averaged weights
+            s.model.load_state_dict(average.weights())
     if state.requests.restore is not None:
         s.model.load_state_dict(state.requests.restore)
         restored = state.requests.restore_reason
     s.group.sync_state(s.model)  # whatever each rank restored, all end with rank 0's weights
     test_metrics = {}
     if s.test is not None:
-        metrics = s.evaluate(s.test)
+        metrics = {**s.evaluate(s.test), **s.evaluate_average(s.test)}
         test_metrics = {f"test_{k}": v for k, v in metrics.items()}
     monitor, best_epoch, best_value = _best(s, state.history)
     return FitResult(
@@ -455,6 +496,7 @@ def _finish(
         checkpoints=dict(state.written),
         model=s.model,
         diverged=state.diverged,
+        averaged_model=s.average.module if s.average is not None else None,
     )
 
 
@@ -466,7 +508,7 @@ def _best(s: Setup, history: History) -> tuple[str, int | None, float | None]:
     if judge is None:
         key = next(
             (keys[0] for keys in (cb.monitored_keys() for cb in s.callbacks) if keys),
-            "val_loss" if "val_loss" in s.available_keys else "loss",
+            s.default_monitor,
         )
         judge = Monitor(key)
         for row in history.rows:

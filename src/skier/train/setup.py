@@ -32,7 +32,8 @@ from skier.data.types import DataBundle, Split
 from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, has_line_search
-from skier.optim.schedules import Schedule, build_schedule
+from skier.optim.schedules import Schedule, build_schedule, resolve_interval
+from skier.train.averaging import WeightAverage, averaging_problems, has_batch_norm
 from skier.train.batches import (
     BatchSource,
     InformativeBatches,
@@ -50,7 +51,7 @@ from skier.train.metrics import LossFn, make_example_loss, make_loss
 from skier.train.regularize import Penalty
 from skier.train.step import OptimizerStep, step_problems
 
-__all__ = ["DataLike", "Setup", "loop_keys", "monitor_problems", "prepare"]
+__all__ = ["DataLike", "Setup", "averaged_tag", "loop_keys", "monitor_problems", "prepare"]
 
 DataLike = Split | DataBundle | tuple[Any, Any] | Dataset[Any] | DataLoader[Any]
 
@@ -120,6 +121,7 @@ class Setup:
     shuffle_generator: torch.Generator = field(default_factory=torch.Generator)
     batches: BatchSource | None = None
     penalty: Penalty | None = None
+    average: WeightAverage | None = None  # EMA or SWA of the weights, built on the device
     trained: torch.nn.Module = field(init=False)  # `model`, or the DDP wrapper that trains it
 
     def __post_init__(self) -> None:
@@ -136,6 +138,25 @@ class Setup:
         return weighted.mean() if self.reduction == "mean" else weighted.sum()
 
     @property
+    def default_monitor(self) -> str:
+        """What ``monitor: auto`` and the run's verdict watch: the validation loss (the
+        average's, with ``average_select: average``), else the training loss."""
+        averaged = f"val_{averaged_tag(self.train_cfg)}_loss"
+        if self.train_cfg.average_select == "average" and averaged in self.available_keys:
+            return averaged
+        return "val_loss" if "val_loss" in self.available_keys else "loss"
+
+    def training_inputs(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The training split's inputs in order, in batches of ``batch_size`` (SWA's batch
+        norm); in-memory data only (set-up refuses the rest)."""
+        split = self.train
+        if not isinstance(split, Split):
+            return
+        size = len(split) if self.train_cfg.batch_size == "full" else self.train_cfg.batch_size
+        for lo in range(0, len(split), size):
+            yield tuple(t[lo : lo + size] for t in split.inputs)
+
+    @property
     def classification(self) -> bool:
         return self.task == "classification"
 
@@ -144,9 +165,20 @@ class Setup:
         """AMP's gradient scaler (CUDA with ``train.amp``), else ``None``."""
         return self.step.scaler
 
-    def evaluate(self, split: Split) -> dict[str, float]:
-        """Metrics over a whole split; distributed, every rank evaluates a share."""
-        return self.group.evaluate(self.model, split, classification=self.classification)
+    def evaluate(self, split: Split, model: torch.nn.Module | None = None) -> dict[str, float]:
+        """Metrics of the model (or ``model``: the averaged weights) over a whole split;
+        distributed, every rank evaluates a share."""
+        return self.group.evaluate(
+            model if model is not None else self.model, split, classification=self.classification
+        )
+
+    def evaluate_average(self, split: Split) -> dict[str, float]:
+        """The averaged weights' metrics, as ``{tag}_loss``, ... (``{}`` before it holds any)."""
+        if self.average is None or not self.average.ready:
+            return {}
+        self.average.prepare(self.training_inputs)
+        metrics = self.evaluate(split, self.average.module)
+        return {f"{self.average.tag}_{k}": v for k, v in metrics.items()}
 
     @contextlib.contextmanager
     def determinism(self) -> Iterator[None]:
@@ -184,6 +216,8 @@ class Setup:
     def move_to_device(self) -> None:
         """The only mutation of the caller's objects: model and data go to the device."""
         self.model.to(self.device)
+        if averaged_tag(self.train_cfg) is not None:  # a copy of the model, on the device
+            self.average = WeightAverage(self.model, self.train_cfg)
         cfg = self.train_cfg
         per_step = step_batch_size(cfg.batch_size, cfg.accumulate)  # the loop cuts micro-batches
         if isinstance(self.train, Split) and cfg.sampling == "informative":
@@ -276,11 +310,19 @@ def _check_shapes(setup: Setup, bundle: DataBundle | None) -> None:
     check_output_shape(setup.model, shapes, setup.output_size, categorical_cardinalities=cards)
 
 
-def loop_keys(*, classification: bool, validation: bool, penalty: bool) -> frozenset[str]:
-    """The log keys the loop produces: what a callback or a plateau schedule may monitor.
+def averaged_tag(cfg: TrainConfig) -> str | None:
+    """``"ema"`` or ``"swa"``: the average of the weights a run keeps (``None``: none)."""
+    return "ema" if cfg.ema is not None else "swa" if cfg.swa_start is not None else None
 
-    >>> sorted(loop_keys(classification=False, validation=True, penalty=False))
-    ['epoch', 'epoch_time', 'loss', 'lr', 'val_loss']
+
+def loop_keys(
+    *, classification: bool, validation: bool, penalty: bool, average: str | None = None
+) -> frozenset[str]:
+    """The log keys the loop produces: what a callback or a plateau schedule may monitor.
+    ``average`` (``"ema"``, ``"swa"``): the averaged weights' validation keys too.
+
+    >>> sorted(loop_keys(classification=False, validation=True, penalty=False, average="ema"))
+    ['epoch', 'epoch_time', 'loss', 'lr', 'val_ema_loss', 'val_loss']
     """
     keys = {"epoch", "loss", "lr", "epoch_time"}
     if penalty:
@@ -288,7 +330,10 @@ def loop_keys(*, classification: bool, validation: bool, penalty: bool) -> froze
     if classification:
         keys |= {"error", "accuracy"}
     if validation:
-        keys |= {f"val_{k}" for k in keys if k in ("loss", "error", "accuracy")}
+        metrics = [k for k in keys if k in ("loss", "error", "accuracy")]
+        keys |= {f"val_{k}" for k in metrics}
+        if average is not None:
+            keys |= {f"val_{average}_{k}" for k in metrics}
     return frozenset(keys)
 
 
@@ -414,6 +459,7 @@ def prepare(
         classification=resolved_task == "classification",
         validation=val_s is not None,
         penalty=bool(cfg_reg.l1 or cfg_reg.l2),
+        average=averaged_tag(cfg_train),
     )
     callbacks = list(callbacks)
     problems = monitor_problems(callbacks, available, cfg_sched if scheduler is None else None)
@@ -438,6 +484,12 @@ def prepare(
             problem("optim.sam", "null when fit() is given an optimizer object", cfg_optim.sam,
                     "Wrap it yourself: skier.optim.SAM(optimizer, rho=...), or pass its name.")
         )  # fmt: skip
+    per_step = scheduler is None and resolve_interval(cfg_sched) == "step"
+    problems += averaging_problems(
+        cfg_train, per_step_schedule=cfg_sched.name if per_step else None,
+        world_size=group.world_size, in_memory=isinstance(train_s, Split),
+        batch_norm=has_batch_norm(model),
+    )  # fmt: skip
     if problems:
         raise ConfigError(problems)
     device = group.device_for(device)

@@ -6,7 +6,7 @@ restore a set of weights at the end. The loop carries the requests out at its ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,13 +44,20 @@ class TrainState:
         history: History,
         available_keys: frozenset[str],
         batches_per_epoch: int = 0,
+        default_monitor: str | None = None,
     ) -> None:
         self._model = model
         self._history = history
+        self._selected: Callable[[], torch.nn.Module | None] | None = None
         self.epochs = epochs
         self.task = task
         self.available_keys = available_keys
         self.batches_per_epoch = batches_per_epoch
+        # What `monitor: auto` watches: val_loss (the average's, when the run selects the
+        # averaged weights), else loss.
+        self.default_monitor = default_monitor or (
+            "val_loss" if "val_loss" in available_keys else "loss"
+        )
         self.epoch = 0
         self.step = 0
         self.requests = _Requests()
@@ -75,8 +82,16 @@ class TrainState:
         return self._model.named_parameters()
 
     def capture_weights(self) -> dict[str, torch.Tensor]:
-        """A detached copy of the model's current weights (e.g. to restore the best later)."""
-        return {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        """A detached copy of the weights the run returns (e.g. to restore the best later): the
+        model's, or their average with ``train.average_select: average``."""
+        selected = self._selected() if self._selected is not None else None
+        model = selected if selected is not None else self._model
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def select_weights(self, model: Callable[[], torch.nn.Module | None]) -> None:
+        """(The loop) whose weights :meth:`capture_weights` copies: ``model()``, or the
+        model's while that is ``None`` (an average that holds nothing yet)."""
+        self._selected = model
 
     # --- requests ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

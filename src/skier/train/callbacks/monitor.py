@@ -34,9 +34,10 @@ class Monitor(Callback):
     A value is an improvement when it beats the best by more than ``min_delta`` in the
     direction of ``mode`` (``auto``: maximise accuracies, minimise the rest); a tie is not one,
     nor is a missing or non-finite value. ``monitor="auto"`` watches ``val_loss`` when there is
-    validation data, else ``loss``: the resolved name is :attr:`key`, set at fit start, while
-    ``monitor`` keeps what was given. A fresh fit starts from no best; a resumed fit keeps the
-    loaded state, its key included.
+    validation data (``val_ema_loss``/``val_swa_loss`` when the run returns its averaged
+    weights: ``train.average_select: average``), else ``loss``: the resolved name is
+    :attr:`key`, set at fit start, while ``monitor`` keeps what was given. A fresh fit starts
+    from no best; a resumed fit keeps the loaded state, its key included.
 
     On its own a ``Monitor`` records the best of its key; subclasses (:class:`EarlyStopping`,
     :class:`Checkpoint`) act on :meth:`update`'s answer. The run's verdict
@@ -122,15 +123,13 @@ class Monitor(Callback):
 
     def on_fit_start(self, state: TrainState) -> None:
         if state.epoch == 0:  # a fresh fit; a resume keeps the loaded state
-            self._key = self._resolve(state.available_keys)
+            self._key = self._resolve(state)
             self.reset()
         elif self._key is None:  # resumed from a state that did not save its key
-            self._key = self._resolve(state.available_keys)
+            self._key = self._resolve(state)
 
-    def _resolve(self, available: Iterable[str]) -> str:
-        if self.monitor != "auto":
-            return self.monitor
-        return "val_loss" if "val_loss" in available else "loss"
+    def _resolve(self, state: TrainState) -> str:
+        return state.default_monitor if self.monitor == "auto" else self.monitor
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
         self.update(logs.get(self.key), state.epoch)
