@@ -7,6 +7,7 @@ from skier.train.callbacks import (
     GradientFlow,
     Monitor,
     ProgressBar,
+    SharpnessTracker,
 )
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from skier.train.loop import FitResult, check_fit, evaluate, fit
@@ -20,6 +21,7 @@ __all__ = [
     "GradientFlow",
     "Monitor",
     "ProgressBar",
+    "SharpnessTracker",
     "TrainState",
     "check_fit",
     "evaluate",

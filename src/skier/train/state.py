@@ -74,6 +74,11 @@ class TrainState:
         """The model's parameters and their gradients, to read (norms, ratios); never to change."""
         return self._model.named_parameters()
 
+    def measured_model(self) -> torch.nn.Module:
+        """The model itself (not a distributed wrapper), for a callback that measures it — a
+        Hessian-vector product — and leaves it exactly as it was; never to change."""
+        return self._model
+
     def capture_weights(self) -> dict[str, torch.Tensor]:
         """A detached copy of the model's current weights (e.g. to restore the best later)."""
         return {k: v.detach().clone() for k, v in self._model.state_dict().items()}

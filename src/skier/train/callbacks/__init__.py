@@ -6,5 +6,14 @@ from skier.train.callbacks.early_stopping import EarlyStopping
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.callbacks.monitor import Monitor
 from skier.train.callbacks.progress import ProgressBar
+from skier.train.callbacks.sharpness import SharpnessTracker
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "GradientFlow", "Monitor", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "GradientFlow",
+    "Monitor",
+    "ProgressBar",
+    "SharpnessTracker",
+]
