@@ -55,12 +55,12 @@ def test_off_adds_no_callback(tmp_path: Path) -> None:
 
     config = _config()
     data = load_data(config.data)
-    callbacks = _callbacks(config, RunDir(tmp_path / "run"), False, None, data)
+    callbacks = _callbacks(config, RunDir(tmp_path / "run"), False, None, data=data)
     assert not any(isinstance(cb, SharpnessTracker) for cb in callbacks)
     on = _config(**{"diagnostics.sharpness_every": 5})
     (tracker,) = [
         cb
-        for cb in _callbacks(on, RunDir(tmp_path / "run"), False, None, data)
+        for cb in _callbacks(on, RunDir(tmp_path / "run"), False, None, data=data)
         if isinstance(cb, SharpnessTracker)
     ]
     assert (tracker.every, tracker.subset, tracker.max_iterations) == (5, 512, 20)

@@ -155,13 +155,15 @@ def _callbacks(
     run_dir: RunDir,
     progress: bool | Literal["auto"],
     epoch_lines: Callable[[str], None] | None,
-    data: DataBundle,
+    data: DataBundle | None = None,
 ) -> list[Any]:
     cbs = monitoring_callbacks(config.early_stopping, config.checkpoint, run_dir.checkpoints)
     diag = config.diagnostics
     if diag.gradient_flow_every > 0:  # off: nothing is added, so nothing runs per batch
         cbs.append(GradientFlow(diag.gradient_flow_every, layers=diag.gradient_flow_layers))
     if diag.sharpness_every is not None:  # the same: off adds nothing
+        if data is None:
+            raise ValueError("diagnostics.sharpness_every needs the run's data to measure on")
         cbs.append(
             SharpnessTracker(
                 data.train, every=diag.sharpness_every, subset=diag.sharpness_subset,
@@ -348,7 +350,7 @@ def run_training(
         run_id = distributed.broadcast(run_id)
     run_dir = resume or RunDir(root / run_id)
     extra = list(callbacks)
-    callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None, data)
+    callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None, data=data)
     fit_kwargs: dict[str, Any] = {
         # The runner adds its own bar (CLI: --quiet, CI); fit() must not add another.
         "train_config": config.train.model_copy(update={"progress": "off"}),
