@@ -550,6 +550,19 @@ class DiagnosticsConfig(Section):
     gradient_flow_layers: Literal["weights", "all"] = Field(
         "weights", description="'weights': weight matrices and kernels only; 'all': biases too"
     )
+    sharpness_every: PositiveInt | None = Field(
+        None,
+        description="record λ1 of the training loss (against 2/lr) every N steps (null: off)",
+    )
+    sharpness_subset: PositiveInt | None = Field(
+        512, description="λ1 on a fixed seeded subset of this many training examples (null: all)"
+    )
+    sharpness_iterations: Annotated[int, Field(ge=2)] = Field(
+        20, description="at most this many Hessian-vector products per record (warm-started)"
+    )
+    sharpness_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        1e-3, description="a record stops when λ1 changes by less than this (relative)"
+    )
 
 
 class RunConfig(Section):

@@ -19,6 +19,7 @@ import torch
 from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, ModelError
+from skier.train.hessian import ParamList, dot, norm, seeded_subset
 
 __all__ = [
     "ParamList",
@@ -32,8 +33,6 @@ __all__ = [
     "seeded_subset",
     "trainable_parameters",
 ]
-
-ParamList = list[torch.Tensor]
 
 _ACCEPTS = "a DataBundle, a Split or an (inputs, targets) pair of tensors or arrays"
 
@@ -118,26 +117,8 @@ def classification_of(split: Split, task: str | None = None) -> bool:
     return not split.targets.is_floating_point()
 
 
-def seeded_subset(split: Split, size: int | None, seed: int) -> Split:
-    """A fixed random subset of ``size`` examples (the whole split if ``size`` is None or
-    not smaller); the same seed gives the same subset on every call and machine."""
-    n = len(split)
-    if size is None or size >= n:
-        return split
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(n, generator=generator)[:size].sort().values
-    return split.take(index.to(split.device))
-
-
-# --- parameter-list arithmetic (one tensor per trainable parameter) ---------------------------
-
-
-def dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([torch.sum(x * y) for x, y in zip(a, b, strict=True)]).sum()
-
-
-def norm(a: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.sqrt(dot(a, a))
+# --- parameter-list arithmetic (one tensor per trainable parameter; dot and norm live in
+# skier.train.hessian, below the diagnostics, so that a callback can use them too) -----------
 
 
 def add_scaled(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], scale: float) -> ParamList:

@@ -36,24 +36,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from skier.config.base import validate_model
 from skier.config.diagnostics import SharpnessConfig
 from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
-    ParamList,
     choose_split,
     classification_of,
     dot,
     model_device,
-    norm,
     preserved,
     seeded_subset,
     trainable_parameters,
 )
-from skier.errors import ConfigError, DataError, ModelError, problem
+from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
+from skier.train.hessian import Eigenpair, Hessian, power_iteration
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,9 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
 _TASKS = ("classification", "regression")
-# Outputs in a reduced precision are lifted to float32 for the loss, as evaluate_split does;
-# float64 outputs stay float64 so that a float64 model gets a float64 Hessian.
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 @dataclass
@@ -122,96 +117,6 @@ class SharpnessResult:
         }
 
 
-class _Hessian:
-    """``v ↦ H·v`` for the mean loss over ``split``; the caller has put the model in eval mode.
-
-    When the whole split fits in one batch, the gradient's graph is built once and every
-    product is one backward pass through it (measured on a 50k-parameter MLP and 1,000 digits,
-    CPU: 4.6 ms against 8.1 ms for rebuilding it, 13 against 21 ms on one busy thread).
-    Otherwise each product rebuilds the graph batch by batch, so memory stays that of one
-    batch. ``torch.func``'s forward-over-reverse ``jvp(grad(f))`` is just as exact but was
-    slower still (11 ms; 26 ms), and batching probes with ``is_grads_batched`` was slower than
-    a loop of products, so neither is used.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        split: Split,
-        params: Sequence[torch.Tensor],
-        *,
-        classification: bool,
-        batch_size: int,
-    ) -> None:
-        self.model = model
-        self.split = split
-        self.params = list(params)
-        self.classification = classification
-        self.batch_size = batch_size
-        self._gradient: list[torch.Tensor | None] | None = None
-        if len(split) <= batch_size:
-            self._gradient = self._batch_gradient(0, len(split))
-
-    def _batch_gradient(self, start: int, stop: int) -> list[torch.Tensor | None]:
-        """The gradient of ``(n_b/N)·mean loss of the batch``, with its graph kept."""
-        inputs = tuple(t[start:stop] for t in self.split.inputs)
-        targets = self.split.targets[start:stop]
-        out = self.model(*inputs)
-        if out.dtype in _LOW_PRECISION:
-            out = out.float()
-        if self.classification:
-            loss = F.cross_entropy(out, targets)
-        else:
-            loss = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
-        # Weight each batch mean by its share of the examples: the mean over the whole set is
-        # Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
-        loss = loss * ((stop - start) / len(self.split))
-        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-        return list(grads)
-
-    def _product(
-        self, gradient: list[torch.Tensor | None], vector: Sequence[torch.Tensor], keep: bool
-    ) -> list[torch.Tensor | None]:
-        # Only gradient entries that depend on the weights carry curvature; the others (unused
-        # parameters, or parameters the loss is linear in) contribute nothing.
-        used = [(g, v) for g, v in zip(gradient, vector, strict=True) if g is not None]
-        used = [(g, v) for g, v in used if g.requires_grad]
-        if not used:
-            return [None] * len(self.params)
-        products = torch.autograd.grad(
-            [g for g, _ in used],
-            self.params,
-            grad_outputs=[v for _, v in used],
-            retain_graph=keep,
-            allow_unused=True,
-        )
-        return list(products)
-
-    def __call__(self, vector: Sequence[torch.Tensor]) -> ParamList:
-        total = [torch.zeros_like(p) for p in self.params]
-        n = len(self.split)
-        for start in range(0, n, self.batch_size):
-            if self._gradient is not None:
-                piece = self._product(self._gradient, vector, keep=True)
-            else:
-                gradient = self._batch_gradient(start, min(start + self.batch_size, n))
-                piece = self._product(gradient, vector, keep=False)
-            for t, h in zip(total, piece, strict=True):
-                if h is not None:
-                    t.add_(h.detach())
-        if not all(bool(torch.isfinite(t).all()) for t in total):
-            raise ModelError(
-                problem(
-                    "the Hessian-vector product",
-                    "finite",
-                    "nan or inf",
-                    "The loss is not finite at these weights (or overflows); check the model "
-                    "and the data, or use float64.",
-                )
-            )
-        return total
-
-
 def hessian_vector_product(
     model: torch.nn.Module,
     split: Split | DataBundle | tuple[Any, Any],
@@ -242,7 +147,7 @@ def hessian_vector_product(
     with preserved(model), torch.enable_grad():
         model.eval()
         params = [p for _, p in named]
-        hessian = _Hessian(
+        hessian = Hessian(
             model, chosen.to(device), params, classification=classification, batch_size=batch_size
         )
         return hessian(
@@ -309,7 +214,7 @@ def sharpness(
         ) as bar,
     ):
         model.eval()
-        hessian = _Hessian(
+        hessian = Hessian(
             model, split.to(device), params, classification=classification,
             batch_size=settings.batch_size,
         )  # fmt: skip
@@ -337,14 +242,6 @@ def sharpness(
 # --- the two estimators ------------------------------------------------------------------------
 
 
-@dataclass
-class _Eigenpair:
-    value: float
-    vector: ParamList
-    history: list[float]
-    converged: bool
-
-
 def _generator(seed: int, stream: int) -> torch.Generator:
     """A CPU generator per use (power iteration, trace probes), so that asking for more
     eigenvalues does not change the trace probes, and the same seed gives the same numbers on
@@ -352,62 +249,27 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed((2 * seed + stream) % 2**63)
 
 
-def _orthogonalize(vector: ParamList, basis: Sequence[ParamList]) -> ParamList:
-    # Gram–Schmidt against every eigenvector found so far, which deflates them out of the
-    # power iteration: it then converges to the largest eigenvalue of the rest.
-    for b in basis:
-        coefficient = dot(vector, b)
-        vector = [v - coefficient * u for v, u in zip(vector, b, strict=True)]
-    return vector
-
-
-def _normalized(vector: ParamList) -> tuple[ParamList, float]:
-    length = float(norm(vector))
-    if length == 0.0 or not math.isfinite(length):
-        return vector, length
-    return [v / length for v in vector], length
-
-
 def _top_eigenpairs(
-    hessian: _Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
-) -> list[_Eigenpair]:
+    hessian: Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
+) -> list[Eigenpair]:
     generator = _generator(settings.seed, 0)
-    found: list[_Eigenpair] = []
+    found: list[Eigenpair] = []
     for _ in range(settings.top_k):
         start = [
             torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
         ]
-        vector, _ = _normalized(_orthogonalize(start, [pair.vector for pair in found]))
-        history: list[float] = []
-        converged = False
-        evaluated = vector
-        for _ in range(settings.max_iterations):
-            evaluated = vector
-            product = hessian(vector)
-            bar.update(1)
-            # The Rayleigh quotient vᵀHv (‖v‖ = 1) estimates the eigenvalue; it converges
-            # twice as fast as ‖Hv‖ and keeps the sign.
-            value = float(dot(vector, product))
-            previous = history[-1] if history else None
-            history.append(value)
-            if previous is not None and abs(value - previous) <= settings.tolerance * abs(previous):
-                converged = True
-                break
-            following, length = _normalized(
-                _orthogonalize(product, [pair.vector for pair in found])
-            )
-            if length == 0.0:  # Hv = 0 off the found directions: v is an eigenvector for 0
-                converged = True
-                break
-            vector = following
-        bar.update(settings.max_iterations - len(history))
-        # Return the vector whose Rayleigh quotient is the reported value, so that vᵀHv = λ.
-        found.append(_Eigenpair(history[-1], evaluated, history, converged))
+        # Each new eigenvector is kept orthogonal to the ones already found (deflation).
+        pair = power_iteration(
+            hessian, start, tolerance=settings.tolerance, max_iterations=settings.max_iterations,
+            basis=[p.vector for p in found], on_product=lambda: bar.update(1),
+        )  # fmt: skip
+        bar.update(settings.max_iterations - len(pair.history))
+        found.append(pair)
     return found
 
 
 def _hutchinson(
-    hessian: _Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
+    hessian: Hessian, params: Sequence[torch.Tensor], settings: SharpnessConfig, bar: Any
 ) -> tuple[float, float | None]:
     """Mean and standard error of ``vᵀHv`` over Rademacher probes (``E[vᵀHv] = tr H``)."""
     generator = _generator(settings.seed, 1)

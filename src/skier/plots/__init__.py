@@ -36,10 +36,17 @@ from skier.plots.landscape import (
 from skier.plots.lr_range import plot_lr_range
 from skier.plots.schedule import plot_lr_curve
 from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
+from skier.plots.sharpness_steps import (
+    SharpnessSeries,
+    plot_sharpness_steps,
+    plot_sharpness_steps_figure,
+    sharpness_series,
+)
 
 __all__ = [
     "GradientFlowSeries",
     "LearningResult",
+    "SharpnessSeries",
     "SkierFigure",
     "gradient_flow_series",
     "new_figure",
@@ -59,5 +66,8 @@ __all__ = [
     "plot_lr_curve",
     "plot_lr_range",
     "plot_sharpness",
+    "plot_sharpness_steps",
+    "plot_sharpness_steps_figure",
     "save_figure",
+    "sharpness_series",
 ]

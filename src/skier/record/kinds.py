@@ -58,8 +58,13 @@ class RunKind:
 _EVERY_RUN = (RunFiles.CONFIG, RunFiles.RESULT, RunFiles.REPORT)
 _TRAINING = (*_EVERY_RUN, RunFiles.METRICS, RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_CSV)
 # the figures of a training run that have a section of their own (learning curves, gradient
-# flow, the range test of optim.lr: auto)
-_TRAINING_FIGURES = (RunFiles.LEARNING_CURVES_PNG, RunFiles.GRADIENT_FLOW_PNG, RunFiles.LR_FIND_PNG)
+# flow, sharpness against 2/lr, the range test of optim.lr: auto)
+_TRAINING_FIGURES = (
+    RunFiles.LEARNING_CURVES_PNG,
+    RunFiles.GRADIENT_FLOW_PNG,
+    RunFiles.SHARPNESS_STEPS_PNG,
+    RunFiles.LR_FIND_PNG,
+)
 _LINES = (*_EVERY_RUN, RunFiles.CONNECTIVITY_CSV, RunFiles.CONNECTIVITY_PNG, RunFiles.CURVE_PT)
 _SEARCH_FIGURES = (
     RunFiles.OPTIMIZATION_HISTORY_PNG,

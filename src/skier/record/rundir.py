@@ -74,6 +74,8 @@ class RunFiles:
     PREPROCESSING_JSON = "preprocessing.json"
     GRADIENT_FLOW_CSV = "gradient_flow.csv"
     GRADIENT_FLOW_PNG = "gradient_flow.png"
+    SHARPNESS_STEPS_CSV = "sharpness_steps.csv"
+    SHARPNESS_STEPS_PNG = "sharpness_steps.png"
     # LR range test (its own run, or optim.lr: auto in a training run)
     LR_FIND_JSON = "lr_find.json"
     LR_FIND_CSV = "lr_find.csv"

@@ -174,13 +174,17 @@ def _run_sections(view: RunView, page: _Page) -> None:
     kind = kind_of(view)
     # figures with a section of their own; the rest go under "Other figures"
     used = {RunFiles.LEARNING_CURVES_PNG, RunFiles.LR_FIND_PNG, RunFiles.GRADIENT_FLOW_PNG,
-            *kind.figures}  # fmt: skip
+            RunFiles.SHARPNESS_STEPS_PNG, *kind.figures}  # fmt: skip
     page.add("Summary", _summary_section(view))
     result = _result_for_tables(view)
     page.add("Metrics", _metrics_table(result, view.history if len(view.history) else None))
     page.add("Learning curves", _learning_section(view))
     page.add("Learning-rate schedule", _schedule_section(view))
     page.add("Gradient flow", _image("Gradient flow", view.file(RunFiles.GRADIENT_FLOW_PNG)))
+    page.add(
+        "Sharpness during training",
+        _image("Sharpness against 2/lr", view.file(RunFiles.SHARPNESS_STEPS_PNG)),
+    )
     if kind.role == "diagnostic":  # the run is a diagnostic itself: its findings are its body
         page.add(kind.title, diagnostic_block(view))
         used.update(p.name for p in view.figures())

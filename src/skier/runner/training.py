@@ -38,6 +38,7 @@ from skier.errors import CheckpointError, ConfigError, TrainingError
 from skier.models import build_model, count_parameters, initialize
 from skier.plots import plot_learning_figure, save_figure
 from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
+from skier.plots.sharpness_steps import plot_sharpness_steps_figure, sharpness_series
 from skier.record import (
     SCHEMA_VERSION,
     RunDir,
@@ -67,6 +68,7 @@ from skier.train import (
     fit,
 )
 from skier.train.callbacks.gradient_flow import GradientFlow
+from skier.train.callbacks.sharpness import SharpnessTracker
 from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.state import TrainState
 
@@ -161,11 +163,22 @@ def _callbacks(
     run_dir: RunDir,
     progress: bool | Literal["auto"],
     epoch_lines: Callable[[str], None] | None,
+    data: DataBundle | None = None,
 ) -> list[Any]:
     cbs = monitoring_callbacks(config.early_stopping, config.checkpoint, run_dir.checkpoints)
     diag = config.diagnostics
     if diag.gradient_flow_every > 0:  # off: nothing is added, so nothing runs per batch
         cbs.append(GradientFlow(diag.gradient_flow_every, layers=diag.gradient_flow_layers))
+    if diag.sharpness_every is not None:  # the same: off adds nothing
+        if data is None:
+            raise ValueError("diagnostics.sharpness_every needs the run's data to measure on")
+        cbs.append(
+            SharpnessTracker(
+                data.train, every=diag.sharpness_every, subset=diag.sharpness_subset,
+                max_iterations=diag.sharpness_iterations, tolerance=diag.sharpness_tolerance,
+                seed=config.train.seed,
+            )
+        )  # fmt: skip
     shows = display_mode(_progress(config, progress))
     if shows == "live":
         cbs.append(LiveDisplay())
@@ -351,7 +364,7 @@ def run_training(
         run_id = distributed.broadcast(run_id)
     run_dir = resume or RunDir(root / run_id)
     extra = list(callbacks)
-    callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None)
+    callbacks = _callbacks(config, run_dir, progress, say if epoch_lines else None, data=data)
     fit_kwargs: dict[str, Any] = {
         # The runner adds its own bar (CLI: --quiet, CI); fit() must not add another.
         "train_config": config.train.model_copy(update={"progress": "off"}),
@@ -503,7 +516,16 @@ def _write_outputs(
             flow_png = run_dir.path / RunFiles.GRADIENT_FLOW_PNG
             save_figure(plot_gradient_flow_figure(result), flow_png)
             store.add_artifact(run_id, RunFiles.GRADIENT_FLOW_PNG, flow_png, "figure")
+    if config.diagnostics.sharpness_every is not None:
+        sharp_csv = run_dir.path / RunFiles.SHARPNESS_STEPS_CSV
+        atomic_write_text(sharp_csv, sharpness_series(result.history).to_csv())
+        store.add_artifact(run_id, RunFiles.SHARPNESS_STEPS_CSV, sharp_csv, "csv")
+        if config.record.plots:
+            sharp_png = run_dir.path / RunFiles.SHARPNESS_STEPS_PNG
+            save_figure(plot_sharpness_steps_figure(result), sharp_png)
+            store.add_artifact(run_id, RunFiles.SHARPNESS_STEPS_PNG, sharp_png, "figure")
     if config.record.report:
-        # Every section the run's data allows (curves, lr schedule, gradient flow, lr_find).
+        # Every section the run's data allows (curves, lr schedule, gradient flow, sharpness,
+        # lr_find).
         write_run_report(run_dir.path, store=store)
         store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")

@@ -8,6 +8,7 @@ from skier.train.callbacks import (
     LiveDisplay,
     Monitor,
     ProgressBar,
+    SharpnessTracker,
 )
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from skier.train.loop import FitResult, check_fit, evaluate, fit
@@ -22,6 +23,7 @@ __all__ = [
     "LiveDisplay",
     "Monitor",
     "ProgressBar",
+    "SharpnessTracker",
     "TrainState",
     "check_fit",
     "evaluate",

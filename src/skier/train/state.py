@@ -81,6 +81,11 @@ class TrainState:
         """The model's parameters and their gradients, to read (norms, ratios); never to change."""
         return self._model.named_parameters()
 
+    def measured_model(self) -> torch.nn.Module:
+        """The model itself (not a distributed wrapper), for a callback that measures it — a
+        Hessian-vector product — and leaves it exactly as it was; never to change."""
+        return self._model
+
     def capture_weights(self) -> dict[str, torch.Tensor]:
         """A detached copy of the weights the run returns (e.g. to restore the best later): the
         model's, or their average with ``train.average_select: average``."""

@@ -7,6 +7,7 @@ from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.monitor import Monitor
 from skier.train.callbacks.progress import ProgressBar
+from skier.train.callbacks.sharpness import SharpnessTracker
 
 __all__ = [
     "Callback",
@@ -16,4 +17,5 @@ __all__ = [
     "LiveDisplay",
     "Monitor",
     "ProgressBar",
+    "SharpnessTracker",
 ]

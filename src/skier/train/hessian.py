@@ -1,0 +1,234 @@
+"""Hessian-vector products of the mean data loss, and power iteration on them.
+
+The one place for this work: :func:`skier.diagnostics.sharpness` (top-k eigenvalues, trace)
+and the :class:`~skier.train.callbacks.SharpnessTracker` callback (λ1 during training) both
+use it. It lives in ``train`` because a callback may import nothing above ``train``.
+
+The Hessian is that of the **mean data loss** over a split — cross-entropy for classification,
+mean squared error for regression, as :func:`skier.train.metrics.evaluate_split` reports it.
+The caller puts the model in the mode it wants (both users choose eval mode). Every product is
+exact (double backward), and batching does not change it: the product over the whole set is
+``Σ_b (n_b/N)·H_b v``.
+
+>>> model = torch.nn.Linear(2, 1)
+>>> split = Split((torch.randn(8, 2),), torch.randn(8, 1))
+>>> params = list(model.parameters())
+>>> hessian = Hessian(model, split, params, classification=False, batch_size=64)
+>>> pair = power_iteration(hessian, [torch.ones_like(p) for p in params], tolerance=1e-10)
+>>> pair.value > 0, pair.converged
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from skier.data.types import Split
+from skier.errors import ModelError, problem
+
+__all__ = [
+    "Eigenpair",
+    "Hessian",
+    "ParamList",
+    "dot",
+    "norm",
+    "normalized",
+    "orthogonalize",
+    "power_iteration",
+    "seeded_subset",
+]
+
+ParamList = list[torch.Tensor]
+
+# Outputs in a reduced precision are lifted to float32 for the loss, as evaluate_split does;
+# float64 outputs stay float64 so that a float64 model gets a float64 Hessian.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([torch.sum(x * y) for x, y in zip(a, b, strict=True)]).sum()
+
+
+def norm(a: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(dot(a, a))
+
+
+def seeded_subset(split: Split, size: int | None, seed: int) -> Split:
+    """A fixed random subset of ``size`` examples (the whole split if ``size`` is None or
+    not smaller); the same seed gives the same subset on every call and machine."""
+    n = len(split)
+    if size is None or size >= n:
+        return split
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=generator)[:size].sort().values
+    return split.take(index.to(split.device))
+
+
+class Hessian:
+    """``v ↦ H·v`` for the mean loss over ``split``; the caller has put the model in the mode
+    it measures in (eval mode, for both users), and ``split`` on the model's device.
+
+    When the whole split fits in one batch, the gradient's graph is built once and every
+    product is one backward pass through it (measured on a 50k-parameter MLP and 1,000 digits,
+    CPU: 4.6 ms against 8.1 ms for rebuilding it, 13 against 21 ms on one busy thread).
+    Otherwise each product rebuilds the graph batch by batch, so memory stays that of one
+    batch. ``torch.func``'s forward-over-reverse ``jvp(grad(f))`` is just as exact but was
+    slower still (11 ms; 26 ms), and batching probes with ``is_grads_batched`` was slower than
+    a loop of products, so neither is used. ``torch.autograd.grad`` never writes ``.grad``, so
+    the parameters' gradients are untouched.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        split: Split,
+        params: Sequence[torch.Tensor],
+        *,
+        classification: bool,
+        batch_size: int,
+    ) -> None:
+        self.model = model
+        self.split = split
+        self.params = list(params)
+        self.classification = classification
+        self.batch_size = batch_size
+        self._gradient: list[torch.Tensor | None] | None = None
+        if len(split) <= batch_size:
+            self._gradient = self._batch_gradient(0, len(split))
+
+    def _batch_gradient(self, start: int, stop: int) -> list[torch.Tensor | None]:
+        """The gradient of ``(n_b/N)·mean loss of the batch``, with its graph kept."""
+        inputs = tuple(t[start:stop] for t in self.split.inputs)
+        targets = self.split.targets[start:stop]
+        out = self.model(*inputs)
+        if out.dtype in _LOW_PRECISION:
+            out = out.float()
+        if self.classification:
+            loss = F.cross_entropy(out, targets)
+        else:
+            loss = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
+        # Weight each batch mean by its share of the examples: the mean over the whole set is
+        # Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
+        loss = loss * ((stop - start) / len(self.split))
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        return list(grads)
+
+    def _product(
+        self, gradient: list[torch.Tensor | None], vector: Sequence[torch.Tensor], keep: bool
+    ) -> list[torch.Tensor | None]:
+        # Only gradient entries that depend on the weights carry curvature; the others (unused
+        # parameters, or parameters the loss is linear in) contribute nothing.
+        used = [(g, v) for g, v in zip(gradient, vector, strict=True) if g is not None]
+        used = [(g, v) for g, v in used if g.requires_grad]
+        if not used:
+            return [None] * len(self.params)
+        products = torch.autograd.grad(
+            [g for g, _ in used],
+            self.params,
+            grad_outputs=[v for _, v in used],
+            retain_graph=keep,
+            allow_unused=True,
+        )
+        return list(products)
+
+    def __call__(self, vector: Sequence[torch.Tensor]) -> ParamList:
+        total = [torch.zeros_like(p) for p in self.params]
+        n = len(self.split)
+        for start in range(0, n, self.batch_size):
+            if self._gradient is not None:
+                piece = self._product(self._gradient, vector, keep=True)
+            else:
+                gradient = self._batch_gradient(start, min(start + self.batch_size, n))
+                piece = self._product(gradient, vector, keep=False)
+            for t, h in zip(total, piece, strict=True):
+                if h is not None:
+                    t.add_(h.detach())
+        if not all(bool(torch.isfinite(t).all()) for t in total):
+            raise ModelError(
+                problem(
+                    "the Hessian-vector product",
+                    "finite",
+                    "nan or inf",
+                    "The loss is not finite at these weights (or overflows); check the model "
+                    "and the data, or use float64.",
+                )
+            )
+        return total
+
+
+# --- power iteration ---------------------------------------------------------------------------
+
+
+@dataclass
+class Eigenpair:
+    """One eigenvalue estimate: ``value`` is ``vᵀHv`` of ``vector`` (unit norm); ``history``
+    the estimate after each product (its length is the number of products used)."""
+
+    value: float
+    vector: ParamList
+    history: list[float]
+    converged: bool
+
+
+def orthogonalize(vector: ParamList, basis: Sequence[ParamList]) -> ParamList:
+    """Gram–Schmidt against every vector of ``basis``, which deflates them out of a power
+    iteration: it then converges to the largest eigenvalue of the rest."""
+    for b in basis:
+        coefficient = dot(vector, b)
+        vector = [v - coefficient * u for v, u in zip(vector, b, strict=True)]
+    return vector
+
+
+def normalized(vector: ParamList) -> tuple[ParamList, float]:
+    """``vector / ‖vector‖`` and the norm (the vector itself when the norm is 0 or not finite)."""
+    length = float(norm(vector))
+    if length == 0.0 or not math.isfinite(length):
+        return vector, length
+    return [v / length for v in vector], length
+
+
+def power_iteration(
+    hessian: Callable[[Sequence[torch.Tensor]], ParamList],
+    start: ParamList,
+    *,
+    tolerance: float,
+    max_iterations: int = 100,
+    basis: Sequence[ParamList] = (),
+    on_product: Callable[[], None] | None = None,
+) -> Eigenpair:
+    """The eigenvalue of largest magnitude of ``hessian`` off ``basis``, from ``start``.
+
+    It stops when the estimate's relative change falls below ``tolerance`` (so at least two
+    products) or after ``max_iterations`` products. A ``start`` close to the answer (the last
+    eigenvector, a moment of training ago) converges in a few products: a warm start.
+    ``on_product`` is called after each product (a progress bar).
+    """
+    vector, _ = normalized(orthogonalize(start, basis))
+    history: list[float] = []
+    converged = False
+    evaluated = vector
+    for _ in range(max_iterations):
+        evaluated = vector
+        product = hessian(vector)
+        if on_product is not None:
+            on_product()
+        # The Rayleigh quotient vᵀHv (‖v‖ = 1) estimates the eigenvalue; it converges
+        # twice as fast as ‖Hv‖ and keeps the sign.
+        value = float(dot(vector, product))
+        previous = history[-1] if history else None
+        history.append(value)
+        if previous is not None and abs(value - previous) <= tolerance * abs(previous):
+            converged = True
+            break
+        following, length = normalized(orthogonalize(product, basis))
+        if length == 0.0:  # Hv = 0 off the basis: v is an eigenvector for 0
+            converged = True
+            break
+        vector = following
+    # Return the vector whose Rayleigh quotient is the reported value, so that vᵀHv = λ.
+    return Eigenpair(history[-1], evaluated, history, converged)
