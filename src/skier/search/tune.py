@@ -2,13 +2,10 @@
 
 skier writes none of these engines again; this module picks and wires Optuna's:
 
-- ``grid`` → :class:`optuna.samplers.GridSampler` (the same seed in every worker, so trial
-  number *k* of a new study is grid point *k* in every process: each point exactly once),
-  ``random`` → :class:`~optuna.samplers.RandomSampler`, ``bayes`` →
-  :class:`~optuna.samplers.TPESampler` (``constant_liar``: running trials count, so parallel
-  workers spread out) or :class:`~optuna.samplers.GPSampler` on request.
-- ``median`` → :class:`~optuna.pruners.MedianPruner`, ``hyperband`` →
-  :class:`~optuna.pruners.HyperbandPruner` (resource = epochs).
+- ``grid`` → ``GridSampler`` (the same seed in every worker, so trial *k* of a new study is
+  grid point *k* in every process: each point once), ``random`` → ``RandomSampler``, ``bayes``
+  → ``TPESampler`` (``constant_liar``: parallel workers spread out) or ``GPSampler``.
+- ``median`` → ``MedianPruner``, ``hyperband`` → ``HyperbandPruner`` (resource = epochs).
 - storages: an SQLAlchemy URL (PostgreSQL, SQLite) → :class:`~optuna.storages.RDBStorage` with
   Optuna's heartbeat and a retry of stale trials; ``redis://`` → a Redis journal; anything else
   is a journal file (:class:`~optuna.storages.journal.JournalFileBackend`), safe for several
