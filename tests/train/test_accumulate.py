@@ -269,3 +269,16 @@ def test_two_ranks_accumulate_like_one_process_and_all_reduce_once_a_step(tmp_pa
             torch.testing.assert_close(sam_weights[key], w, rtol=1e-4, atol=1e-5)
     for key, w in ranks[0][0].items():
         assert torch.equal(ranks[1][0][key], w) and torch.equal(ranks[1][3][key], ranks[0][3][key])
+
+
+@pytest.mark.parametrize("average", [{"ema": 0.9}, {"swa_start": 2}])
+def test_weight_averages_follow_optimizer_steps_not_micro_batches(average: dict[str, Any]) -> None:
+    # EMA updates once per optimizer step and SWA once per epoch, so accumulating 4 micro-batches
+    # of 8 gives the same average as steps of 32.
+    _, big = _train(107, 32, 1, **average)
+    _, acc = _train(107, 8, 4, **average)
+    assert big.averaged_model is not None and acc.averaged_model is not None
+    ours, theirs = acc.averaged_model.state_dict(), big.averaged_model.state_dict()
+    for key, value in theirs.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6, msg=key)

@@ -128,7 +128,8 @@ class OptimizerStep:
         if self.needs_closure:
             return self._closure_step(forwards, no_sync)
         opt, scaler = self.optimizer, self.scaler
-        _, extras = self._backward(forwards, no_sync)  # zero_grad → forward → loss → backward
+        # zero_grad → forward → loss (+ penalties) → backward
+        _, extras = self._backward(forwards, no_sync, keep_losses=False)
         if scaler is not None:
             scaler.unscale_(opt)  # unscale
         clip_gradients(self.parameters, self.grad_clip, self.grad_clip_mode)  # clip
@@ -140,19 +141,20 @@ class OptimizerStep:
         return extras
 
     def _backward(
-        self, forwards: Sequence[LossAndExtra[T]], no_sync: NoSync
+        self, forwards: Sequence[LossAndExtra[T]], no_sync: NoSync, *, keep_losses: bool = True
     ) -> tuple[list[torch.Tensor], list[T]]:
         """zero_grad, then forward → loss (+ penalties) → backward of each micro-batch into the
         same gradients (the last backward pass synchronises them under DDP); the losses (their
-        sum is the step's loss) and the extras."""
+        sum is the step's loss; only a closure needs them) and the extras."""
         self.optimizer.zero_grad(set_to_none=True)
         scaler, losses, extras, last = self.scaler, [], [], len(forwards) - 1
         for i, forward in enumerate(forwards):
-            with no_sync() if i < last else contextlib.nullcontext():
+            with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
                 with self.autocast():
                     loss, extra = forward()
                 (loss if scaler is None else scaler.scale(loss)).backward()
-            losses.append(loss.detach())
+            if keep_losses:
+                losses.append(loss.detach())
             extras.append(extra)
         return losses, extras
 
