@@ -5,6 +5,7 @@
 
 prints a Markdown table: per lesson, how many (seed, thread count) trials held and the smallest
 margin of any check, for each sweep given (the quick versions the tests run, the full course).
+A lesson added after a sweep is swept on its own and joined to it: ``A.json+B.json``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,23 @@ def _label(payload: dict) -> str:
     return f"{kind}: seeds {span} × {threads} {unit}"
 
 
-def table(paths: list[Path]) -> str:
+def _merged(paths: list[Path]) -> dict:
+    """One sweep from several of the same kind (a lesson added later is swept on its own)."""
     sweeps = [json.loads(p.read_text()) for p in paths]
+    merged = dict(sweeps[0])
+    for later in sweeps[1:]:
+        for key in ("quick", "seeds", "threads"):
+            if later[key] != merged[key]:
+                raise SystemExit(f"{key} differs between the sweeps joined with '+': "
+                                 f"{merged[key]!r} and {later[key]!r}")  # fmt: skip
+        merged["runs"] = merged["runs"] + later["runs"]
+        merged["summary"] = {**merged["summary"], **later["summary"]}
+    return merged
+
+
+def table(paths: list[list[Path]]) -> str:
+    """The table of the sweeps ``paths``, each a list of files of one kind to join."""
+    sweeps = [_merged(p) for p in paths]
     names: list[str] = []
     rows: dict[str, dict] = {}
     for sweep in sweeps:
@@ -58,4 +74,5 @@ def table(paths: list[Path]) -> str:
 
 
 if __name__ == "__main__":
-    print(table([Path(p) for p in sys.argv[1:]]))
+    # Each argument is a sweep, or several of the same kind joined with '+'.
+    print(table([[Path(p) for p in arg.split("+")] for arg in sys.argv[1:]]))
