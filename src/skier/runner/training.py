@@ -508,22 +508,21 @@ def _write_outputs(
         store.add_artifact(
             run_id, RunFiles.LEARNING_CURVES_PNG, run_dir.learning_curves_png, "figure"
         )
-    if config.diagnostics.gradient_flow_every > 0:
-        flow_csv = run_dir.path / RunFiles.GRADIENT_FLOW_CSV
-        atomic_write_text(flow_csv, gradient_flow_series(result.history).to_csv())
-        store.add_artifact(run_id, RunFiles.GRADIENT_FLOW_CSV, flow_csv, "csv")
+    diag = config.diagnostics
+    per_step = (  # the per-step series recorded during training: (on, csv, its series, png, plot)
+        (diag.gradient_flow_every > 0, RunFiles.GRADIENT_FLOW_CSV, gradient_flow_series,
+         RunFiles.GRADIENT_FLOW_PNG, plot_gradient_flow_figure),
+        (diag.sharpness_every is not None, RunFiles.SHARPNESS_STEPS_CSV, sharpness_series,
+         RunFiles.SHARPNESS_STEPS_PNG, plot_sharpness_steps_figure),
+    )  # fmt: skip
+    for on, csv_name, series, png_name, plot in per_step:
+        if not on:
+            continue
+        atomic_write_text(run_dir.path / csv_name, series(result.history).to_csv())
+        store.add_artifact(run_id, csv_name, run_dir.path / csv_name, "csv")
         if config.record.plots:
-            flow_png = run_dir.path / RunFiles.GRADIENT_FLOW_PNG
-            save_figure(plot_gradient_flow_figure(result), flow_png)
-            store.add_artifact(run_id, RunFiles.GRADIENT_FLOW_PNG, flow_png, "figure")
-    if config.diagnostics.sharpness_every is not None:
-        sharp_csv = run_dir.path / RunFiles.SHARPNESS_STEPS_CSV
-        atomic_write_text(sharp_csv, sharpness_series(result.history).to_csv())
-        store.add_artifact(run_id, RunFiles.SHARPNESS_STEPS_CSV, sharp_csv, "csv")
-        if config.record.plots:
-            sharp_png = run_dir.path / RunFiles.SHARPNESS_STEPS_PNG
-            save_figure(plot_sharpness_steps_figure(result), sharp_png)
-            store.add_artifact(run_id, RunFiles.SHARPNESS_STEPS_PNG, sharp_png, "figure")
+            save_figure(plot(result), run_dir.path / png_name)
+            store.add_artifact(run_id, png_name, run_dir.path / png_name, "figure")
     if config.record.report:
         # Every section the run's data allows (curves, lr schedule, gradient flow, sharpness,
         # lr_find).
