@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from skier.search.tune import (
     fail_stale_trials,
     fail_worker_trials,
     grid_points,
+    journal_lock,
     make_pruner,
     make_sampler,
     objective_direction,
@@ -138,6 +143,58 @@ def test_a_silent_trial_is_failed_and_requeued_once(tmp_path: Path) -> None:
     # the retry is what the next trial runs
     retry = other.ask()
     assert retry.params == trials[stale.number].params
+
+
+def test_a_live_worker_on_this_host_is_not_failed_for_a_late_beat(tmp_path: Path) -> None:
+    """A beat can be late while its worker lives (a slow storage, a long step); on this host
+    the process table says so. A worker whose process is gone is failed after the grace."""
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "j")), study_name="s")
+    here = socket.gethostname()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        late = _running_trial(study, f"{here}:{sleeper.pid}", beat=time.time() - 100)
+        assert fail_stale_trials(study, grace_s=30) == []  # alive: left running
+        sleeper.kill()
+        sleeper.wait()
+        assert fail_stale_trials(study, grace_s=30) == [late.number]  # gone: failed
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_worker_killed_holding_the_journal_lock_does_not_stall_the_others(
+    tmp_path: Path,
+) -> None:
+    """Optuna's file locks outlive a killed holder (the others wait 30 s, then force it); the
+    kernel's flock does not."""
+    path = str(tmp_path / "study.journal")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from skier.search.tune import journal_lock\n"
+         f"lock = journal_lock({path!r}); lock.acquire()\n"
+         "print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        holder.kill()
+        holder.wait()
+        lock = journal_lock(path)
+        start = time.monotonic()
+        assert lock.acquire()
+        lock.release()
+        assert time.monotonic() - start < 5  # at once, not after a grace period
+        storage = open_storage(path)  # and the storage writes through it
+        study = optuna.create_study(storage=storage, study_name="after")
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        assert len(study.get_trials()) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 def test_the_heartbeat_thread_stamps_a_running_trial(tmp_path: Path) -> None:

@@ -271,7 +271,8 @@ def open_storage(
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            lock = journal_lock(str(path))
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
         if kind == "redis":
             from optuna.storages.journal import JournalRedisBackend
 
@@ -306,6 +307,45 @@ def open_storage(
             f"--storage must be reachable and writable; got {_safe(url)!r}: {first}. Check the "
             "URL, that the server runs and that you may write there."
         ) from None
+
+
+def journal_lock(path: str) -> Any:
+    """The lock for a journal file: one the kernel releases when its holder dies (``flock``).
+
+    Optuna's own file locks are files that a killed worker leaves behind; every other worker
+    then waits their 30 s grace period, its heartbeats stall, and a live trial can be failed as
+    stale. A ``flock`` on ``PATH.flock`` is gone the instant its holder is. Where ``fcntl`` is
+    missing (Windows), Optuna's symlink lock.
+    """
+    from optuna.storages.journal import JournalFileOpenLock, JournalFileSymlinkLock
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return JournalFileSymlinkLock(path)
+
+    class _FlockLock(JournalFileOpenLock):
+        def __init__(self, lock_path: str) -> None:  # no super(): no lock file of Optuna's
+            self.lock_path = lock_path
+            self._fd: int | None = None  # only set and read while the lock is held
+
+        def acquire(self) -> bool:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    return _FlockLock(path + ".flock")
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
@@ -455,6 +495,8 @@ def fail_stale_trials(study: optuna.Study, *, grace_s: float, max_retry: int = 1
     now = time.time()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_alive_here(t.user_attrs.get(WORKER_ATTR, "")):
+            continue  # a late beat from a live worker (a slow storage, a long step) is not death
         beat = t.user_attrs.get(HEARTBEAT_ATTR)
         if beat is None and t.datetime_start is not None:
             beat = t.datetime_start.timestamp()
@@ -464,6 +506,32 @@ def fail_stale_trials(study: optuna.Study, *, grace_s: float, max_retry: int = 1
                 failed.append(t.number)
                 _retry(study, frozen_trial(study, t.number), max_retry)
     return failed
+
+
+def worker_alive_here(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid``) is a process alive on this machine.
+
+    ``False`` for a worker on another host: there only its heartbeat can tell.
+
+    >>> worker_alive_here(f"{socket.gethostname()}:{os.getpid()}")
+    True
+    >>> worker_alive_here("elsewhere:1")
+    False
+    """
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead too
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): os.kill said it is there
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def fail_worker_trials(study: optuna.Study, worker: str, *, max_retry: int = 1) -> list[int]:
