@@ -41,7 +41,7 @@ def test_convergence_lines_one_per_eigenvalue_with_the_end_marked() -> None:
     markers = [ln.get_marker() for ln in ax.get_lines() if ln.get_label() == "_nolegend_"]
     assert markers == ["o", "o", "x"]  # converged: dot; stopped at max_iterations: cross
     assert "trace ≈ 62.3 ± 2.1" in ax.get_title() and "1000 train examples" in ax.get_title()
-    assert ax.get_xlabel() == "power iteration"
+    assert ax.get_xlabel() == "Hessian-vector product"
 
 
 def test_spectrum_bars_with_the_trace_in_the_title() -> None:

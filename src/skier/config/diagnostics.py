@@ -128,12 +128,21 @@ class LandscapeConfig(Section):
 
 
 class SharpnessConfig(Section):
-    """Sharpness: top Hessian eigenvalues (power iteration) and trace (Hutchinson)."""
+    """Sharpness: top Hessian eigenvalues (Lanczos or power iteration) and trace (Hutchinson)."""
 
     top_k: Annotated[int, Field(ge=1, le=50)] = Field(1, description="eigenvalues to find")
-    max_iterations: PositiveInt = Field(100, description="power iterations per eigenvalue")
+    method: Literal["lanczos", "power"] = Field(
+        "lanczos",
+        description="lanczos: all top-k at once, stops on the residual; power: power iteration "
+        "with deflation, one eigenvalue after the other",
+    )
+    max_iterations: PositiveInt = Field(
+        100, description="Hessian-vector products per eigenvalue (lanczos: top_k times this in all)"
+    )
     tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        1e-4, description="stop when the eigenvalue changes by less than this (relative)"
+        1e-4,
+        description="lanczos: stop when each residual ||Hx - λx|| is below this times |λ|; "
+        "power: when the eigenvalue changes by less than this (relative)",
     )
     trace: bool = Field(True, description="also estimate the Hessian trace (Hutchinson)")
     trace_samples: PositiveInt = Field(100, description="Rademacher probes for the trace")

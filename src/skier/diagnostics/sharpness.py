@@ -1,4 +1,5 @@
-"""Sharpness: the top Hessian eigenvalues (power iteration) and the Hessian trace (Hutchinson).
+"""Sharpness: the top Hessian eigenvalues (Lanczos or power iteration) and the Hessian trace
+(Hutchinson).
 
 The Hessian is that of the **mean data loss** over one split (or a fixed seeded subset of it) —
 cross-entropy for classification, mean squared error for regression, exactly the loss
@@ -6,9 +7,13 @@ cross-entropy for classification, mean squared error for regression, exactly the
 running statistics, no dropout), so it is the curvature of a deterministic function of the
 weights. Regularization penalties (weight decay, L1/L2) are not part of it.
 
-- **Top-k eigenvalues** by power iteration with deflation: each new eigenvector is kept
-  orthogonal to the ones already found. Power iteration finds the eigenvalues of largest
-  *magnitude*, so a negative eigenvalue (a saddle direction) can appear among them.
+- **Top-k eigenvalues** by Lanczos (``method="lanczos"``, the default: all k from one Krylov
+  basis, stopped on each pair's residual; see :func:`skier.train.hessian.lanczos`) or by power
+  iteration with deflation (``method="power"``: each new eigenvector is kept orthogonal to the
+  ones already found). Both find the eigenvalues of largest *magnitude*, so a negative
+  eigenvalue (a saddle direction) can appear among them. Single-vector Lanczos sees an
+  eigenvalue of exact multiplicity > 1 once; should its basis close before k pairs are found,
+  the rest come from deflated power iteration.
 - **Trace** by Hutchinson's estimator: the mean of ``vᵀHv`` over Rademacher probes ``v``,
   with its standard error.
 
@@ -51,7 +56,7 @@ from skier.diagnostics._common import (
 )
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.hessian import Eigenpair, Hessian, power_iteration
+from skier.train.hessian import Eigenpair, Hessian, lanczos, power_iteration
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -163,7 +168,7 @@ def sharpness(
     task: str | None = None,
     progress: bool = False,
 ) -> SharpnessResult:
-    """Top-k Hessian eigenvalues (power iteration with deflation) and the Hessian trace
+    """Top-k Hessian eigenvalues (Lanczos, or power iteration with deflation) and the Hessian trace
     (Hutchinson) of the mean loss over ``settings.split`` of ``data``, in eval mode.
 
     The loss is cross-entropy (classification) or MSE (regression), as ``evaluate_split``
@@ -254,7 +259,19 @@ def _top_eigenpairs(
 ) -> list[Eigenpair]:
     generator = _generator(settings.seed, 0)
     found: list[Eigenpair] = []
-    for _ in range(settings.top_k):
+    budget = settings.top_k * settings.max_iterations
+    if settings.method == "lanczos":
+        start = [
+            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
+        ]
+        found = lanczos(
+            hessian, start, count=settings.top_k, tolerance=settings.tolerance,
+            max_products=budget, on_product=lambda: bar.update(1),
+        )  # fmt: skip
+        bar.update(budget - len(found[0].history) if found else budget)
+        # An exact invariant subspace (an eigenvalue of multiplicity > 1 among the top, or a
+        # tiny model) can hold fewer pairs than asked: the rest by deflated power iteration.
+    for _ in range(settings.top_k - len(found)):
         start = [
             torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
         ]
@@ -263,7 +280,8 @@ def _top_eigenpairs(
             hessian, start, tolerance=settings.tolerance, max_iterations=settings.max_iterations,
             basis=[p.vector for p in found], on_product=lambda: bar.update(1),
         )  # fmt: skip
-        bar.update(settings.max_iterations - len(pair.history))
+        if settings.method == "power":
+            bar.update(settings.max_iterations - len(pair.history))
         found.append(pair)
     return found
 

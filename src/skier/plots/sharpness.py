@@ -1,4 +1,4 @@
-"""Sharpness plots: how power iteration converged, and the top Hessian eigenvalues as bars.
+"""Sharpness plots: how the eigenvalue estimates converged, and the top Hessian eigenvalues as bars.
 
 They read a :class:`skier.diagnostics.sharpness.SharpnessResult` (any object with its fields
 will do) and compute nothing; this module imports no torch, so the read side stays light.
@@ -71,7 +71,7 @@ def _label(i: int, value: float, converged: bool) -> str:
 
 
 def plot_sharpness(result: SharpnessLike, ax: Axes | None = None) -> Axes:
-    """The eigenvalue estimate at each power iteration, one line per eigenvalue.
+    """The eigenvalue estimate after each Hessian-vector product, one line per eigenvalue.
 
     The last point of each line is a filled circle when that eigenvalue converged and a cross
     when it stopped at ``max_iterations``; the legend gives the values and the trace.
@@ -81,8 +81,14 @@ def plot_sharpness(result: SharpnessLike, ax: Axes | None = None) -> Axes:
     if ax is None:
         ax = new_figure().add_subplot()
     pairs = zip(result.eigenvalues, result.histories, result.converged, strict=True)
+    # Lanczos estimates every pair from one run of products (pair i from the i-th product on);
+    # power iteration runs one after the other, each drawn from its own first product.
+    settings = getattr(result, "settings", None)
+    shared = getattr(settings, "method", "power") == "lanczos"
+    total = max((len(h) for h in result.histories), default=0)
     for i, (value, history, converged) in enumerate(pairs):
-        steps = list(range(1, len(history) + 1))
+        first = total - len(history) + 1 if shared else 1
+        steps = list(range(first, first + len(history)))
         (line,) = ax.plot(steps, list(history), linewidth=1.4, label=_label(i, value, converged))
         if history:
             ax.plot(
@@ -92,11 +98,10 @@ def plot_sharpness(result: SharpnessLike, ax: Axes | None = None) -> Axes:
     if not result.eigenvalues:
         ax.text(0.5, 0.5, "no eigenvalues", ha="center", va="center", transform=ax.transAxes)
     ax.axhline(0.0, color="0.6", linewidth=0.8, zorder=0)
-    ax.set_xlabel("power iteration")
+    ax.set_xlabel("Hessian-vector product")
     ax.set_ylabel("eigenvalue estimate (vᵀHv)")
     ax.set_title(
-        f"Hessian power iteration ({result.examples} {result.split} examples); "
-        f"{_trace_text(result)}",
+        f"Hessian eigenvalues ({result.examples} {result.split} examples); {_trace_text(result)}",
         fontsize="medium",
     )
     ax.grid(True, alpha=0.3)
