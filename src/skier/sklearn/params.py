@@ -10,7 +10,6 @@ mapping (never changing the one the caller passed), which is what ``GridSearchCV
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -134,8 +133,6 @@ class Settings:
         if callable(model.get("name")):
             self.factory = model.pop("name")
             self.factory_kwargs, raw["model"] = model, {}
-            if not inspect.isclass(self.factory) and not callable(self.factory):
-                raise ConfigError(f"model must be callable; got {self.factory!r}.")
         raw["train"].setdefault("progress", "off")  # an estimator is quiet unless asked
         if seed is not None:
             raw["train"]["seed"] = seed
