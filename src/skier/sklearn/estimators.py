@@ -110,8 +110,10 @@ class _SkierEstimator(BaseEstimator):
     # --- training ---------------------------------------------------------------------------
 
     def _settings(self, epochs_before: int) -> Settings:
-        seed = None
-        if self.random_state is not None:
+        seed = None  # None: train.seed (0 unless set), so every fit is reproducible
+        if isinstance(self.random_state, numbers.Integral):
+            seed = int(self.random_state)  # the seed itself, as train.seed would be
+        elif self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         settings = Settings(self.get_params(deep=False), owner=type(self).__name__, seed=seed)
         if epochs_before:  # a continued fit: fresh shuffles, not the first fit's again
