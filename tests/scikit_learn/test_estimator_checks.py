@@ -28,8 +28,9 @@ EXPECTED_FAILURES = {
         "loss, but float32 sums it in another order (and mini-batches draw other rows)"
     ),
     "check_methods_subset_invariance": (
-        "float32 matrix products round differently for batches of different sizes "
-        "(predictions on a subset differ by ~1e-7 relative)"
+        "float32 matrix products round differently for batches of different sizes: "
+        "predictions made row by row differ from the whole batch's by ~1e-7 relative, on "
+        "some seeds' weights and not others (so this one may also pass: not strict)"
     ),
 }
 
@@ -39,7 +40,9 @@ def _expected_failures(estimator: Any) -> dict[str, str]:
 
 
 @parametrize_with_checks(
-    [SkierClassifier(**SMALL), SkierRegressor(**SMALL)], expected_failed_checks=_expected_failures
+    [SkierClassifier(**SMALL), SkierRegressor(**SMALL)],
+    expected_failed_checks=_expected_failures,
+    xfail_strict=False,
 )
 @pytest.mark.slow  # about a minute on two cores
 def test_scikit_learn_estimator_checks(estimator: Any, check: Any) -> None:
