@@ -202,5 +202,9 @@ def test_recorded_fits_are_runs_in_the_store(iris, tmp_path: Path) -> None:
     assert run.status == "completed" and run.epochs_done == 30
     assert len(store.metrics(clf.run_id_)) == 30
     assert Path(run.run_dir or "", "config.yaml").is_file()
+    assert run.name == "SkierClassifier-mlp"
+    # Every fit of a cross-validation is a run too.
+    cross_val_score(SkierClassifier(**FULL, record=record), x, y, cv=2)
+    assert len(store.list_runs()) == 3
     with pytest.raises(ConfigError, match="record must be None to continue"):
         clf.partial_fit(x, y)

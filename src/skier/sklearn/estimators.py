@@ -191,6 +191,11 @@ class _SkierEstimator(BaseEstimator):
                     update={"name": f"{module}:{name}", "kwargs": settings.factory_kwargs}
                 )}
             )  # fmt: skip
+        if config.record.name is None:  # the config's data section is not where X came from
+            name = f"{type(self).__name__}-{config.model.name.rpartition(':')[2]}"
+            config = config.model_copy(
+                update={"record": config.record.model_copy(update={"name": name})}
+            )
         outcome = run_training(config, data=bundle, progress=False)
         return outcome.result, outcome.run_id
 
