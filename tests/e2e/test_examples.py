@@ -5,6 +5,8 @@ docstring of skier names exists."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CONFIGS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("space_"))
 SPACES = sorted(EXAMPLES.glob("space_*.yaml"))
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 
 def test_the_examples_are_there() -> None:
@@ -35,6 +38,19 @@ def test_every_example_config_trains(path: Path, tmp_path: Path) -> None:
     assert outcome.result.epochs_done == 1
     assert (outcome.run_dir / "config.yaml").is_file()
     assert (outcome.run_dir / "report.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
+def test_every_example_script_runs(path: Path, tmp_path: Path) -> None:
+    # Each script takes --quick (a short version) and --record DIR (its fit becomes a run).
+    proc = subprocess.run(
+        [sys.executable, str(path), "--quick", "--record", str(tmp_path / "runs")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "recorded as run" in proc.stdout
+    assert (tmp_path / "runs" / "skier.db").is_file()
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)

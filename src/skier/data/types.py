@@ -26,7 +26,8 @@ class Split:
     ``inputs`` usually holds one tensor (``N x features`` or ``N x C x H x W``); a tabular set with
     categorical columns holds two, ``(numeric float N x d, categorical long N x c)``. ``targets`` is
     ``long N`` for classification and ``float N x t`` for regression. ``weights``, when given, are
-    per-example loss weights (e.g. from a sampler).
+    per-example loss weights (a float ``N``, e.g. scikit-learn's ``sample_weight``): the
+    training loss of a batch is the mean of its examples' losses times their weights.
 
     >>> s = Split((torch.zeros(4, 3),), torch.tensor([0, 1, 0, 1]))
     >>> len(s), s.input_shape
@@ -37,6 +38,7 @@ class Split:
 
     inputs: tuple[torch.Tensor, ...]
     targets: torch.Tensor
+    weights: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.targets.shape[0]
@@ -45,6 +47,10 @@ class Split:
                 raise ValueError(
                     f"inputs[{i}] must have as many rows as targets ({n}); got {t.shape[0]}."
                 )
+        if self.weights is not None and tuple(self.weights.shape) != (n,):
+            raise ValueError(
+                f"weights must have one value per example ({n},); got {tuple(self.weights.shape)}."
+            )
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -70,11 +76,13 @@ class Split:
         return self.targets.device
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(tuple(t.to(device) for t in self.inputs), self.targets.to(device))
+        weights = self.weights.to(device) if self.weights is not None else None
+        return Split(tuple(t.to(device) for t in self.inputs), self.targets.to(device), weights)
 
     def take(self, index: torch.Tensor) -> Split:
         """The examples at ``index`` (a long tensor on the same device)."""
-        return Split(tuple(t[index] for t in self.inputs), self.targets[index])
+        weights = self.weights[index] if self.weights is not None else None
+        return Split(tuple(t[index] for t in self.inputs), self.targets[index], weights)
 
 
 @dataclass

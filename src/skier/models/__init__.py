@@ -10,7 +10,7 @@ third-party libraries; it takes plain shapes rather than :mod:`skier.data` objec
 """
 
 from skier.models.blocks import ACTIVATIONS, DenseBlock, activation
-from skier.models.build import build_model, count_parameters
+from skier.models.build import build_from_factory, build_model, count_parameters
 from skier.models.cnn import CNN
 from skier.models.init import INIT_LAYERS, SCHEMES, InitReport, initialize
 from skier.models.mlp import MLP
@@ -27,6 +27,7 @@ __all__ = [
     "InitReport",
     "TabularNet",
     "activation",
+    "build_from_factory",
     "build_model",
     "check_output_shape",
     "count_parameters",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -24,7 +24,7 @@ from skier.models.mlp import MLP
 from skier.models.references import resolve_reference
 from skier.models.tabular import TabularNet
 
-__all__ = ["build_model", "count_parameters"]
+__all__ = ["build_from_factory", "build_model", "count_parameters"]
 
 BUILT_IN = ("mlp", "cnn", "tabular")
 
@@ -172,26 +172,55 @@ def _from_reference(
     output_size: int,
     cardinalities: tuple[int, ...],
 ) -> nn.Module:
-    ref = config.name
-    factory = _resolve(ref)
+    return build_from_factory(
+        _resolve(config.name), config.kwargs, input_shape=input_shape, output_size=output_size,
+        categorical_cardinalities=cardinalities, label=config.name,
+    )  # fmt: skip
+
+
+def build_from_factory(
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    *,
+    input_shape: Sequence[int],
+    output_size: int,
+    categorical_cardinalities: Sequence[int] = (),
+    field: str = "model.name",
+    label: str | None = None,
+) -> nn.Module:
+    """``factory(**kwargs)`` plus ``input_shape``, ``output_size`` and
+    ``categorical_cardinalities`` for each it accepts by name (all but the last also through
+    ``**kwargs``) and ``kwargs`` does not set; what it returns must be a ``torch.nn.Module``.
+    ``field`` and ``label`` (default: the factory's name) name it in the errors.
+
+    >>> build_from_factory(nn.Linear, {"bias": False}, input_shape=(3,), output_size=2)
+    Traceback (most recent call last):
+    ...
+    skier.errors.ModelError: model.name 'Linear' raised TypeError: ...
+    >>> def make(input_shape, output_size, width=4):
+    ...     return nn.Sequential(nn.Linear(input_shape[0], width), nn.Linear(width, output_size))
+    >>> count_parameters(build_from_factory(make, {"width": 2}, input_shape=(3,), output_size=1))
+    11
+    """
+    ref = label if label is not None else getattr(factory, "__qualname__", repr(factory))
     offered: dict[str, Any] = {
-        "input_shape": input_shape,
+        "input_shape": tuple(input_shape),
         "output_size": output_size,
-        "categorical_cardinalities": cardinalities,
+        "categorical_cardinalities": tuple(categorical_cardinalities),
     }
     try:
-        result = _call(factory, dict(config.kwargs), offered)
+        result = _call(factory, dict(kwargs), offered)
     except SkierError:
         raise  # already says what is wrong
     except Exception as exc:  # user code: report it against the setting that named it
         raise ModelError(
-            f"model.name {ref!r} raised {type(exc).__name__}: {exc}. "
-            f"Check the function and model.kwargs {config.kwargs!r}."
+            f"{field} {ref!r} raised {type(exc).__name__}: {exc}. "
+            f"Check the function and its keyword arguments {dict(kwargs)!r}."
         ) from exc
     if not isinstance(result, nn.Module):
         raise ModelError(
             problem(
-                "model.name",
+                field,
                 "a function that returns a torch.nn.Module",
                 ref,
                 f"It returned {type(result).__name__}.",

@@ -149,17 +149,16 @@ class TensorBatches(_WholeBatches):
         return idx.to(self.split.device)
 
     def __iter__(self) -> Iterator[Batch]:
-        inputs, targets = self.split.inputs, self.split.targets
+        inputs, targets, weights = self.split.inputs, self.split.targets, self.split.weights
         order = self.order()
         size = self.batch_size
         stop = len(self) * size
         for start in range(0, min(stop, self.num_examples), size):
-            if order is None:
-                sl = slice(start, start + size)
-                yield tuple(t[sl] for t in inputs), targets[sl], None
-            else:
-                idx = order[start : start + size]
-                yield tuple(t[idx] for t in inputs), targets[idx], None
+            at: slice | torch.Tensor = (
+                slice(start, start + size) if order is None else order[start : start + size]
+            )
+            w = weights[at] if weights is not None else None  # the split's example weights
+            yield tuple(t[at] for t in inputs), targets[at], w
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
@@ -207,6 +206,8 @@ class InformativeBatches(TensorBatches):
         order = torch.multinomial(probs.cpu().double(), n, True, generator=self.generator)
         order = order.to(self.split.device)
         weights = (1.0 / (n * probs))[order]
+        if self.split.weights is not None:  # the split's own example weights, times the draw's
+            weights = weights * self.split.weights[order]
         inputs, targets = self.split.inputs, self.split.targets
         for start in range(0, len(self) * size, size):
             idx = order[start : start + size]

@@ -216,11 +216,9 @@ class ShardedBatches:
             lo, hi = start + lo, start + hi
             if self.mean:
                 self.data_scale = self.world_size / (step * self.per_target)
-            if order is None:
-                yield tuple(t[lo:hi] for t in inputs), targets[lo:hi], None
-            else:
-                idx = order[lo:hi]
-                yield tuple(t[idx] for t in inputs), targets[idx], None
+            at: slice | torch.Tensor = slice(lo, hi) if order is None else order[lo:hi]
+            w = src.split.weights[at] if src.split.weights is not None else None
+            yield tuple(t[at] for t in inputs), targets[at], w
 
     def scaled(self, data_loss: torch.Tensor, penalty: torch.Tensor | None) -> torch.Tensor:
         """The loss this rank backpropagates; the penalty is the same on every rank, so DDP's
