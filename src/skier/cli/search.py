@@ -183,6 +183,9 @@ def _check_objective(objective: str) -> None:
               help="cv_mean: folds per trial.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Sampler seed (grid: the same in every worker and machine).")  # fmt: skip
+@click.option("--seeds", default=None, metavar="0,1,2",
+              help="Score each trial by its mean over these train.seed values (a group of "
+              "runs per trial).")  # fmt: skip
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Stop starting new trials after this many seconds.")  # fmt: skip
 @click.option("--train-best", is_flag=True, help="Then train the best config (skier train).")
@@ -209,6 +212,7 @@ def tune_command(
     direction: str,
     folds: int,
     seed: int,
+    seeds: str | None,
     timeout_s: float | None,
     train_best: bool,
     resume_dir: str | None,
@@ -223,7 +227,7 @@ def tune_command(
     --storage postgresql://... (or redis://...) and the same --study. An existing study is
     resumed; --resume RUN_DIR does it for an earlier run directory.
     """
-    from skier.config.search import TuneConfig, load_space
+    from skier.config.search import TuneConfig, load_space, parse_seeds
 
     _check_objective(objective)
     values: dict[str, Any] = {
@@ -240,6 +244,7 @@ def tune_command(
         "direction": direction,
         "folds": folds,
         "seed": seed,
+        "seeds": parse_seeds(seeds, "--seeds") if seeds is not None else None,
         "timeout_s": timeout_s,
         "train_best": train_best,
     }

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from skier.config.base import Fraction, PositiveInt, Section
 from skier.config.loading import config_from_mapping, read_yaml_mapping
@@ -42,6 +42,7 @@ __all__ = [
     "TuneConfig",
     "config_key_problem",
     "load_space",
+    "parse_seeds",
     "parse_space",
     "set_config_values",
 ]
@@ -52,6 +53,41 @@ _SPEC_KEYS = {
     "int": ("type", "low", "high", "log", "step"),
     "categorical": ("type", "choices"),
 }
+
+
+def parse_seeds(value: str | Sequence[Any], field: str = "--seeds") -> list[int]:
+    """The seeds of a group of runs: ``"0,1,2"`` or a list of integers, at least one, none twice.
+
+    >>> parse_seeds("0, 1,2")
+    [0, 1, 2]
+    >>> parse_seeds("0,x")
+    Traceback (most recent call last):
+    ...
+    skier.errors.ConfigError: --seeds must be integers separated by commas, e.g. 0,1,2; got '0,x'.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    seeds: list[int] = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if isinstance(text, bool) or not isinstance(text, int | str):
+            seeds = []
+            break
+        try:
+            seeds.append(int(text))
+        except ValueError:
+            seeds = []
+            break
+    if not seeds:
+        raise ConfigError(
+            f"{field} must be integers separated by commas, e.g. 0,1,2; got {value!r}."
+        )
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{field} must name each seed once; got {value!r} ({repeated[0]} twice). A repeated "
+            "seed trains the same run again."
+        )
+    return seeds
 
 
 class CrossValidationConfig(Section):
@@ -111,6 +147,9 @@ class TuneConfig(Section):
         "auto", description="'auto': maximize accuracies, minimize the rest"
     )
     folds: Annotated[int, Field(ge=2)] = Field(3, description="cv_mean: folds per trial")
+    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+        None, description="score each trial by its mean over these train.seed values"
+    )
     seed: int = Field(0, description="sampler seed (grid: the same in every worker)")
     timeout_s: Annotated[float, Field(gt=0)] | None = Field(
         None, description="stop starting trials after this many seconds"
@@ -123,6 +162,13 @@ class TuneConfig(Section):
         1, description="times a trial of a dead worker is retried"
     )
     train_best: bool = Field(False, description="train the best config once the search ends")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError("each seed must appear once")
+        return seeds
 
     @property
     def grace_period_s(self) -> int:

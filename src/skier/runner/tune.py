@@ -138,6 +138,11 @@ def _check_objective(tune: TuneConfig, task_kind: str) -> None:
         )
     elif task_kind == "regression" and metric in ("val_error", "val_accuracy"):
         problems.append(f"--objective {metric!r} needs classification; use val_loss.")
+    if tune.seeds is not None and tune.objective == "cv_mean":
+        problems.append(
+            f"tune.seeds must be left out with objective cv_mean; got {tune.seeds!r}. Score a "
+            "trial by its mean over seeds or over folds, not both."
+        )
     if problems:
         raise ConfigError(problems)
 
@@ -236,6 +241,7 @@ def _run_tune(
         max_retry=tune.max_retry,
     )
     epochs = config.train.epochs if tune.objective != "cv_mean" else tune.folds
+    epochs = len(tune.seeds) if tune.seeds is not None else epochs  # the pruner's steps
     study = open_study(
         storage,
         study_name,
@@ -271,6 +277,7 @@ def _run_tune(
         + f"\n{tune.method} search, {n_trials} trials on {workers} worker(s), "
         f"objective {tune.objective}"
         + (f" ({metric})" if tune.objective == "cv_mean" else "")
+        + (f" (mean over seeds {tune.seeds})" if tune.seeds is not None else "")
         + f" ({direction}), pruning {tune.prune}"
     )
     plain = _absolute_paths(config.model_dump(mode="json"), base)
@@ -323,7 +330,7 @@ def _run_tune(
 def _fail_orphans(url: str, tune_id: str) -> None:
     """Runs of this search still ``running`` once every worker has exited lost their worker."""
     with RunStore(url) as store:
-        for kind in ("trial", "cv"):
+        for kind in ("trial", "cv", "seeds"):
             for record in store.list_runs(limit=100_000, status="running", kind=kind,
                                           parent_id=tune_id):  # fmt: skip
                 store.finish_run(
