@@ -171,6 +171,7 @@ def test_the_python_api_names_it() -> None:
     assert skier.run_seeds is run_seeds
 
 
+@pytest.mark.slow
 def test_tune_scores_a_trial_by_its_mean_over_seeds(tmp_path: Path) -> None:
     from skier.runner.tune import run_tune
 
@@ -194,10 +195,39 @@ def test_tune_scores_a_trial_by_its_mean_over_seeds(tmp_path: Path) -> None:
     assert values == pytest.approx(sorted(expected), rel=1e-12)
 
 
-def test_tune_refuses_seeds_with_cv_mean(tmp_path: Path) -> None:
+def test_cv_scores_a_config_by_its_mean_over_folds_and_seeds(tmp_path: Path) -> None:
+    from skier.config.search import CrossValidationConfig
+    from skier.runner.cv import run_cv
+
+    config = _config(**{"train.epochs": 2, "record.report": False, "record.plots": False,
+                        "checkpoint.enabled": False})  # fmt: skip
+    cv = CrossValidationConfig(folds=2, workers=1, seeds=[0, 1])
+    out = run_cv(config, cv=cv, out_dir=tmp_path, plots=False)
+    assert out.summary["plan"] == "2-fold x seeds 0, 1"
+    with RunStore(default_store_url(tmp_path)) as store:
+        runs = store.list_runs(kind="cv_fold", parent_id=out.run_id)
+        pairs = sorted((r.summary["fold"], r.config["train"]["seed"]) for r in runs)
+        assert pairs == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    folds = out.summary["folds"]
+    assert sorted((f["fold"], f["seed"]) for f in folds) == pairs
+    values = [f["val_loss"] for f in folds]
+    assert out.summary["value"] == pytest.approx(np.mean(values), rel=1e-12)
+    assert out.summary["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_tune_cv_mean_with_seeds_runs_every_fold_once_per_seed(tmp_path: Path) -> None:
     from skier.runner.tune import run_tune
 
     space = parse_space({"optim.lr": {"type": "float", "low": 0.01, "high": 0.05}})
-    tune = TuneConfig(trials=1, workers=1, seeds=[0, 1], objective="cv_mean")
-    with pytest.raises(ConfigError, match=r"tune.seeds must be left out with objective cv_mean"):
-        run_tune(_config(), space, tune=tune, out_dir=tmp_path)
+    tune = TuneConfig(method="random", trials=1, workers=1, seeds=[0, 1], objective="cv_mean",
+                      folds=2, prune="none")  # fmt: skip
+    config = _config(**{"train.epochs": 2, "record.report": False, "record.plots": False,
+                        "checkpoint.enabled": False})  # fmt: skip
+    out = run_tune(config, space, tune=tune, out_dir=tmp_path)
+    with RunStore(default_store_url(tmp_path)) as store:
+        (cv,) = store.list_runs(kind="cv", parent_id=out.run_id)
+        folds = store.list_runs(kind="cv_fold", parent_id=cv.id)
+    assert sorted(f.config["train"]["seed"] for f in folds) == [0, 0, 1, 1]
+    (trial,) = out.summary["trials"]
+    assert trial["value"] == pytest.approx(cv.summary["value"])

@@ -69,6 +69,8 @@ def _quiet_optuna() -> None:
               help="Validation metric summarized (val_loss, val_error, val_accuracy).")  # fmt: skip
 @click.option("--refit", is_flag=True,
               help="Then train on all non-test data for the median chosen epochs.")  # fmt: skip
+@click.option("--seeds", default=None, metavar="0,1,2",
+              help="Train every fold once per train.seed given; the mean is over all.")  # fmt: skip
 @set_option
 @click.option("--out", default=None, help="Folder for run directories (default: record.dir).")
 @store_option
@@ -83,6 +85,7 @@ def cv_command(
     no_stratify: bool,
     metric: str,
     refit: bool,
+    seeds: str | None,
     overrides: tuple[str, ...],
     out: str | None,
     store: str | None,
@@ -93,9 +96,10 @@ def cv_command(
     The test split (data.test_fraction) is set aside first and never enters a fold; the
     rest is split into folds, stratified for classification, seeded.
     """
-    from skier.config.search import CrossValidationConfig
+    from skier.config.search import CrossValidationConfig, parse_seeds
     from skier.runner.cv import run_cv
 
+    chosen_seeds = parse_seeds(seeds, "--seeds") if seeds is not None else None
     cfg = load(config, overrides)
     settings = _settings(
         CrossValidationConfig,
@@ -108,6 +112,7 @@ def cv_command(
             "stratify": not no_stratify,
             "metric": metric,
             "refit": refit,
+            "seeds": chosen_seeds,
         },
         {"stratify": "--no-stratify"},
     )
@@ -124,7 +129,8 @@ def cv_command(
     parts = [
         f"{k} {_fmt(s['mean'][k])} ± {_fmt(s['std_by_metric'][k])}" for k in shown if k in s["mean"]
     ]
-    click.echo(f"done: {len(outcome.folds)} folds ({s['plan']}), " + ", ".join(parts))
+    runs = "runs" if chosen_seeds else "folds"
+    click.echo(f"done: {len(outcome.folds)} {runs} ({s['plan']}), " + ", ".join(parts))
     chosen = ", ".join(str(e) for e in s["chosen_epochs"])
     click.echo(f"chosen epochs per fold: {chosen} (median {s['median_epoch']})")
     if outcome.refit:

@@ -90,6 +90,12 @@ def parse_seeds(value: str | Sequence[Any], field: str = "--seeds") -> list[int]
     return seeds
 
 
+def _each_once(seeds: list[int] | None) -> list[int] | None:
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise ValueError("each seed must appear once")
+    return seeds
+
+
 class CrossValidationConfig(Section):
     """How ``skier cv`` splits the data that is not the test split.
 
@@ -97,6 +103,8 @@ class CrossValidationConfig(Section):
     ``folds >= 2`` is k-fold. Classification labels are stratified unless ``stratify: false``.
     ``repeats`` re-draws the folds with new shuffles (repeated k-fold / repeated hold-out).
     ``refit: true`` trains once more on all of it for the median of the folds' chosen epochs.
+    ``seeds`` trains every fold once per ``train.seed`` given, so the mean (and std) is over
+    folds and seeds: a configuration scored by its mean over seeds too.
 
     >>> CrossValidationConfig(folds=1).holdout_fraction
     0.2
@@ -110,13 +118,23 @@ class CrossValidationConfig(Section):
     workers: PositiveInt | None = Field(None, description="fold processes (default: cores)")
     metric: str = Field("val_loss", description="the metric summarized over the folds")
     refit: bool = Field(False, description="train on all non-test data for the median epochs")
+    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+        None, description="train every fold once per train.seed given; the mean is over all"
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return _each_once(seeds)
 
 
 class TuneConfig(Section):
     """How ``skier tune`` searches.
 
     ``objective`` is a validation metric (its best value in the run) or ``cv_mean`` (the mean
-    over ``folds`` cross-validation folds of ``metric``). ``trials`` is how many trials this
+    over ``folds`` cross-validation folds of ``metric``). ``seeds`` scores a trial by its mean
+    over those ``train.seed`` values (a group of runs over seeds per trial; with ``cv_mean``,
+    every fold once per seed). ``trials`` is how many trials this
     command runs (default: the grid's size for ``grid``, else 20), shared among its ``workers``.
 
     >>> TuneConfig(method="grid").prune
@@ -166,9 +184,7 @@ class TuneConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
-        if seeds is not None and len(set(seeds)) != len(seeds):
-            raise ValueError("each seed must appear once")
-        return seeds
+        return _each_once(seeds)
 
     @property
     def grace_period_s(self) -> int:

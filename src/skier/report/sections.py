@@ -169,7 +169,8 @@ def _cv_findings(view: RunView) -> str:
     keys += [k for k in mean if k not in keys and str(k).startswith("val_")]
     head = ["fold", "run", "status", "epochs", "chosen epoch", *keys]
     rows: list[list[Any]] = [
-        [f"{f.get('repeat')}.{f.get('fold')}", f.get("run_id"), f.get("status"),
+        [f"{f.get('repeat')}.{f.get('fold')}" + (f" seed {f['seed']}" if "seed" in f else ""),
+         f.get("run_id"), f.get("status"),
          f.get("epochs_done"), f.get("chosen_epoch"), *[_num(f.get(k)) for k in keys]]
         for f in folds if isinstance(f, Mapping)
     ]  # fmt: skip

@@ -61,6 +61,7 @@ from skier.runner.workers import (
     _supervise,
     _tune_worker,
     _TuneTask,
+    pruner_steps,
 )
 
 if TYPE_CHECKING:
@@ -138,11 +139,6 @@ def _check_objective(tune: TuneConfig, task_kind: str) -> None:
         )
     elif task_kind == "regression" and metric in ("val_error", "val_accuracy"):
         problems.append(f"--objective {metric!r} needs classification; use val_loss.")
-    if tune.seeds is not None and tune.objective == "cv_mean":
-        problems.append(
-            f"tune.seeds must be left out with objective cv_mean; got {tune.seeds!r}. Score a "
-            "trial by its mean over seeds or over folds, not both."
-        )
     if problems:
         raise ConfigError(problems)
 
@@ -240,8 +236,7 @@ def _run_tune(
         grace_s=tune.grace_period_s,
         max_retry=tune.max_retry,
     )
-    epochs = config.train.epochs if tune.objective != "cv_mean" else tune.folds
-    epochs = len(tune.seeds) if tune.seeds is not None else epochs  # the pruner's steps
+    epochs = pruner_steps(tune, config.train.epochs)
     study = open_study(
         storage,
         study_name,

@@ -53,6 +53,15 @@ class _TuneTask:
     echo: bool
 
 
+def pruner_steps(tune: TuneConfig, epochs: int) -> int:
+    """The steps a trial reports to the pruner: epochs, or the folds (x seeds) or seeds whose
+    running mean it reports."""
+    seeds = len(tune.seeds) if tune.seeds is not None else 1
+    if tune.objective == "cv_mean":
+        return tune.folds * seeds
+    return seeds if tune.seeds is not None else epochs
+
+
 def _trial_value(rows: Sequence[Mapping[str, float]], metric: str, direction: str) -> float:
     values = [r[metric] for r in rows if metric in r and math.isfinite(r[metric])]
     if not values:
@@ -124,7 +133,7 @@ class _Objective:
 
         task = self.task
         base = Path(task.base_dir) if task.base_dir else None
-        if self.tune.objective == "cv_mean":
+        if self.tune.objective == "cv_mean":  # over folds, and over seeds if given
             return self._run_cv(config, trial, values, base)
         if self.tune.seeds is not None:
             return self._run_seeds(config, trial, values, base)
@@ -177,7 +186,9 @@ class _Objective:
 
         outcome = run_cv(
             config,
-            cv=CrossValidationConfig(folds=tune.folds, workers=1, metric=self.metric),
+            cv=CrossValidationConfig(
+                folds=tune.folds, workers=1, metric=self.metric, seeds=tune.seeds
+            ),
             base_dir=base,
             out_dir=task.out_dir,
             store_url=task.store_url,
@@ -256,8 +267,7 @@ def _open(task: _TuneTask) -> tuple[Any, SearchSpace, bool]:
     seed = tune.seed if tune.method == "grid" else tune.seed + task.worker_index
     sampler = make_sampler(tune.method, space, seed=seed, sampler=tune.sampler)
     epochs = int(task.config.get("train", {}).get("epochs", 20))
-    steps = tune.folds if tune.objective == "cv_mean" else epochs
-    steps = len(tune.seeds) if tune.seeds is not None else steps  # pruned on a running mean
+    steps = pruner_steps(tune, epochs)
     pruner = make_pruner(
         tune.prune, epochs=steps, method=tune.method, startup_trials=tune.prune_startup
     )
