@@ -167,8 +167,11 @@ def test_bad_seeds_are_one_clear_error_before_anything_is_written(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_python_api_names_it() -> None:
+def test_the_python_api_names_it_and_it_shows_itself(group: SeedsOutcome) -> None:
     assert skier.run_seeds is run_seeds
+    html = group._repr_html_()
+    assert html.count("<tr>") == 1 + len(SEEDS) + 1 and "mean ± std" in html
+    assert "val_loss" in repr(group) and " ± " in repr(group)
 
 
 @pytest.mark.slow

@@ -88,6 +88,23 @@ class SeedsOutcome:
         seeds = ",".join(str(s) for s in self.summary.get("seeds", []))
         return f"SeedsOutcome(seeds {seeds}: {shown or self.status}; {self.run_dir})"
 
+    def _repr_html_(self) -> str:
+        """One row per seed (values at its best epoch), then their mean ± std (notebooks)."""
+        from skier._html import html_table
+
+        final = self.summary.get("final") or {}
+        keys = [k for k in ("val_loss", "val_error", "val_accuracy") if k in final]
+        rows: list[list[object]] = [
+            [r["seed"], r["run_id"], r["status"], r["epochs_done"], r["best_epoch"],
+             *[r["metrics"].get(k) for k in keys]]
+            for r in self.summary.get("runs", [])
+        ]  # fmt: skip
+        spread = [f"{final[k]['mean']:.4g} ± {final[k]['std']:.4g}" for k in keys]
+        rows.append(["mean ± std", "", "", "", "", *spread])
+        head = ["seed", "run", "status", "epochs", "best epoch", *keys]
+        caption = f"Runs over seeds ({self.status}): {self.run_dir}"
+        return html_table(head, rows, caption=caption)
+
 
 def seed_config(config: RunConfig, seed: int, name: str | None = None) -> RunConfig:
     """``config`` with ``train.seed`` set to ``seed`` (and the run named ``NAME-seedSEED``).
