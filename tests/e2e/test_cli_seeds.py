@@ -70,3 +70,13 @@ def test_seeds_with_resume_or_nproc_is_refused(skier_cli: Runner, tmp_path: Path
     proc = skier_cli("train", "--seeds", "0,1", "--nproc", "2", "--out", "runs")
     assert proc.returncode == 2 and "--nproc must be left out with --seeds; got 2." in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_cv_and_tune_take_seeds_and_refuse_a_bad_value(skier_cli: Runner, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr: {type: float, low: 0.01, high: 0.1}\n")
+    for verb in (["cv"], ["tune", "--space", str(space)]):
+        proc = skier_cli(*verb, "--seeds", "1,1", "--out", "runs")
+        assert proc.returncode == 2, proc.stderr
+        assert "--seeds must name each seed once; got '1,1' (1 twice)." in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
