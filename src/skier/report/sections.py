@@ -260,7 +260,10 @@ def _seeds_findings(view: RunView) -> str:
             ("seeds", summary.get("seeds")),
             ("seeds done", summary.get("seeds_done")),
             ("monitor", summary.get("monitor")),
-            *[(f"test {k} (mean ± std)", _spread(v)) for k, v in test.items()],
+            *[
+                (f"{k if k.startswith('test_') else 'test_' + k} (mean ± std)", _spread(v))
+                for k, v in test.items()
+            ],
         ]
     )
     note = (
