@@ -20,11 +20,11 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from skier.history import History
 from skier.plots.curves import new_figure
-from skier.plots.seeds import plot_seed_band
+from skier.plots.figure import panel_axes
+from skier.plots.seeds import finish_epoch_axes, plot_seed_band
 from skier.record.groups import SeedBands
 
 __all__ = ["compare_metrics", "plot_compare_curves", "plot_compare_figure", "plot_lr_steps"]
@@ -86,16 +86,7 @@ def plot_compare_curves(
         if epochs:
             ax.plot(epochs, values, marker="o", markersize=2.5, linewidth=1.3, label=label)
             drawn += 1
-    if not drawn:
-        ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(metric)
-    ax.set_title(metric)
-    ax.grid(True, alpha=0.3)
-    if drawn:
-        ax.legend(fontsize="small")
-    return ax
+    return finish_epoch_axes(ax, metric, drawn=drawn > 0)
 
 
 def plot_compare_figure(
@@ -123,11 +114,9 @@ def plot_compare_figure(
         histories = found
     keys = list(metrics) if metrics else compare_metrics(histories)
     keys = keys or ["loss"]
-    columns = min(len(keys), 2)
-    rows = math.ceil(len(keys) / columns)
-    fig = new_figure(width=5.4 * columns, height=3.8 * rows)
-    for i, key in enumerate(keys):
-        plot_compare_curves(histories, key, fig.add_subplot(rows, columns, i + 1), bands=bands)
+    fig, axes = panel_axes(len(keys))
+    for key, ax in zip(keys, axes, strict=True):
+        plot_compare_curves(histories, key, ax, bands=bands)
     return fig
 
 

@@ -21,10 +21,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from skier.plots.figure import new_figure
+from skier.plots.figure import new_figure, panel_axes
 from skier.record.groups import SeedBands
 
-__all__ = ["band_metrics", "plot_seed_band", "plot_seed_bands_figure"]
+__all__ = ["band_metrics", "finish_epoch_axes", "plot_seed_band", "plot_seed_bands_figure"]
 
 
 def band_metrics(bands: SeedBands) -> list[str]:
@@ -74,6 +74,13 @@ def plot_seed_band(
             linewidth=0,
             label=f"{label} ± std" if label else "± std",
         )
+    return finish_epoch_axes(ax, metric, drawn=bool(points))
+
+
+def finish_epoch_axes(ax: Axes, metric: str, *, drawn: bool) -> Axes:
+    """Axes of ``metric`` per epoch: labels, integer epochs, grid, and a legend, or a note
+    that nothing was recorded (``drawn`` false)."""
+    if drawn:
         ax.legend(fontsize="small")
     else:
         ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
@@ -92,11 +99,9 @@ def plot_seed_bands_figure(bands: SeedBands, metrics: Sequence[str] | None = Non
     """
     keys = list(metrics) if metrics else band_metrics(bands)
     keys = keys or ["loss"]
-    columns = min(len(keys), 2)
-    rows = math.ceil(len(keys) / columns)
-    fig = new_figure(width=5.4 * columns, height=3.6 * rows)
-    for i, key in enumerate(keys):
-        plot_seed_band(bands, key, fig.add_subplot(rows, columns, i + 1))
+    fig, axes = panel_axes(len(keys), height=3.6)
+    for key, ax in zip(keys, axes, strict=True):
+        plot_seed_band(bands, key, ax)
     seeds = ", ".join(str(s) for s in bands.seeds)
     fig.suptitle(f"mean ± std over seeds {seeds}")
     return fig

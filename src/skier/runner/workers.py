@@ -168,6 +168,18 @@ class _Objective:
             )
         return value, reason, info
 
+    def _prune_on_mean(self, trial: Any, scores: Sequence[float], unit: str) -> str | None:
+        """Report the running mean of the finite ``scores`` (one per fold or seed done so far);
+        a reason to stop when the pruner says so."""
+        finite = [v for v in scores if math.isfinite(v)]
+        if not finite:
+            return None
+        running = sum(finite) / len(finite)
+        trial.report(running, len(scores))
+        if trial.should_prune():
+            return f"pruned: mean {self.metric} {running:.4g} after {len(scores)} {unit}"
+        return None
+
     def _run_cv(
         self, config: RunConfig, trial: Any, values: Mapping[str, Any], base: Path | None
     ) -> tuple[float, str | None, dict[str, Any]]:
@@ -175,14 +187,7 @@ class _Objective:
 
         def prune_check(done: list[FoldResult]) -> str | None:
             scores = [r.metrics.get(self.metric, math.nan) for r in done]
-            scores = [s for s in scores if math.isfinite(s)]
-            if not scores:
-                return None
-            running = sum(scores) / len(scores)
-            trial.report(running, len(done))
-            if trial.should_prune():
-                return f"pruned: mean {self.metric} {running:.4g} after {len(done)} folds"
-            return None
+            return self._prune_on_mean(trial, scores, "folds")
 
         outcome = run_cv(
             config,
@@ -221,13 +226,7 @@ class _Objective:
             return _trial_value(outcome.result.history.rows, self.metric, self.direction)
 
         def prune_check(done: list[RunOutcome]) -> str | None:
-            running = mean_std(value_of(o) for o in done)[0]
-            if not math.isfinite(running):
-                return None
-            trial.report(running, len(done))
-            if trial.should_prune():
-                return f"pruned: mean {self.metric} {running:.4g} after {len(done)} seeds"
-            return None
+            return self._prune_on_mean(trial, [value_of(o) for o in done], "seeds")
 
         group = run_seeds(
             config,
