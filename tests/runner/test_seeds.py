@@ -234,3 +234,26 @@ def test_tune_cv_mean_with_seeds_runs_every_fold_once_per_seed(tmp_path: Path) -
     assert sorted(f.config["train"]["seed"] for f in folds) == [0, 0, 1, 1]
     (trial,) = out.summary["trials"]
     assert trial["value"] == pytest.approx(cv.summary["value"])
+
+
+@pytest.mark.slow
+def test_tune_prunes_a_trial_on_its_running_mean_over_seeds(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from skier.runner.tune import run_tune
+
+    # lr 1e-6 barely moves: once a 0.1 trial has run, its first seeds' mean is pruned.
+    space = parse_space({"optim.lr": {"type": "categorical", "choices": [0.1, 1.0e-6]}})
+    tune = TuneConfig(method="random", trials=5, workers=1, seeds=[0, 1, 2], prune="median",
+                      prune_startup=1)  # fmt: skip
+    config = _config(**{"train.epochs": 2, "record.report": False, "record.plots": False,
+                        "checkpoint.enabled": False})  # fmt: skip
+    out = run_tune(config, space, tune=tune, out_dir=tmp_path)
+    pruned = [t for t in out.summary["trials"] if t["state"] == TrialState.PRUNED.name.lower()]
+    assert pruned and all(t["params"]["optim.lr"] == 1.0e-6 for t in pruned)
+    with RunStore(default_store_url(tmp_path)) as store:
+        groups = {g.id: g for g in store.list_runs(kind="seeds", parent_id=out.run_id)}
+        stopped = [g for g in groups.values() if g.status == "stopped"]
+        assert stopped and all(g.stop_reason.startswith("pruned: mean val_loss") for g in stopped)
+        for g in stopped:  # a pruned group stopped before its last seed
+            assert len(store.list_runs(kind="seed", parent_id=g.id)) < 3
