@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "skier.train",
     # whole runs
     "run_training": "skier.runner",
+    "run_seeds": "skier.runner",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

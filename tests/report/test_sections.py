@@ -114,4 +114,4 @@ def test_a_new_diagnostic_is_one_registration(
 
 def test_sections_are_in_page_order() -> None:
     assert list(SECTIONS) == ["lr_range_test", "loss_landscapes", "connectivity", "sharpness",
-                              "diagnostic", "cross_validation", "search"]  # fmt: skip
+                              "diagnostic", "cross_validation", "search", "seeds"]  # fmt: skip

@@ -208,6 +208,10 @@ def cli() -> None:
 @click.option("--nnodes", type=int, default=1, show_default=True, help="Machines in the job.")
 @click.option("--node-rank", type=int, default=0, show_default=True, help="This machine's rank.")
 @click.option("--rdzv-endpoint", default=None, help="HOST:PORT of node 0 (with --nnodes > 1).")
+@click.option(
+    "--seeds", default=None, metavar="0,1,2",
+    help="Train once per train.seed given, as one group: every metric as mean ± std over them.",
+)  # fmt: skip
 @click.option("--distributed-worker", is_flag=True, hidden=True)
 @click.option("--run-id", default=None, hidden=True)
 def train(
@@ -221,6 +225,7 @@ def train(
     nnodes: int,
     node_rank: int,
     rdzv_endpoint: str | None,
+    seeds: str | None,
     distributed_worker: bool,
     run_id: str | None,
 ) -> None:
@@ -228,11 +233,17 @@ def train(
 
     With --resume RUN_DIR, CONFIG may be left out: the run's saved config is used, and only
     train.epochs may change. With --nproc N, N processes train data-parallel through torchrun
-    (gloo on CPU, NCCL on GPU); train.batch_size is the global batch.
+    (gloo on CPU, NCCL on GPU); train.batch_size is the global batch. With --seeds 0,1,2 the
+    config is trained once per seed, recorded as one group (a run of kind seeds) whose report
+    draws every metric as mean ± std over the seeds.
     """
     from skier.config import load_config
 
     base = Path(config).resolve().parent if config else None
+    if seeds is not None:
+        _train_seeds(config, overrides, seeds, base=base, out=out, store=store, quiet=quiet,
+                     others={"--resume": resume, "--nproc": nproc})  # fmt: skip
+        return
     if resume is not None and config is None:
         cfg = load_config(Path(resume) / RunFiles.CONFIG, overrides) if overrides else None
     else:
@@ -271,6 +282,44 @@ def train(
     args += ["--distributed-worker", "--run-id", run_id, *(["--quiet"] if quiet else [])]
     _launch(full, args, root=root, run_id=run_id, store=store,
             launch=(nproc, nnodes, node_rank, rdzv_endpoint))  # fmt: skip
+
+
+def _train_seeds(
+    config: str | None,
+    overrides: tuple[str, ...],
+    seeds: str,
+    *,
+    base: Path | None,
+    out: str | None,
+    store: str | None,
+    quiet: bool,
+    others: dict[str, Any],
+) -> None:
+    """``skier train --seeds``: the bad value or combination is one line, before any run."""
+    from skier.config.search import parse_seeds
+    from skier.runner import run_seeds
+
+    chosen = parse_seeds(seeds, "--seeds")
+    for flag, value in others.items():
+        if value is not None:
+            raise ConfigError(
+                problem(flag, "left out with --seeds", value, "Run the seeds one at a time.")
+            )
+    cfg = _load_run_config(config, overrides, base)
+    group = run_seeds(
+        cfg, chosen, base_dir=base, out_dir=out, store_url=store, progress=progress_mode(quiet),
+        echo=click.echo, epoch_lines=not quiet,
+    )  # fmt: skip
+    final = group.summary["final"]
+    keys = [k for k in ("val_loss", "val_error", "val_accuracy") if k in final]
+    parts = [f"{k} {final[k]['mean']:.4g} ± {final[k]['std']:.4g}" for k in keys]
+    click.echo(f"done: status {group.status}, {len(group.runs)} seeds" +
+               "".join(f", {p}" for p in parts) + " (at each seed's best epoch)")  # fmt: skip
+    click.echo(f"run directory: {group.run_dir}")
+    click.echo(f"report: {group.run_dir / RunFiles.REPORT}")
+    click.echo(f"store: {group.store_url} (run {group.run_id})")
+    if group.status == "failed":
+        sys.exit(1)
 
 
 @cli.command()

@@ -236,15 +236,19 @@ def compare_command(
     comparison = RunComparison.of(views, metric)
     keys = comparison.metrics
     width = max(len(v.id) for v in views)
+    cell = 20 if comparison.bands else 12  # a group's cells read "mean ± std"
     click.echo(f"{'run':<{width}}  {'name':<24} {'status':<11} {'epochs':>6}  "
-               + " ".join(f"{k[:12]:>12}" for k in keys))  # fmt: skip
-    columns = [comparison.values(k) for k in keys]
+               + " ".join(f"{k[:cell]:>{cell}}" for k in keys))  # fmt: skip
+    columns = [comparison.cells(k) for k in keys]
     for i, v in enumerate(views):
-        cells = " ".join(f"{_fmt(column[i]):>12}" for column in columns)
+        cells = " ".join(f"{_fmt(column[i]):>{cell}}" for column in columns)
         click.echo(
             f"{v.id:<{width}}  {v.name[:24]:<24} {v.status:<11} {len(v.history):>6}  {cells}"
         )
-    click.echo("(metric values at each run's best epoch, else its last)")
+    note = "metric values at each run's best epoch, else its last"
+    if comparison.bands:
+        note += "; a group over seeds: mean ± std of its seeds' values, curves drawn as bands"
+    click.echo(f"({note})")
     diffs = comparison.differences
     if diffs:
         click.echo("config differences:")
@@ -255,7 +259,9 @@ def compare_command(
     else:
         click.echo("config differences: none")
     histories = {v.id: v.history for v in views}
-    path = save_figure(plot_compare_figure(histories, keys), out)
+    bands = {v.id: comparison.bands[label] for v, label in zip(views, comparison.labels,
+             strict=True) if label in comparison.bands}  # fmt: skip
+    path = save_figure(plot_compare_figure(histories, keys, bands=bands), out)
     click.echo(f"curves: {path.resolve()}")
 
 

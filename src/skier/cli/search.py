@@ -69,6 +69,8 @@ def _quiet_optuna() -> None:
               help="Validation metric summarized (val_loss, val_error, val_accuracy).")  # fmt: skip
 @click.option("--refit", is_flag=True,
               help="Then train on all non-test data for the median chosen epochs.")  # fmt: skip
+@click.option("--seeds", default=None, metavar="0,1,2",
+              help="Train every fold once per train.seed given; the mean is over all.")  # fmt: skip
 @set_option
 @click.option("--out", default=None, help="Folder for run directories (default: record.dir).")
 @store_option
@@ -83,6 +85,7 @@ def cv_command(
     no_stratify: bool,
     metric: str,
     refit: bool,
+    seeds: str | None,
     overrides: tuple[str, ...],
     out: str | None,
     store: str | None,
@@ -93,9 +96,10 @@ def cv_command(
     The test split (data.test_fraction) is set aside first and never enters a fold; the
     rest is split into folds, stratified for classification, seeded.
     """
-    from skier.config.search import CrossValidationConfig
+    from skier.config.search import CrossValidationConfig, parse_seeds
     from skier.runner.cv import run_cv
 
+    chosen_seeds = parse_seeds(seeds, "--seeds") if seeds is not None else None
     cfg = load(config, overrides)
     settings = _settings(
         CrossValidationConfig,
@@ -108,6 +112,7 @@ def cv_command(
             "stratify": not no_stratify,
             "metric": metric,
             "refit": refit,
+            "seeds": chosen_seeds,
         },
         {"stratify": "--no-stratify"},
     )
@@ -124,7 +129,8 @@ def cv_command(
     parts = [
         f"{k} {_fmt(s['mean'][k])} ± {_fmt(s['std_by_metric'][k])}" for k in shown if k in s["mean"]
     ]
-    click.echo(f"done: {len(outcome.folds)} folds ({s['plan']}), " + ", ".join(parts))
+    runs = "runs" if chosen_seeds else "folds"
+    click.echo(f"done: {len(outcome.folds)} {runs} ({s['plan']}), " + ", ".join(parts))
     chosen = ", ".join(str(e) for e in s["chosen_epochs"])
     click.echo(f"chosen epochs per fold: {chosen} (median {s['median_epoch']})")
     if outcome.refit:
@@ -183,6 +189,9 @@ def _check_objective(objective: str) -> None:
               help="cv_mean: folds per trial.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Sampler seed (grid: the same in every worker and machine).")  # fmt: skip
+@click.option("--seeds", default=None, metavar="0,1,2",
+              help="Score each trial by its mean over these train.seed values (a group of "
+              "runs per trial).")  # fmt: skip
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Stop starting new trials after this many seconds.")  # fmt: skip
 @click.option("--train-best", is_flag=True, help="Then train the best config (skier train).")
@@ -209,6 +218,7 @@ def tune_command(
     direction: str,
     folds: int,
     seed: int,
+    seeds: str | None,
     timeout_s: float | None,
     train_best: bool,
     resume_dir: str | None,
@@ -223,7 +233,7 @@ def tune_command(
     --storage postgresql://... (or redis://...) and the same --study. An existing study is
     resumed; --resume RUN_DIR does it for an earlier run directory.
     """
-    from skier.config.search import TuneConfig, load_space
+    from skier.config.search import TuneConfig, load_space, parse_seeds
 
     _check_objective(objective)
     values: dict[str, Any] = {
@@ -240,6 +250,7 @@ def tune_command(
         "direction": direction,
         "folds": folds,
         "seed": seed,
+        "seeds": parse_seeds(seeds, "--seeds") if seeds is not None else None,
         "timeout_s": timeout_s,
         "train_best": train_best,
     }

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from skier.config.base import Fraction, PositiveInt, Section
 from skier.config.loading import config_from_mapping, read_yaml_mapping
@@ -42,6 +42,7 @@ __all__ = [
     "TuneConfig",
     "config_key_problem",
     "load_space",
+    "parse_seeds",
     "parse_space",
     "set_config_values",
 ]
@@ -54,6 +55,47 @@ _SPEC_KEYS = {
 }
 
 
+def parse_seeds(value: str | Sequence[Any], field: str = "--seeds") -> list[int]:
+    """The seeds of a group of runs: ``"0,1,2"`` or a list of integers, at least one, none twice.
+
+    >>> parse_seeds("0, 1,2")
+    [0, 1, 2]
+    >>> parse_seeds("0,x")
+    Traceback (most recent call last):
+    ...
+    skier.errors.ConfigError: --seeds must be integers separated by commas, e.g. 0,1,2; got '0,x'.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    seeds: list[int] = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if isinstance(text, bool) or not isinstance(text, int | str):
+            seeds = []
+            break
+        try:
+            seeds.append(int(text))
+        except ValueError:
+            seeds = []
+            break
+    if not seeds:
+        raise ConfigError(
+            f"{field} must be integers separated by commas, e.g. 0,1,2; got {value!r}."
+        )
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{field} must name each seed once; got {value!r} ({repeated[0]} twice). A repeated "
+            "seed trains the same run again."
+        )
+    return seeds
+
+
+def _each_once(seeds: list[int] | None) -> list[int] | None:
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise ValueError("each seed must appear once")
+    return seeds
+
+
 class CrossValidationConfig(Section):
     """How ``skier cv`` splits the data that is not the test split.
 
@@ -61,6 +103,8 @@ class CrossValidationConfig(Section):
     ``folds >= 2`` is k-fold. Classification labels are stratified unless ``stratify: false``.
     ``repeats`` re-draws the folds with new shuffles (repeated k-fold / repeated hold-out).
     ``refit: true`` trains once more on all of it for the median of the folds' chosen epochs.
+    ``seeds`` trains every fold once per ``train.seed`` given, so the mean (and std) is over
+    folds and seeds: a configuration scored by its mean over seeds too.
 
     >>> CrossValidationConfig(folds=1).holdout_fraction
     0.2
@@ -74,13 +118,23 @@ class CrossValidationConfig(Section):
     workers: PositiveInt | None = Field(None, description="fold processes (default: cores)")
     metric: str = Field("val_loss", description="the metric summarized over the folds")
     refit: bool = Field(False, description="train on all non-test data for the median epochs")
+    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+        None, description="train every fold once per train.seed given; the mean is over all"
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return _each_once(seeds)
 
 
 class TuneConfig(Section):
     """How ``skier tune`` searches.
 
     ``objective`` is a validation metric (its best value in the run) or ``cv_mean`` (the mean
-    over ``folds`` cross-validation folds of ``metric``). ``trials`` is how many trials this
+    over ``folds`` cross-validation folds of ``metric``). ``seeds`` scores a trial by its mean
+    over those ``train.seed`` values (a group of runs over seeds per trial; with ``cv_mean``,
+    every fold once per seed). ``trials`` is how many trials this
     command runs (default: the grid's size for ``grid``, else 20), shared among its ``workers``.
 
     >>> TuneConfig(method="grid").prune
@@ -111,6 +165,9 @@ class TuneConfig(Section):
         "auto", description="'auto': maximize accuracies, minimize the rest"
     )
     folds: Annotated[int, Field(ge=2)] = Field(3, description="cv_mean: folds per trial")
+    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+        None, description="score each trial by its mean over these train.seed values"
+    )
     seed: int = Field(0, description="sampler seed (grid: the same in every worker)")
     timeout_s: Annotated[float, Field(gt=0)] | None = Field(
         None, description="stop starting trials after this many seconds"
@@ -123,6 +180,11 @@ class TuneConfig(Section):
         1, description="times a trial of a dead worker is retried"
     )
     train_best: bool = Field(False, description="train the best config once the search ends")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int] | None) -> list[int] | None:
+        return _each_once(seeds)
 
     @property
     def grace_period_s(self) -> int:

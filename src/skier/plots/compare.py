@@ -20,10 +20,12 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from skier.history import History
 from skier.plots.curves import new_figure
+from skier.plots.figure import panel_axes
+from skier.plots.seeds import finish_epoch_axes, plot_seed_band
+from skier.record.groups import SeedBands
 
 __all__ = ["compare_metrics", "plot_compare_curves", "plot_compare_figure", "plot_lr_steps"]
 
@@ -60,9 +62,14 @@ def compare_metrics(histories: Mapping[str, History]) -> list[str]:
 
 
 def plot_compare_curves(
-    histories: Mapping[str, History], metric: str, ax: Axes | None = None
+    histories: Mapping[str, History],
+    metric: str,
+    ax: Axes | None = None,
+    *,
+    bands: Mapping[str, SeedBands] | None = None,
 ) -> Axes:
-    """One line per run of ``metric`` against epoch; runs without the metric are left out.
+    """One line per run of ``metric`` against epoch; runs without the metric are left out. A
+    group of runs over seeds in ``bands`` (same label) is drawn as its mean with a ± std band.
 
     >>> ax = plot_compare_curves({"a": history_a, "b": history_b}, "val_loss")  # doctest: +SKIP
     """
@@ -70,29 +77,29 @@ def plot_compare_curves(
         ax = new_figure().add_subplot()
     drawn = 0
     for label, history in histories.items():
+        group = (bands or {}).get(label)
+        if group is not None and metric in group.bands:
+            plot_seed_band(group, metric, ax, label=label)
+            drawn += 1
+            continue
         epochs, values = _points(history, metric)
         if epochs:
             ax.plot(epochs, values, marker="o", markersize=2.5, linewidth=1.3, label=label)
             drawn += 1
-    if not drawn:
-        ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(metric)
-    ax.set_title(metric)
-    ax.grid(True, alpha=0.3)
-    if drawn:
-        ax.legend(fontsize="small")
-    return ax
+    return finish_epoch_axes(ax, metric, drawn=drawn > 0)
 
 
 def plot_compare_figure(
-    histories: Mapping[str, History] | Any, metrics: Sequence[str] | None = None
+    histories: Mapping[str, History] | Any,
+    metrics: Sequence[str] | None = None,
+    *,
+    bands: Mapping[str, SeedBands] | None = None,
 ) -> Figure:
     """Panels side by side (two per row), one per metric, every run overlaid in each.
 
     ``histories``: run label → History, or a comparison of runs
-    (:func:`skier.report.comparison.compare_runs`, whose ``.histories`` it draws).
+    (:func:`skier.report.comparison.compare_runs`, whose ``.histories`` and ``.bands`` it
+    draws); ``bands``: the groups of runs over seeds among them, drawn as mean ± std.
 
     >>> fig = plot_compare_figure({"a": history_a, "b": history_b})  # doctest: +SKIP
     """
@@ -103,14 +110,13 @@ def plot_compare_figure(
                 "histories must map run labels to History objects, or be a comparison of runs "
                 f"(compare_runs); got {type(histories).__name__}."
             )
+        bands = bands if bands is not None else getattr(histories, "bands", None)
         histories = found
     keys = list(metrics) if metrics else compare_metrics(histories)
     keys = keys or ["loss"]
-    columns = min(len(keys), 2)
-    rows = math.ceil(len(keys) / columns)
-    fig = new_figure(width=5.4 * columns, height=3.8 * rows)
-    for i, key in enumerate(keys):
-        plot_compare_curves(histories, key, fig.add_subplot(rows, columns, i + 1))
+    fig, axes = panel_axes(len(keys))
+    for key, ax in zip(keys, axes, strict=True):
+        plot_compare_curves(histories, key, ax, bands=bands)
     return fig
 
 

@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -28,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d import Axes3D
 
-__all__ = ["SkierFigure", "figure_mimebundle", "new_figure"]
+__all__ = ["SkierFigure", "figure_mimebundle", "new_figure", "panel_axes"]
 
 PNG = "image/png"
 SVG = "image/svg+xml"
@@ -111,3 +112,16 @@ def new_figure(width: float = 6.4, height: float = 4.0) -> SkierFigure:
     fig = SkierFigure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def panel_axes(count: int, *, height: float = 3.8) -> tuple[SkierFigure, list[Axes]]:
+    """A new figure of ``count`` panels, two per row, and its axes in order.
+
+    >>> fig, axes = panel_axes(3)
+    >>> len(axes), len(fig.axes)
+    (3, 3)
+    """
+    columns = min(max(count, 1), 2)
+    rows = math.ceil(max(count, 1) / columns)
+    fig = new_figure(width=5.4 * columns, height=height * rows)
+    return fig, [fig.add_subplot(rows, columns, i + 1) for i in range(count)]

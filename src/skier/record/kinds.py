@@ -24,7 +24,8 @@ from skier.record.rundir import RunFiles
 
 __all__ = ["DIAGNOSTIC_KINDS", "RUN_KINDS", "RunKind", "run_kind"]
 
-Role = Literal["training", "member", "search", "diagnostic", "lesson"]
+# "group": runs of one config that differ only by seed, summarized as mean ± std
+Role = Literal["training", "member", "search", "group", "diagnostic", "lesson"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ _KINDS = (
     RunKind("train", "Training", "training", _TRAINING, _TRAINING_FIGURES),
     RunKind("cv_fold", "Cross-validation fold", "member", _TRAINING, _TRAINING_FIGURES),
     RunKind("trial", "Search trial", "member", _TRAINING, _TRAINING_FIGURES),
+    RunKind("seed", "Seed run", "member", _TRAINING, _TRAINING_FIGURES),
+    RunKind("seeds", "Runs over seeds", "group",
+            (*_EVERY_RUN, RunFiles.METRICS, RunFiles.SEEDS_CSV, RunFiles.SEED_BANDS_CSV,
+             RunFiles.SEED_BANDS_PNG),
+            (RunFiles.SEED_BANDS_PNG,), ("seeds",)),
     RunKind("cv", "Cross-validation", "search",
             (*_EVERY_RUN, RunFiles.FOLDS_CSV, RunFiles.CV_CURVES_PNG),
             (RunFiles.CV_CURVES_PNG,), ("cross_validation",)),

@@ -84,6 +84,11 @@ class RunFiles:
     FOLDS = "folds"  # the folder of the fold runs
     FOLDS_CSV = "folds.csv"
     CV_CURVES_PNG = "cv_curves.png"
+    # runs over seeds (a group: one training run per seed)
+    SEEDS = "seeds"  # the folder of the seed runs
+    SEEDS_CSV = "seeds.csv"
+    SEED_BANDS_CSV = "seed_bands.csv"
+    SEED_BANDS_PNG = "seed_bands.png"
     # tuning
     SPACE_YAML = "space.yaml"
     STUDY_JSON = "study.json"

@@ -25,7 +25,7 @@ from typing import Any
 
 from skier._io import atomic_write_text
 from skier.record import RunFiles, RunStore
-from skier.report.comparison import run_labels
+from skier.report.comparison import group_bands, run_labels
 from skier.report.html import (
     _RUN_FIELDS,
     _STATUSES,
@@ -225,9 +225,14 @@ def render_comparison_report(views: Sequence[RunView], *, metric: str | None = N
     ]  # fmt: skip
     page.add("Runs", _table(["run", "id", "kind", "status", "epochs", "best", "test"], rows))
     histories = {label: v.history for label, v in zip(labels, views, strict=True)}
+    groups = {label: group_bands(v) for label, v in zip(labels, views, strict=True)}
+    bands = {label: b for label, b in groups.items() if b is not None}
     if any(len(h) for h in histories.values()):
-        figure = plot_compare_figure(histories, [metric] if metric else None)
-        page.add("Curves", _figure("Curves of every run overlaid", _png(figure)))
+        figure = plot_compare_figure(histories, [metric] if metric else None, bands=bands)
+        caption = "Curves of every run overlaid" + (
+            " (a group over seeds: its mean, the band ± one std)" if bands else ""
+        )
+        page.add("Curves", _figure(caption, _png(figure)))
     diffs = config_differences({v.id: v.config for v in views})
     if diffs:
         table = _table(["setting", *labels], [[key, *values] for key, values in diffs])

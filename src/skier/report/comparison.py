@@ -26,22 +26,54 @@ from skier._html import data_frame, html_table
 from skier.errors import StoreError, did_you_mean, problem
 from skier.history import History
 from skier.record import RunStore
+from skier.record.groups import SeedBands
+from skier.record.kinds import RUN_KINDS
 from skier.report.views import RunView, config_differences, load_view
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["RunComparison", "compare_runs", "run_labels", "value_at_best"]
+__all__ = [
+    "RunComparison",
+    "compare_runs",
+    "group_bands",
+    "run_labels",
+    "spread_at_best",
+    "value_at_best",
+]
+
+
+def group_bands(view: RunView) -> SeedBands | None:
+    """A group of runs over seeds' bands (every metric's mean ± std per epoch), else None."""
+    kind = RUN_KINDS.get(view.kind)
+    summary = view.summary if kind is not None and kind.role == "group" else {}
+    if not isinstance(summary.get("bands"), dict):
+        return None
+    return SeedBands.from_dict(summary)
+
+
+def _group_final(view: RunView, key: str, stat: str) -> float | None:
+    final = (view.summary.get("final") or {}).get(key)
+    value = final.get(stat) if isinstance(final, dict) else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def spread_at_best(view: RunView, key: str) -> float | None:
+    """A group's std over its seeds of ``key`` at each seed's best epoch; None for one run."""
+    return _group_final(view, key, "std") if group_bands(view) is not None else None
 
 
 def value_at_best(view: RunView, key: str) -> float | None:
-    """``key`` at the run's best epoch, else at its last epoch that has a value.
+    """``key`` at the run's best epoch, else at its last epoch that has a value; for a group
+    of runs over seeds, the mean over its seeds of each one's value at its best epoch.
 
     >>> view = RunView("r", None, None, {"best_epoch": 1}, {},
     ...                History(rows=[{"epoch": 1.0, "loss": 0.3}, {"epoch": 2.0, "loss": 0.2}]))
     >>> value_at_best(view, "loss")
     0.3
     """
+    if group_bands(view) is not None:
+        return _group_final(view, key, "mean")
     history = view.history
     if key not in history.keys:
         return None
@@ -99,9 +131,27 @@ class RunComparison:
         """Each run's per-epoch metrics, by label (what the comparison figure draws)."""
         return {label: v.history for label, v in zip(self.labels, self.views, strict=True)}
 
+    @property
+    def bands(self) -> dict[str, SeedBands]:
+        """The groups of runs over seeds among the runs, by label: every metric's mean ± std."""
+        found = {label: group_bands(v) for label, v in zip(self.labels, self.views, strict=True)}
+        return {label: bands for label, bands in found.items() if bands is not None}
+
     def values(self, key: str) -> list[float | None]:
-        """``key`` of each run at its best epoch (else its last), in the runs' order."""
+        """``key`` of each run at its best epoch (else its last), in the runs' order; a
+        group's mean over its seeds."""
         return [value_at_best(v, key) for v in self.views]
+
+    def spreads(self, key: str) -> list[float | None]:
+        """A group's std over its seeds of ``key`` (None for a single run), in the runs' order."""
+        return [spread_at_best(v, key) for v in self.views]
+
+    def cells(self, key: str) -> list[str | float | None]:
+        """``key`` of each run as shown: a value, or a group's ``mean ± std``."""
+        return [
+            value if spread is None or value is None else f"{value:.4g} ± {spread:.4g}"
+            for value, spread in zip(self.values(key), self.spreads(key), strict=True)
+        ]
 
     def _tests(self) -> list[str]:
         found: list[str] = []
@@ -121,14 +171,14 @@ class RunComparison:
         """The runs with their metrics, then the settings that differ (notebooks)."""
         tests = self._tests()
         head = ["run", "id", "kind", "status", "epochs", *self.metrics, *tests]
-        columns = [self.values(k) for k in self.metrics]
+        columns = [self.cells(k) for k in self.metrics]
         rows = [
             [label, v.id, v.kind, v.status, len(v.history)]
             + [column[i] for column in columns]
             + [v.test_metrics.get(k) for k in tests]
             for i, (label, v) in enumerate(zip(self.labels, self.views, strict=True))
         ]
-        caption = "Runs (metrics at each run's best epoch, else its last)"
+        caption = "Runs (metrics at each run's best epoch, else its last; a group: mean ± std)"
         html = html_table(head, rows, caption=caption)
         differences = self.differences
         if differences:
@@ -147,6 +197,7 @@ class RunComparison:
         rows = [
             {"id": v.id, "name": v.name, "kind": v.kind, "status": v.status,
              "epochs": len(v.history), **{k: value_at_best(v, k) for k in self.metrics},
+             **{f"{k}_std": spread_at_best(v, k) for k in self.metrics if group_bands(v)},
              **{k: v.test_metrics.get(k) for k in tests},
              **{key: values[i] for key, values in differences}}
             for i, v in enumerate(self.views)
@@ -154,11 +205,11 @@ class RunComparison:
         return data_frame(rows, None, owner="RunComparison.to_pandas")
 
     def plot(self) -> Figure:
-        """The runs' curves overlaid, one panel per metric
+        """The runs' curves overlaid, one panel per metric, a group's as mean ± std bands
         (:func:`skier.plots.compare.plot_compare_figure`)."""
         from skier.plots.compare import plot_compare_figure
 
-        return plot_compare_figure(self, self.metrics)
+        return plot_compare_figure(self.histories, self.metrics, bands=self.bands)
 
 
 def compare_runs(

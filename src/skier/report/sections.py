@@ -169,7 +169,8 @@ def _cv_findings(view: RunView) -> str:
     keys += [k for k in mean if k not in keys and str(k).startswith("val_")]
     head = ["fold", "run", "status", "epochs", "chosen epoch", *keys]
     rows: list[list[Any]] = [
-        [f"{f.get('repeat')}.{f.get('fold')}", f.get("run_id"), f.get("status"),
+        [f"{f.get('repeat')}.{f.get('fold')}" + (f" seed {f['seed']}" if "seed" in f else ""),
+         f.get("run_id"), f.get("status"),
          f.get("epochs_done"), f.get("chosen_epoch"), *[_num(f.get(k)) for k in keys]]
         for f in folds if isinstance(f, Mapping)
     ]  # fmt: skip
@@ -238,6 +239,48 @@ def _search_findings(view: RunView) -> str:
     return facts + figures + "<h3>Trials</h3>" + more + _table(head, rows)
 
 
+def _seeds_findings(view: RunView) -> str:
+    """A group of runs over seeds: each seed's values at its best epoch, their mean ± std, and
+    the figure of every metric as mean ± std bands."""
+    summary = view.summary
+    runs = [r for r in summary.get("runs") or [] if isinstance(r, Mapping)]
+    final = summary.get("final") or {}
+    test = summary.get("test") or {}
+    keys = [k for k in ("val_loss", "val_error", "val_accuracy", "loss", "error") if k in final]
+    head = ["seed", "run", "status", "epochs", "best epoch", *keys]
+    rows: list[list[Any]] = [
+        [r.get("seed"), r.get("run_id"), r.get("status"), r.get("epochs_done"),
+         r.get("best_epoch"), *[_num((r.get("metrics") or {}).get(k)) for k in keys]]
+        for r in runs
+    ]  # fmt: skip
+    if rows:
+        rows.append(["mean ± std", "", "", "", ""] + [_spread(final.get(k)) for k in keys])
+    facts = _facts(
+        [
+            ("seeds", summary.get("seeds")),
+            ("seeds done", summary.get("seeds_done")),
+            ("monitor", summary.get("monitor")),
+            *[
+                (f"{k if k.startswith('test_') else 'test_' + k} (mean ± std)", _spread(v))
+                for k, v in test.items()
+            ],
+        ]
+    )
+    note = (
+        '<p class="note">Values at each seed\'s best epoch (else its last); std is the sample '
+        "std over the seeds. The curves: every metric's mean per epoch, the band ± one std.</p>"
+    )
+    caption = "Every metric as mean ± std over the seeds"
+    figures = "".join(_image(caption, view.file(name)) for name in kind_of(view).figures)
+    return facts + (note + _table(head, rows) if rows else "") + figures + _missing_note(view)
+
+
+def _spread(value: Any) -> str | None:
+    if not isinstance(value, Mapping) or value.get("mean") is None:
+        return None
+    return f"{_text(_num(value.get('mean')))} ± {_text(_num(value.get('std')))}"
+
+
 def _own_or_parent(
     name: str, findings: Callable[[RunView], str], role: str
 ) -> Callable[[RunView], str]:
@@ -286,6 +329,11 @@ SECTIONS: Final[Mapping[str, Section]] = {
         ),
         Section(
             "search", "Search", _own_or_parent("search", _search_findings, "a run of the search")
+        ),
+        Section(
+            "seeds",
+            "Runs over seeds",
+            _own_or_parent("seeds", _seeds_findings, "one seed of the group"),
         ),
     )
 }

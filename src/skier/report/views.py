@@ -90,9 +90,9 @@ class RunView:
             return dict(nested)
         if self.record is not None and self.record.summary:
             return self.record.summary
-        # a search's result.json holds its summary at the top level
+        # a search's (and a group's) result.json holds its summary at the top level
         known = RUN_KINDS.get(self.kind)
-        return dict(self.result) if known is not None and known.role == "search" else {}
+        return dict(self.result) if known is not None and known.role in ("search", "group") else {}
 
     @property
     def test_metrics(self) -> dict[str, float]:

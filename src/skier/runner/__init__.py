@@ -3,7 +3,8 @@
 ``training`` is ``skier train`` (config → data → model → fit → record → plots → report);
 ``diagnose`` is ``skier lr-find``, ``landscape``, ``sharpness`` and ``connect`` on a config or a
 finished run; ``cv`` and ``tune`` are ``skier cv`` and ``skier tune`` (``workers`` their
-processes); ``lessons`` is ``skier lesson``.
+processes); ``seeds`` is ``skier train --seeds`` (one group of runs over seeds); ``lessons`` is
+``skier lesson``.
 Python users get the same files and records by calling these.
 """
 
@@ -22,18 +23,28 @@ __all__ = [
     "EpochLines",
     "RecordLogger",
     "RunOutcome",
+    "SeedsOutcome",
     "TuneOutcome",
     "check_run_config",
     "run_cv",
+    "run_seeds",
     "run_training",
     "run_tune",
 ]
 
-_SEARCH = {"CVOutcome": "cv", "run_cv": "cv", "TuneOutcome": "tune", "run_tune": "tune"}
+_SEARCH = {
+    "CVOutcome": "cv",
+    "run_cv": "cv",
+    "TuneOutcome": "tune",
+    "run_tune": "tune",
+    "SeedsOutcome": "seeds",
+    "run_seeds": "seeds",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Search pulls in Optuna: imported when asked for, so `skier train` does not pay for it.
+    # Search pulls in Optuna (and seeds the search helpers): imported when asked for, so
+    # `skier train` does not pay for it.
     if name in _SEARCH:
         from importlib import import_module
 

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -117,6 +117,7 @@ class _FoldTask:
     parent_id: str
     fold: Fold
     total: int
+    seed: int | None = None
 
 
 _CV_CACHE: dict[str, CVData] = {}
@@ -159,6 +160,7 @@ def _run_fold(task: _FoldTask) -> FoldResult:
             "number": fold.number,
             "of": task.total,
             "sizes": {"train": len(fold.train_index), "val": len(fold.val_index)},
+            "seed": task.seed,
             "chosen_epoch": result.best_epoch,
             "metrics": metrics,
         },
@@ -178,6 +180,7 @@ def _run_fold(task: _FoldTask) -> FoldResult:
         history=rows,
         duration_s=result.duration_s,
         test_metrics=dict(result.test_metrics),
+        seed=task.seed,
     )
 
 
@@ -185,10 +188,38 @@ def _fold_line(r: FoldResult, total: int, metric: str) -> str:
     shown = [metric] + [k for k in ("val_accuracy",) if k != metric and k in r.metrics]
     parts = [f"{k} {r.metrics[k]:.4g}" for k in shown if k in r.metrics]
     chosen = f", chosen epoch {r.best_epoch}" if r.best_epoch is not None else ""
+    seed = f" seed {r.seed}" if r.seed is not None else ""
     return (
-        f"fold {r.number}/{total} ({r.repeat}.{r.fold}): {', '.join(parts)}{chosen}, "
+        f"fold {r.number}/{total} ({r.repeat}.{r.fold}{seed}): {', '.join(parts)}{chosen}, "
         f"{r.epochs_done} epochs, {r.duration_s:.1f} s"
     )
+
+
+def _fold_tasks(
+    config: RunConfig,
+    folds: Sequence[Fold],
+    seeds: Sequence[int] | None,
+    name: str,
+    base: Path | None,
+    run_dir: RunDir,
+    url: str,
+) -> list[_FoldTask]:
+    """One task per fold, or per fold and seed (numbered 1.. in that order) with ``seeds``."""
+    plain = config.model_dump(mode="json")
+    per = len(seeds) if seeds else 1
+    tasks = []
+    for f in folds:
+        for j, seed in enumerate(seeds or [None]):
+            values: dict[str, Any] = {"record.name": f"{name}-{f.label}"}
+            if seed is not None:
+                values = {"train.seed": seed, "record.name": f"{name}-{f.label}-seed{seed}"}
+            fold = replace(f, number=(f.number - 1) * per + j + 1)
+            tasks.append(
+                _FoldTask(set_config_values(plain, values), None if base is None else str(base),
+                          str(run_dir.path / RunFiles.FOLDS), url, run_dir.run_id, fold,
+                          len(folds) * per, seed)
+            )  # fmt: skip
+    return tasks
 
 
 def _run_folds(
@@ -287,6 +318,7 @@ def run_cv(
     name = run_name(config, "cv")
     plan = f"{cv.folds}-fold" if cv.folds > 1 else f"hold-out {cv.holdout_fraction:g}"
     plan += f" x {cv.repeats} repeats" if cv.repeats > 1 else ""
+    plan += f" x seeds {', '.join(map(str, cv.seeds))}" if cv.seeds else ""
     settings = cv.model_dump(mode="json") | {"seed": seed, "stratify": stratify}
     with RunStore(url) as store:
         store.create_run(
@@ -299,15 +331,9 @@ def run_cv(
             parent_id=parent_id,
         )
     say(f"cv {run_id} → {run_dir.path} ({plan}, {len(folds)} folds, test split untouched)")
-    workers = min(cv.workers or default_workers(), len(folds))
+    tasks = _fold_tasks(config, folds, cv.seeds, name, base, run_dir, url)
+    workers = min(cv.workers or default_workers(), len(tasks))
     threads = max(default_workers() // workers, 1)
-    plain = config.model_dump(mode="json")
-    tasks = [
-        _FoldTask(set_config_values(plain, {"record.name": f"{name}-{f.label}"}),
-                  None if base is None else str(base), str(run_dir.path / RunFiles.FOLDS), url,
-                  run_id, f, len(folds))
-        for f in folds
-    ]  # fmt: skip
     live = LiveFolds(len(tasks), cv.metric) if display_mode(progress) == "live" else None
     started = time.perf_counter()
     with run_ending(url, run_id, started=started):

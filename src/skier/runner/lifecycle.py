@@ -56,19 +56,23 @@ def resolve_store_url(given: str | None, configured: str | None, root: Path) -> 
 
 def run_name(config: RunConfig, kind: str = "train") -> str:
     """A run's name in the store: ``record.name`` when set, else data-model; a training run
-    adds its optimizer, a search its kind, a diagnostic starts with its kind.
+    adds its optimizer (a group over seeds, ``-seeds``), a search its kind, a diagnostic starts
+    with its kind.
 
     >>> from skier.config import RunConfig
     >>> config = RunConfig()
     >>> run_name(config), run_name(config, "cv"), run_name(config, "sharpness")
     ('digits-mlp-adam', 'digits-mlp-cv', 'sharpness-digits-mlp')
+    >>> run_name(config, "seeds")
+    'digits-mlp-adam-seeds'
     >>> run_name(config.model_copy(update={"record": config.record.model_copy(
     ...     update={"name": "mine"})}), "tune")
     'mine-tune'
     """
     name = config.record.name
-    if kind == "train":
-        return name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
+    if kind in ("train", "seeds"):  # a group over seeds is named as the run it repeats
+        trained = name or f"{config.data.name}-{config.model.name}-{config.optim.name}"
+        return trained if kind == "train" else f"{trained}-seeds"
     base = name or f"{config.data.name}-{config.model.name}"
     return f"{base}-{kind}" if kind in _SUFFIXED else f"{kind}-{base}"
 

@@ -61,6 +61,7 @@ from skier.runner.workers import (
     _supervise,
     _tune_worker,
     _TuneTask,
+    pruner_steps,
 )
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ def _run_tune(
         grace_s=tune.grace_period_s,
         max_retry=tune.max_retry,
     )
-    epochs = config.train.epochs if tune.objective != "cv_mean" else tune.folds
+    epochs = pruner_steps(tune, config.train.epochs)
     study = open_study(
         storage,
         study_name,
@@ -271,6 +272,7 @@ def _run_tune(
         + f"\n{tune.method} search, {n_trials} trials on {workers} worker(s), "
         f"objective {tune.objective}"
         + (f" ({metric})" if tune.objective == "cv_mean" else "")
+        + (f" (mean over seeds {tune.seeds})" if tune.seeds is not None else "")
         + f" ({direction}), pruning {tune.prune}"
     )
     plain = _absolute_paths(config.model_dump(mode="json"), base)
@@ -323,7 +325,7 @@ def _run_tune(
 def _fail_orphans(url: str, tune_id: str) -> None:
     """Runs of this search still ``running`` once every worker has exited lost their worker."""
     with RunStore(url) as store:
-        for kind in ("trial", "cv"):
+        for kind in ("trial", "cv", "seeds"):
             for record in store.list_runs(limit=100_000, status="running", kind=kind,
                                           parent_id=tune_id):  # fmt: skip
                 store.finish_run(

@@ -17,6 +17,7 @@ from skier.config.search import (
     set_config_values,
 )
 from skier.errors import SkierError
+from skier.record.groups import mean_std
 from skier.runner._search import (
     Echo,
     _annotate,
@@ -25,7 +26,8 @@ from skier.runner._search import (
     _spawn,
 )
 from skier.runner.cv import run_cv
-from skier.runner.training import run_training
+from skier.runner.seeds import run_seeds
+from skier.runner.training import RunOutcome, run_training
 from skier.search.crossval import (
     FoldResult,
 )
@@ -51,6 +53,15 @@ class _TuneTask:
     echo: bool
 
 
+def pruner_steps(tune: TuneConfig, epochs: int) -> int:
+    """The steps a trial reports to the pruner: epochs, or the folds (x seeds) or seeds whose
+    running mean it reports."""
+    seeds = len(tune.seeds) if tune.seeds is not None else 1
+    if tune.objective == "cv_mean":
+        return tune.folds * seeds
+    return seeds if tune.seeds is not None else epochs
+
+
 def _trial_value(rows: Sequence[Mapping[str, float]], metric: str, direction: str) -> float:
     values = [r[metric] for r in rows if metric in r and math.isfinite(r[metric])]
     if not values:
@@ -59,7 +70,8 @@ def _trial_value(rows: Sequence[Mapping[str, float]], metric: str, direction: st
 
 
 class _Objective:
-    """Runs one trial as a recorded skier run (or a recorded CV for ``cv_mean``)."""
+    """Runs one trial as a recorded skier run (or a recorded CV for ``cv_mean``, or a recorded
+    group of runs over ``seeds``, scored by the mean of the seeds' values)."""
 
     def __init__(self, task: _TuneTask, study: Any, space: SearchSpace, journal: bool) -> None:
         from skier.search.tune import objective_direction
@@ -121,8 +133,10 @@ class _Objective:
 
         task = self.task
         base = Path(task.base_dir) if task.base_dir else None
-        if self.tune.objective == "cv_mean":
+        if self.tune.objective == "cv_mean":  # over folds, and over seeds if given
             return self._run_cv(config, trial, values, base)
+        if self.tune.seeds is not None:
+            return self._run_seeds(config, trial, values, base)
         pruning = PruningCallback(trial, self.metric)
         outcome = run_training(
             config,
@@ -154,6 +168,18 @@ class _Objective:
             )
         return value, reason, info
 
+    def _prune_on_mean(self, trial: Any, scores: Sequence[float], unit: str) -> str | None:
+        """Report the running mean of the finite ``scores`` (one per fold or seed done so far);
+        a reason to stop when the pruner says so."""
+        finite = [v for v in scores if math.isfinite(v)]
+        if not finite:
+            return None
+        running = sum(finite) / len(finite)
+        trial.report(running, len(scores))
+        if trial.should_prune():
+            return f"pruned: mean {self.metric} {running:.4g} after {len(scores)} {unit}"
+        return None
+
     def _run_cv(
         self, config: RunConfig, trial: Any, values: Mapping[str, Any], base: Path | None
     ) -> tuple[float, str | None, dict[str, Any]]:
@@ -161,18 +187,13 @@ class _Objective:
 
         def prune_check(done: list[FoldResult]) -> str | None:
             scores = [r.metrics.get(self.metric, math.nan) for r in done]
-            scores = [s for s in scores if math.isfinite(s)]
-            if not scores:
-                return None
-            running = sum(scores) / len(scores)
-            trial.report(running, len(done))
-            if trial.should_prune():
-                return f"pruned: mean {self.metric} {running:.4g} after {len(done)} folds"
-            return None
+            return self._prune_on_mean(trial, scores, "folds")
 
         outcome = run_cv(
             config,
-            cv=CrossValidationConfig(folds=tune.folds, workers=1, metric=self.metric),
+            cv=CrossValidationConfig(
+                folds=tune.folds, workers=1, metric=self.metric, seeds=tune.seeds
+            ),
             base_dir=base,
             out_dir=task.out_dir,
             store_url=task.store_url,
@@ -194,6 +215,47 @@ class _Objective:
         }
         return value, reason, info
 
+    def _run_seeds(
+        self, config: RunConfig, trial: Any, values: Mapping[str, Any], base: Path | None
+    ) -> tuple[float, str | None, dict[str, Any]]:
+        """One trial over ``tune.seeds``: each seed's value as a plain trial's (its best
+        ``metric`` in the run), the trial's value their mean; pruned on the running mean."""
+        task, seeds = self.task, self.tune.seeds or []
+
+        def value_of(outcome: RunOutcome) -> float:
+            return _trial_value(outcome.result.history.rows, self.metric, self.direction)
+
+        def prune_check(done: list[RunOutcome]) -> str | None:
+            return self._prune_on_mean(trial, [value_of(o) for o in done], "seeds")
+
+        group = run_seeds(
+            config,
+            seeds,
+            base_dir=base,
+            out_dir=task.out_dir,
+            store_url=task.store_url,
+            progress=False,
+            parent_id=task.tune_run_id,
+            should_stop=prune_check,
+            plots=False,
+        )
+        value = mean_std(value_of(o) for o in group.runs)[0]
+        reason = group.stop_reason
+        if task.echo:
+            state = "pruned" if reason else "done"
+            print(
+                f"trial {trial.number} {state}: mean {self.metric} {_fmt(value)} over "
+                f"{len(group.runs)} seeds",
+                flush=True,
+            )
+        info = {
+            "run_id": group.run_id,
+            "run_dir": str(group.run_dir),
+            "epochs": sum(o.result.epochs_done for o in group.runs),
+            "stop_reason": reason,
+        }
+        return value, reason, info
+
 
 def _open(task: _TuneTask) -> tuple[Any, SearchSpace, bool]:
     """The study as this worker sees it: its own sampler (grid: the same seed everywhere)."""
@@ -204,7 +266,7 @@ def _open(task: _TuneTask) -> tuple[Any, SearchSpace, bool]:
     seed = tune.seed if tune.method == "grid" else tune.seed + task.worker_index
     sampler = make_sampler(tune.method, space, seed=seed, sampler=tune.sampler)
     epochs = int(task.config.get("train", {}).get("epochs", 20))
-    steps = tune.folds if tune.objective == "cv_mean" else epochs
+    steps = pruner_steps(tune, epochs)
     pruner = make_pruner(
         tune.prune, epochs=steps, method=tune.method, startup_trials=tune.prune_startup
     )

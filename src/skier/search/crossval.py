@@ -236,6 +236,7 @@ class FoldResult:
     history: list[dict[str, float]] = field(default_factory=list)
     duration_s: float = 0.0
     test_metrics: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None  # train.seed, when the folds are trained over several seeds
 
 
 def chosen_metrics(
@@ -309,6 +310,7 @@ def summarize_folds(results: Sequence[FoldResult], metric: str = "val_loss") -> 
                 "run_id": r.run_id,
                 "status": r.status,
                 "epochs_done": r.epochs_done,
+                **({"seed": r.seed} if r.seed is not None else {}),
                 "chosen_epoch": c,
                 "stop_reason": r.stop_reason,
                 "duration_s": r.duration_s,
