@@ -106,11 +106,11 @@ def sam_finds_flatter_minima(ctx: Context) -> Trial:
     epochs = ctx.pick(20, 30)
     found: dict[str, dict[str, float]] = {}
     curves: dict[str, list[float]] = {}
-    for name, extra in (("sgd", {}), ("sam", {"sam": 0.05})):
+    for name, rho in (("sgd", None), ("sam", 0.05)):
         model = mlp(data, [64, 64], seed=ctx.seed)
         result = fit(model, data, optimizer="sgd", lr=0.05, momentum=0.9, epochs=epochs,
                      batch_size=32, seed=ctx.seed, progress="off", device=ctx.device,
-                     **extra)  # fmt: skip
+                     sam=rho)  # fmt: skip
         top = sharpness(model, data.train, settings={"top_k": 1, "trace": False})
         history = result.history
         found[name] = {
