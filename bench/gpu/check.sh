@@ -70,8 +70,16 @@ if [ -n "${PYTHON:-}" ] || [ "$DRY" = 1 ]; then
 else
     VENV="${SKIER_GPU_VENV:-$ROOT/.venv-gpu}"
     if [ ! -x "$VENV/bin/python" ]; then
-        say "creating $VENV"
-        python3 -m venv --system-site-packages "$VENV" || exit 1
+        BASE=""
+        for candidate in python3 python3.13 python3.12 python3.11; do  # skier needs >= 3.11
+            if command -v "$candidate" >/dev/null && "$candidate" -c \
+                'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+                BASE="$candidate"; break
+            fi
+        done
+        [ -n "$BASE" ] || { echo "check.sh: skier needs Python >= 3.11; none found" >&2; exit 1; }
+        say "creating $VENV with $BASE"
+        "$BASE" -m venv --system-site-packages "$VENV" || exit 1
     fi
     PY="$VENV/bin/python"
     "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
@@ -89,9 +97,16 @@ command -v nvidia-smi >/dev/null && nvidia-smi > "$OUT_DIR/nvidia-smi.txt" 2>&1
 import json, platform, sys, torch
 gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-       "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-       "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpus else None,
-       "gpus": gpus, "bf16": torch.cuda.is_bf16_supported() if gpus else None}
+       "gpus": gpus}
+if gpus:
+    try:
+        nccl = torch.cuda.nccl.version()
+        env["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
+    except Exception as exc:  # no NCCL in this build: the DDP test will say so
+        env["nccl"] = f"unavailable: {exc}"
+    env["cudnn"] = torch.backends.cudnn.version()
+    env["bf16"] = torch.cuda.is_bf16_supported()
+    env["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
 json.dump(env, open(sys.argv[1], "w"), indent=2)
 print("environment:", env)
 PYEOF
