@@ -3,12 +3,14 @@ float32 on digits; float16 refused with one line naming the field; the default p
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from skier.config import DataConfig, ModelConfig, config_from_mapping
@@ -140,3 +142,38 @@ def test_bf16_resume_on_the_cpu_is_exact(digits: DataBundle, tmp_path: Path) -> 
     rows = [[{k: v for k, v in r.items() if k != drop} for r in f.history.rows]
             for f in (full, resumed)]  # fmt: skip
     assert rows[0] == rows[1]
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_the_float16_scaler_step_of_cuda_runs_on_the_cpu_like_float32(parts: int) -> None:
+    # The CUDA AMP step (autocast float16, GradScaler: scale → backward → unscale → clip → step
+    # → update) on the CPU's own float16 autocast and scaler: the step mechanics are checked here,
+    # without a GPU. Clipping scaled gradients (unscale after clip) would shrink every update by
+    # the scale (4096): the weights would not follow float32's.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 10, generator=g)
+    y = x[:, :3].argmax(dim=1)
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    weights, scales = {}, {}
+    for name in ("float32", "float16"):
+        model = copy.deepcopy(start)
+        dtypes = _Dtypes(model[0])
+        amp: dict[str, Any] = {}
+        if name == "float16":
+            scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+            amp = {"scaler": scaler, "autocast_dtype": torch.float16}
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = OptimizerStep(opt, model.parameters(), grad_clip=0.5, device_type="cpu", **amp)
+        for lo in range(0, 256, 32):
+            halves = [(x[a : a + 32 // parts], y[a : a + 32 // parts])
+                      for a in range(lo, lo + 32, 32 // parts)]  # fmt: skip
+            step.accumulate([lambda a=a, b=b, m=model: (F.cross_entropy(m(a), b) / parts, None)
+                             for a, b in halves])  # fmt: skip
+        assert dtypes.seen == {getattr(torch, name)}
+        weights[name] = torch.cat([p.detach().flatten() for p in model.parameters()])
+        scales[name] = step.scaler.get_scale() if step.scaler is not None else None
+    moved = (weights["float32"] - torch.cat([p.flatten() for p in start.parameters()])).abs()
+    assert moved.max() > 0.03
+    torch.testing.assert_close(weights["float16"], weights["float32"], atol=1e-3, rtol=0)
+    assert scales["float16"] == 2.0**12  # no overflow: no step skipped
