@@ -478,7 +478,7 @@ def prepare(
     problems = group.problems(
         sampling=cfg_train.sampling, batch_size=cfg_train.batch_size, device=cfg_train.device,
         in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
-    ) + step_problems(opt, amp=cfg_train.amp is not False)  # fmt: skip
+    ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
     problems += _accumulate_problems(cfg_train, train_s)
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:

@@ -56,7 +56,7 @@ def clip_gradients(
 
 
 def step_problems(
-    optimizer: torch.optim.Optimizer, *, amp: bool, field: str = "optim.name"
+    optimizer: torch.optim.Optimizer, *, amp: bool | str, field: str = "optim.name"
 ) -> list[str]:
     """Why ``optimizer`` cannot take a step with these settings, one line each (empty: it can).
 
@@ -67,10 +67,11 @@ def step_problems(
     search comparing losses rounded to 8 bits of mantissa, and SAM's ascent on them, are not
     tested: refused too.
     """
-    if amp and needs_closure(optimizer):
+    if amp is not False and needs_closure(optimizer):
+        shown = "true" if amp is True else repr(amp)
         return [
             f"train.amp must be false with {field} {type(optimizer).__name__} (an optimizer that "
-            "needs a closure: lbfgs, or any optimizer with optim.sam); got true. AMP's scaler "
+            f"needs a closure: lbfgs, or any optimizer with optim.sam); got {shown}. AMP's scaler "
             "cannot step a closure (bf16 with one is untested): turn train.amp off, or use an "
             "optimizer without a closure."
         ]
