@@ -329,7 +329,11 @@ class TrainConfig(Section):
     seed: int = 0
     deterministic: bool = True
     device: str = "auto"
-    amp: bool = Field(False, description="mixed precision (CUDA only)")
+    amp: bool | Literal["fp16", "bf16"] = Field(
+        False,
+        description="mixed precision: true (fp16 + loss scaling on CUDA, bf16 on the CPU), "
+        "'fp16' (CUDA only) or 'bf16'",
+    )
     val_every: PositiveInt = 1
     exact_train_error: bool = Field(False, description="a full pass for train loss/error")
     progress: Literal["auto", "on", "off"] = "auto"
@@ -390,6 +394,13 @@ class TrainConfig(Section):
         if self.swa_start is None or isinstance(self.swa_start, int):
             return self.swa_start
         return int(self.swa_start * self.epochs) + 1
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v in ("fp16", "bf16"):
+            return v
+        raise ValueError("must be true, false, 'fp16' or 'bf16'")
 
     @field_validator("device")
     @classmethod

@@ -45,7 +45,7 @@ from skier.train.batches import (
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
-from skier.train.device import resolve_device
+from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
 from skier.train.metrics import LossFn, make_example_loss, make_loss
 from skier.train.regularize import Penalty
@@ -162,7 +162,7 @@ class Setup:
 
     @property
     def scaler(self) -> torch.amp.GradScaler | None:
-        """AMP's gradient scaler (CUDA with ``train.amp``), else ``None``."""
+        """AMP's gradient scaler (float16 on CUDA), else ``None`` (bfloat16 needs none)."""
         return self.step.scaler
 
     def evaluate(self, split: Split, model: torch.nn.Module | None = None) -> dict[str, float]:
@@ -474,10 +474,12 @@ def prepare(
         opt = optimizer
     else:
         opt = build_optimizer(model.parameters(), cfg_optim)
+    device = group.device_for(device)
     problems = group.problems(
         sampling=cfg_train.sampling, batch_size=cfg_train.batch_size, device=cfg_train.device,
         in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
+    problems += amp_problems(cfg_train.amp, device)
     problems += _accumulate_problems(cfg_train, train_s)
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
         problems.append(
@@ -492,13 +494,13 @@ def prepare(
     )  # fmt: skip
     if problems:
         raise ConfigError(problems)
-    device = group.device_for(device)
-    use_amp = cfg_train.amp and device.type == "cuda"
     reduction = group.loss_reduction(cfg_train.reduction)
+    precision = amp_dtype(cfg_train.amp, device)  # fp16 needs loss scaling (CUDA only)
     step = OptimizerStep(
         opt, model.parameters(), grad_clip=cfg_train.grad_clip,
-        grad_clip_mode=cfg_train.grad_clip_mode,
-        scaler=torch.amp.GradScaler("cuda") if use_amp else None, device_type=device.type,
+        grad_clip_mode=cfg_train.grad_clip_mode, autocast_dtype=precision,
+        scaler=torch.amp.GradScaler("cuda") if precision == torch.float16 else None,
+        device_type=device.type,
     )  # fmt: skip
     setup = Setup(
         model=model,

@@ -56,20 +56,24 @@ def clip_gradients(
 
 
 def step_problems(
-    optimizer: torch.optim.Optimizer, *, amp: bool, field: str = "optim.name"
+    optimizer: torch.optim.Optimizer, *, amp: bool | str, field: str = "optim.name"
 ) -> list[str]:
     """Why ``optimizer`` cannot take a step with these settings, one line each (empty: it can).
 
     AMP's gradient scaler cannot step an optimizer that needs a closure (L-BFGS, SAM): the
     closure would backpropagate the scaled loss, a line search would compare scaled values that
     are never unscaled, and SAM's ascent step would be taken on scaled gradients
-    (``torch.amp.GradScaler.step`` refuses closures).
+    (``torch.amp.GradScaler.step`` refuses closures). bfloat16 needs no scaler, but a line
+    search comparing losses rounded to 8 bits of mantissa, and SAM's ascent on them, are not
+    tested: refused too.
     """
-    if amp and needs_closure(optimizer):
+    if amp is not False and needs_closure(optimizer):
+        shown = "true" if amp is True else repr(amp)
         return [
             f"train.amp must be false with {field} {type(optimizer).__name__} (an optimizer that "
-            "needs a closure: lbfgs, or any optimizer with optim.sam); got true. AMP's scaler "
-            "cannot step a closure: turn train.amp off, or use an optimizer without a closure."
+            f"needs a closure: lbfgs, or any optimizer with optim.sam); got {shown}. AMP's scaler "
+            "cannot step a closure (bf16 with one is untested): turn train.amp off, or use an "
+            "optimizer without a closure."
         ]
     return []
 
@@ -78,7 +82,8 @@ class OptimizerStep:
     """Takes optimizer steps from a forward pass the caller gives.
 
     ``step(forward)`` calls ``forward()`` — which runs the model and returns ``(loss, extra)``,
-    ``loss`` being what to backpropagate — under autocast when a scaler is given, then
+    ``loss`` being what to backpropagate — under autocast in ``autocast_dtype`` when one is
+    given (float16 when only a scaler is given: AMP on CUDA; bfloat16 needs no scaler), then
     backpropagates, unscales, clips ``parameters`` and steps. With an optimizer that needs a
     closure (L-BFGS, SAM), ``forward`` becomes the closure: it may run several times per step,
     each time with its gradients clipped the same way, and the ``extra`` of its first call (the
@@ -101,8 +106,11 @@ class OptimizerStep:
         grad_clip_mode: Literal["norm", "value"] = "norm",
         scaler: torch.amp.GradScaler | None = None,
         device_type: str = "cpu",
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
-        problems = step_problems(optimizer, amp=scaler is not None)
+        if autocast_dtype is None and scaler is not None:
+            autocast_dtype = torch.float16
+        problems = step_problems(optimizer, amp=autocast_dtype is not None)
         if problems:
             raise ConfigError(problems)
         self.optimizer = optimizer
@@ -110,13 +118,14 @@ class OptimizerStep:
         self.grad_clip, self.grad_clip_mode = grad_clip, grad_clip_mode
         self.scaler = scaler
         self.device_type = device_type
+        self.autocast_dtype = autocast_dtype
         self.needs_closure = needs_closure(optimizer)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Mixed precision for the forward pass when a scaler is given (AMP), else nothing."""
-        if self.scaler is None:
+        """Mixed precision for the forward pass (AMP: float16 or bfloat16), else nothing."""
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=torch.float16)
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
 
     def __call__(self, forward: LossAndExtra[T]) -> T:
         return self.accumulate([forward])[0]
