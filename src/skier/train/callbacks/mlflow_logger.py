@@ -53,10 +53,10 @@ class MLflowLogger(TrackerLogger):
     under another (cross-validation folds, tuning trials). A resumed fit with the same
     ``position_file`` continues the same MLflow run (see :mod:`~skier.train.callbacks.trackers`).
 
-    ``tracking_uri`` defaults to ``sqlite:///mlflow.db`` (a local store in the working
-    directory); a new experiment in a SQLite store keeps its artifacts in ``mlartifacts``
-    beside the database. Needs the ``mlflow-skinny`` (or ``mlflow``) package
-    (``pip install 'skier[mlflow]'``).
+    ``tracking_uri`` is a tracking server's URL or a local store such as
+    ``sqlite:///mlflow.db``; a new experiment in a SQLite store keeps its artifacts in
+    ``mlartifacts`` beside the database (not in the working directory). Needs the
+    ``mlflow-skinny`` (or ``mlflow``) package (``pip install 'skier[mlflow]'``).
 
     >>> fit(model, data, callbacks=[MLflowLogger("sqlite:///runs/mlflow.db")])  # doctest: +SKIP
     """
@@ -67,7 +67,7 @@ class MLflowLogger(TrackerLogger):
 
     def __init__(
         self,
-        tracking_uri: str = "sqlite:///mlflow.db",
+        tracking_uri: str,
         *,
         experiment: str = "skier",
         run_name: str | None = None,
@@ -161,5 +161,5 @@ class MLflowLogger(TrackerLogger):
             for path in [*self.artifacts, *files]:
                 if path.is_file():
                     self._client.log_artifact(self.run_id, str(path))
-            finished = "FAILED" if status in ("failed", "interrupted") else "FINISHED"
+            finished = {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED")
             self._client.set_terminated(self.run_id, finished)
