@@ -77,3 +77,19 @@ def test_an_unusable_tracker_never_stops_the_run(tmp_path: Path) -> None:
     assert result["loggers"]["tensorboard"] == "ok"
     assert result["loggers"]["mlflow"].startswith("failed: ")
     assert (outcome.run_dir / RunFiles.METRICS).is_file()  # skier's own record is whole
+
+
+def test_a_missing_package_is_refused_before_the_run_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from skier.train.callbacks.trackers import MissingExtraError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(  # as if mlflow were not installed
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    with pytest.raises(MissingExtraError, match=r"pip install 'skier\[mlflow\]'"):
+        run_training(_config(), out_dir=tmp_path, progress=False)
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # no run directory was created

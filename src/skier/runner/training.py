@@ -381,6 +381,12 @@ def run_training(
         "regularization": config.regularization,
     }
     check_fit(model, data, callbacks=[*callbacks, *extra], distributed=distributed, **fit_kwargs)
+    name = run_name(config)
+    trackers = (  # built here: a missing package is refused before the run is created
+        tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name, echo=say)
+        if main
+        else []
+    )
     if not main:
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
@@ -389,7 +395,6 @@ def run_training(
         return RunOutcome(run_id, run_dir.path, url, status, result)
     store = RunStore(url).open()
 
-    name = run_name(config)
     if resume is None:
         run_dir = RunDir.create(root, run_id)
         store.create_run(
@@ -408,7 +413,6 @@ def run_training(
     if lr_found is not None:
         _write_lr_find(run_dir, store, run_id, lr_found, plots=config.record.plots)
     callbacks.append(RecordLogger(store, run_id, run_dir))
-    trackers = tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name, echo=say)
     callbacks.extend([*trackers, *extra])
     started = time.perf_counter()
     with run_ending(store, run_id, started=started), trackers_ending(trackers, run_dir):
