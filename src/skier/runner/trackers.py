@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skier.config import RunConfig, config_to_yaml
+from skier.errors import StoreError
 from skier.record import RunDir
 from skier.record.rundir import RunFiles
 from skier.train.callbacks.trackers import TrackerLogger, flatten_params
@@ -101,3 +102,47 @@ def trackers_ending(loggers: Sequence[TrackerLogger], run_dir: RunDir) -> Iterat
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             finish_trackers(loggers, run_dir, status, stop_reason=str(exc) or None)
         raise
+
+
+def export_to_tracker(
+    view: Any,
+    to: str,
+    *,
+    mlflow_uri: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Send a recorded run (a :class:`skier.report.views.RunView`) to ``to`` (``tensorboard``
+    or ``mlflow``), every epoch as live logging would have: its rows, its per-step lr
+    (``lr.csv``), its flattened config, tags and files. TensorBoard writes into the run's
+    ``tensorboard/`` folder and shares the live logger's position, so epochs it already has are
+    not written twice; MLflow makes a new MLflow run in ``mlflow_uri`` (default: beside the run
+    directories). Returns what :func:`logger_record` says."""
+    import torch
+
+    from skier.history import History
+    from skier.train.state import TrainState
+
+    if view.run_dir is None:
+        raise StoreError(f"run {view.id} has no run directory to export from; its folder is gone.")
+    run_dir = RunDir(view.run_dir)
+    config = RunConfig.model_validate(view.config) if view.config else RunConfig()
+    record = config.record.model_copy(update={"loggers": [to]})
+    if mlflow_uri is not None:
+        record = record.model_copy(update={"mlflow_uri": mlflow_uri})
+    config = config.model_copy(update={"record": record})
+    (logger,) = tracker_loggers(config, run_dir, run_id=view.id, kind=view.kind, name=view.name,
+                                echo=echo)  # fmt: skip
+    if to == "mlflow":
+        logger.position_file = None  # a new MLflow run for each export
+    history = History(rows=[dict(r) for r in view.history.rows])
+    lr_csv = run_dir.path / RunFiles.LR_CSV
+    if lr_csv.is_file():
+        lines = lr_csv.read_text().strip().splitlines()[1:]
+        history.steps["lr"] = [float(line.split(",")[1]) for line in lines]
+    keys = frozenset(history.keys)
+    state = TrainState(torch.nn.Module(), epochs=len(history), task=str(view.result.get("task")),
+                       history=history, available_keys=keys)  # fmt: skip
+    state.epoch = len(history)
+    logger.on_fit_start(state)  # sends every epoch past the logger's position
+    stop = view.result.get("stop_reason")
+    return finish_trackers([logger], run_dir, view.status, stop if isinstance(stop, str) else None)
