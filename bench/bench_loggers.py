@@ -9,7 +9,9 @@
    Workloads (bench/suite.py's): W1, the MLP 784-256-128-10 with Adam at batch 128 on synthetic
    data (``--w1-samples`` examples, default the suite's 60,000); W3, the MLP 64-128-10 on digits
    at batch 64. One warm-up epoch is discarded.
-2. 1,000 epochs x 10 metrics to a local MLflow store through ``MLflowLogger`` (one batched send
+2. In one process, the seconds each logger adds to an epoch of 10 metrics (its hook, its sends
+   amortized), with its default ``flush_every_s`` and with a send every epoch.
+3. 1,000 epochs x 10 metrics to a local MLflow store through ``MLflowLogger`` (one batched send
    at the end, as a run whose epochs are faster than ``flush_every_s``), and the same points
    sent one ``log_metric`` call each on a sample, extrapolated (the pattern the issue quotes).
 
@@ -128,6 +130,42 @@ def _bulk(epochs: int, keys: int, sample: int) -> dict[str, Any]:
     }
 
 
+def _per_epoch(variant: str, epochs: int, epoch_s: float, flush_every_s: float) -> float:
+    """In one process: the seconds a logger adds to each epoch (its ``on_epoch_end``, its
+    sends amortized), over ``epochs`` epochs of 10 metrics and 12 optimizer steps, with a clock
+    that moves ``epoch_s`` a epoch. Far less exposed to a loaded machine than whole fits."""
+    import torch
+
+    from skier.history import History
+    from skier.train import MLflowLogger, TensorBoardLogger, TrainState
+
+    warnings.simplefilter("ignore", DeprecationWarning)
+    folder = Path(tempfile.mkdtemp())
+    now = [0.0]
+    history = History()
+    names = ["loss", "val_loss", *(f"metric_{i}" for i in range(8))]
+    state = TrainState(torch.nn.Linear(1, 1), epochs=epochs, task="regression", history=history,
+                       available_keys=frozenset(names))  # fmt: skip
+    if variant == "tensorboard":
+        logger: Any = TensorBoardLogger(folder / "tb", flush_every_s=flush_every_s)
+    else:
+        logger = MLflowLogger(f"sqlite:///{folder / 'mlflow.db'}", flush_every_s=flush_every_s)
+    logger._clock = lambda: now[0]
+    logger.on_fit_start(state)
+    spent = 0.0
+    for epoch in range(1, epochs + 1):
+        state.epoch = epoch
+        history.append({"epoch": epoch, **{k: 1.0 / epoch for k in names}})
+        for _ in range(12):
+            history.add_step("lr", 1e-3)
+        now[0] += epoch_s
+        t0 = time.perf_counter()
+        logger.on_epoch_end(state, history.rows[-1])
+        spent += time.perf_counter() - t0
+    assert logger.failure is None, logger.failure
+    return spent / epochs
+
+
 def _run_child(workload: str, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", workload, variant, "--w1-samples",
                str(args.w1_samples), "--epochs", str(args.epochs),
@@ -188,6 +226,14 @@ def main() -> None:
                              "met": ratio is not None and ratio <= limit})  # fmt: skip
             print(f"{workload} {variant}/off: {ratio if ratio is None else round(ratio, 4)} "
                   f"(per round: {', '.join(f'{x:.3f}' for x in ratios)})")  # fmt: skip
+    per_epoch = {}
+    n = 20 if args.smoke else 300
+    for variant in VARIANTS[1:]:
+        for epoch_s, flush in ((0.05, 5.0), (0.05, 0.0)):
+            cost = _per_epoch(variant, n, epoch_s, flush)
+            per_epoch[f"{variant} flush_every_s={flush}"] = cost
+            print(f"in-process {variant}, flush every {flush} s (epochs of {epoch_s} s): "
+                  f"{cost * 1e6:.0f} us per epoch = {cost / epoch_s:.2%} of the epoch")  # fmt: skip
     bulk = _bulk(20 if args.smoke else args.bulk_epochs, 10, 20 if args.smoke else args.bulk_sample)
     print(f"MLflow {bulk['points']} points batched: {bulk['batched_s']:.2f} s; one log_metric "
           f"call each: {bulk['one_call_each_s_per_point'] * 1e3:.1f} ms a point, "
@@ -209,6 +255,7 @@ def main() -> None:
         "note": args.note,
         "summary": summary,
         "mlflow_bulk": bulk,
+        "in_process_per_epoch_s": per_epoch,
         "targets": verdicts,
         "runs": runs,
     }

@@ -143,7 +143,7 @@ def test_mlflow_run_params_metrics_tags_artifacts(
     artifact = tmp_path / "config.yaml"
     artifact.write_text("optim:\n  lr: 0.05\n")
     ml = MLflowLogger(uri, params=PARAMS, tags={"skier.run_id": "r1", "skier.kind": "train"},
-                      artifacts=[artifact], run_name="digits")  # fmt: skip
+                      artifacts=[artifact], run_name="digits", log_steps=True)  # fmt: skip
     result = _fit(make_mlp(seed=1), clf_data, clf_val, [ml])
     assert ml.failure is None and ml.run_id is not None
     run, history = _mlflow_history(uri, ml.run_id)
@@ -171,7 +171,7 @@ def test_resumed_fit_logs_each_epoch_once(
     def loggers() -> list[Callback]:
         return [
             TensorBoardLogger(tmp_path / "tb", flush_every_s=flush_every_s),
-            MLflowLogger(uri, position_file=position, flush_every_s=flush_every_s),
+            MLflowLogger(uri, position_file=position, flush_every_s=flush_every_s, log_steps=True),
         ]
 
     ckpt = tmp_path / "ckpt"

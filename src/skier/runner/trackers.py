@@ -26,14 +26,23 @@ _ARTIFACTS = (RunFiles.CONFIG, RunFiles.RESULT, RunFiles.METRICS, RunFiles.REPOR
               RunFiles.LEARNING_CURVES_PNG)  # fmt: skip
 
 
-def mlflow_uri(config: RunConfig, root: Path) -> str:
-    """``record.mlflow_uri``, else a SQLite store beside the run directories.
+def mlflow_uri(config: RunConfig, root: Path, store_url: str | None = None) -> str:
+    """``record.mlflow_uri``, else a SQLite store beside skier's own SQLite store (so the folds
+    of a cross-validation, whose folders are nested, share their parent's), else beside the
+    run directories.
 
     >>> from skier.config import RunConfig
     >>> mlflow_uri(RunConfig(), Path("/tmp/runs"))
     'sqlite:////tmp/runs/mlflow.db'
+    >>> mlflow_uri(RunConfig(), Path("/tmp/runs/cv1/folds"), "sqlite:////tmp/runs/skier.db")
+    'sqlite:////tmp/runs/mlflow.db'
     """
-    return config.record.mlflow_uri or f"sqlite:///{Path(root).resolve() / RunFiles.MLFLOW_DB}"
+    if config.record.mlflow_uri:
+        return config.record.mlflow_uri
+    prefix = "sqlite:///"
+    if store_url is not None and store_url.startswith(prefix) and store_url != prefix:
+        root = Path(store_url[len(prefix) :]).parent
+    return f"sqlite:///{Path(root).resolve() / RunFiles.MLFLOW_DB}"
 
 
 def tracker_loggers(
@@ -43,6 +52,7 @@ def tracker_loggers(
     run_id: str,
     kind: str,
     name: str,
+    store_url: str | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> list[TrackerLogger]:
     """The loggers ``record.loggers`` names, for this run directory (none by default)."""
@@ -66,7 +76,7 @@ def tracker_loggers(
                                          config_text=config_to_yaml(config), **common))  # fmt: skip
         else:
             tags = {"skier.run_id": run_id, "skier.kind": kind}
-            uri = mlflow_uri(config, run_dir.path.parent)
+            uri = mlflow_uri(config, run_dir.path.parent, store_url)
             experiment = config.record.mlflow_experiment
             out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags, **common))
     return out

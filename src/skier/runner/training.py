@@ -382,11 +382,10 @@ def run_training(
     }
     check_fit(model, data, callbacks=[*callbacks, *extra], distributed=distributed, **fit_kwargs)
     name = run_name(config)
-    trackers = (  # built here: a missing package is refused before the run is created
-        tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name, echo=say)
-        if main
-        else []
-    )
+    trackers = []  # built here: a missing package is refused before the run is created
+    if main:
+        trackers = tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name,
+                                   store_url=url, echo=say)  # fmt: skip
     if not main:
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,

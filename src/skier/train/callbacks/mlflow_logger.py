@@ -46,8 +46,10 @@ def _quiet() -> Iterator[None]:
 
 class MLflowLogger(TrackerLogger):
     """Logs a fit as one MLflow run: ``params`` (a flat mapping, e.g. the flattened config),
-    every epoch metric with ``step`` = epoch and the lr of every optimizer step (``lr_step``),
-    sent with ``MlflowClient.log_batch`` at most every ``flush_every_s`` seconds; tags (the
+    every epoch metric with ``step`` = epoch (and, with ``log_steps=True``, the lr of every
+    optimizer step as ``lr_step``: off by default, as a local SQLite store takes a few hundred
+    microseconds a point), sent with ``MlflowClient.log_batch`` at most every
+    ``flush_every_s`` seconds; tags (the
     given ``tags`` plus ``skier.status`` and ``skier.stop_reason`` at the end), the final and
     best metrics, and ``artifacts`` (files) when it finishes. ``parent_run_id`` nests the run
     under another (cross-validation folds, tuning trials). A resumed fit with the same
@@ -76,6 +78,7 @@ class MLflowLogger(TrackerLogger):
         artifacts: Sequence[str | Path] = (),
         parent_run_id: str | None = None,
         artifact_location: str | None = None,
+        log_steps: bool = False,
         position_file: str | Path | None = None,
         flush_every_s: float = 5.0,
         finish_at_fit_end: bool = True,
@@ -95,6 +98,7 @@ class MLflowLogger(TrackerLogger):
         self.artifacts = [Path(p) for p in artifacts]
         self.parent_run_id = parent_run_id
         self.artifact_location = artifact_location
+        self.step_keys = self.step_keys if log_steps else ()
         self._client: Any = None
         self.run_id: str | None = None
 

@@ -127,6 +127,8 @@ class TrackerLogger(Callback):
     """
 
     stateful = False  # its position file, not the checkpoint, says where it is
+    #: The per-step series it copies (a subclass or an instance may send none).
+    step_keys: tuple[str, ...] = STEP_KEYS
     name: ClassVar[str] = "tracker"
     module: ClassVar[str] = ""
     extra: ClassVar[str] = ""
@@ -244,7 +246,7 @@ class TrackerLogger(Callback):
     def _new_steps(self, history: History) -> StepSeries:
         done = self.position.get("steps", {})
         out: StepSeries = {}
-        for key in STEP_KEYS:
+        for key in self.step_keys:
             values = history.steps.get(key, [])
             first = int(done.get(key, 0))
             out[key] = [(i, v) for i, v in enumerate(values[first:], first + 1)]
