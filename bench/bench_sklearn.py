@@ -9,6 +9,10 @@ stratified, inputs standardized on the training rows), one thread.
   each (the scoring not counted): the epochs and training seconds until it first reaches
   ``--target`` (0.97).
 
+skorch is not one of skier's dependencies: install it beside skier with torch pinned
+(``pip install torch==2.13.0 skorch``), or run this with bench/.peers's Python
+(``bash bench/setup_peers.sh`` installs skorch and skier there).
+
 Usage::
 
     OMP_NUM_THREADS=1 python bench/bench_sklearn.py [--seeds 0 1 2] [--epochs 30] [--json out]

@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "Callback": "skier.train",
     "Monitor": "skier.train",
     "EarlyStopping": "skier.train",
+    "MLflowLogger": "skier.train",
+    "TensorBoardLogger": "skier.train",
     "Checkpoint": "skier.train",
     # whole runs
     "run_training": "skier.runner",

@@ -156,10 +156,21 @@ def _killed_worker(rank: int, init: str, out: str) -> None:
         _resume_fit(group, Path(out) / "killed", [_KillAt(3)], None)
 
 
+def _loggers(out: Path) -> list[Callback]:
+    """TensorBoard into one folder that both ranks are given: rank 0 alone may write."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return []
+    from skier.train import TensorBoardLogger
+
+    return [TensorBoardLogger(out / "tb", flush_every_s=0.0)]
+
+
 def _main_worker(rank: int, init: str, out: str) -> None:
     with _session(rank, init) as group:
         results = {name: _fit_case(name, group) for name in CASES}
-        full = _resume_fit(group, Path(out) / "full", [], None)
+        full = _resume_fit(group, Path(out) / "full", _loggers(Path(out)), None)
         resumed = _resume_fit(group, Path(out) / "killed", [], Path(out) / "killed" / "last.pt")
     torch.save(results, Path(out) / f"rank{rank}.pt")
     rows = [
@@ -220,3 +231,18 @@ def test_a_single_process_fit_never_starts_a_process_group() -> None:
 
     fit(_model(0), _data(40, 2), epochs=1, batch_size=8, device="cpu", progress="off")
     assert not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_rank_zero_alone_logs_to_a_tracker(two_ranks: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert len(list((two_ranks / "tb").glob("events.out.tfevents.*"))) == 1  # one writer
+    acc = EventAccumulator(str(two_ranks / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    full, _ = torch.load(two_ranks / "rows0.pt", weights_only=False)
+    assert [e.step for e in acc.Scalars("loss/train")] == [1, 2, 3, 4, 5]  # each epoch once
+    assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx(
+        [r["val_loss"] for r in full], rel=1e-6
+    )

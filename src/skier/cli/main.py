@@ -59,7 +59,7 @@ def _train(
     from skier.runner import run_training
 
     outcome = run_training(
-        config,
+        _with_tracking_uri(config),
         base_dir=base_dir,
         out_dir=out,
         resume_dir=resume,
@@ -74,6 +74,18 @@ def _train(
         _report(outcome)
     if outcome.status == "failed":  # the non-finite guard stopped it: a failure, exit 1
         sys.exit(1)
+
+
+def _with_tracking_uri(config: Any) -> Any:
+    """MLflow's own environment variable, MLFLOW_TRACKING_URI, when the config names no store
+    (read here: the library reads no environment). The run's saved config then holds it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if config is None or not uri or config.record.mlflow_uri is not None:
+        return config
+    if "mlflow" not in config.record.loggers:
+        return config
+    record = config.record.model_copy(update={"mlflow_uri": uri})
+    return config.model_copy(update={"record": record})
 
 
 def _load_run_config(path: str | None, overrides: tuple[str, ...], base: Path | None) -> Any:

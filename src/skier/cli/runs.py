@@ -1,5 +1,5 @@
 """``skier runs``, ``show``, ``compare``, ``export``, ``rm``, ``report`` and ``serve``: looking at
-runs already recorded. Nothing here trains or imports torch.
+runs already recorded. Nothing here trains; only `export --to` imports torch.
 
 RUN arguments are a run id, a unique id prefix, a run name (its newest run) or a run directory.
 """
@@ -7,6 +7,7 @@ RUN arguments are a run id, a unique id prefix, a run name (its newest run) or a
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -281,15 +282,36 @@ def compare_command(
 @click.option(
     "--out", default=None, type=click.Path(dir_okay=False), help="File (default: stdout)."
 )
+@click.option(
+    "--to",
+    type=click.Choice(["tensorboard", "mlflow"]),
+    default=None,
+    help="Send the runs to a tracker instead, every epoch (mlflow: MLFLOW_TRACKING_URI or "
+    "record.mlflow_uri, else mlflow.db beside the runs).",
+)
 def export_command(
-    runs: tuple[str, ...], runs_dir: str, store: str | None, fmt: str, out: str | None
+    runs: tuple[str, ...],
+    runs_dir: str,
+    store: str | None,
+    fmt: str,
+    out: str | None,
+    to: str | None,
 ) -> None:
-    """Export RUNS' per-epoch metrics (and, as JSON, their configs and findings)."""
+    """Export RUNS' per-epoch metrics (and, as JSON, their configs and findings), or send them
+    to TensorBoard or MLflow (--to)."""
     from skier._io import atomic_write_text
     from skier.report.views import export_csv, export_json
 
     with _store(runs_dir, store) as st:
         views = [_view(ref, st, related=False) for ref in runs]
+    if to is not None:
+        from skier.runner.trackers import export_to_tracker
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+        for view in views:
+            done = export_to_tracker(view, to, mlflow_uri=uri, echo=click.echo)[to]
+            click.echo(f"{view.id}: {len(view.history)} epochs to {to}: {done}")
+        return
     text = export_csv(views) if fmt == "csv" else export_json(views)
     if out is None:
         click.echo(text, nl=False)

@@ -446,6 +446,17 @@ class RecordConfig(Section):
     name: str | None = None
     plots: bool = True
     report: bool = True
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="trackers that get a copy of the run: tensorboard (DIR/RUN/tensorboard), "
+        "mlflow (needs skier[tensorboard] / skier[mlflow])",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI (CLI), else a SQLite "
+        "store, mlflow.db in record.dir",
+    )
+    mlflow_experiment: str = Field("skier", description="MLflow experiment the runs go in")
 
 
 class InitConfig(Section):

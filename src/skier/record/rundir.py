@@ -76,6 +76,11 @@ class RunFiles:
     GRADIENT_FLOW_PNG = "gradient_flow.png"
     SHARPNESS_STEPS_CSV = "sharpness_steps.csv"
     SHARPNESS_STEPS_PNG = "sharpness_steps.png"
+    # trackers (record.loggers): TensorBoard's folder, where each logger got to (for a resume),
+    # and the default MLflow store, beside the run directories
+    TENSORBOARD = "tensorboard"
+    TRACKERS_JSON = "trackers.json"
+    MLFLOW_DB = "mlflow.db"
     # LR range test (its own run, or optim.lr: auto in a training run)
     LR_FIND_JSON = "lr_find.json"
     LR_FIND_CSV = "lr_find.csv"

@@ -58,6 +58,12 @@ from skier.runner.preflight import (
     pretrained_path,
     raise_problems,
 )
+from skier.runner.trackers import (
+    finish_trackers,
+    logger_record,
+    tracker_loggers,
+    trackers_ending,
+)
 from skier.train import (
     Callback,
     Checkpoint,
@@ -79,7 +85,9 @@ __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "check_run_config", "run_
 
 # Settings a resumed run may change: how long it trains and how it reports, nothing that
 # would make the resumed run differ from the one that was interrupted.
-RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report")
+# A tracker added on resume gets the whole history first (see skier.train.callbacks.trackers).
+RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report",
+                     "record.loggers", "record.mlflow_uri", "record.mlflow_experiment")  # fmt: skip
 
 
 @dataclass
@@ -373,6 +381,11 @@ def run_training(
         "regularization": config.regularization,
     }
     check_fit(model, data, callbacks=[*callbacks, *extra], distributed=distributed, **fit_kwargs)
+    name = run_name(config)
+    trackers = []  # built here: a missing package is refused before the run is created
+    if main:
+        trackers = tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name,
+                                   store_url=url, echo=say)  # fmt: skip
     if not main:
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
@@ -381,7 +394,6 @@ def run_training(
         return RunOutcome(run_id, run_dir.path, url, status, result)
     store = RunStore(url).open()
 
-    name = run_name(config)
     if resume is None:
         run_dir = RunDir.create(root, run_id)
         store.create_run(
@@ -400,9 +412,9 @@ def run_training(
     if lr_found is not None:
         _write_lr_find(run_dir, store, run_id, lr_found, plots=config.record.plots)
     callbacks.append(RecordLogger(store, run_id, run_dir))
-    callbacks.extend(extra)
+    callbacks.extend([*trackers, *extra])
     started = time.perf_counter()
-    with run_ending(store, run_id, started=started):
+    with run_ending(store, run_id, started=started), trackers_ending(trackers, run_dir):
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
                      **fit_kwargs)  # fmt: skip
     status = _status(result)
@@ -412,7 +424,13 @@ def run_training(
     lr_json = run_dir.path / RunFiles.LR_FIND_JSON
     if lr_json.is_file():  # optim.lr: auto (also when this run was resumed)
         summary["lr_find"] = json.loads(lr_json.read_text())
+    if trackers:  # which tracker failed, if one did (training went on without it)
+        summary["loggers"] = logger_record(trackers)
     _write_outputs(config, run_dir, store, run_id, result, summary, data.info)
+    ended = finish_trackers(trackers, run_dir, status, result.stop_reason)
+    if trackers and ended != summary["loggers"]:  # one failed while it sent the files
+        summary["loggers"] = ended
+        run_dir.write_result(summary)
     store.finish_run(
         run_id,
         status,

@@ -6,9 +6,11 @@ from skier.train.callbacks import (
     EarlyStopping,
     GradientFlow,
     LiveDisplay,
+    MLflowLogger,
     Monitor,
     ProgressBar,
     SharpnessTracker,
+    TensorBoardLogger,
 )
 from skier.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from skier.train.loop import FitResult, check_fit, evaluate, fit
@@ -21,9 +23,11 @@ __all__ = [
     "FitResult",
     "GradientFlow",
     "LiveDisplay",
+    "MLflowLogger",
     "Monitor",
     "ProgressBar",
     "SharpnessTracker",
+    "TensorBoardLogger",
     "TrainState",
     "check_fit",
     "evaluate",

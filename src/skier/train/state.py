@@ -45,11 +45,13 @@ class TrainState:
         available_keys: frozenset[str],
         batches_per_epoch: int = 0,
         default_monitor: str | None = None,
+        is_main: bool = True,
     ) -> None:
         self._model = model
         self._history = history
         self._selected: Callable[[], torch.nn.Module | None] | None = None
         self.epochs = epochs
+        self.is_main = is_main  # rank 0 (or a single process): the one that writes and logs
         self.task = task
         self.available_keys = available_keys
         self.batches_per_epoch = batches_per_epoch

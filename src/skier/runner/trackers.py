@@ -1,0 +1,158 @@
+"""The trackers a recorded run copies itself to (``record.loggers``): built, ended, recorded.
+
+The loggers themselves are callbacks (:mod:`skier.train.callbacks.trackers`); this module only
+says, for a run of the runner, where they write (the run directory's ``tensorboard/`` folder,
+``sqlite:///DIR/mlflow.db`` unless ``record.mlflow_uri`` names a store), what they are given
+(the flattened config, the run's id, kind and name), and which files they get at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from skier.config import RunConfig, config_to_yaml
+from skier.errors import StoreError
+from skier.record import RunDir
+from skier.record.rundir import RunFiles
+from skier.train.callbacks.trackers import TrackerLogger, flatten_params
+
+__all__ = ["finish_trackers", "mlflow_uri", "tracker_loggers", "trackers_ending"]
+
+#: The files a tracker gets once the run has written them (those that exist).
+_ARTIFACTS = (RunFiles.CONFIG, RunFiles.RESULT, RunFiles.METRICS, RunFiles.REPORT,
+              RunFiles.LEARNING_CURVES_PNG)  # fmt: skip
+
+
+def mlflow_uri(config: RunConfig, root: Path, store_url: str | None = None) -> str:
+    """``record.mlflow_uri``, else a SQLite store beside skier's own SQLite store (so the folds
+    of a cross-validation, whose folders are nested, share their parent's), else beside the
+    run directories.
+
+    >>> from skier.config import RunConfig
+    >>> mlflow_uri(RunConfig(), Path("/tmp/runs"))
+    'sqlite:////tmp/runs/mlflow.db'
+    >>> mlflow_uri(RunConfig(), Path("/tmp/runs/cv1/folds"), "sqlite:////tmp/runs/skier.db")
+    'sqlite:////tmp/runs/mlflow.db'
+    """
+    if config.record.mlflow_uri:
+        return config.record.mlflow_uri
+    prefix = "sqlite:///"
+    if store_url is not None and store_url.startswith(prefix) and store_url != prefix:
+        root = Path(store_url[len(prefix) :]).parent
+    return f"sqlite:///{Path(root).resolve() / RunFiles.MLFLOW_DB}"
+
+
+def tracker_loggers(
+    config: RunConfig,
+    run_dir: RunDir,
+    *,
+    run_id: str,
+    kind: str,
+    name: str,
+    store_url: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> list[TrackerLogger]:
+    """The loggers ``record.loggers`` names, for this run directory (none by default)."""
+    if not config.record.loggers:
+        return []
+    from skier.train.callbacks.mlflow_logger import MLflowLogger
+    from skier.train.callbacks.tensorboard_logger import TensorBoardLogger
+
+    params = flatten_params(config.model_dump(mode="json"))
+    position = run_dir.path / RunFiles.TRACKERS_JSON
+    common: dict[str, Any] = {
+        "params": params,
+        "position_file": position,
+        "finish_at_fit_end": False,  # finish_trackers does, once the run's files exist
+        "echo": echo,
+    }
+    out: list[TrackerLogger] = []
+    for logger in dict.fromkeys(config.record.loggers):  # each once, in the order given
+        if logger == "tensorboard":
+            out.append(TensorBoardLogger(run_dir.path / RunFiles.TENSORBOARD,
+                                         config_text=config_to_yaml(config), **common))  # fmt: skip
+        else:
+            tags = {"skier.run_id": run_id, "skier.kind": kind}
+            uri = mlflow_uri(config, run_dir.path.parent, store_url)
+            experiment = config.record.mlflow_experiment
+            out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags, **common))
+    return out
+
+
+def finish_trackers(
+    loggers: Sequence[TrackerLogger],
+    run_dir: RunDir,
+    status: str,
+    stop_reason: str | None = None,
+) -> dict[str, str]:
+    """End each logger's run with ``status`` and the run's files; what each logger did: ``ok``
+    or its failure (for ``result.json``)."""
+    files = [run_dir.path / name for name in _ARTIFACTS]
+    for logger in loggers:
+        logger.finish(status, stop_reason=stop_reason, artifacts=files)
+    return logger_record(loggers)
+
+
+def logger_record(loggers: Sequence[TrackerLogger]) -> dict[str, str]:
+    """``{"mlflow": "ok", "tensorboard": "failed: ..."}``: what the run record notes."""
+    return {lg.name: "ok" if lg.failure is None else f"failed: {lg.failure}" for lg in loggers}
+
+
+@contextmanager
+def trackers_ending(loggers: Sequence[TrackerLogger], run_dir: RunDir) -> Iterator[None]:
+    """A fit that raises ends the trackers' runs too (``failed``, or ``interrupted`` on
+    Ctrl-C), so that no MLflow run is left ``RUNNING``; then the error goes on."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, Exception | KeyboardInterrupt):
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            finish_trackers(loggers, run_dir, status, stop_reason=str(exc) or None)
+        raise
+
+
+def export_to_tracker(
+    view: Any,
+    to: str,
+    *,
+    mlflow_uri: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Send a recorded run (a :class:`skier.report.views.RunView`) to ``to`` (``tensorboard``
+    or ``mlflow``), every epoch as live logging would have: its rows, its per-step lr
+    (``lr.csv``), its flattened config, tags and files. TensorBoard writes into the run's
+    ``tensorboard/`` folder and shares the live logger's position, so epochs it already has are
+    not written twice; MLflow makes a new MLflow run in ``mlflow_uri`` (default: beside the run
+    directories). Returns what :func:`logger_record` says."""
+    import torch
+
+    from skier.history import History
+    from skier.train.state import TrainState
+
+    if view.run_dir is None:
+        raise StoreError(f"run {view.id} has no run directory to export from; its folder is gone.")
+    run_dir = RunDir(view.run_dir)
+    config = RunConfig.model_validate(view.config) if view.config else RunConfig()
+    record = config.record.model_copy(update={"loggers": [to]})
+    if mlflow_uri is not None:
+        record = record.model_copy(update={"mlflow_uri": mlflow_uri})
+    config = config.model_copy(update={"record": record})
+    (logger,) = tracker_loggers(config, run_dir, run_id=view.id, kind=view.kind, name=view.name,
+                                echo=echo)  # fmt: skip
+    if to == "mlflow":
+        logger.position_file = None  # a new MLflow run for each export
+    history = History(rows=[dict(r) for r in view.history.rows])
+    lr_csv = run_dir.path / RunFiles.LR_CSV
+    if lr_csv.is_file():
+        lines = lr_csv.read_text().strip().splitlines()[1:]
+        history.steps["lr"] = [float(line.split(",")[1]) for line in lines]
+    keys = frozenset(history.keys)
+    state = TrainState(torch.nn.Module(), epochs=len(history), task=str(view.result.get("task")),
+                       history=history, available_keys=keys)  # fmt: skip
+    state.epoch = len(history)
+    logger.on_fit_start(state)  # sends every epoch past the logger's position
+    stop = view.result.get("stop_reason")
+    return finish_trackers([logger], run_dir, view.status, stop if isinstance(stop, str) else None)

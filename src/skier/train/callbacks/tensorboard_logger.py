@@ -1,0 +1,113 @@
+"""TensorBoard: the run's curves, hyper-parameters and config as TensorBoard event files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from skier.train.callbacks.trackers import StepSeries, TrackerLogger
+from skier.train.state import TrainState
+
+__all__ = ["TensorBoardLogger", "scalar_tag"]
+
+# Logged keys that are not one split of a metric: one chart each, under their own name.
+_PLAIN = frozenset({"lr", "epoch_time", "penalty"})
+
+
+def scalar_tag(key: str) -> str:
+    """The chart a logged key goes on: the training and validation values of one metric share
+    a chart (``loss/train``, ``loss/val``); ``lr`` and ``epoch_time`` have their own.
+
+    >>> [scalar_tag(k) for k in ("loss", "val_loss", "val_ema_accuracy", "lr")]
+    ['loss/train', 'loss/val', 'ema_accuracy/val', 'lr']
+    """
+    if key in _PLAIN:
+        return key
+    if key.startswith("val_"):
+        return f"{key[4:]}/val"
+    return f"{key}/train"
+
+
+class TensorBoardLogger(TrackerLogger):
+    """Writes every epoch metric as a scalar (step = epoch; ``loss/train`` and ``loss/val`` on
+    one chart), the lr of every optimizer step (``lr/step``, step = optimizer step), the config
+    as text, and at the end the hyper-parameters with the final and best metrics in the HParams
+    tab, with :mod:`torch.utils.tensorboard` into ``log_dir``. A resumed run writes into the same
+    folder and goes on from the epoch it had reached (see :mod:`~skier.train.callbacks.trackers`).
+
+    Needs the ``tensorboard`` package (``pip install 'skier[tensorboard]'``). In a config,
+    ``record.loggers: [tensorboard]`` writes into each run directory's ``tensorboard/`` folder,
+    so ``tensorboard --logdir runs`` shows every run.
+
+    >>> logger = TensorBoardLogger("tb/run1", params={"optim.lr": 0.1})
+    >>> fit(model, data, callbacks=[logger])  # doctest: +SKIP
+    """
+
+    name = "tensorboard"
+    module = "tensorboard"
+    extra = "tensorboard"
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        params: Mapping[str, Any] | None = None,
+        config_text: str | None = None,
+        position_file: str | Path | None = None,
+        flush_every_s: float = 5.0,
+        finish_at_fit_end: bool = True,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        super().__init__(
+            params=params,
+            config_text=config_text,
+            # By default beside the event files, so a resume into the same folder goes on.
+            position_file=position_file or self.log_dir / "skier_position.json",
+            flush_every_s=flush_every_s,
+            finish_at_fit_end=finish_at_fit_end,
+            echo=echo,
+        )
+        self._writer: Any = None
+
+    def _open(self, state: TrainState, position: Mapping[str, Any]) -> dict[str, Any]:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Events reach the file only when this logger flushes, so the position never runs ahead.
+        self._writer = SummaryWriter(str(self.log_dir), max_queue=10**6, flush_secs=10**6)
+        if self.config_text and not position.get("epoch"):
+            text = "\n".join("    " + line for line in self.config_text.splitlines())
+            self._writer.add_text("config", text, 0)
+        return {}
+
+    def _send(self, rows: Sequence[Mapping[str, float]], steps: StepSeries) -> None:
+        add = self._writer.add_scalar
+        for row in rows:
+            epoch = int(row["epoch"])
+            for key, value in row.items():
+                if key != "epoch":
+                    add(scalar_tag(key), value, epoch)
+        for key, points in steps.items():
+            for step, value in points:
+                add(f"{key}/step", value, step)
+        self._writer.flush()
+
+    def _close(
+        self, tags: Mapping[str, str], summary: Mapping[str, float], files: list[Path]
+    ) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = self._writer
+        metrics = {f"hparams/{k}": v for k, v in summary.items()}
+        last = int(self.position.get("epoch", 0))
+        hp = {k: v for k, v in self.params.items() if isinstance(v, bool | int | float | str)}
+        if hp and metrics:
+            exp, start, end = hparams(hp, metrics)
+            for proto in (exp, start, end):
+                writer.file_writer.add_summary(proto)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, last)
+        writer.add_text("status", f"{tags['status']} {tags['stop_reason']}".strip(), last)
+        writer.close()

@@ -1,0 +1,301 @@
+"""The contract every experiment-tracker logger (TensorBoard, MLflow) shares.
+
+A tracker logger is a callback that copies what the loop records (its per-epoch rows and
+per-step series) to another tool. What all of them have to get right lives here, once:
+
+- **Cheap.** Rows are buffered and sent at most every ``flush_every_s`` seconds and at fit
+  end, as one batch, so a fast epoch never waits on a file or a server.
+- **Resumable.** Its *position* (the last epoch it sent, plus what the tool needs to continue
+  the same run, e.g. the MLflow run id) is written, after each send, to ``position_file``. A
+  resumed fit first sends the restored history's rows past that position, then goes on: every
+  epoch reaches the tool exactly once. Loggers are not checkpointed (``stateful = False``):
+  their position file is newer than any checkpoint.
+- **Harmless.** A failing tool (a server that cannot be reached, a full disk) never stops
+  training: the logger reports it once, in one line, through ``echo``, stops sending, and
+  keeps the failure in :attr:`TrackerLogger.failure` for the run record.
+- **Rank 0 only.** Under DDP the other ranks send nothing.
+
+A new tracker subclasses :class:`TrackerLogger` and implements ``_open``, ``_send`` and
+``_close``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from skier._io import atomic_write_text
+from skier.errors import SkierError
+from skier.history import History
+from skier.train.callbacks.base import Callback
+from skier.train.callbacks.monitor import Monitor, resolve_mode
+from skier.train.state import TrainState
+
+__all__ = [
+    "MissingExtraError",
+    "StepSeries",
+    "TrackerLogger",
+    "best_and_final",
+    "flatten_params",
+    "require_extra",
+    "run_status",
+]
+
+#: Per-step series a tracker copies (the lr of every optimizer step; a per-step loss if any).
+STEP_KEYS = ("lr", "loss")
+
+StepSeries = dict[str, list[tuple[int, float]]]  # key -> [(step, value), ...]
+
+
+class MissingExtraError(SkierError):
+    """An optional package a feature needs is not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise a one-line error naming the extra to install when ``module`` is missing.
+
+    >>> require_extra("json", "x", "json logging")  # present: nothing happens
+    >>> try:
+    ...     require_extra("no_such_module", "demo", "Demo")
+    ... except MissingExtraError as exc:
+    ...     print(exc)
+    Demo needs the no_such_module package; install it with: pip install 'skier[demo]'
+    """
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{feature} needs the {module} package; install it with: pip install 'skier[{extra}]'"
+        )
+
+
+def flatten_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``section.key`` pairs (lists and ``None`` as text).
+
+    >>> flatten_params({"optim": {"name": "sgd", "lr": 0.1}, "model": {"hidden": [64, 32]}})
+    {'optim.name': 'sgd', 'optim.lr': 0.1, 'model.hidden': '[64, 32]'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def run_status(state: TrainState) -> str:
+    """``failed`` (the non-finite guard stopped it), ``stopped`` or ``completed``: as the
+    runner's record says."""
+    if state.diverged:
+        return "failed"
+    return "stopped" if state.stop_reason else "completed"
+
+
+def best_and_final(history: History, monitor: str) -> dict[str, float]:
+    """``final_KEY`` for every key of the last row and ``best_MONITOR`` (with its epoch).
+
+    >>> h = History([{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.7}])
+    >>> best_and_final(h, "val_loss")
+    {'final_val_loss': 0.7, 'best_val_loss': 0.5, 'best_epoch': 1.0}
+    """
+    if not history.rows:
+        return {}
+    out = {f"final_{k}": v for k, v in history.rows[-1].items() if k != "epoch"}
+    watch = Monitor(monitor, mode=resolve_mode(monitor, "auto"))
+    for row in history.rows:
+        watch.update(row.get(monitor, math.nan), int(row["epoch"]))
+    if watch.best_epoch is not None:
+        out[f"best_{monitor}"] = watch.best
+        out["best_epoch"] = float(watch.best_epoch)
+    return out
+
+
+class TrackerLogger(Callback):
+    """Base of the tracker loggers: buffering, position, faults and rank 0 (see the module).
+
+    Subclasses set :attr:`name` and :attr:`extra` and implement ``_open(state, position)``
+    (returns what to keep in the position), ``_send(rows, steps)`` and
+    ``_close(status, summary, artifacts)``.
+    """
+
+    stateful = False  # its position file, not the checkpoint, says where it is
+    #: The per-step series it copies (a subclass or an instance may send none).
+    step_keys: tuple[str, ...] = STEP_KEYS
+    name: ClassVar[str] = "tracker"
+    module: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        params: Mapping[str, Any] | None = None,
+        config_text: str | None = None,
+        position_file: str | Path | None = None,
+        flush_every_s: float = 5.0,
+        finish_at_fit_end: bool = True,
+        echo: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if self.module:
+            require_extra(self.module, self.extra, f"{type(self).__name__}")
+        self.params = dict(params or {})
+        self.config_text = config_text
+        self.position_file = Path(position_file) if position_file is not None else None
+        self.flush_every_s = flush_every_s
+        self.finish_at_fit_end = finish_at_fit_end
+        self.echo = echo
+        self._clock = clock
+        self.failure: str | None = None
+        self.position: dict[str, Any] = {}
+        self._active = False
+        self._pending: list[dict[str, float]] = []
+        self._last_send = 0.0
+        self._history: History | None = None
+        self._monitor = "loss"
+
+    # --- the callback hooks ------------------------------------------------------------------
+    def on_fit_start(self, state: TrainState) -> None:
+        self._active = state.is_main
+        if not self._active:
+            return
+        self._history, self._monitor = state.history, state.default_monitor
+        saved = self._read_position()
+        opened = self._guard(lambda: self.position.update(self._open(state, saved)))
+        self.position.setdefault("epoch", int(saved.get("epoch", 0)))
+        self.position.setdefault("steps", dict(saved.get("steps", {})))
+        if opened:  # e.g. the new MLflow run's id, before anything can interrupt the fit
+            self._write_position()
+        # A resumed fit: the restored history's rows the tool has not had yet.
+        self._pending = [r for r in state.history.rows if r["epoch"] > self.position["epoch"]]
+        self._last_send = self._clock()
+        self._flush()
+
+    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        if not self._active:
+            return
+        if state.epoch > self.position.get("epoch", 0):
+            self._pending.append(dict(state.history.rows[-1]))
+        if self._clock() - self._last_send >= self.flush_every_s:
+            self._flush()
+
+    def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
+        if not self._active:
+            return
+        self._flush()
+        if self.finish_at_fit_end:
+            self.finish(run_status(state), stop_reason=state.stop_reason)
+
+    def finish(
+        self,
+        status: str,
+        *,
+        stop_reason: str | None = None,
+        artifacts: Sequence[Path] = (),
+    ) -> None:
+        """Send what is left, the best and final metrics, ``artifacts`` (files that exist),
+        and close the tool's run with ``status``. The runner calls it once its files exist."""
+        if not self._active:
+            return
+        self._flush()
+        history = self._history or History()
+        summary = best_and_final(history, self._monitor)
+        files = [Path(p) for p in artifacts if Path(p).is_file()]
+        tags = {"status": status, "stop_reason": stop_reason or ""}
+        self._guard(lambda: self._close(tags, summary, files))
+        self._active = False
+
+    # --- what a subclass implements ----------------------------------------------------------
+    def _open(self, state: TrainState, position: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _send(self, rows: Sequence[Mapping[str, float]], steps: StepSeries) -> None:
+        raise NotImplementedError
+
+    def _close(
+        self, tags: Mapping[str, str], summary: Mapping[str, float], files: list[Path]
+    ) -> None:
+        raise NotImplementedError
+
+    # --- shared machinery --------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Send the buffered rows and the per-step series past the position, then move it."""
+        self._last_send = self._clock()
+        if self.failure is not None or self._history is None:
+            return
+        rows, self._pending = self._pending, []
+        steps = self._new_steps(self._history)
+        if not rows and not any(steps.values()):
+            return
+        if not self._guard(lambda: self._send(rows, steps)):
+            return
+        if rows:
+            self.position["epoch"] = int(rows[-1]["epoch"])
+        for key, points in steps.items():
+            if points:
+                self.position["steps"][key] = points[-1][0]
+        self._write_position()
+
+    def _new_steps(self, history: History) -> StepSeries:
+        done = self.position.get("steps", {})
+        out: StepSeries = {}
+        for key in self.step_keys:
+            values = history.steps.get(key, [])
+            first = int(done.get(key, 0))
+            out[key] = [(i, v) for i, v in enumerate(values[first:], first + 1)]
+        return out
+
+    def _guard(self, work: Callable[[], object]) -> bool:
+        """Run ``work``; a failure turns this logger off, said once, never raised."""
+        if self.failure is not None:
+            return False
+        try:
+            work()
+        except Exception as exc:  # any tool's error: training and skier's record go on
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            self.failure = f"{type(exc).__name__}: {first}"
+            line = f"skier: the {self.name} logger failed and is off for this run ({self.failure})"
+            (self.echo or _stderr)(line)
+            self.position["failure"] = self.failure
+            self._write_position()
+            return False
+        return True
+
+    def _read_position(self) -> dict[str, Any]:
+        if self.position_file is None or not self.position_file.is_file():
+            return {}
+        try:
+            data = json.loads(self.position_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        entry = data.get(self.name, {}) if isinstance(data, dict) else {}
+        return entry if isinstance(entry, dict) else {}
+
+    def _write_position(self) -> None:
+        """This logger's entry in the position file (shared by the run's loggers)."""
+        if self.position_file is None:
+            return
+        try:
+            data = (
+                json.loads(self.position_file.read_text()) if self.position_file.is_file() else {}
+            )
+        except (OSError, ValueError):
+            data = {}
+        data[self.name] = self.position
+        try:
+            atomic_write_text(self.position_file, json.dumps(data, indent=2), sync=False)
+        except (OSError, SkierError) as exc:
+            if self.failure is None:
+                self.failure = f"cannot write {self.position_file}: {exc}"
+                (self.echo or _stderr)(f"skier: the {self.name} logger: {self.failure}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
