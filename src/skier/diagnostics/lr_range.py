@@ -49,7 +49,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.metrics import LossFn, make_loss
+from skier.train.losses import LossFn, loss_options, resolve_loss
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -371,13 +371,7 @@ def _resolve_optimizer(
 
 def _loss_for(classification: bool, config: TrainConfig) -> LossFn:
     task = "classification" if classification else "regression"
-    name = config.loss
-    if name == "auto":
-        name = "cross_entropy" if classification else "mse"
-    elif (name == "cross_entropy") != classification:
-        expected = "'cross_entropy' or 'auto'" if classification else "'mse' or 'auto'"
-        raise ConfigError(problem("train.loss", f"{expected} for {task}", name))
-    return make_loss(name, config.reduction)
+    return resolve_loss(config.loss, task, reduction=config.reduction, options=loss_options(config))
 
 
 def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
