@@ -39,12 +39,14 @@ class DataConfig(Section):
     name: Literal["digits", "synthetic", "csv", "npz", "idx"] = "digits"
     path: str | None = Field(None, description="csv / npz file, or the IDX images file")
     labels_path: str | None = Field(None, description="IDX labels file (idx only)")
-    target: str | None = Field(None, description="target column (csv) or array key (npz: 'y')")
+    target: str | list[str] | None = Field(
+        None, description="target column (csv; several 0/1 columns: multi-label) or npz array key"
+    )
     features_key: str = Field("x", description="npz array key of the inputs")
     numeric_columns: list[str] | None = Field(None, description="csv: declared, else detected")
     categorical_columns: list[str] | None = Field(None, description="csv: declared, else detected")
     missing: Literal["error", "drop", "impute"] = "error"
-    task: Literal["auto", "classification", "regression"] = "auto"
+    task: Literal["auto", "classification", "regression", "multilabel"] = "auto"
     as_images: bool = Field(False, description="digits/idx: keep the N x 1 x H x W image shape")
     standardize: bool = True
     val_fraction: Fraction = 0.2

@@ -432,7 +432,7 @@ def lr_range_test(
     optim_config: OptimConfig | Mapping[str, Any] | None = None,
     train_config: TrainConfig | Mapping[str, Any] | None = None,
     settings: LRFindConfig | Mapping[str, Any] | None = None,
-    task: Literal["classification", "regression"] | None = None,
+    task: Literal["classification", "regression", "multilabel"] | None = None,
     progress: bool | Literal["auto", "on", "off"] = "auto",
 ) -> LRRangeResult:
     """Run the LR range test on ``model`` with ``data`` (a bundle's train split, a ``Split``
@@ -463,12 +463,12 @@ def lr_range_test(
         raise ConfigError(problem("model", "a torch.nn.Module", type(model).__name__))
     cfg = as_section(LRFindConfig, settings, "lr_find.")
     train_cfg = as_section(TrainConfig, train_config, "train.")
+    if task is None and isinstance(data, DataBundle):
+        task = data.task
     if task not in (None, "classification", "regression"):
         raise ConfigError(problem("task", "'classification', 'regression' or None", task))
     trainable_parameters(model)  # raises ModelError for a model with nothing to train
     split = choose_split(data)
-    if task is None and isinstance(data, DataBundle):
-        task = data.task
     classification = classification_of(split, task)
     loss_fn = _loss_for(classification, train_cfg)
     _check_data(model, data, split, classification)
