@@ -123,32 +123,35 @@ def _hamming_loss(s: State, classes: int) -> float:
 
 
 # --- AUROC, from the scores ------------------------------------------------------------------
-def _binary_auc(positive: torch.Tensor, scores: torch.Tensor) -> float:
-    """The area under the ROC curve: the Mann-Whitney statistic with tied scores ranked by their
-    mean rank, which is the trapezoidal area scikit-learn computes."""
-    n_pos = int(positive.sum())
-    n_neg = positive.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan  # scikit-learn refuses: only one class present
-    order = torch.argsort(scores)
-    sorted_scores = scores[order]
-    _, inverse, counts = torch.unique_consecutive(
-        sorted_scores, return_inverse=True, return_counts=True
-    )
+def _mean_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """The ranks (from 1) of a 1-D tensor's values, tied values sharing their mean rank."""
+    ordered, order = scores.sort()  # 1-D: much faster on the CPU than a sort along dim 0
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
     ends = counts.cumsum(0).double()
-    mean_rank = ends - (counts.double() - 1) / 2  # ranks from 1; ties share their mean
-    ranks = torch.empty_like(ends[inverse])
-    ranks[order] = mean_rank[inverse]
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
+    ranks = torch.empty(scores.shape[0], dtype=torch.float64)
+    ranks[order] = (ends - (counts.double() - 1) / 2)[inverse]
+    return ranks
 
 
 def _auroc(s: State, classes: int) -> float:
-    scores, y = s["scores"].double(), s["targets"]
+    """The area under the ROC curve, per class or label (one-vs-rest) then averaged: the
+    Mann-Whitney statistic with tied scores ranked by their mean rank, which is the trapezoidal
+    area scikit-learn computes; ``nan`` where a column has one class only (scikit-learn
+    refuses those)."""
+    scores, y = s["scores"], s["targets"]
     if scores.dim() == 1:  # binary: the positive class's score
-        return _binary_auc(y.bool(), scores)
-    columns = [(y == k) if y.dim() == 1 else y[:, k].bool() for k in range(scores.shape[1])]
-    return sum(_binary_auc(col, scores[:, k]) for k, col in enumerate(columns)) / len(columns)
+        scores, positive = scores[:, None], y.bool()[:, None]
+    elif y.dim() == 1:
+        positive = torch.nn.functional.one_hot(y.long(), scores.shape[1]).bool()
+    else:
+        positive = y.bool()
+    n_pos = positive.sum(0).double()
+    n_neg = positive.shape[0] - n_pos
+    columns = scores.T.contiguous()
+    ranks = torch.stack([_mean_ranks(col) for col in columns], dim=1)
+    u = (ranks * positive).sum(0) - n_pos * (n_pos + 1) / 2
+    auc = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp(min=1), math.nan)
+    return float(auc.mean())
 
 
 # --- regression, from running moments -----------------------------------------------------
@@ -325,9 +328,9 @@ class Accumulator:
                 self.collected.append((scores, y))
             for need in needs:
                 if need.startswith("top_"):
-                    k = min(int(need[4:]), out.shape[1])
-                    hit = (out.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
-                    self._add(need, hit)
+                    # In the top k: fewer than k classes score above the true one.
+                    above = (out > out.gather(1, y[:, None].long())).sum(dim=1)
+                    self._add(need, (above < int(need[4:])).sum())
         elif kind == "multilabel":
             if "confusion" in needs:
                 pred, truth = out > 0, y > 0.5
