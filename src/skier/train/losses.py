@@ -17,6 +17,7 @@ A new loss is one :class:`LossSpec` passed to :func:`register_loss`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -81,7 +82,13 @@ def register_loss(spec: LossSpec) -> LossSpec:
 
 
 def _tensor(value: Any, device: torch.device) -> torch.Tensor | None:
-    return None if value is None else torch.as_tensor(value, dtype=torch.float32, device=device)
+    return None if value is None else _cached_tensor(value, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_tensor(value: float | tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """An option's tensor (class weights, pos_weight), made once per device, not per batch."""
+    return torch.as_tensor(value, dtype=torch.float32, device=device)
 
 
 def _as_float(y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -300,6 +307,7 @@ def build_loss(
     """The loss ``name`` (a registered name, ``package.module:function``, or a callable) with
     ``options`` (:data:`OPTION_DEFAULTS` keys; one it does not read is an error)."""
     opts = {**OPTION_DEFAULTS, **(options or {})}
+    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}  # hashable
     if callable(name) or (isinstance(name, str) and ":" in name):
         fn: Callable[..., torch.Tensor] = (
             import_callable(name, field) if isinstance(name, str) else name
