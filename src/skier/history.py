@@ -25,7 +25,21 @@ from typing import Any
 
 from skier._html import data_frame, html_table
 
-__all__ = ["History"]
+__all__ = ["History", "higher_is_better"]
+
+# Words of a logged key that mean "more is better" (accuracies, F1, precision, recall, AUROC,
+# R²); everything else (losses, errors, mae, rmse, hamming_loss) is minimised.
+_MAXIMISED = ("acc", "f1", "precision", "recall", "auroc", "auc", "r2")
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether a larger value of a logged key is better: the one rule early stopping,
+    checkpoints, plateau schedules, ``skier tune`` and ``skier runs --sort`` share.
+
+    >>> [higher_is_better(k) for k in ("val_f1_macro", "val_top_5_accuracy", "val_rmse", "loss")]
+    [True, True, False, False]
+    """
+    return any(part.startswith(_MAXIMISED) for part in key.split("_"))
 
 
 # A notebook shows a long history's first and last rows, not all of them.

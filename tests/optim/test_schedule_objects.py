@@ -491,7 +491,7 @@ def test_load_state_dict_takes_a_bare_torch_state() -> None:
         ({"name": "cyclical", "max_lr": 0.1, "base_lr": 0.2}, r"base_lr must be below"),
         ({"name": "cyclical", "max_lr": 1, "interval": "epoch"}, r"interval must be 'auto' or"),
         ({"name": "plateau", "interval": "step"}, r"interval must be 'auto' or 'epoch'"),
-        ({"name": "plateau", "mode": "mx"}, r"schedule\.mode must be one of 'min', 'max'"),
+        ({"name": "plateau", "mode": "mx"}, r"schedule\.mode must be one of 'auto', 'min', 'max'"),
         ({"name": "plateau", "factor": 1.0}, r"schedule\.factor must be less than 1"),
         ({"name": "one_cycle", "anneal_strategy": "cosine"}, r"anneal_strategy must be one of"),
         ({"name": "step", "gamma": 0}, r"schedule\.gamma must be greater than 0"),

@@ -160,8 +160,11 @@ def test_missing_required_callback(make_mlp: Any, clf_data: Data, clf_val: Data)
 
 
 def test_loss_that_does_not_fit_the_task(make_mlp: Any, reg_data: Data) -> None:
-    with pytest.raises(ConfigError, match=r"train\.loss must be a loss for regression"):
+    # Float targets with cross-entropy: the loss says classification, the targets do not fit.
+    with pytest.raises(DataError, match=r"'cross_entropy' needs integer class labels.*float32"):
         fit(make_mlp(out=1), reg_data, loss="cross_entropy", **CPU)
+    with pytest.raises(ConfigError, match=r"train\.loss must be a loss for regression"):
+        fit(make_mlp(out=1), reg_data, loss="cross_entropy", task="regression", **CPU)
 
 
 def test_bad_data(make_mlp: Any, clf_data: Data) -> None:

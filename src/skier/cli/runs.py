@@ -18,6 +18,7 @@ import click
 
 from skier.cli.common import store_option
 from skier.errors import StoreError, problem
+from skier.history import higher_is_better
 from skier.record.rundir import RunFiles
 
 __all__ = ["register"]
@@ -125,7 +126,7 @@ def runs_command(
 
 
 def _higher_is_better(key: str) -> bool:
-    return any(word in key for word in ("accuracy", "r2", "f1", "auc", "precision", "recall"))
+    return higher_is_better(key)
 
 
 # --- show ------------------------------------------------------------------------------------

@@ -146,13 +146,15 @@ def cv_command(
     click.echo(f"store: {outcome.store_url} (cv run {outcome.run_id}, folds are its children)")
 
 
-def _check_objective(objective: str) -> None:
-    hint = did_you_mean(objective, _OBJECTIVES)
-    # Other val_ metrics are allowed (the loop checks them against what it logs); a near miss
+def _check_objective(objective: str, metrics: list[str]) -> None:
+    """The objective is a validation key the loop logs: its own or one of ``train.metrics``."""
+    known = (*_OBJECTIVES, *(f"val_{m.rpartition(':')[2]}" for m in metrics))
+    hint = did_you_mean(objective, known)
+    # Other val_ keys are allowed (the runner checks them against what it logs); a near miss
     # of a known one is a typo.
-    if objective not in _OBJECTIVES and (hint or not objective.startswith("val_")):
+    if objective not in known and (hint or not objective.startswith("val_")):
         raise ConfigError(
-            f"--objective must be one of {', '.join(_OBJECTIVES)} (or another val_ metric); "
+            f"--objective must be one of {', '.join(known)} (or another val_ metric); "
             f"got {objective!r}.{hint}"
         )
 
@@ -235,7 +237,6 @@ def tune_command(
     """
     from skier.config.search import TuneConfig, load_space, parse_seeds
 
-    _check_objective(objective)
     values: dict[str, Any] = {
         "method": method,
         "sampler": sampler,
@@ -260,6 +261,7 @@ def tune_command(
     if space_path is None:
         raise ConfigError("--space must name a search space file; got none. Or use --resume.")
     cfg = load(config, overrides)
+    _check_objective(values["objective"], cfg.train.metrics)
     space = load_space(space_path, base=cfg)
     settings = _settings(TuneConfig, values, {"timeout_s": "--timeout"})
     from skier.runner.tune import run_tune  # torch and Optuna: only once the input is good

@@ -15,6 +15,8 @@ from skier.config.base import Fraction, PositiveInt, Section
 from skier.config.diagnostics import LRFindConfig
 from skier.errors import did_you_mean
 
+Positive = Annotated[float, Field(gt=0.0)]
+
 __all__ = [
     "CheckpointConfig",
     "DataConfig",
@@ -37,12 +39,14 @@ class DataConfig(Section):
     name: Literal["digits", "synthetic", "csv", "npz", "idx"] = "digits"
     path: str | None = Field(None, description="csv / npz file, or the IDX images file")
     labels_path: str | None = Field(None, description="IDX labels file (idx only)")
-    target: str | None = Field(None, description="target column (csv) or array key (npz: 'y')")
+    target: str | list[str] | None = Field(
+        None, description="target column (csv; several 0/1 columns: multi-label) or npz array key"
+    )
     features_key: str = Field("x", description="npz array key of the inputs")
     numeric_columns: list[str] | None = Field(None, description="csv: declared, else detected")
     categorical_columns: list[str] | None = Field(None, description="csv: declared, else detected")
     missing: Literal["error", "drop", "impute"] = "error"
-    task: Literal["auto", "classification", "regression"] = "auto"
+    task: Literal["auto", "classification", "regression", "multilabel"] = "auto"
     as_images: bool = Field(False, description="digits/idx: keep the N x 1 x H x W image shape")
     standardize: bool = True
     val_fraction: Fraction = 0.2
@@ -219,7 +223,7 @@ class ScheduleConfig(Section):
     three_phase: bool = False
     # plateau
     monitor: str = Field("val_loss", description="plateau: the logged metric it watches")
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["auto", "min", "max"] = "auto"  # plateau; auto: max for accuracy, f1, r2...
     factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.1, description="plateau: the lr is multiplied by this"
     )
@@ -320,7 +324,13 @@ class TrainConfig(Section):
     informative_floor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.2, description="informative sampling: share of the uniform distribution in the mix"
     )
-    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    loss: str = Field("auto", description="a loss by name, or package.module:function (README)")
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # cross_entropy
+    class_weights: list[Annotated[float, Field(ge=0.0)]] | None = None  # cross_entropy, nll
+    pos_weight: Positive | list[Positive] | None = None  # binary_cross_entropy: one or per label
+    huber_delta: Positive = 1.0  # huber: where quadratic turns linear
+    smooth_l1_beta: Positive = 1.0  # smooth_l1: where quadratic turns linear
+    metrics: list[str] = Field(default_factory=list, description="more metrics (README)")
     reduction: Literal["mean", "sum"] = "mean"
     grad_clip: Annotated[float, Field(gt=0.0)] | None = None
     grad_clip_mode: Literal["norm", "value"] = Field(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from skier.data.raw import RawData
-from skier.data.targets import TaskChoice, encode_target, examples
+from skier.data.targets import TaskChoice, encode_labels, encode_target, examples
 from skier.errors import DataError, did_you_mean, problem
 
 __all__ = ["as_inputs", "read_csv", "read_idx", "read_npz"]
@@ -58,13 +58,16 @@ def _is_numeric_dtype(col: pd.Series) -> bool:
 
 def read_csv(
     path: str | Path,
-    target: str,
+    target: str | Sequence[str],
     numeric_columns: Sequence[str] | None = None,
     categorical_columns: Sequence[str] | None = None,
     task: TaskChoice = "auto",
     missing: Literal["error", "drop", "impute"] = "error",
 ) -> RawData:
     """Read a CSV file with a header row; one column is the target, others are inputs.
+
+    Several target columns of 0/1 labels (``target=["a", "b"]``, or ``task="multilabel"``)
+    make a multi-label task: float32 ``N x L`` targets named by their columns.
 
     Each kind of column is declared or, when ``None``, detected among the columns not declared
     as the other kind: numeric dtypes are numeric, text and bool columns are categorical.
@@ -83,8 +86,8 @@ def read_csv(
     df.columns = pd.Index(columns)
 
     problems: list[str] = []
-    if target not in columns:
-        problems.append(_missing_column("data.target", target, columns, p))
+    targets = [target] if isinstance(target, str) else list(target)
+    problems += [_missing_column("data.target", t, columns, p) for t in targets if t not in columns]
     declared: dict[str, list[str]] = {}
     for setting, names in (
         ("data.numeric_columns", numeric_columns),
@@ -96,7 +99,7 @@ def read_csv(
         for name in names:
             if name not in columns:
                 problems.append(_missing_column(setting, name, columns, p))
-            elif name == target:
+            elif name in targets:
                 problems.append(problem(setting, "free of the target column", name))
     both = set(declared.get("data.numeric_columns", [])) & set(
         declared.get("data.categorical_columns", [])
@@ -106,14 +109,14 @@ def read_csv(
             problem("data.numeric_columns", "disjoint from data.categorical_columns", name)
         )
     for name in numeric_columns or []:
-        if name in columns and name != target and not _is_numeric_dtype(df[name]):
+        if name in columns and name not in targets and not _is_numeric_dtype(df[name]):
             bad = _bad_numeric_values(df[name], name, p)
             if bad is not None:
                 problems.append(bad)
     if problems:
         raise DataError(problems)
 
-    inputs = [c for c in columns if c != target]
+    inputs = [c for c in columns if c not in targets]
     if numeric_columns is not None:
         num = list(numeric_columns)
     else:
@@ -130,7 +133,7 @@ def read_csv(
     ignored = [c for c in inputs if c not in num and c not in cat]
 
     # Rows without a target cannot be trained on or imputed.
-    no_target = df[target].isna().to_numpy()
+    no_target = df[targets].isna().any(axis=1).to_numpy()
     rows_dropped = 0
     if no_target.any():
         if missing != "drop":
@@ -162,7 +165,12 @@ def read_csv(
             )
         x_num[:, j] = values
     x_cat = df[cat].to_numpy(dtype=object) if cat else None
-    y, resolved, class_names = encode_target(df[target], task, f"{p.name}: column {target!r}")
+    if len(targets) > 1 or task == "multilabel":
+        y, resolved, class_names = encode_labels(df[targets], f"{p.name}: columns {targets}")
+    else:
+        y, resolved, class_names = encode_target(
+            df[targets[0]], task, f"{p.name}: column {targets[0]!r}"
+        )
     return RawData(
         x_num=x_num,
         x_cat=x_cat,

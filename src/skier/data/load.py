@@ -63,6 +63,12 @@ def _config_problems(config: DataConfig) -> list[str]:
         problems.append(
             problem("data.target", "the name of the target column for data.name 'csv'", None)
         )
+    if name not in ("csv", "npz") and config.task == "multilabel":
+        problems.append(problem("data.task", f"not 'multilabel' for data.name {name!r} (csv "
+                                "and npz only)", config.task))  # fmt: skip
+    if name != "csv" and isinstance(config.target, list):
+        problems.append(problem("data.target", f"one name for data.name {name!r} (several "
+                                "target columns: csv only)", config.target))  # fmt: skip
     if name in ("digits", "idx") and config.task == "regression":
         problems.append(
             problem(
@@ -134,7 +140,7 @@ def load_raw(config: DataConfig, *, base_dir: Path | None = None) -> RawData:
     if config.name == "csv":
         return read_csv(
             path,
-            target=str(config.target),
+            target=config.target if isinstance(config.target, list) else str(config.target),
             numeric_columns=config.numeric_columns,
             categorical_columns=config.categorical_columns,
             task=config.task,
@@ -142,7 +148,10 @@ def load_raw(config: DataConfig, *, base_dir: Path | None = None) -> RawData:
         )
     if config.name == "npz":
         return read_npz(
-            path, features_key=config.features_key, target=config.target or "y", task=config.task
+            path,
+            features_key=config.features_key,
+            target=str(config.target or "y"),
+            task=config.task,
         )
     labels = _resolve(str(config.labels_path), base_dir)
     task = "classification" if config.task == "auto" else config.task

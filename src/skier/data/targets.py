@@ -16,9 +16,9 @@ import pandas as pd
 from skier.data.types import Task
 from skier.errors import DataError, problem
 
-__all__ = ["MAX_AUTO_CLASSES", "TaskChoice", "encode_target", "examples"]
+__all__ = ["MAX_AUTO_CLASSES", "TaskChoice", "encode_labels", "encode_target", "examples"]
 
-TaskChoice = Literal["auto", "classification", "regression"]
+TaskChoice = Literal["auto", "classification", "regression", "multilabel"]
 
 #: ``task="auto"`` calls an integer-valued target with at most this many values a class label.
 MAX_AUTO_CLASSES = 50
@@ -75,6 +75,8 @@ def encode_target(
         else:
             task = "regression"
 
+    if task == "multilabel":
+        return encode_labels(values.reshape(len(values), -1), field)
     if task == "regression":
         if not numeric:
             bad = examples(np.unique(values.astype(str)))
@@ -126,3 +128,35 @@ def encode_target(
             problem(field, "at least 2 classes for classification", names, "Check the target.")
         )
     return codes.astype(np.int64).reshape(-1), "classification", names
+
+
+_TRUE, _FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no"}
+
+
+def encode_labels(
+    y: np.ndarray | pd.DataFrame, field: str = "y"
+) -> tuple[np.ndarray, Task, list[str]]:
+    """Multi-label targets: one column per label, each 0/1 (or true/false, yes/no), as float32
+    ``N x L``; the labels are named by the columns (``label_0``, ... for an array).
+
+    >>> y, task, names = encode_labels(pd.DataFrame({"cat": [1, 0], "dog": ["yes", "no"]}))
+    >>> y.tolist(), task, names
+    ([[1.0, 1.0], [0.0, 0.0]], 'multilabel', ['cat', 'dog'])
+    """
+    if isinstance(y, pd.DataFrame):
+        names, values = [str(c) for c in y.columns], y.to_numpy(dtype=object)
+    else:
+        values = np.asarray(y, dtype=object)
+        if values.ndim != 2:
+            raise DataError(
+                problem(field, "an N x L array of 0/1 labels (multilabel)", values.shape)
+            )
+        names = [f"label_{j}" for j in range(values.shape[1])]
+    text = np.vectorize(lambda v: str(v).strip().lower(), otypes=[str])(values)
+    bad = ~np.isin(text, list(_TRUE | _FALSE))
+    if bad.any():
+        raise DataError(
+            problem(field, "0/1 labels for a multi-label task (or true/false, yes/no)",
+                    examples(np.unique(values[bad].astype(str))))
+        )  # fmt: skip
+    return np.isin(text, list(_TRUE)).astype(np.float32), "multilabel", names

@@ -16,7 +16,7 @@ from skier._html import html_table
 
 __all__ = ["DataBundle", "Split", "Task"]
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "multilabel"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,8 @@ class DataBundle:
     def _target_text(self) -> str:
         if self.task == "classification":
             return f"{self.num_classes} classes"
+        if self.task == "multilabel":
+            return f"{self.num_targets} labels"
         return f"{self.num_targets} target{'' if self.num_targets == 1 else 's'}"
 
     def __repr__(self) -> str:

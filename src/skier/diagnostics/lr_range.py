@@ -49,7 +49,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.metrics import LossFn, make_loss
+from skier.train.losses import LossFn, loss_options, resolve_loss
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -371,13 +371,7 @@ def _resolve_optimizer(
 
 def _loss_for(classification: bool, config: TrainConfig) -> LossFn:
     task = "classification" if classification else "regression"
-    name = config.loss
-    if name == "auto":
-        name = "cross_entropy" if classification else "mse"
-    elif (name == "cross_entropy") != classification:
-        expected = "'cross_entropy' or 'auto'" if classification else "'mse' or 'auto'"
-        raise ConfigError(problem("train.loss", f"{expected} for {task}", name))
-    return make_loss(name, config.reduction)
+    return resolve_loss(config.loss, task, reduction=config.reduction, options=loss_options(config))
 
 
 def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
@@ -438,7 +432,7 @@ def lr_range_test(
     optim_config: OptimConfig | Mapping[str, Any] | None = None,
     train_config: TrainConfig | Mapping[str, Any] | None = None,
     settings: LRFindConfig | Mapping[str, Any] | None = None,
-    task: Literal["classification", "regression"] | None = None,
+    task: Literal["classification", "regression", "multilabel"] | None = None,
     progress: bool | Literal["auto", "on", "off"] = "auto",
 ) -> LRRangeResult:
     """Run the LR range test on ``model`` with ``data`` (a bundle's train split, a ``Split``
@@ -469,12 +463,12 @@ def lr_range_test(
         raise ConfigError(problem("model", "a torch.nn.Module", type(model).__name__))
     cfg = as_section(LRFindConfig, settings, "lr_find.")
     train_cfg = as_section(TrainConfig, train_config, "train.")
+    if task is None and isinstance(data, DataBundle):
+        task = data.task
     if task not in (None, "classification", "regression"):
         raise ConfigError(problem("task", "'classification', 'regression' or None", task))
     trainable_parameters(model)  # raises ModelError for a model with nothing to train
     split = choose_split(data)
-    if task is None and isinstance(data, DataBundle):
-        task = data.task
     classification = classification_of(split, task)
     loss_fn = _loss_for(classification, train_cfg)
     _check_data(model, data, split, classification)

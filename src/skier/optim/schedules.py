@@ -55,6 +55,7 @@ from torch.optim.lr_scheduler import (
 
 from skier.config import ScheduleConfig, config_from_mapping
 from skier.errors import CheckpointError, ConfigError, problem
+from skier.history import higher_is_better
 
 __all__ = [
     "LRCurve",
@@ -269,6 +270,12 @@ def _warmup_epochs(config: ScheduleConfig, epochs: int) -> int:
     return min(config.warmup_epochs, max(epochs - 1, 0))
 
 
+def _plateau_mode(config: ScheduleConfig) -> Literal["min", "max"]:
+    if config.mode != "auto":
+        return config.mode
+    return "max" if higher_is_better(config.monitor) else "min"
+
+
 def build_schedule(
     optimizer: Optimizer, config: ScheduleConfig, *, epochs: int, steps_per_epoch: int
 ) -> Schedule | None:
@@ -298,7 +305,7 @@ def build_schedule(
     )
     if config.name == "plateau":
         plateau = ReduceLROnPlateau(
-            optimizer, mode=config.mode, factor=config.factor, patience=config.patience,
+            optimizer, mode=_plateau_mode(config), factor=config.factor, patience=config.patience,
             threshold=config.threshold, threshold_mode=config.threshold_mode,
             cooldown=config.cooldown, min_lr=config.min_lr,
         )  # fmt: skip

@@ -23,6 +23,7 @@ from skier.data import data_problems
 from skier.errors import ConfigError, DataError
 from skier.optim import build_optimizer
 from skier.train import Callback, Checkpoint, EarlyStopping
+from skier.train.scoring import metric_name
 from skier.train.setup import loop_keys, monitor_problems
 
 __all__ = ["check_run_config"]
@@ -102,11 +103,13 @@ def preflight(
             pretrained_path(init.pretrained, base_dir)
         except ConfigError as exc:
             files += exc.problems
-    reg = sections.get("regularization")
+    reg, train = sections.get("regularization"), sections.get("train")
     possible = loop_keys(
         classification=data is None or data.task != "regression",
         validation=True,  # a config's data always has a validation share (val_fraction > 0)
         penalty=reg is None or bool(reg.l1 or reg.l2),
+        metrics=[metric_name(m) for m in train.metrics] if train is not None else (),
+        train_metrics=train is not None and train.exact_train_error,
     )
     callbacks = monitoring_callbacks(
         sections.get("early_stopping"), sections.get("checkpoint"), Path("checkpoints")

@@ -76,6 +76,7 @@ from skier.train import (
 from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.callbacks.sharpness import SharpnessTracker
 from skier.train.checkpoint import load_checkpoint, load_model_weights
+from skier.train.losses import loss_options, model_output_size, resolve_loss
 from skier.train.state import TrainState
 
 if TYPE_CHECKING:  # single-process runs never import the distributed module
@@ -230,7 +231,11 @@ def _build(
     model = build_model(
         config.model,
         input_shape=data.input_shape,
-        output_size=data.output_size,
+        output_size=model_output_size(
+            resolve_loss(config.train.loss, data.task, options=loss_options(config.train)),
+            data.task,
+            data.output_size,
+        ),  # one logit for binary cross-entropy on two classes
         categorical_cardinalities=data.categorical_cardinalities,
     )
     if resuming:

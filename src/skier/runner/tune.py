@@ -35,7 +35,7 @@ from skier.config.search import (
     TuneConfig,
     set_config_values,
 )
-from skier.errors import ConfigError, TrainingError
+from skier.errors import ConfigError, TrainingError, did_you_mean
 from skier.record import (
     SCHEMA_VERSION,
     RunDir,
@@ -63,6 +63,8 @@ from skier.runner.workers import (
     _TuneTask,
     pruner_steps,
 )
+from skier.train.scoring import metric_name
+from skier.train.setup import loop_keys
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -128,19 +130,24 @@ def _resolve_trials(tune: TuneConfig, space: SearchSpace, study: Any) -> int:
     return max(size - len(done - {None}), 0)
 
 
-def _check_objective(tune: TuneConfig, task_kind: str) -> None:
+def _check_objective(tune: TuneConfig, task_kind: str, config: RunConfig) -> None:
+    """The objective (or cv_mean's metric) is a validation key a trial's run logs: loss, error
+    and accuracy (classification), and ``train.metrics``."""
     metric = tune.metric if tune.objective == "cv_mean" else tune.objective
-    problems = []
-    if not metric.startswith("val_"):
-        what = "--metric" if tune.objective == "cv_mean" else "--objective"
-        problems.append(
-            f"{what} must be cv_mean or a validation metric such as val_loss, val_error or "
-            f"val_accuracy; got {metric!r}."
-        )
-    elif task_kind == "regression" and metric in ("val_error", "val_accuracy"):
-        problems.append(f"--objective {metric!r} needs classification; use val_loss.")
-    if problems:
-        raise ConfigError(problems)
+    what = "--metric" if tune.objective == "cv_mean" else "--objective"
+    logged = loop_keys(
+        classification=task_kind != "regression", validation=True, penalty=False,
+        metrics=[metric_name(m) for m in config.train.metrics],
+    )  # fmt: skip
+    valid = sorted(k for k in logged if k.startswith("val_"))
+    if metric in valid:
+        return
+    if task_kind == "regression" and metric in ("val_error", "val_accuracy"):
+        raise ConfigError(f"{what} {metric!r} needs classification; use val_loss.")
+    raise ConfigError(
+        f"{what} must be cv_mean or a validation metric the run logs ({', '.join(valid)}); "
+        f"got {metric!r}.{did_you_mean(metric, valid)} More metrics: train.metrics."
+    )
 
 
 def run_tune(
@@ -204,7 +211,7 @@ def _run_tune(
 
     # Validate before writing: the data, the objective, the grid, the storage.
     task_kind = load_data(config.data, base_dir=base).task
-    _check_objective(tune, task_kind)
+    _check_objective(tune, task_kind, config)
     metric = tune.metric if tune.objective == "cv_mean" else tune.objective
     direction = objective_direction(metric, tune.direction)
     make_sampler(tune.method, space, seed=tune.seed, sampler=tune.sampler)  # grid errors now

@@ -21,7 +21,9 @@ import torch
 
 from skier.data.types import Split
 from skier.train.batches import BatchSource
+from skier.train.losses import Loss
 from skier.train.metrics import eval_mode, split_sums
+from skier.train.scoring import Scoring
 from skier.train.state import CheckpointRequest, TrainState
 
 __all__ = ["ProcessGroup", "shard_bounds"]
@@ -107,14 +109,22 @@ class ProcessGroup:
 
     # --- built on the collectives -------------------------------------------------------------
     def evaluate(
-        self, model: torch.nn.Module, split: Split, *, classification: bool, batch_size: int = 4096
+        self,
+        model: torch.nn.Module,
+        split: Split,
+        *,
+        classification: bool,
+        batch_size: int = 4096,
+        loss: Loss | None = None,
+        scoring: Scoring | None = None,
     ) -> dict[str, float]:
         """Loss (and error, accuracy) over the whole ``split``, in eval mode: each rank
-        evaluates its contiguous share, and the sums and counts are added over the ranks."""
+        evaluates its contiguous share, and the sums and counts are added over the ranks.
+        ``scoring``'s metrics need the whole split on one process (set-up refuses more)."""
         lo, hi = shard_bounds(len(split), self.rank, self.world_size)
         with eval_mode(model):
             sums = split_sums(model, split, classification=classification, lo=lo, hi=hi,
-                              batch_size=batch_size)  # fmt: skip
+                              batch_size=batch_size, loss=loss, scoring=scoring)  # fmt: skip
         return sums.metrics(self.sum_counts(sums.totals()))
 
     def follow_main(self, state: TrainState) -> None:

@@ -30,7 +30,9 @@ from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, verdict
 from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
 from skier.train.group import ProcessGroup
-from skier.train.metrics import SplitSums, evaluate_split, targets_per_example
+from skier.train.losses import LossFn, build_loss
+from skier.train.metrics import SplitSums, count_wrong, evaluate_split, targets_per_example
+from skier.train.scoring import Scoring
 from skier.train.setup import DataLike, Setup, _as_split, prepare
 from skier.train.state import TrainState
 from skier.train.step import LossAndExtra
@@ -310,6 +312,9 @@ class _EpochSums:
         self.sums = SplitSums(s.device, classification=s.classification, dtype=dtype)
         self.mean = s.reduction == "mean"  # else the batch loss is a sum over its examples
         self.classification = s.classification
+        # A summed loss over several numbers per example (regression, binary labels) is divided
+        # by how many there are; cross-entropy sums one value per example already.
+        self.per_target = s.loss_fn.targets in ("binary", "real")
         self.penalty = torch.zeros((), dtype=dtype, device=s.device) if s.penalty else None
         self.steps = 0
 
@@ -327,10 +332,10 @@ class _EpochSums:
         if self.mean:  # a mean over the batch: n times it is the sum over its examples
             scale = float(n)
         else:  # a sum: regression sums over every target of every example
-            scale = 1.0 if self.classification else 1.0 / targets_per_example(out)
+            scale = 1.0 / targets_per_example(out) if self.per_target else 1.0
         self.sums.loss.add_(data_loss.detach(), alpha=scale)
         if self.classification:
-            self.sums.wrong.add_((out.detach().argmax(dim=1) != y).sum())
+            self.sums.wrong.add_(count_wrong(out.detach(), y))
         self.sums.seen += n
 
     def totals(self) -> list[torch.Tensor | float]:
@@ -523,10 +528,15 @@ def evaluate(
     model: torch.nn.Module,
     data: Split | tuple[Any, Any],
     *,
-    task: Literal["classification", "regression"] | None = None,
+    task: Literal["classification", "regression", "multilabel"] | None = None,
     batch_size: int = 4096,
+    loss: str | LossFn | None = None,
+    metrics: Sequence[Any] = (),
+    **loss_options: Any,
 ) -> dict[str, float]:
-    """Loss (and error, accuracy) of ``model`` on ``data``, in eval mode, on the model's device.
+    """Loss (and error, accuracy; ``metrics``) of ``model`` on ``data``, in eval mode, on the
+    model's device. ``loss`` (a name or a callable, with its ``loss_options`` such as
+    ``label_smoothing``) is the one ``fit`` would use; default cross-entropy or MSE.
 
     >>> evaluate(model, data.test)          # doctest: +SKIP
     {'loss': 0.08, 'error': 0.02, 'accuracy': 0.98}
@@ -536,7 +546,13 @@ def evaluate(
         raise TypeError("evaluate() takes in-memory data: a Split or an (inputs, targets) pair")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if task is None:
-        task = "regression" if split.targets.is_floating_point() else "classification"
+        if split.targets.dim() == 2 and loss == "binary_cross_entropy":
+            task = "multilabel"
+        else:
+            task = "regression" if split.targets.is_floating_point() else "classification"
+    built = None if loss is None else build_loss(loss, options=loss_options)
+    scoring = Scoring.for_task(metrics, task)
     return evaluate_split(
-        model, split.to(device), classification=task == "classification", batch_size=batch_size
-    )
+        model, split.to(device), classification=task != "regression", batch_size=batch_size,
+        loss=built, scoring=scoring,
+    )  # fmt: skip

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from skier.data.types import Split
+from skier.train.losses import Loss, LossFn, build_loss
+from skier.train.scoring import Accumulator, Scoring
 
 __all__ = [
     "LossFn",
     "SplitSums",
     "batch_sums",
+    "count_wrong",
     "eval_mode",
     "evaluate_split",
     "make_example_loss",
@@ -24,35 +27,20 @@ __all__ = [
     "targets_per_example",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-def make_loss(
-    name: Literal["cross_entropy", "mse"], reduction: Literal["mean", "sum"] = "mean"
-) -> LossFn:
-    """Cross-entropy on logits (classification) or mean squared error (regression).
+def make_loss(name: str, reduction: Literal["mean", "sum"] = "mean") -> Loss:
+    """A registered loss by name (:mod:`skier.train.losses`) with its default options.
 
     With ``reduction="sum"`` the gradient, and so the effective step, grows with the batch size.
     """
-    if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, reduction=reduction)
-
-    def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out, y.reshape(out.shape), reduction=reduction)
-
-    return mse
+    return build_loss(name, reduction=reduction)
 
 
-def make_example_loss(name: Literal["cross_entropy", "mse"]) -> LossFn:
+def make_example_loss(name: str) -> LossFn:
     """One loss per example (shape ``N``): the mean over targets for regression."""
-    if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
-
-    def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        per = F.mse_loss(out, y.reshape(out.shape), reduction="none")
-        return per.reshape(per.shape[0], -1).mean(dim=1)
-
-    return mse
+    per_example = build_loss(name).per_example
+    assert per_example is not None  # every built-in gives per-example values
+    return per_example
 
 
 def targets_per_example(out: torch.Tensor) -> int:
@@ -61,59 +49,98 @@ def targets_per_example(out: torch.Tensor) -> int:
     return max(math.prod(out.shape[1:]), 1)
 
 
+def count_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How many examples of a batch a classifier gets wrong: the arg-max class, a single
+    logit's sign (binary cross-entropy), or any label of a multi-label example."""
+    if y.dim() == 2:  # multi-label: wrong unless every label is right (subset accuracy)
+        return ((out > 0) != (y > 0.5)).any(dim=1).sum()
+    if out.shape[-1] == 1:
+        return ((out[..., 0] > 0).long() != y).sum()
+    return (out.argmax(dim=-1) != y).sum()
+
+
 def batch_sums(
-    out: torch.Tensor, y: torch.Tensor, *, classification: bool
+    out: torch.Tensor, y: torch.Tensor, *, classification: bool, loss: Loss | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss summed over a batch's examples (per example: cross-entropy, or squared error
-    averaged over the targets) and, for classification, the number it gets wrong (else 0).
+    averaged over the targets; ``loss``: that loss's per-example value) and, for
+    classification, the number it gets wrong (else 0).
 
     Written with batch-level ops only, so ``torch.func.vmap`` can run it over many weight
     settings at once (the landscapes' many-points pass does).
     """
+    zero = torch.zeros((), dtype=torch.int64, device=out.device)
+    if loss is not None:
+        total, _ = loss.batch_sum(out, y)
+        return total, count_wrong(out, y) if classification else zero
     if classification:
         wrong = (out.argmax(dim=-1) != y).sum()
         return F.cross_entropy(out, y, reduction="sum"), wrong
     squared = F.mse_loss(out, y.reshape(out.shape), reduction="sum")
-    return squared / targets_per_example(out), torch.zeros((), dtype=torch.int64, device=out.device)
+    return squared / targets_per_example(out), zero
 
 
 class SplitSums:
-    """Sums and counts over examples (loss, wrong, seen), kept on the device and read once.
+    """Sums and counts over examples (loss, wrong, seen), kept on the device and read once;
+    with ``scoring``, the device state of the metrics it asks for (:mod:`skier.train.scoring`).
 
     Sums, not means, so that shares of a split (batches, distributed ranks) add up exactly to
-    the metric over every example.
+    the metric over every example. A loss with class weights divides by the examples' total
+    weight (``weight``), as torch's weighted mean does.
     """
 
     def __init__(
-        self, device: torch.device, *, classification: bool, dtype: torch.dtype = torch.float64
+        self,
+        device: torch.device,
+        *,
+        classification: bool,
+        dtype: torch.dtype = torch.float64,
+        scoring: Scoring | None = None,
     ) -> None:
         self.classification = classification
         self.loss = torch.zeros((), dtype=dtype, device=device)
         self.wrong = torch.zeros((), dtype=torch.int64, device=device)
+        self.weight: torch.Tensor | None = None
         self.seen = 0
+        self.scores: Accumulator | None = scoring.start(device) if scoring else None
 
-    def add(self, loss_sum: torch.Tensor, wrong: torch.Tensor | None, n: int) -> None:
-        """One batch: its summed per-example loss, its wrong count, its size."""
+    def add(
+        self,
+        loss_sum: torch.Tensor,
+        wrong: torch.Tensor | None,
+        n: int,
+        weight: torch.Tensor | None = None,
+    ) -> None:
+        """One batch: its summed per-example loss, its wrong count, its size (and the
+        examples' total class weight, when the loss weighs classes)."""
         self.loss.add_(loss_sum.detach())
         if self.classification and wrong is not None:
             self.wrong.add_(wrong)
+        if weight is not None:
+            self.weight = weight.double() if self.weight is None else self.weight + weight
         self.seen += n
 
     def totals(self) -> list[torch.Tensor | float]:
-        """``[loss, wrong, seen]``: what a distributed run all-reduces."""
-        return [self.loss, self.wrong, float(self.seen)]
+        """``[loss, wrong, seen]`` (and the class weight): what a distributed run all-reduces."""
+        weight = [] if self.weight is None else [self.weight]
+        return [self.loss, self.wrong, float(self.seen), *weight]
 
     def metrics(self, totals: list[float] | None = None) -> dict[str, float]:
-        """Mean loss (and error, accuracy) from these sums, or from ``totals`` (all-reduced)."""
+        """Mean loss (and error, accuracy) from these sums, or from ``totals`` (all-reduced),
+        then the asked-for metrics."""
         if totals is None:  # one synchronisation for both numbers
             loss, wrong = torch.stack([self.loss.double(), self.wrong.double()]).tolist()
             seen = float(self.seen)
+            denominator = float(self.weight) if self.weight is not None else seen
         else:
-            loss, wrong, seen = totals
-        result = {"loss": loss / max(seen, 1.0)}
+            loss, wrong, seen = totals[:3]
+            denominator = totals[3] if len(totals) > 3 else seen
+        result = {"loss": loss / (denominator if denominator > 0 else 1.0)}
         if self.classification:
             result["error"] = wrong / max(seen, 1.0)
             result["accuracy"] = 1.0 - result["error"]
+        if self.scores is not None:
+            result.update(self.scores.compute())
         return result
 
 
@@ -137,16 +164,27 @@ def split_sums(
     lo: int = 0,
     hi: int | None = None,
     batch_size: int = 4096,
+    loss: Loss | None = None,
+    scoring: Scoring | None = None,
 ) -> SplitSums:
     """The sums over examples ``[lo, hi)`` of ``split`` (all of it by default), in batches, in
-    the model's current mode: the one evaluation pass every metric of skier is built on."""
+    the model's current mode: the one evaluation pass every metric of skier is built on.
+    ``loss``: the run's loss (default: cross-entropy or MSE); ``scoring``: more metrics."""
     hi = len(split) if hi is None else hi
-    sums = SplitSums(split.device, classification=classification)
+    sums = SplitSums(split.device, classification=classification, scoring=scoring)
     for start in range(lo, hi, batch_size):
         stop = min(start + batch_size, hi)
         out = model(*(t[start:stop] for t in split.inputs)).float()
-        loss_sum, wrong = batch_sums(out, split.targets[start:stop], classification=classification)
-        sums.add(loss_sum, wrong, stop - start)
+        y = split.targets[start:stop]
+        if loss is None:
+            loss_sum, wrong = batch_sums(out, y, classification=classification)
+            sums.add(loss_sum, wrong, stop - start)
+        else:
+            loss_sum, weight = loss.batch_sum(out, y)
+            sums.add(loss_sum, count_wrong(out, y) if classification else None, stop - start,
+                     weight)  # fmt: skip
+        if sums.scores is not None:
+            sums.scores.update(out, y)
     return sums
 
 
@@ -156,11 +194,15 @@ def evaluate_split(
     *,
     classification: bool,
     batch_size: int = 4096,
+    loss: Loss | None = None,
+    scoring: Scoring | None = None,
 ) -> dict[str, float]:
-    """Mean loss (and error, accuracy for classification) over a whole split, in eval mode.
+    """Mean loss (and error, accuracy for classification; ``scoring``'s metrics) over a whole
+    split, in eval mode.
 
     The caller's train/eval mode is restored afterwards.
     """
     with eval_mode(model):
-        sums = split_sums(model, split, classification=classification, batch_size=batch_size)
+        sums = split_sums(model, split, classification=classification, batch_size=batch_size,
+                          loss=loss, scoring=scoring)  # fmt: skip
         return sums.metrics()

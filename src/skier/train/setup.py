@@ -47,8 +47,16 @@ from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
 from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
-from skier.train.metrics import LossFn, make_example_loss, make_loss
+from skier.train.losses import (
+    Loss,
+    LossFn,
+    loss_options,
+    loss_task,
+    model_output_size,
+    resolve_loss,
+)
 from skier.train.regularize import Penalty
+from skier.train.scoring import Scoring
 from skier.train.step import OptimizerStep, step_problems
 
 __all__ = ["DataLike", "Setup", "averaged_tag", "loop_keys", "monitor_problems", "prepare"]
@@ -111,8 +119,8 @@ class Setup:
     test: Split | None
     optimizer: torch.optim.Optimizer
     schedule: Schedule | None
-    loss_fn: LossFn
-    example_loss: LossFn  # per-example losses (informative sampling)
+    loss_fn: Loss
+    example_loss: LossFn | None  # per-example losses (informative sampling); None: a callable's
     callbacks: list[Callback]
     available_keys: frozenset[str]
     step: OptimizerStep
@@ -122,6 +130,7 @@ class Setup:
     batches: BatchSource | None = None
     penalty: Penalty | None = None
     average: WeightAverage | None = None  # EMA or SWA of the weights, built on the device
+    scoring: Scoring | None = None  # train.metrics, computed by every evaluation pass
     trained: torch.nn.Module = field(init=False)  # `model`, or the DDP wrapper that trains it
 
     def __post_init__(self) -> None:
@@ -131,6 +140,7 @@ class Setup:
         """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
         if weights is None:
             return self.loss_fn(out, y)
+        assert self.example_loss is not None  # set-up refuses weights without per-example losses
         per_example = self.example_loss(out, y)
         if isinstance(self.batches, InformativeBatches):
             self.batches.observe(per_example)
@@ -158,7 +168,8 @@ class Setup:
 
     @property
     def classification(self) -> bool:
-        return self.task == "classification"
+        """Whether the loop counts errors: class labels, one or several per example."""
+        return self.task in ("classification", "multilabel")
 
     @property
     def scaler(self) -> torch.amp.GradScaler | None:
@@ -169,8 +180,9 @@ class Setup:
         """Metrics of the model (or ``model``: the averaged weights) over a whole split;
         distributed, every rank evaluates a share."""
         return self.group.evaluate(
-            model if model is not None else self.model, split, classification=self.classification
-        )
+            model if model is not None else self.model, split, classification=self.classification,
+            loss=self.loss_fn, scoring=self.scoring,
+        )  # fmt: skip
 
     def evaluate_average(self, split: Split) -> dict[str, float]:
         """The averaged weights' metrics, as ``{tag}_loss``, ... (``{}`` before it holds any)."""
@@ -253,17 +265,26 @@ class Setup:
         self.test = self.test.to(self.device) if self.test is not None else None
 
 
-def _infer_task(train: Any, declared: str | None) -> str:
+def _infer_task(train: Any, declared: str | None, loss: Any) -> str:
+    """The declared task, else the one the loss implies (binary cross-entropy on N x L targets:
+    multi-label), else classification for integer targets and regression for float ones."""
     if declared is not None:
-        if declared not in ("classification", "regression"):
-            raise ConfigError(problem("task", "'classification' or 'regression'", declared))
+        if declared not in ("classification", "regression", "multilabel"):
+            tasks = "'classification', 'regression' or 'multilabel'"
+            raise ConfigError(problem("task", tasks, declared))
         return declared
     if isinstance(train, Split):
-        return "regression" if train.targets.is_floating_point() else "classification"
-    sample = _first_example(train)
-    if sample is None:
-        raise ConfigError("task must be given for this data set (its first example is unreadable).")
-    target = torch.as_tensor(sample[-1])
+        target = train.targets
+    else:
+        sample = _first_example(train)
+        if sample is None:
+            raise ConfigError(
+                "task must be given for this data set (its first example is unreadable)."
+            )
+        target = torch.as_tensor(sample[-1]).unsqueeze(0)
+    implied = loss_task(loss, target)
+    if implied is not None:
+        return implied
     return "regression" if target.is_floating_point() else "classification"
 
 
@@ -280,7 +301,7 @@ def _output_size(task: str, splits: Sequence[Split | None], bundle: DataBundle |
     if bundle is not None:
         return bundle.output_size
     known = [s for s in splits if s is not None]
-    if task == "regression":
+    if task != "classification":  # regression targets, multi-label labels
         return int(known[0].targets.shape[1]) if known and known[0].targets.dim() > 1 else 1
     return int(max(int(s.targets.max()) for s in known) + 1) if known else 0
 
@@ -316,10 +337,18 @@ def averaged_tag(cfg: TrainConfig) -> str | None:
 
 
 def loop_keys(
-    *, classification: bool, validation: bool, penalty: bool, average: str | None = None
+    *,
+    classification: bool,
+    validation: bool,
+    penalty: bool,
+    average: str | None = None,
+    metrics: Sequence[str] = (),
+    train_metrics: bool = False,
 ) -> frozenset[str]:
     """The log keys the loop produces: what a callback or a plateau schedule may monitor.
-    ``average`` (``"ema"``, ``"swa"``): the averaged weights' validation keys too.
+    ``average`` (``"ema"``, ``"swa"``): the averaged weights' validation keys too;
+    ``metrics``: ``train.metrics``' names (``val_<name>``; un-prefixed too with
+    ``train_metrics``, the exact pass over the training split).
 
     >>> sorted(loop_keys(classification=False, validation=True, penalty=False, average="ema"))
     ['epoch', 'epoch_time', 'loss', 'lr', 'val_ema_loss', 'val_loss']
@@ -329,11 +358,13 @@ def loop_keys(
         keys.add("penalty")
     if classification:
         keys |= {"error", "accuracy"}
+    evaluated = [k for k in keys if k in ("loss", "error", "accuracy")] + list(metrics)
+    if train_metrics:
+        keys |= set(metrics)
     if validation:
-        metrics = [k for k in keys if k in ("loss", "error", "accuracy")]
-        keys |= {f"val_{k}" for k in metrics}
+        keys |= {f"val_{k}" for k in evaluated}
         if average is not None:
-            keys |= {f"val_{average}_{k}" for k in metrics}
+            keys |= {f"val_{average}_{k}" for k in evaluated}
     return frozenset(keys)
 
 
@@ -410,6 +441,12 @@ def prepare(
     """Validate and resolve everything; change nothing."""
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    # A callable loss or metric is no config value: kept aside, its place checked as a name.
+    settings = dict(settings)
+    given_loss = settings.pop("loss") if callable(settings.get("loss")) else None
+    given_metrics = list(settings.get("metrics") or [])
+    if given_metrics:
+        settings["metrics"] = [m for m in given_metrics if isinstance(m, str)]
     try:
         cfg_train, cfg_optim, cfg_sched, cfg_reg = _settings(settings, optimizer, schedule)
     except ValidationError as exc:  # pragma: no cover - config_from_mapping converts these
@@ -447,19 +484,25 @@ def prepare(
         if problems:
             raise ConfigError(problems)
     device = resolve_device(cfg_train.device)
-    resolved_task = _infer_task(train_s, task)
+    resolved_task = _infer_task(train_s, task, given_loss or cfg_train.loss)
     splits = [train_s if isinstance(train_s, Split) else None, val_s, test_s]
-    output_size = _output_size(resolved_task, splits, bundle)
-    loss_name = cfg_train.loss
-    if loss_name == "auto":
-        loss_name = "cross_entropy" if resolved_task == "classification" else "mse"
-    elif (loss_name == "cross_entropy") != (resolved_task == "classification"):
-        raise ConfigError(problem("train.loss", f"a loss for {resolved_task}", loss_name))
+    loss = resolve_loss(given_loss or cfg_train.loss, resolved_task, reduction=cfg_train.reduction,
+                        options=loss_options(cfg_train))  # fmt: skip
+    classes = _output_size(resolved_task, splits, bundle)
+    output_size = model_output_size(loss, resolved_task, classes)
+    problems = loss.target_problems(
+        dict(zip(("train", "val", "test"), splits, strict=True)), classes
+    )
+    if problems:
+        raise DataError(problems)
+    scoring = Scoring.for_task(given_metrics or cfg_train.metrics, resolved_task)
     available = loop_keys(
-        classification=resolved_task == "classification",
+        classification=resolved_task != "regression",
         validation=val_s is not None,
         penalty=bool(cfg_reg.l1 or cfg_reg.l2),
         average=averaged_tag(cfg_train),
+        metrics=scoring.names if scoring is not None else (),
+        train_metrics=cfg_train.exact_train_error,
     )
     callbacks = list(callbacks)
     problems = monitor_problems(callbacks, available, cfg_sched if scheduler is None else None)
@@ -481,6 +524,15 @@ def prepare(
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
     problems += _accumulate_problems(cfg_train, train_s)
+    if cfg_train.sampling == "informative" and loss.per_example is None:
+        problems.append(
+            problem("train.loss", "a loss that gives per-example values with train.sampling "
+                    "'informative'", loss.name, "Give the callable a reduction argument "
+                    "(reduction='none': one value per example), or sample uniformly.")
+        )  # fmt: skip
+    if scoring is not None and group.world_size > 1:
+        problems.append(problem("train.metrics", "empty in a distributed run (for now)",
+                                scoring.names))  # fmt: skip
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
         problems.append(
             problem("optim.sam", "null when fit() is given an optimizer object", cfg_optim.sam,
@@ -513,13 +565,21 @@ def prepare(
         test=test_s,
         optimizer=opt,
         schedule=None,
-        loss_fn=make_loss(loss_name, reduction),  # type: ignore[arg-type]
-        example_loss=make_example_loss(loss_name),
+        loss_fn=loss
+        if reduction == cfg_train.reduction
+        else resolve_loss(
+            given_loss or cfg_train.loss,
+            resolved_task,
+            reduction=reduction,
+            options=loss_options(cfg_train),
+        ),
+        example_loss=loss.per_example,
         callbacks=callbacks,
         available_keys=available,
         step=step,
         group=group,
         reduction=reduction,
+        scoring=scoring,
         penalty=(
             Penalty(model, l1=cfg_reg.l1, l2=cfg_reg.l2, penalize=cfg_reg.penalize)
             if cfg_reg.l1 or cfg_reg.l2

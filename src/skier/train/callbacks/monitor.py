@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from skier.errors import ConfigError, problem
+from skier.history import higher_is_better
 from skier.train.callbacks.base import Callback
 from skier.train.state import TrainState
 
@@ -16,16 +17,19 @@ Mode = Literal["auto", "min", "max"]
 
 
 def resolve_mode(monitor: str, mode: str) -> Literal["min", "max"]:
-    """``auto``: maximise accuracies, minimise everything else (losses, errors).
+    """``auto``: maximise accuracies, F1, precision, recall, AUROC and R²; minimise everything
+    else (losses, errors, mae, rmse): :func:`skier.history.higher_is_better`.
 
     >>> resolve_mode("val_accuracy", "auto"), resolve_mode("val_loss", "auto")
+    ('max', 'min')
+    >>> resolve_mode("val_f1_macro", "auto"), resolve_mode("val_rmse", "auto")
     ('max', 'min')
     """
     if mode == "min":
         return "min"
     if mode == "max":
         return "max"
-    return "max" if "acc" in monitor else "min"
+    return "max" if higher_is_better(monitor) else "min"
 
 
 class Monitor(Callback):

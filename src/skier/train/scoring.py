@@ -1,0 +1,397 @@
+"""Metrics beyond loss and error (``train.metrics``): one registry, one entry per metric.
+
+The built-ins add up on the device during an evaluation pass — a confusion matrix for the
+classification metrics, per-target sums for the regression ones, the scores themselves for
+AUROC — and are read once at its end, so they cost no host synchronisation per batch. Each one
+equals scikit-learn's ``sklearn.metrics`` function on the same predictions (``precision``,
+``recall`` and ``f1`` are the binary ones for two classes and the macro averages otherwise).
+Any callable ``f(outputs, targets) -> float`` (given every output of the split at once) and any
+object with ``update(outputs, targets)`` and ``compute()`` (a torchmetrics metric, say) is a
+metric too.
+
+>>> scoring = Scoring(["f1_macro", "balanced_accuracy"], kind="classes", num_classes=3)
+>>> acc = scoring.start(torch.device("cpu"))
+>>> acc.update(torch.eye(3)[[0, 1, 2, 2]], torch.tensor([0, 1, 2, 1]))
+>>> {k: round(v, 4) for k, v in acc.compute().items()}
+{'f1_macro': 0.7778, 'balanced_accuracy': 0.8333}
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from skier.errors import ConfigError, did_you_mean, problem
+
+__all__ = ["METRICS", "MetricSpec", "Scoring", "metric_name", "register_metric"]
+
+# What the model's outputs and targets are: class logits (or one binary logit), several 0/1
+# labels per example, numbers.
+Kind = Literal["classes", "multilabel", "real"]
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One built-in metric: the kinds of task it scores, the device state it needs
+    (``confusion``, ``scores``, ``sums``, ``top_k``) and how its value comes from that state."""
+
+    name: str
+    kinds: frozenset[str]
+    needs: str
+    compute: Callable[[State, int], float]  # (state on the CPU, number of classes)
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Make ``spec`` available as ``train.metrics: [<spec.name>]``."""
+    METRICS[spec.name] = spec
+    return spec
+
+
+# --- classification, from counts -----------------------------------------------------------
+def _counts(s: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per class (or label): true positives, false positives, false negatives, and whether
+    scikit-learn counts it (present among the targets or predictions; every label for
+    multi-label)."""
+    if "confusion" in s:
+        c = s["confusion"]
+        tp = c.diagonal()
+        fp, fn = c.sum(0) - tp, c.sum(1) - tp
+        return tp, fp, fn, (c.sum(0) + c.sum(1)) > 0
+    tp, fp, fn = s["tp"], s["fp"], s["fn"]
+    return tp, fp, fn, torch.ones_like(tp, dtype=torch.bool)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return torch.where(den > 0, num / den.clamp(min=1e-300), torch.zeros_like(num))
+
+
+def _per_class(what: str, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    if what == "precision":
+        return _ratio(tp, tp + fp)
+    if what == "recall":
+        return _ratio(tp, tp + fn)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def _averaged(what: str, average: str) -> Callable[[State, int], float]:
+    def compute(s: State, classes: int) -> float:
+        tp, fp, fn, counted = _counts(s)
+        if average == "auto":  # binary for two classes, else macro (the default names)
+            binary = "confusion" in s and s["confusion"].shape[0] == 2
+            average_now = "binary" if binary else "macro"
+        else:
+            average_now = average
+        if average_now == "binary":
+            return float(_per_class(what, tp[1:], fp[1:], fn[1:])[0])
+        if average_now == "micro":
+            return float(_per_class(what, tp.sum(), fp.sum(), fn.sum()))
+        values = _per_class(what, tp, fp, fn)[counted]
+        if average_now == "weighted":
+            support = (tp + fn)[counted]
+            return float((values * support).sum() / support.sum()) if support.sum() > 0 else 0.0
+        return float(values.mean()) if values.numel() else 0.0
+
+    return compute
+
+
+def _accuracy(s: State, classes: int) -> float:
+    if "confusion" in s:
+        c = s["confusion"]
+        return float(c.diagonal().sum() / c.sum().clamp(min=1))
+    return float(s["subset_correct"] / s["seen"].clamp(min=1))
+
+
+def _balanced_accuracy(s: State, classes: int) -> float:
+    c = s["confusion"]
+    support = c.sum(1)
+    present = support > 0
+    return float((c.diagonal()[present] / support[present]).mean())
+
+
+def _hamming_loss(s: State, classes: int) -> float:
+    return float((s["fp"] + s["fn"]).sum() / (s["seen"] * s["tp"].numel()).clamp(min=1))
+
+
+# --- AUROC, from the scores ------------------------------------------------------------------
+def _mean_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """The ranks (from 1) of a 1-D tensor's values, tied values sharing their mean rank."""
+    ordered, order = scores.sort()  # 1-D: much faster on the CPU than a sort along dim 0
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = torch.empty(scores.shape[0], dtype=torch.float64)
+    ranks[order] = (ends - (counts.double() - 1) / 2)[inverse]
+    return ranks
+
+
+def _auroc(s: State, classes: int) -> float:
+    """The area under the ROC curve, per class or label (one-vs-rest) then averaged: the
+    Mann-Whitney statistic with tied scores ranked by their mean rank, which is the trapezoidal
+    area scikit-learn computes; ``nan`` where a column has one class only (scikit-learn
+    refuses those)."""
+    scores, y = s["scores"], s["targets"]
+    if scores.dim() == 1:  # binary: the positive class's score
+        scores, positive = scores[:, None], y.bool()[:, None]
+    elif y.dim() == 1:
+        positive = torch.nn.functional.one_hot(y.long(), scores.shape[1]).bool()
+    else:
+        positive = y.bool()
+    n_pos = positive.sum(0).double()
+    n_neg = positive.shape[0] - n_pos
+    columns = scores.T.contiguous()
+    ranks = torch.stack([_mean_ranks(col) for col in columns], dim=1)
+    u = (ranks * positive).sum(0) - n_pos * (n_pos + 1) / 2
+    auc = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp(min=1), math.nan)
+    return float(auc.mean())
+
+
+# --- regression, from running moments -----------------------------------------------------
+def _regression(what: str) -> Callable[[State, int], float]:
+    def compute(s: State, classes: int) -> float:
+        n = s["seen"].clamp(min=1)
+        if what == "mae":
+            per = s["abs"] / n
+        elif what in ("mse", "rmse"):
+            per = s["sq"] / n
+            per = per.sqrt() if what == "rmse" else per
+        else:  # r2, with scikit-learn's finite answer for a constant target
+            res, tot = s["sq"], s["m2"]
+            per = torch.where(
+                tot > 0, 1 - res / tot.clamp(min=1e-300), torch.where(res == 0, 1.0, 0.0).double()
+            )
+        return float(per.mean())
+
+    return compute
+
+
+_C, _ML, _R = "classes", "multilabel", "real"
+for _name, _kinds, _needs, _fn in [
+    ("accuracy", {_C, _ML}, "confusion", _accuracy),
+    ("balanced_accuracy", {_C}, "confusion", _balanced_accuracy),
+    ("hamming_loss", {_ML}, "confusion", _hamming_loss),
+    ("auroc", {_C, _ML}, "scores", _auroc),
+    ("mae", {_R}, "sums", _regression("mae")),
+    ("mse", {_R}, "sums", _regression("mse")),
+    ("rmse", {_R}, "sums", _regression("rmse")),
+    ("r2", {_R}, "sums", _regression("r2")),
+]:
+    register_metric(MetricSpec(_name, frozenset(_kinds), _needs, _fn))
+for _what in ("precision", "recall", "f1"):
+    for _avg in ("auto", "macro", "micro", "weighted"):
+        _label = _what if _avg == "auto" else f"{_what}_{_avg}"
+        register_metric(
+            MetricSpec(_label, frozenset({_C, _ML}), "confusion", _averaged(_what, _avg))
+        )
+
+_TOP_K = re.compile(r"top_(\d+)_accuracy")
+
+
+def _spec(name: str) -> MetricSpec | None:
+    if name in METRICS:
+        return METRICS[name]
+    match = _TOP_K.fullmatch(name)
+    if match is None or int(match.group(1)) < 1:
+        return None
+    k = int(match.group(1))
+    return MetricSpec(
+        name,
+        frozenset({_C}),
+        f"top_{k}",
+        lambda s, c: float(s[f"top_{k}"] / s["seen"].clamp(min=1)),
+    )
+
+
+def metric_name(metric: Any) -> str:
+    """The log name of a metric entry: a name as it is, a function's ``__name__``, an object's
+    class name in snake case (``MulticlassF1Score`` → ``multiclass_f1_score``).
+
+    >>> metric_name("pkg.mod:my_score"), metric_name(len)
+    ('my_score', 'len')
+    """
+    if isinstance(metric, str):
+        return metric.rpartition(":")[2]
+    name = getattr(metric, "__name__", None) or type(metric).__name__
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+class Scoring:
+    """The metrics one run computes: built-in names, ``package.module:function`` paths,
+    callables and update/compute objects; checked once, against the task, when built."""
+
+    @classmethod
+    def for_task(cls, metrics: Sequence[Any], task: str) -> Scoring | None:
+        """The scoring of a run of ``task`` (``None``: no metrics asked)."""
+        if not metrics:
+            return None
+        kind = {"classification": "classes", "multilabel": "multilabel"}.get(task, "real")
+        return cls(metrics, kind=kind)  # type: ignore[arg-type]
+
+    def __init__(self, metrics: Sequence[Any], *, kind: Kind, num_classes: int = 0) -> None:
+        from skier.train.losses import import_callable
+
+        self.kind, self.num_classes = kind, num_classes
+        self.builtin: list[MetricSpec] = []
+        self.custom: list[tuple[str, Any]] = []
+        problems, names = [], []
+        for i, m in enumerate(metrics):
+            name = metric_name(m)
+            names.append(name)
+            if isinstance(m, str) and ":" not in m:
+                spec = _spec(m)
+                if spec is None:
+                    choices = [*METRICS, "top_5_accuracy"]
+                    problems.append(
+                        problem(
+                            f"train.metrics[{i}]",
+                            "a built-in metric or 'package.module:function'",
+                            m,
+                            did_you_mean(m, choices),
+                        )
+                    )
+                elif kind not in spec.kinds:
+                    problems.append(
+                        problem(
+                            f"train.metrics[{i}]",
+                            f"a metric for a {kind} task ({', '.join(self.names_for(kind))})",
+                            m,
+                        )
+                    )
+                else:
+                    self.builtin.append(spec)
+            else:
+                self.custom.append(
+                    (name, import_callable(m, f"train.metrics[{i}]") if isinstance(m, str) else m)
+                )
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            problems.append(problem("train.metrics", "names used once each", duplicated))
+        if problems:
+            raise ConfigError(problems)
+        self.names = names
+        self.needs = {spec.needs for spec in self.builtin}
+
+    @staticmethod
+    def names_for(kind: str) -> list[str]:
+        """The built-in metrics of a task kind."""
+        extra = ["top_5_accuracy"] if kind == "classes" else []
+        return [n for n, s in METRICS.items() if kind in s.kinds] + extra
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def start(self, device: torch.device) -> Accumulator:
+        """An empty accumulator for one evaluation pass."""
+        return Accumulator(self, device)
+
+
+class Accumulator:
+    """The device state of one evaluation pass: ``update`` per batch, ``compute`` once."""
+
+    def __init__(self, scoring: Scoring, device: torch.device) -> None:
+        self.scoring, self.device = scoring, device
+        self.state: State = {"seen": torch.zeros((), dtype=torch.int64, device=device)}
+        self.collected: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.objects = [(n, copy.deepcopy(m)) for n, m in scoring.custom if _stateful(m)]
+        self.calls = [(n, m) for n, m in scoring.custom if not _stateful(m)]
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        if key in self.state:
+            self.state[key] += value
+        else:
+            self.state[key] = value.clone()
+
+    def update(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        """One batch: outputs (logits, or values) and targets; device ops only."""
+        out = out.detach()
+        needs, kind = self.scoring.needs, self.scoring.kind
+        self.state["seen"] += y.shape[0]
+        if kind == "classes":
+            binary = out.shape[1] == 1  # one logit: binary cross-entropy
+            if "confusion" in needs:
+                pred = (out[:, 0] > 0).long() if binary else out.argmax(dim=1)
+                c = 2 if binary else out.shape[1]
+                index = y.long() * c + pred
+                ones = torch.ones_like(index)
+                flat = torch.zeros(c * c, dtype=torch.int64, device=out.device)
+                self._add("confusion", flat.scatter_add_(0, index, ones).reshape(c, c))
+            if "scores" in needs:
+                scores = out[:, 0].sigmoid() if binary else out.float().softmax(dim=1)
+                self.collected.append((scores, y))
+            for need in needs:
+                if need.startswith("top_"):
+                    # In the top k: fewer than k classes score above the true one.
+                    above = (out > out.gather(1, y[:, None].long())).sum(dim=1)
+                    self._add(need, (above < int(need[4:])).sum())
+        elif kind == "multilabel":
+            if "confusion" in needs:
+                pred, truth = out > 0, y > 0.5
+                self._add("tp", (pred & truth).sum(0))
+                self._add("fp", (pred & ~truth).sum(0))
+                self._add("fn", (~pred & truth).sum(0))
+                self._add("subset_correct", (pred == truth).all(dim=1).sum())
+            if "scores" in needs:
+                self.collected.append((out.sigmoid(), y))
+        elif "sums" in needs:
+            self._add_moments(out.double(), y.double().reshape(out.shape))
+        for _, obj in self.objects:
+            obj.update(out, y)
+        if self.calls:
+            self.collected_all = getattr(self, "collected_all", [])
+            self.collected_all.append((out, y))
+
+    def _add_moments(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Per target: absolute and squared errors, and the targets' running mean and sum of
+        squared deviations (Chan et al.'s merge: exact enough for R² on any offset)."""
+        n_b = y.shape[0]
+        err = out - y
+        self._add("abs", err.abs().sum(0))
+        self._add("sq", (err * err).sum(0))
+        mean_b = y.mean(0)
+        m2_b = ((y - mean_b) ** 2).sum(0)
+        if "mean" not in self.state:
+            self.state["mean"], self.state["m2"], self.n_prev = mean_b, m2_b, n_b
+            return
+        n_a, n = self.n_prev, self.n_prev + n_b
+        delta = mean_b - self.state["mean"]
+        self.state["mean"] = self.state["mean"] + delta * (n_b / n)
+        self.state["m2"] = self.state["m2"] + m2_b + delta * delta * (n_a * n_b / n)
+        self.n_prev = n
+
+    def compute(self) -> dict[str, float]:
+        """Every metric's value (one transfer of the state to the host)."""
+        host = {k: v.cpu() for k, v in self.state.items()}
+        if self.collected:
+            host["scores"] = torch.cat([c[0] for c in self.collected]).cpu()
+            host["targets"] = torch.cat([c[1] for c in self.collected]).cpu()
+        for key in ("confusion", "tp", "fp", "fn", "abs", "sq", "m2"):
+            if key in host:
+                host[key] = host[key].double()
+        host["seen"] = host["seen"].double()
+        result = {
+            spec.name: spec.compute(host, self.scoring.num_classes) for spec in self.scoring.builtin
+        }
+        for name, obj in self.objects:
+            result[name] = _number(obj.compute())
+        if self.calls:
+            outs = torch.cat([o for o, _ in self.collected_all])
+            ys = torch.cat([t for _, t in self.collected_all])
+            for name, fn in self.calls:
+                result[name] = _number(fn(outs, ys))
+        return {name: result[name] for name in self.scoring.names}
+
+
+def _stateful(metric: Any) -> bool:
+    return callable(getattr(metric, "update", None)) and callable(getattr(metric, "compute", None))
+
+
+def _number(value: Any) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
