@@ -11,12 +11,14 @@ The CLI turns a :class:`SkierError` into one line on stderr and exit status 2 (b
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Iterable, Sequence
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "MissingExtraError",
     "ModelError",
     "SkierError",
     "StoreError",
@@ -24,6 +26,7 @@ __all__ = [
     "WriteError",
     "did_you_mean",
     "problem",
+    "require_extra",
 ]
 
 
@@ -77,6 +80,26 @@ class WriteError(SkierError):
     """A file could not be written (disk full, no permission); the previous file is intact."""
 
     exit_code = 1
+
+
+class MissingExtraError(SkierError):
+    """An optional package a feature needs is not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise a one-line error naming the extra to install when ``module`` is missing.
+
+    >>> require_extra("json", "x", "json logging")  # present: nothing happens
+    >>> try:
+    ...     require_extra("no_such_module", "demo", "Demo")
+    ... except MissingExtraError as exc:
+    ...     print(exc)
+    Demo needs the no_such_module package; install it with: pip install 'skier[demo]'
+    """
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{feature} needs the {module} package; install it with: pip install 'skier[{extra}]'"
+        )
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

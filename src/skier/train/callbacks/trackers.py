@@ -21,7 +21,6 @@ A new tracker subclasses :class:`TrackerLogger` and implements ``_open``, ``_sen
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from skier._io import atomic_write_text
-from skier.errors import SkierError
+from skier.errors import MissingExtraError, SkierError, require_extra
 from skier.history import History
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, resolve_mode
@@ -51,26 +50,6 @@ __all__ = [
 STEP_KEYS = ("lr", "loss")
 
 StepSeries = dict[str, list[tuple[int, float]]]  # key -> [(step, value), ...]
-
-
-class MissingExtraError(SkierError):
-    """An optional package a feature needs is not installed."""
-
-
-def require_extra(module: str, extra: str, feature: str) -> None:
-    """Raise a one-line error naming the extra to install when ``module`` is missing.
-
-    >>> require_extra("json", "x", "json logging")  # present: nothing happens
-    >>> try:
-    ...     require_extra("no_such_module", "demo", "Demo")
-    ... except MissingExtraError as exc:
-    ...     print(exc)
-    Demo needs the no_such_module package; install it with: pip install 'skier[demo]'
-    """
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(
-            f"{feature} needs the {module} package; install it with: pip install 'skier[{extra}]'"
-        )
 
 
 def flatten_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
