@@ -4,9 +4,11 @@ docstring of skier names exists."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,11 @@ def test_the_examples_are_there() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_example_config_trains(path: Path, tmp_path: Path) -> None:
     # A short version: one epoch (the schedules' own lengths are left as the file says).
-    config = load_config(path, ["train.epochs=1"])
+    overrides = ["train.epochs=1"]
+    if load_config(path).data.name == "image_folder":  # its folder is made by a script
+        folder = _make_image_folder()(tmp_path / "images", per_class=20)
+        overrides.append(f"data.path={folder}")
+    config = load_config(path, overrides)
     outcome = run_training(
         config, base_dir=path.parent, out_dir=tmp_path / "runs", progress=False,
         store_url=f"sqlite:///{tmp_path / 'skier.db'}",
@@ -38,6 +44,18 @@ def test_every_example_config_trains(path: Path, tmp_path: Path) -> None:
     assert outcome.result.epochs_done == 1
     assert (outcome.run_dir / "config.yaml").is_file()
     assert (outcome.run_dir / "report.html").is_file()
+
+
+def _make_image_folder() -> Callable[..., Path]:
+    """``write_digit_images`` of examples/make_image_folder.py, the script that makes the folder
+    examples/image_folder.yaml reads."""
+    spec = importlib.util.spec_from_file_location(
+        "make_image_folder", EXAMPLES / "make_image_folder.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_digit_images  # type: ignore[no-any-return]
 
 
 @pytest.mark.slow

@@ -36,8 +36,8 @@ __all__ = [
 class DataConfig(Section):
     """Where the data comes from and how it is split and preprocessed."""
 
-    name: Literal["digits", "synthetic", "csv", "npz", "idx"] = "digits"
-    path: str | None = Field(None, description="csv / npz file, or the IDX images file")
+    name: Literal["digits", "synthetic", "csv", "npz", "idx", "image_folder"] = "digits"
+    path: str | None = Field(None, description="csv/npz file, IDX images file, image folder")
     labels_path: str | None = Field(None, description="IDX labels file (idx only)")
     target: str | list[str] | None = Field(
         None, description="target column (csv; several 0/1 columns: multi-label) or npz array key"
@@ -48,6 +48,13 @@ class DataConfig(Section):
     missing: Literal["error", "drop", "impute"] = "error"
     task: Literal["auto", "classification", "regression", "multilabel"] = "auto"
     as_images: bool = Field(False, description="digits/idx: keep the N x 1 x H x W image shape")
+    image_size: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="image_folder: [H, W]"
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="image_folder: 1 gray, 3 RGB (None: auto)"
+    )
+    cache: bool = Field(True, description="image_folder: keep the decoded pixels in a file")
     standardize: bool = True
     val_fraction: Fraction = 0.2
     test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2

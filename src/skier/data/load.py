@@ -22,6 +22,7 @@ from skier.config import DataConfig
 from skier.data.builtin import digits
 from skier.data.builtin import synthetic as make_synthetic
 from skier.data.formats import _existing_file, as_inputs, read_csv, read_idx, read_npz
+from skier.data.images import read_image_folder
 from skier.data.preprocess import MissingPolicy, Preprocessor, check_no_missing, drop_missing
 from skier.data.raw import RawData
 from skier.data.splits import stratified_split
@@ -50,10 +51,14 @@ def _config_problems(config: DataConfig) -> list[str]:
     """Settings that cannot work together, all found before any file is read."""
     problems = []
     name = config.name
-    needs_path = "the data file" if name != "idx" else "the IDX images file"
-    if name in ("csv", "npz", "idx") and not config.path:
+    needs_path = {"idx": "the IDX images file", "image_folder": "the folder of class subfolders"}
+    if name in ("csv", "npz", "idx", "image_folder") and not config.path:
         problems.append(
-            problem("data.path", f"set for data.name {name!r} ({needs_path})", config.path)
+            problem(
+                "data.path",
+                f"set for data.name {name!r} ({needs_path.get(name, 'the data file')})",
+                config.path,
+            )
         )
     if name == "idx" and not config.labels_path:
         problems.append(
@@ -69,7 +74,11 @@ def _config_problems(config: DataConfig) -> list[str]:
     if name != "csv" and isinstance(config.target, list):
         problems.append(problem("data.target", f"one name for data.name {name!r} (several "
                                 "target columns: csv only)", config.target))  # fmt: skip
-    if name in ("digits", "idx") and config.task == "regression":
+    for key in ("image_size", "channels"):
+        if name != "image_folder" and getattr(config, key) is not None:
+            problems.append(problem(f"data.{key}", f"unset for data.name {name!r} "
+                                    "(image_folder only)", getattr(config, key)))  # fmt: skip
+    if name in ("digits", "idx", "image_folder") and config.task == "regression":
         problems.append(
             problem(
                 "data.task",
@@ -104,6 +113,12 @@ def data_problems(config: DataConfig, base_dir: str | Path | None = None) -> lis
     files = [("data.path", config.path, _DATA_FILES.get(config.name))]
     if config.name == "idx":
         files.append(("data.labels_path", config.labels_path, "IDX labels file"))
+    if config.name == "image_folder" and config.path:
+        folder = _resolve(str(config.path), base)
+        if not folder.is_dir():
+            problems.append(problem("data.path", "an existing folder of class subfolders",
+                                    str(folder), "Check the path; relative paths are read "
+                                    "from the config file's folder."))  # fmt: skip
     for field_name, value, what in files:
         if value and what:
             try:
@@ -152,6 +167,10 @@ def load_raw(config: DataConfig, *, base_dir: Path | None = None) -> RawData:
             features_key=config.features_key,
             target=str(config.target or "y"),
             task=config.task,
+        )
+    if config.name == "image_folder":
+        return read_image_folder(
+            path, image_size=config.image_size, channels=config.channels, cache=config.cache
         )
     labels = _resolve(str(config.labels_path), base_dir)
     task = "classification" if config.task == "auto" else config.task
