@@ -49,7 +49,7 @@ def oracle(path: Path, mode: str, size: tuple[int, int] | None = None) -> np.nda
 
 
 def all_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.png"))
+    return sorted(p for p in root.rglob("*.png") if not p.parent.name.startswith("."))
 
 
 def test_pixels_and_classes_equal_pillows(tmp_path: Path) -> None:
@@ -57,6 +57,8 @@ def test_pixels_and_classes_equal_pillows(tmp_path: Path) -> None:
     (root / "cat" / "notes.txt").write_text("not an image")  # ignored
     (root / "README.md").write_text("ignored too")
     (root / "empty").mkdir()  # a folder without images is not a class
+    (root / ".hidden").mkdir()  # nor is a hidden one
+    Image.fromarray(pattern(5, (6, 5))).save(root / ".hidden" / "x.png")
     raw = read_image_folder(root)
     assert raw.class_names == ["bird", "cat", "dog"] and raw.task == "classification"
     assert raw.x_num.shape == (9, 1, 6, 5) and raw.x_num.dtype == np.float32
@@ -141,6 +143,18 @@ def test_the_second_load_reads_the_cache_only(
     assert second.y.tolist() == first.y.tolist() and second.class_names == first.class_names
     with pytest.raises(AssertionError, match="cache should have been used"):
         read_image_folder(root, image_size=(5, 5))  # another size is another cache
+
+
+def test_a_corrupt_cache_is_read_again_and_cache_false_writes_none(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "c", {"a": 2, "b": 2})
+    first = read_image_folder(root)
+    Path(first.info["cache"]).write_bytes(b"garbage")
+    again = read_image_folder(root)
+    assert again.info["cache"] == first.info["cache"]  # rewritten, not a hit
+    np.testing.assert_array_equal(again.x_num, first.x_num)
+    other = make_folder(tmp_path / "n", {"a": 1, "b": 1})
+    assert read_image_folder(other, cache=False).info["cache"] == "off"
+    assert not list(other.glob(".skier-cache-*"))
 
 
 def test_a_changed_folder_invalidates_the_cache(tmp_path: Path) -> None:

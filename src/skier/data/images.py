@@ -121,16 +121,17 @@ def _cache_places(root: Path, key: str) -> list[tuple[Path, str]]:
 
 
 def _read_cache(path: Path, count: int) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
     except Exception:  # a corrupt or foreign cache is only a miss: the folder is read again
         return None
     ok = (
         isinstance(state, dict)
         and isinstance(state.get("x"), torch.Tensor)
         and isinstance(state.get("y"), torch.Tensor)
+        and tuple(state["y"].shape) == (count,)
         and state["x"].dtype == torch.uint8
         and state["x"].dim() == 4
         and state["x"].shape[0] == count
