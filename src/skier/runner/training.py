@@ -322,6 +322,7 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     kind: str = "train",
     parent_id: str | None = None,
+    tracker_parent: str | None = None,
     distributed: Distributed | None = None,
     run_id: str | None = None,
 ) -> RunOutcome:
@@ -389,8 +390,16 @@ def run_training(
     name = run_name(config)
     trackers = []  # built here: a missing package is refused before the run is created
     if main:
-        trackers = tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name,
-                                   store_url=url, echo=say)  # fmt: skip
+        trackers = tracker_loggers(
+            config,
+            run_dir,
+            run_id=run_id,
+            kind=kind,
+            name=name,
+            store_url=url,
+            echo=say,
+            mlflow_parent=tracker_parent,
+        )
     if not main:
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
