@@ -63,6 +63,9 @@ def test_cv_folds_are_nested_mlflow_runs_under_the_cv_run(tmp_path: Path) -> Non
     names = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / RunFiles.MLFLOW_DB}")
              .list_artifacts(parent.info.run_id)}  # fmt: skip
     assert {RunFiles.CONFIG, RunFiles.RESULT} <= names
+    fold_files = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / RunFiles.MLFLOW_DB}")
+                  .list_artifacts(children[0].info.run_id)}  # fmt: skip
+    assert RunFiles.RESULT in fold_files and "checkpoints" not in fold_files  # off by default
 
 
 def test_tune_trials_are_nested_mlflow_runs_under_the_tune_run(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from skier.config import RunConfig, config_to_yaml
 from skier.errors import StoreError
 from skier.record import RunDir
 from skier.record.rundir import RunFiles
+from skier.train.callbacks.checkpoint import Checkpoint
 from skier.train.callbacks.trackers import TrackerLogger, flatten_params
 
 __all__ = [
@@ -89,8 +90,11 @@ def tracker_loggers(
             tags = {"skier.run_id": run_id, "skier.kind": kind}
             uri = mlflow_uri(config, run_dir.path.parent, store_url)
             experiment = config.record.mlflow_experiment
+            best = run_dir.checkpoints / Checkpoint.BEST_FILE
+            checkpoint = best if config.record.mlflow_log_checkpoint else None
             out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags,
-                                    parent_run_id=mlflow_parent, **common))  # fmt: skip
+                                    parent_run_id=mlflow_parent, checkpoint=checkpoint,
+                                    **common))  # fmt: skip
     return out
 
 
@@ -102,10 +106,18 @@ def finish_trackers(
 ) -> dict[str, str]:
     """End each logger's run with ``status`` and the run's files; what each logger did: ``ok``
     or its failure (for ``result.json``)."""
-    files = [run_dir.path / name for name in _ARTIFACTS]
+    files = run_files(run_dir)
     for logger in loggers:
         logger.finish(status, stop_reason=stop_reason, artifacts=files)
     return logger_record(loggers)
+
+
+def run_files(run_dir: RunDir) -> list[Path]:
+    """What a tracker gets at the end: the run's record files, then every figure (``*.png``:
+    the learning curves and the diagnostics) in the run directory; those that exist."""
+    named = [run_dir.path / name for name in _ARTIFACTS]
+    figures = sorted(p for p in run_dir.path.glob("*.png") if p not in named)
+    return [p for p in [*named, *figures] if p.is_file()]
 
 
 def logger_record(loggers: Sequence[TrackerLogger]) -> dict[str, str]:
@@ -193,7 +205,7 @@ def close_group_tracker(
         for k, v in (metrics or {}).items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
-    files = [run_dir.path / name for name in _ARTIFACTS]
+    files = run_files(run_dir)
     logger.finish(status, stop_reason=stop_reason, artifacts=files, metrics=numbers)
     return logger_record([logger])
 

@@ -88,7 +88,8 @@ __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "check_run_config", "run_
 # would make the resumed run differ from the one that was interrupted.
 # A tracker added on resume gets the whole history first (see skier.train.callbacks.trackers).
 RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report",
-                     "record.loggers", "record.mlflow_uri", "record.mlflow_experiment")  # fmt: skip
+                     "record.loggers", "record.mlflow_uri", "record.mlflow_experiment",
+                     "record.mlflow_log_checkpoint")  # fmt: skip
 
 
 @dataclass
