@@ -68,11 +68,14 @@ def test_cv_folds_are_nested_mlflow_runs_under_the_cv_run(tmp_path: Path) -> Non
     assert RunFiles.RESULT in fold_files and "checkpoints" not in fold_files  # off by default
 
 
-def test_tune_trials_are_nested_mlflow_runs_under_the_tune_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])  # 2: the trials run in spawned processes
+def test_tune_trials_are_nested_mlflow_runs_under_the_tune_run(
+    tmp_path: Path, workers: int
+) -> None:
     from skier.runner.tune import run_tune
 
     space = parse_space({"optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}})
-    tune = TuneConfig(method="random", trials=2, workers=1, prune="none")
+    tune = TuneConfig(method="random", trials=2, workers=workers, prune="none")
     out = run_tune(_config(**{"checkpoint.enabled": False}), space, tune=tune, out_dir=tmp_path)
     runs = _runs(tmp_path)
     parent, children = _split(runs, "tune")
