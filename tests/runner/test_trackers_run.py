@@ -3,10 +3,14 @@ with TensorBoard's EventAccumulator and MLflow's MlflowClient."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.image import imread
+from PIL import Image
 
 from skier.config import RunConfig, load_config
 from skier.record import RunFiles
@@ -32,18 +36,31 @@ def _config(**extra: object) -> RunConfig:
 
 def test_a_run_reaches_both_trackers(tmp_path: Path) -> None:
     lines: list[str] = []
-    outcome = run_training(_config(), out_dir=tmp_path, progress=False, echo=lines.append)
+    config = _config(**{"record.mlflow_log_checkpoint": "true"})
+    outcome = run_training(config, out_dir=tmp_path, progress=False, echo=lines.append)
     assert outcome.status == "completed"
     history = outcome.result.history
     run = outcome.run_dir
     # TensorBoard: in the run directory, every epoch of every metric
-    acc = EventAccumulator(str(run / RunFiles.TENSORBOARD), size_guidance={"scalars": 0})
+    acc = EventAccumulator(
+        str(run / RunFiles.TENSORBOARD), size_guidance={"scalars": 0, "images": 0}
+    )
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss/train")] == [1, 2, 3]
     assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx(
         history.column("val_loss"), rel=1e-6
     )
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+    # the run's figures as images, pixel for pixel the PNGs in the run directory
+    pngs = sorted(run.glob("*.png"))
+    assert run / RunFiles.LEARNING_CURVES_PNG in pngs
+    assert sorted(acc.Tags()["images"]) == sorted(f"figures/{p.stem}" for p in pngs)
+    for png in pngs:
+        (image,) = acc.Images(f"figures/{png.stem}")
+        expected = np.round(imread(str(png))[:, :, :3] * 255)
+        shown = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
+        assert (image.height, image.width) == expected.shape[:2] and image.step == 3
+        assert np.abs(shown.astype(float) - expected).max() <= 1
     # MLflow: one run in the store beside the run directories, with the skier run's facts
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / RunFiles.MLFLOW_DB}")
     experiment = client.get_experiment_by_name("skier")
@@ -57,7 +74,12 @@ def test_a_run_reaches_both_trackers(tmp_path: Path) -> None:
     assert [m.step for m in loss] == [1, 2, 3]
     assert [m.value for m in loss] == pytest.approx(history.column("val_loss"))
     names = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert {RunFiles.CONFIG, RunFiles.RESULT, RunFiles.REPORT} <= names
+    assert {RunFiles.CONFIG, RunFiles.RESULT, RunFiles.REPORT, "checkpoints"} <= names
+    # record.mlflow_log_checkpoint: the best checkpoint, byte for byte
+    (best,) = client.list_artifacts(found.info.run_id, "checkpoints")
+    assert best.path == "checkpoints/best.pt"
+    got = client.download_artifacts(found.info.run_id, best.path, str(tmp_path / "dl"))
+    assert Path(got).read_bytes() == (run / "checkpoints" / "best.pt").read_bytes()
     result = json.loads((run / RunFiles.RESULT).read_text())
     assert result["loggers"] == {"tensorboard": "ok", "mlflow": "ok"}
     position = json.loads((run / RunFiles.TRACKERS_JSON).read_text())

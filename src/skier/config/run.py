@@ -474,6 +474,7 @@ class RecordConfig(Section):
         "store, mlflow.db in record.dir",
     )
     mlflow_experiment: str = Field("skier", description="MLflow experiment the runs go in")
+    mlflow_log_checkpoint: bool = Field(False, description="log checkpoints/best.pt to MLflow")
 
 
 class InitConfig(Section):

@@ -53,6 +53,12 @@ from skier.runner._search import (
     default_workers,
 )
 from skier.runner.lifecycle import run_ending, run_name
+from skier.runner.trackers import (
+    close_group_tracker,
+    group_run_id,
+    open_group_tracker,
+    trackers_ending,
+)
 from skier.runner.training import run_training
 from skier.search.crossval import (
     CVData,
@@ -118,6 +124,7 @@ class _FoldTask:
     fold: Fold
     total: int
     seed: int | None = None
+    tracker_parent: str | None = None  # the cv run's MLflow run, when it has one
 
 
 _CV_CACHE: dict[str, CVData] = {}
@@ -146,6 +153,7 @@ def _run_fold(task: _FoldTask) -> FoldResult:
         data=bundle,
         kind="cv_fold",
         parent_id=task.parent_id,
+        tracker_parent=task.tracker_parent,
     )
     result = outcome.result
     rows = [dict(r) for r in result.history.rows]
@@ -203,6 +211,7 @@ def _fold_tasks(
     base: Path | None,
     run_dir: RunDir,
     url: str,
+    tracker_parent: str | None = None,
 ) -> list[_FoldTask]:
     """One task per fold, or per fold and seed (numbered 1.. in that order) with ``seeds``."""
     plain = config.model_dump(mode="json")
@@ -217,7 +226,7 @@ def _fold_tasks(
             tasks.append(
                 _FoldTask(set_config_values(plain, values), None if base is None else str(base),
                           str(run_dir.path / RunFiles.FOLDS), url, run_dir.run_id, fold,
-                          len(folds) * per, seed)
+                          len(folds) * per, seed, tracker_parent)
             )  # fmt: skip
     return tasks
 
@@ -278,6 +287,7 @@ def run_cv(
     should_stop: Callable[[list[FoldResult]], str | None] | None = None,
     plots: bool = True,
     progress: bool | Literal["auto", "on", "off"] = "auto",
+    tracker_parent: str | None = None,
 ) -> CVOutcome:
     """Cross-validate ``config``: one recorded run per fold, then the summary and figures.
 
@@ -286,6 +296,10 @@ def run_cv(
     one store. ``should_stop(results_so_far)`` may return a reason to stop early (tuning uses it
     to prune a trial's CV); the CV run then ends ``stopped`` with that reason. In a notebook
     (``progress`` "auto" or "on") the folds show in one output as they finish.
+
+    With ``record.loggers: [mlflow]`` the CV run is an MLflow run (nested under
+    ``tracker_parent``, e.g. a tuning run's) with the folds' mean and std of each metric, and
+    each fold's MLflow run is nested under it.
     """
     cv = cv or CrossValidationConfig()
     say = echo or (lambda _m: None)
@@ -331,12 +345,24 @@ def run_cv(
             parent_id=parent_id,
         )
     say(f"cv {run_id} → {run_dir.path} ({plan}, {len(folds)} folds, test split untouched)")
-    tasks = _fold_tasks(config, folds, cv.seeds, name, base, run_dir, url)
+    group = open_group_tracker(
+        config,
+        run_dir,
+        run_id=run_id,
+        kind="cv",
+        name=name,
+        task=data.raw.task,
+        store_url=url,
+        mlflow_parent=tracker_parent,
+        echo=say,
+    )
+    nest = group_run_id(group)
+    tasks = _fold_tasks(config, folds, cv.seeds, name, base, run_dir, url, nest)
     workers = min(cv.workers or default_workers(), len(tasks))
     threads = max(default_workers() // workers, 1)
     live = LiveFolds(len(tasks), cv.metric) if display_mode(progress) == "live" else None
     started = time.perf_counter()
-    with run_ending(url, run_id, started=started):
+    with run_ending(url, run_id, started=started), trackers_ending([group], run_dir):
         results, stop_reason = _run_folds(
             tasks, workers, threads, say, cv.metric, should_stop, live
         )
@@ -362,9 +388,12 @@ def run_cv(
     )
     refit = None
     if cv.refit and not stop_reason and summary["median_epoch"]:
-        refit = _refit(config, data, summary["median_epoch"], base, run_dir, url, run_id, say)
+        refit = _refit(config, data, summary["median_epoch"], base, run_dir, url, run_id, say, nest)
         summary["refit"] = refit
     _write_cv_outputs(config, run_dir, url, summary, results, plots)
+    close_group_tracker(
+        group, run_dir, summary["status"], stop_reason=stop_reason, metrics=_group_metrics(summary)
+    )
     with RunStore(url) as store:
         store.finish_run(
             run_id,
@@ -391,6 +420,7 @@ def _refit(
     url: str,
     cv_id: str,
     say: Echo,
+    tracker_parent: str | None = None,
 ) -> dict[str, Any]:
     """Train on every development row for the folds' median chosen epoch count."""
     plain = set_config_values(
@@ -414,6 +444,7 @@ def _refit(
         data=refit_bundle(data),
         kind="train",
         parent_id=cv_id,
+        tracker_parent=tracker_parent,
     )
     _annotate(url, outcome, {"cv_run_id": cv_id, "refit": True, "epochs": epochs})
     return {
@@ -422,6 +453,19 @@ def _refit(
         "epochs": epochs,
         "test_metrics": dict(outcome.result.test_metrics),
     }
+
+
+def _group_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the CV run's MLflow run gets: ``mean_KEY`` and ``std_KEY`` of each fold metric.
+
+    >>> _group_metrics({"mean": {"val_loss": 0.5}, "std_by_metric": {"val_loss": 0.1},
+    ...                 "median_epoch": 3})
+    {'mean_val_loss': 0.5, 'std_val_loss': 0.1, 'median_epoch': 3}
+    """
+    out: dict[str, Any] = {f"mean_{k}": v for k, v in summary.get("mean", {}).items()}
+    out |= {f"std_{k}": v for k, v in summary.get("std_by_metric", {}).items()}
+    out["median_epoch"] = summary.get("median_epoch")
+    return out
 
 
 def _folds_csv(summary: Mapping[str, Any]) -> str:

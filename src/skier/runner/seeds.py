@@ -44,6 +44,12 @@ from skier.report import write_run_report
 from skier.runner._search import _annotate
 from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
 from skier.runner.preflight import config_sections, preflight, raise_problems
+from skier.runner.trackers import (
+    close_group_tracker,
+    group_run_id,
+    open_group_tracker,
+    trackers_ending,
+)
 from skier.runner.training import RunOutcome, run_training
 from skier.search.crossval import chosen_metrics
 
@@ -134,6 +140,7 @@ def run_seeds(
     parent_id: str | None = None,
     should_stop: Callable[[list[RunOutcome]], str | None] | None = None,
     plots: bool = True,
+    tracker_parent: str | None = None,
 ) -> SeedsOutcome:
     """Train ``config`` once per seed in ``seeds`` and record them as one group.
 
@@ -141,7 +148,9 @@ def run_seeds(
     ``seed_bands.csv``, ``seeds.csv``, ``seed_bands.png``, ``result.json``, ``report.html``);
     the seeds' runs go to ``OUT/<id>/seeds/<run id>/``, all in one store. ``should_stop(runs so
     far)`` may return a reason to stop before the next seed (tuning prunes with it); the group
-    then ends ``stopped``. Everything is checked before anything is written.
+    then ends ``stopped``. Everything is checked before anything is written. With
+    ``record.loggers: [mlflow]`` the group is an MLflow run (under ``tracker_parent`` if given)
+    with the seeds' mean of each final metric, and each seed's MLflow run is nested under it.
 
     >>> group = run_seeds(config, [0, 1, 2], out_dir="runs")   # doctest: +SKIP
     """
@@ -169,10 +178,21 @@ def run_seeds(
             parent_id=parent_id,
         )
     say(f"seeds {run_id} → {run_dir.path} (seeds {', '.join(map(str, seeds))})")
+    group = open_group_tracker(
+        config,
+        run_dir,
+        run_id=run_id,
+        kind="seeds",
+        name=name,
+        task=data.task,
+        store_url=url,
+        mlflow_parent=tracker_parent,
+        echo=say,
+    )
     runs: list[RunOutcome] = []
     stop_reason = None
     started = time.perf_counter()
-    with run_ending(url, run_id, started=started):
+    with run_ending(url, run_id, started=started), trackers_ending([group], run_dir):
         for seed in seeds:
             outcome = run_training(
                 seed_config(config, seed, run_name(config)),
@@ -185,6 +205,7 @@ def run_seeds(
                 data=data,
                 kind="seed",
                 parent_id=run_id,
+                tracker_parent=group_run_id(group),
             )
             runs.append(outcome)
             _annotate(url, outcome, {"group_run_id": run_id, "seed": seed})
@@ -196,6 +217,15 @@ def run_seeds(
     summary = _summary(name, run_id, seeds, runs, bands, stop_reason)
     summary["duration_s"] = time.perf_counter() - started
     _write_outputs(config, run_dir, url, summary, bands, plots)
+    mean_rows = bands.mean_rows()
+    last = mean_rows[-1] if mean_rows else {}
+    close_group_tracker(
+        group,
+        run_dir,
+        summary["status"],
+        stop_reason=stop_reason,
+        metrics={f"mean_{k}": v for k, v in last.items() if k != "epoch"},
+    )
     return SeedsOutcome(
         run_id, run_dir.path, url, summary["status"], summary, runs, bands, stop_reason
     )

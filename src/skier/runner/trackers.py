@@ -8,7 +8,8 @@ says, for a run of the runner, where they write (the run directory's ``tensorboa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,18 @@ from skier.config import RunConfig, config_to_yaml
 from skier.errors import StoreError
 from skier.record import RunDir
 from skier.record.rundir import RunFiles
+from skier.train.callbacks.checkpoint import Checkpoint
 from skier.train.callbacks.trackers import TrackerLogger, flatten_params
 
-__all__ = ["finish_trackers", "mlflow_uri", "tracker_loggers", "trackers_ending"]
+__all__ = [
+    "close_group_tracker",
+    "finish_trackers",
+    "group_run_id",
+    "mlflow_uri",
+    "open_group_tracker",
+    "tracker_loggers",
+    "trackers_ending",
+]
 
 #: The files a tracker gets once the run has written them (those that exist).
 _ARTIFACTS = (RunFiles.CONFIG, RunFiles.RESULT, RunFiles.METRICS, RunFiles.REPORT,
@@ -54,8 +64,10 @@ def tracker_loggers(
     name: str,
     store_url: str | None = None,
     echo: Callable[[str], None] | None = None,
+    mlflow_parent: str | None = None,
 ) -> list[TrackerLogger]:
-    """The loggers ``record.loggers`` names, for this run directory (none by default)."""
+    """The loggers ``record.loggers`` names, for this run directory (none by default).
+    ``mlflow_parent`` nests the MLflow run under a group's (a cv fold under its cv run)."""
     if not config.record.loggers:
         return []
     from skier.train.callbacks.mlflow_logger import MLflowLogger
@@ -78,7 +90,11 @@ def tracker_loggers(
             tags = {"skier.run_id": run_id, "skier.kind": kind}
             uri = mlflow_uri(config, run_dir.path.parent, store_url)
             experiment = config.record.mlflow_experiment
-            out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags, **common))
+            best = run_dir.checkpoints / Checkpoint.BEST_FILE
+            checkpoint = best if config.record.mlflow_log_checkpoint else None
+            out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags,
+                                    parent_run_id=mlflow_parent, checkpoint=checkpoint,
+                                    **common))  # fmt: skip
     return out
 
 
@@ -90,10 +106,18 @@ def finish_trackers(
 ) -> dict[str, str]:
     """End each logger's run with ``status`` and the run's files; what each logger did: ``ok``
     or its failure (for ``result.json``)."""
-    files = [run_dir.path / name for name in _ARTIFACTS]
+    files = run_files(run_dir)
     for logger in loggers:
         logger.finish(status, stop_reason=stop_reason, artifacts=files)
     return logger_record(loggers)
+
+
+def run_files(run_dir: RunDir) -> list[Path]:
+    """What a tracker gets at the end: the run's record files, then every figure (``*.png``:
+    the learning curves and the diagnostics) in the run directory; those that exist."""
+    named = [run_dir.path / name for name in _ARTIFACTS]
+    figures = sorted(p for p in run_dir.path.glob("*.png") if p not in named)
+    return [p for p in [*named, *figures] if p.is_file()]
 
 
 def logger_record(loggers: Sequence[TrackerLogger]) -> dict[str, str]:
@@ -102,16 +126,88 @@ def logger_record(loggers: Sequence[TrackerLogger]) -> dict[str, str]:
 
 
 @contextmanager
-def trackers_ending(loggers: Sequence[TrackerLogger], run_dir: RunDir) -> Iterator[None]:
+def trackers_ending(loggers: Sequence[TrackerLogger | None], run_dir: RunDir) -> Iterator[None]:
     """A fit that raises ends the trackers' runs too (``failed``, or ``interrupted`` on
-    Ctrl-C), so that no MLflow run is left ``RUNNING``; then the error goes on."""
+    Ctrl-C), so that no MLflow run is left ``RUNNING``; then the error goes on. ``None``
+    entries (a group run without MLflow) are skipped."""
+    present = [lg for lg in loggers if lg is not None]
     try:
         yield
     except BaseException as exc:
         if isinstance(exc, Exception | KeyboardInterrupt):
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            finish_trackers(loggers, run_dir, status, stop_reason=str(exc) or None)
+            finish_trackers(present, run_dir, status, stop_reason=str(exc) or None)
         raise
+
+
+def open_group_tracker(
+    config: RunConfig,
+    run_dir: RunDir,
+    *,
+    run_id: str,
+    kind: str,
+    name: str,
+    task: str,
+    store_url: str | None = None,
+    mlflow_parent: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> TrackerLogger | None:
+    """The MLflow run of a group run (``cv``, ``tune``, ``seeds``), when ``record.loggers``
+    names mlflow: opened now, so that its members (folds, trials, seeds) nest under it with
+    ``mlflow.parentRunId`` = its ``run_id``; ended by :func:`close_group_tracker`."""
+    if "mlflow" not in config.record.loggers:
+        return None
+    import torch
+
+    from skier.history import History
+    from skier.train.state import TrainState
+
+    only = config.model_copy(
+        update={"record": config.record.model_copy(update={"loggers": ["mlflow"]})}
+    )
+    (logger,) = tracker_loggers(
+        only,
+        run_dir,
+        run_id=run_id,
+        kind=kind,
+        name=name,
+        store_url=store_url,
+        echo=echo,
+        mlflow_parent=mlflow_parent,
+    )
+    state = TrainState(torch.nn.Module(), epochs=0, task=task, history=History(),
+                       available_keys=frozenset())  # fmt: skip
+    logger.on_fit_start(state)
+    return logger
+
+
+def group_run_id(logger: TrackerLogger | None) -> str | None:
+    """The MLflow run id a group's members nest under (None: no MLflow, or it failed)."""
+    if logger is None or logger.failure is not None:
+        return None
+    return getattr(logger, "run_id", None)
+
+
+def close_group_tracker(
+    logger: TrackerLogger | None,
+    run_dir: RunDir,
+    status: str,
+    *,
+    stop_reason: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """End a group's MLflow run with ``status``, its summary ``metrics`` (the finite numbers
+    among them, e.g. the cv mean of each metric as ``mean_val_loss``) and its files."""
+    if logger is None:
+        return {}
+    numbers = {
+        k: float(v)
+        for k, v in (metrics or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+    files = run_files(run_dir)
+    logger.finish(status, stop_reason=stop_reason, artifacts=files, metrics=numbers)
+    return logger_record([logger])
 
 
 def export_to_tracker(
@@ -140,8 +236,9 @@ def export_to_tracker(
     if mlflow_uri is not None:
         record = record.model_copy(update={"mlflow_uri": mlflow_uri})
     config = config.model_copy(update={"record": record})
-    (logger,) = tracker_loggers(config, run_dir, run_id=view.id, kind=view.kind, name=view.name,
-                                echo=echo)  # fmt: skip
+    (logger,) = tracker_loggers(
+        config, run_dir, run_id=view.id, kind=view.kind, name=view.name, echo=echo
+    )
     if to == "mlflow":
         logger.position_file = None  # a new MLflow run for each export
     history = History(rows=[dict(r) for r in view.history.rows])

@@ -88,7 +88,8 @@ __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "check_run_config", "run_
 # would make the resumed run differ from the one that was interrupted.
 # A tracker added on resume gets the whole history first (see skier.train.callbacks.trackers).
 RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report",
-                     "record.loggers", "record.mlflow_uri", "record.mlflow_experiment")  # fmt: skip
+                     "record.loggers", "record.mlflow_uri", "record.mlflow_experiment",
+                     "record.mlflow_log_checkpoint")  # fmt: skip
 
 
 @dataclass
@@ -322,6 +323,7 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     kind: str = "train",
     parent_id: str | None = None,
+    tracker_parent: str | None = None,
     distributed: Distributed | None = None,
     run_id: str | None = None,
 ) -> RunOutcome:
@@ -389,8 +391,16 @@ def run_training(
     name = run_name(config)
     trackers = []  # built here: a missing package is refused before the run is created
     if main:
-        trackers = tracker_loggers(config, run_dir, run_id=run_id, kind=kind, name=name,
-                                   store_url=url, echo=say)  # fmt: skip
+        trackers = tracker_loggers(
+            config,
+            run_dir,
+            run_id=run_id,
+            kind=kind,
+            name=name,
+            store_url=url,
+            echo=say,
+            mlflow_parent=tracker_parent,
+        )
     if not main:
         callbacks += [RecordLogger(None, run_id, run_dir), *extra]
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,

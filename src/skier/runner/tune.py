@@ -55,6 +55,8 @@ from skier.runner._search import (
     default_workers,
 )
 from skier.runner.lifecycle import run_ending, run_name
+from skier.runner.trackers import close_group_tracker, open_group_tracker, trackers_ending
+from skier.runner.trackers import group_run_id as _nest
 from skier.runner.training import RunOutcome, run_training
 from skier.runner.workers import (
     _shares,
@@ -272,6 +274,8 @@ def _run_tune(
             task=task_kind,
             run_id=run_id,
         )
+    group = open_group_tracker(config, run_dir, run_id=run_id, kind="tune", name=name,
+                               task=task_kind, store_url=url, echo=say)  # fmt: skip
     resumed = len(study.get_trials(deepcopy=False))
     say(
         f"tune {run_id} → {run_dir.path}\nstudy {study_name!r} in {_safe_storage(storage_url)}"
@@ -299,6 +303,7 @@ def _run_tune(
             worker_index=i,
             threads=threads,
             echo=echo is not None,
+            tracker_parent=_nest(group),
         )
         for i, share in enumerate(_shares(n_trials, workers))
         if share > 0
@@ -307,7 +312,7 @@ def _run_tune(
     started = time.perf_counter()
     notes: list[str] = []
     try:
-        with run_ending(url, run_id, started=started):
+        with run_ending(url, run_id, started=started), trackers_ending([group], run_dir):
             if len(tasks) == 1:
                 _tune_worker(tasks[0], [live.on_trial] if live is not None else [])
             elif tasks:
@@ -323,7 +328,7 @@ def _run_tune(
         study = optuna.load_study(study_name=study_name, storage=storage)
         return _finish_tune(
             config, space, tune, study, run_dir, url, storage_url, settings, seconds, notes,
-            base, name, say, n_trials,
+            base, name, say, n_trials, group,
         )  # fmt: skip
     finally:
         close_storage(storage)
@@ -381,6 +386,7 @@ def _finish_tune(
     name: str,
     say: Echo,
     n_trials: int,
+    group: Any = None,  # the tune run's MLflow logger, if any
 ) -> TuneOutcome:
     from skier.search.tune import study_summary
 
@@ -425,6 +431,7 @@ def _finish_tune(
             progress=False,
             kind="train",
             parent_id=run_id,
+            tracker_parent=_nest(group),
         )
         summary["trained"] = {
             "run_id": trained.run_id,
@@ -465,6 +472,9 @@ def _finish_tune(
             error=error,
             summary=summary,
         )
+    best_metric = {f"best_{summary['metric']}": best["value"]} if best else {}
+    close_group_tracker(group, run_dir, status, stop_reason=error,
+                        metrics=best_metric | {"trials": len(summary["trials"])})  # fmt: skip
     outcome = TuneOutcome(
         run_id, run_dir.path, url, status, summary["study"], _safe_storage(storage_url), summary,
         best_path, trained, n_trials, notes,

@@ -51,6 +51,7 @@ class _TuneTask:
     worker_index: int
     threads: int
     echo: bool
+    tracker_parent: str | None = None  # the tune run's MLflow run, when it has one
 
 
 def pruner_steps(tune: TuneConfig, epochs: int) -> int:
@@ -147,6 +148,7 @@ class _Objective:
             callbacks=[pruning],
             kind="trial",
             parent_id=task.tune_run_id,
+            tracker_parent=task.tracker_parent,
         )
         result = outcome.result
         value = _trial_value(result.history.rows, self.metric, self.direction)
@@ -201,6 +203,7 @@ class _Objective:
             should_stop=prune_check,
             plots=False,
             progress=False,  # the search shows its trials, not each trial's folds
+            tracker_parent=task.tracker_parent,
         )
         value = float(outcome.summary["value"])
         reason = outcome.stop_reason
@@ -238,6 +241,7 @@ class _Objective:
             parent_id=task.tune_run_id,
             should_stop=prune_check,
             plots=False,
+            tracker_parent=task.tracker_parent,
         )
         value = mean_std(value_of(o) for o in group.runs)[0]
         reason = group.stop_reason

@@ -51,9 +51,11 @@ class MLflowLogger(TrackerLogger):
     microseconds a point), sent with ``MlflowClient.log_batch`` at most every
     ``flush_every_s`` seconds; tags (the
     given ``tags`` plus ``skier.status`` and ``skier.stop_reason`` at the end), the final and
-    best metrics, and ``artifacts`` (files) when it finishes. ``parent_run_id`` nests the run
-    under another (cross-validation folds, tuning trials). A resumed fit with the same
-    ``position_file`` continues the same MLflow run (see :mod:`~skier.train.callbacks.trackers`).
+    best metrics, and ``artifacts`` (files) when it finishes; ``checkpoint`` (e.g. a run's
+    ``checkpoints/best.pt``) is logged too, under ``checkpoints/``, when that file exists then.
+    ``parent_run_id`` nests the run under another (cross-validation folds, tuning trials). A
+    resumed fit with the same ``position_file`` continues the same MLflow run (see
+    :mod:`~skier.train.callbacks.trackers`).
 
     ``tracking_uri`` is a tracking server's URL or a local store such as
     ``sqlite:///mlflow.db``; a new experiment in a SQLite store keeps its artifacts in
@@ -76,6 +78,7 @@ class MLflowLogger(TrackerLogger):
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         artifacts: Sequence[str | Path] = (),
+        checkpoint: str | Path | None = None,
         parent_run_id: str | None = None,
         artifact_location: str | None = None,
         log_steps: bool = False,
@@ -96,6 +99,7 @@ class MLflowLogger(TrackerLogger):
         self.run_name = run_name
         self.tags = dict(tags or {})
         self.artifacts = [Path(p) for p in artifacts]
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.parent_run_id = parent_run_id
         self.artifact_location = artifact_location
         self.step_keys = self.step_keys if log_steps else ()
@@ -165,5 +169,7 @@ class MLflowLogger(TrackerLogger):
             for path in [*self.artifacts, *files]:
                 if path.is_file():
                     self._client.log_artifact(self.run_id, str(path))
+            if self.checkpoint is not None and self.checkpoint.is_file():
+                self._client.log_artifact(self.run_id, str(self.checkpoint), "checkpoints")
             finished = {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED")
             self._client.set_terminated(self.run_id, finished)

@@ -33,7 +33,9 @@ class TensorBoardLogger(TrackerLogger):
     """Writes every epoch metric as a scalar (step = epoch; ``loss/train`` and ``loss/val`` on
     one chart), the lr of every optimizer step (``lr/step``, step = optimizer step), the config
     as text, and at the end the hyper-parameters with the final and best metrics in the HParams
-    tab, with :mod:`torch.utils.tensorboard` into ``log_dir``. A resumed run writes into the same
+    tab, and the PNG figures among the files it is given at the end (the learning curves and
+    the diagnostic figures of a run directory) as images ``figures/NAME`` in the Images tab,
+    with :mod:`torch.utils.tensorboard` into ``log_dir``. A resumed run writes into the same
     folder and goes on from the epoch it had reached (see :mod:`~skier.train.callbacks.trackers`).
 
     Needs the ``tensorboard`` package (``pip install 'skier[tensorboard]'``). In a config,
@@ -110,4 +112,18 @@ class TensorBoardLogger(TrackerLogger):
             for tag, value in metrics.items():
                 writer.add_scalar(tag, value, last)
         writer.add_text("status", f"{tags['status']} {tags['stop_reason']}".strip(), last)
+        for path in files:
+            if path.suffix.lower() == ".png":
+                _add_png(writer, path, last)
         writer.close()
+
+
+def _add_png(writer: Any, path: Path, step: int) -> None:
+    """A PNG file as the image ``figures/STEM`` (its RGB channels, as the file shows them)."""
+    from matplotlib.image import imread
+
+    pixels = imread(str(path))  # float in [0, 1] for a PNG, H x W x (3 or 4), or H x W
+    if pixels.ndim == 2:
+        writer.add_image(f"figures/{path.stem}", pixels, step, dataformats="HW")
+    else:
+        writer.add_image(f"figures/{path.stem}", pixels[:, :, :3], step, dataformats="HWC")

@@ -178,14 +178,16 @@ class TrackerLogger(Callback):
         *,
         stop_reason: str | None = None,
         artifacts: Sequence[Path] = (),
+        metrics: Mapping[str, float] | None = None,
     ) -> None:
-        """Send what is left, the best and final metrics, ``artifacts`` (files that exist),
-        and close the tool's run with ``status``. The runner calls it once its files exist."""
+        """Send what is left, the best and final metrics (and ``metrics``, e.g. a group's
+        summary), ``artifacts`` (files that exist), and close the tool's run with ``status``.
+        The runner calls it once its files exist."""
         if not self._active:
             return
         self._flush()
         history = self._history or History()
-        summary = best_and_final(history, self._monitor)
+        summary = best_and_final(history, self._monitor) | dict(metrics or {})
         files = [Path(p) for p in artifacts if Path(p).is_file()]
         tags = {"status": status, "stop_reason": stop_reason or ""}
         self._guard(lambda: self._close(tags, summary, files))
