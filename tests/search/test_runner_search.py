@@ -22,7 +22,8 @@ from skier.config.search import CrossValidationConfig, TuneConfig, parse_space
 from skier.record import RunStore, default_store_url
 from skier.runner.cv import run_cv
 from skier.runner.tune import run_tune
-from skier.search.tune import WORKER_ATTR, close_storage, open_storage
+from skier.search.recovery import WORKER_ATTR
+from skier.search.tune import close_storage, open_storage
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

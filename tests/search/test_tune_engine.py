@@ -15,19 +15,21 @@ from optuna.trial import TrialState
 
 from skier.config.search import parse_space
 from skier.errors import ConfigError
-from skier.search.tune import (
+from skier.search.recovery import (
     HEARTBEAT_ATTR,
     WORKER_ATTR,
-    DuplicateGridPoint,
     Heartbeat,
+    fail_stale_trials,
+    fail_worker_trials,
+    journal_lock,
+)
+from skier.search.tune import (
+    DuplicateGridPoint,
     PruningCallback,
     _rdb_url,
     check_grid_claim,
     close_storage,
-    fail_stale_trials,
-    fail_worker_trials,
     grid_points,
-    journal_lock,
     make_pruner,
     make_sampler,
     objective_direction,
@@ -172,7 +174,7 @@ def test_a_worker_killed_holding_the_journal_lock_does_not_stall_the_others(
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from skier.search.tune import journal_lock\n"
+         "from skier.search.recovery import journal_lock\n"
          f"lock = journal_lock({path!r}); lock.acquire()\n"
          "print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -85,12 +85,8 @@ class _Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        from skier.search.tune import (
-            check_grid_claim,
-            fail_stale_trials,
-            suggest,
-            trial_guard,
-        )
+        from skier.search.recovery import fail_stale_trials, trial_guard
+        from skier.search.tune import check_grid_claim, suggest
 
         tune, task = self.tune, self.task
         if self.journal:  # Optuna's RDB storage fails stale trials itself; journals need skier
@@ -337,7 +333,7 @@ def _supervise(
 
     from optuna.trial import TrialState
 
-    from skier.search.tune import fail_worker_trials
+    from skier.search.recovery import fail_worker_trials
 
     host = socket.gethostname()
     ctx = _spawn()
