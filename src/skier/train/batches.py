@@ -15,12 +15,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from skier.data.types import Split
+from skier.errors import problem
 
 __all__ = [
     "BatchSource",
     "InformativeBatches",
     "LoaderBatches",
     "TensorBatches",
+    "accumulate_problems",
     "micro_batches",
     "resolve_batch_size",
     "step_batch_size",
@@ -51,6 +53,26 @@ class BatchSource(Protocol):
 def resolve_batch_size(batch_size: int | Literal["full"], n: int) -> int:
     """``"full"`` (batch gradient descent) means every example in one batch."""
     return n if batch_size == "full" else min(int(batch_size), n)
+
+
+def accumulate_problems(batch_size: int | str, accumulate: int, train: Any) -> list[str]:
+    """What gradient accumulation cannot do (``train.accumulate`` > 1), one line each."""
+    if accumulate == 1:
+        return []
+    out = []
+    if batch_size == "full":
+        out.append(
+            problem("train.batch_size", "a number with train.accumulate > 1", "full",
+                    "batch_size is the micro-batch; a step sees batch_size x accumulate "
+                    "examples. For full-batch steps in k pieces, set batch_size: ceil(n / k).")
+        )  # fmt: skip
+    if isinstance(train, DataLoader):
+        out.append(
+            problem("train.accumulate", "1 when train is a DataLoader", accumulate,
+                    "Its batches are the steps it was built with; pass its Dataset (skier "
+                    "batches it as batch_size x accumulate) or in-memory data.")
+        )  # fmt: skip
+    return out
 
 
 def step_batch_size(

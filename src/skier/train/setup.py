@@ -39,6 +39,7 @@ from skier.train.batches import (
     InformativeBatches,
     LoaderBatches,
     TensorBatches,
+    accumulate_problems,
     step_batch_size,
     steps_per_epoch,
 )
@@ -401,26 +402,6 @@ def monitor_problems(
     return problems
 
 
-def _accumulate_problems(cfg: TrainConfig, train: Any) -> list[str]:
-    """What gradient accumulation cannot do (``train.accumulate`` > 1), one line each."""
-    if cfg.accumulate == 1:
-        return []
-    out = []
-    if cfg.batch_size == "full":
-        out.append(
-            problem("train.batch_size", "a number with train.accumulate > 1", "full",
-                    "batch_size is the micro-batch; a step sees batch_size x accumulate "
-                    "examples. For full-batch steps in k pieces, set batch_size: ceil(n / k).")
-        )  # fmt: skip
-    if isinstance(train, DataLoader):
-        out.append(
-            problem("train.accumulate", "1 when train is a DataLoader", cfg.accumulate,
-                    "Its batches are the steps it was built with; pass its Dataset (skier "
-                    "batches it as batch_size x accumulate) or in-memory data.")
-        )  # fmt: skip
-    return out
-
-
 def prepare(
     model: torch.nn.Module,
     train: DataLike,
@@ -523,7 +504,7 @@ def prepare(
         in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
-    problems += _accumulate_problems(cfg_train, train_s)
+    problems += accumulate_problems(cfg_train.batch_size, cfg_train.accumulate, train_s)
     if cfg_train.sampling == "informative" and loss.per_example is None:
         problems.append(
             problem("train.loss", "a loss that gives per-example values with train.sampling "
