@@ -338,7 +338,9 @@ class RecordConfig(Section):
         "store, mlflow.db in record.dir",
     )
     mlflow_experiment: str = Field("skier", description="MLflow experiment the runs go in")
-    mlflow_log_checkpoint: bool = Field(False, description="log checkpoints/best.pt to MLflow")
+    mlflow_log_checkpoint: bool = Field(
+        False, description="log the best checkpoint to MLflow as an artifact"
+    )
 
 
 class InitConfig(Section):
