@@ -101,6 +101,8 @@ def populate(store: RunStore, n_runs: int, n_epochs: int) -> tuple[list[str], st
     fill = text(_METRICS_SQL.format(keys=keys))
     with engine.begin() as conn:
         if dialect == "postgresql":
+            # no foreign-key trigger per metric row: the bench's rows are consistent by making
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
             for statement in _EPOCHS_SQL:
                 conn.execute(text(statement.format(n=max(n_epochs, LONG_EPOCHS))))
         for first in range(0, n_runs + 1, CHUNK_RUNS):
@@ -146,13 +148,13 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
     return min(times)
 
 
-def _dashboard_first_page(store: RunStore) -> str:
-    """What the dashboard's first page asks: the newest 200 runs, then the newest run's curves."""
+def _dashboard_first_page(store: RunStore, run_id: str) -> str:
+    """What the dashboard's first page asks: the newest 200 runs, then one run's curves (the
+    newest run's: here the 10,000-epoch run, or a 100-epoch one)."""
     listed = store.list_runs(limit=200)
     page = json.dumps({"runs": [_run_json(r) for r in listed]})
-    newest = listed[0]
-    store.get_run(newest.id)
-    history = store.metrics_of([newest.id], after_epoch=0)[newest.id]
+    store.get_run(run_id)
+    history = store.metrics_of([run_id], after_epoch=0)[run_id]
     return page + json.dumps(history.rows)
 
 
@@ -171,7 +173,12 @@ def queries(store: RunStore, ids: list[str], long_id: str) -> dict[str, Callable
             load_view(i, store=store, related=False) for i in some
         ],
         "compare: metrics_of 10 runs": lambda: store.metrics_of(some),
-        "dashboard first page (200 runs + curves)": lambda: _dashboard_first_page(store),
+        "dashboard first page (200 runs + a 100-epoch run's curves)": lambda: _dashboard_first_page(
+            store, ids[-1]
+        ),
+        "dashboard first page (200 runs + the 10,000-epoch run's curves)": lambda: (
+            _dashboard_first_page(store, long_id)
+        ),
         "dashboard poll: epochs after 99": lambda: store.metrics_of([ids[-1]], after_epoch=99),
         f"report of a {LONG_EPOCHS:,}-epoch run": lambda: render_run_report(
             load_view(long_id, store=store)
