@@ -291,6 +291,7 @@ def test_version_1_store_is_upgraded_in_place(sqlite_url: str) -> None:
     store.close()
     with contextlib.closing(sqlite3.connect(_sqlite_file(sqlite_url))) as conn, conn:
         conn.execute("DROP INDEX ix_runs_parent_id")
+        conn.execute("DROP INDEX ix_runs_parent_id_created_at")
         conn.execute("ALTER TABLE runs DROP COLUMN parent_id")
         conn.execute("ALTER TABLE runs DROP COLUMN summary_json")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
@@ -305,4 +306,41 @@ def test_version_1_store_is_upgraded_in_place(sqlite_url: str) -> None:
         assert [r.id for r in upgraded.list_runs(kind="train")] == [old]
     with contextlib.closing(sqlite3.connect(_sqlite_file(sqlite_url))) as conn:
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert version == str(SCHEMA_VERSION)
+    assert {"ix_runs_parent_id", "ix_runs_parent_id_created_at"} <= indexes
+
+
+def test_an_index_added_since_is_made_on_open_and_used(store_url: str) -> None:
+    """A store made before ix_runs_parent_id_created_at gets it when opened; on SQLite the runs
+    that belong to one are then found through it, not by walking every run by date."""
+    from sqlalchemy import event, text
+
+    with RunStore(store_url) as store:
+        parent = store.create_run("cv", {}, None, kind="cv")
+        for _ in range(3):
+            store.create_run("other", {}, None)
+        with store._connected().begin() as conn:
+            conn.execute(text("DROP INDEX ix_runs_parent_id_created_at"))
+    with RunStore(store_url) as store:
+        child = store.create_run("fold", {}, None, kind="cv_fold", parent_id=parent)
+        engine = store._connected()
+        seen: list[tuple[str, object]] = []
+        event.listen(engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
+        assert [r.id for r in store.list_runs(parent_id=parent)] == [child]
+        statement, parameters = seen[-1]
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                found = conn.execute(
+                    text(
+                        "SELECT indexname FROM pg_indexes "
+                        "WHERE tablename = 'runs' AND schemaname = current_schema()"
+                    )
+                )
+                assert "ix_runs_parent_id_created_at" in {row[0] for row in found}
+            else:
+                plan = [row[-1] for row in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {statement}", parameters)]  # fmt: skip
+                assert plan == [
+                    "SEARCH runs USING INDEX ix_runs_parent_id_created_at (parent_id=?)"
+                ]

@@ -184,6 +184,12 @@ class StoreConnection:
                         elif found.isdigit() and int(found) < SCHEMA_VERSION:
                             self._migrate(conn, int(found))
                             found = str(SCHEMA_VERSION)
+                        if found is None or found == str(SCHEMA_VERSION):
+                            # Indexes added since the store's tables were made (create_all
+                            # makes an index only with its table).
+                            for table in metadata.sorted_tables:
+                                for index in table.indexes:
+                                    index.create(conn, checkfirst=True)
                 break
             except (IntegrityError, ProgrammingError) as exc:
                 # Two processes creating the tables at once on PostgreSQL: the loser retries
