@@ -248,8 +248,17 @@ def landscape(
 @_source
 @set_option
 @click.option("--top-k", type=int, default=None, help="Eigenvalues to find [1].")
-@click.option("--max-iterations", type=int, default=None, help="Power iterations each [100].")
-@click.option("--tolerance", type=float, default=None, help="Relative change to stop [1e-4].")
+@click.option(
+    "--method", type=click.Choice(["lanczos", "power"]), default=None,
+    help="Lanczos (all k at once) or power iteration with deflation [lanczos].",
+)  # fmt: skip
+@click.option(
+    "--max-iterations", type=int, default=None, help="Hessian-vector products per eigenvalue [100]."
+)
+@click.option(
+    "--tolerance", type=float, default=None,
+    help="Stop when each residual (lanczos) or change (power) is below this, relative [1e-4].",
+)  # fmt: skip
 @click.option("--trace/--no-trace", default=None, help="Hutchinson trace estimate [on].")
 @click.option("--trace-samples", type=int, default=None, help="Probes for the trace [100].")
 @_split
@@ -287,7 +296,7 @@ def sharpness(
         line += f"; trace {found.trace:.4g} ± {found.trace_std_error or 0.0:.2g}"
     click.echo(line + f" ({found.examples} examples)")
     if not all(found.converged):
-        click.echo("note: power iteration did not converge for every eigenvalue (--max-iterations)")
+        click.echo("note: not every eigenvalue converged (raise --max-iterations or --tolerance)")
     _where(outcome)
 
 
