@@ -45,7 +45,7 @@ from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
 from skier.train.batches import resolve_batch_size, step_batch_size, steps_per_epoch
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.metrics import make_loss
+from skier.train.losses import build_loss
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -382,7 +382,7 @@ def _train_curve(
 ) -> list[float]:
     from torch.func import functional_call
 
-    loss_fn = make_loss("cross_entropy" if classification else "mse")
+    loss_fn = build_loss("cross_entropy" if classification else "mse")
     # Weight decay acts on the point on the curve (below), not on the bends themselves.
     decay = float(optim.weight_decay or 0.0)
     optimizer = build_optimizer(curve.parameters(), optim.model_copy(update={"weight_decay": None}))

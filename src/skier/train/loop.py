@@ -33,7 +33,7 @@ from skier.train.group import ProcessGroup
 from skier.train.losses import LossFn, build_loss
 from skier.train.metrics import SplitSums, count_wrong, evaluate_split, targets_per_example
 from skier.train.scoring import Scoring
-from skier.train.setup import DataLike, Setup, _as_split, prepare
+from skier.train.setup import DataLike, Setup, _as_split, _infer_task, prepare
 from skier.train.state import TrainState
 from skier.train.step import LossAndExtra
 
@@ -545,14 +545,10 @@ def evaluate(
     if not isinstance(split, Split):
         raise TypeError("evaluate() takes in-memory data: a Split or an (inputs, targets) pair")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if task is None:
-        if split.targets.dim() == 2 and loss == "binary_cross_entropy":
-            task = "multilabel"
-        else:
-            task = "regression" if split.targets.is_floating_point() else "classification"
+    resolved = _infer_task(split, task, loss)  # fit's rule: declared, the loss's, the targets'
     built = None if loss is None else build_loss(loss, options=loss_options)
-    scoring = Scoring.for_task(metrics, task)
+    scoring = Scoring.for_task(metrics, resolved)
     return evaluate_split(
-        model, split.to(device), classification=task != "regression", batch_size=batch_size,
+        model, split.to(device), classification=resolved != "regression", batch_size=batch_size,
         loss=built, scoring=scoring,
     )  # fmt: skip

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from skier.data.types import Split
-from skier.train.losses import Loss, LossFn, build_loss
+from skier.train.losses import Loss, LossFn
 from skier.train.scoring import Accumulator, Scoring
 
 __all__ = [
@@ -21,26 +20,9 @@ __all__ = [
     "count_wrong",
     "eval_mode",
     "evaluate_split",
-    "make_example_loss",
-    "make_loss",
     "split_sums",
     "targets_per_example",
 ]
-
-
-def make_loss(name: str, reduction: Literal["mean", "sum"] = "mean") -> Loss:
-    """A registered loss by name (:mod:`skier.train.losses`) with its default options.
-
-    With ``reduction="sum"`` the gradient, and so the effective step, grows with the batch size.
-    """
-    return build_loss(name, reduction=reduction)
-
-
-def make_example_loss(name: str) -> LossFn:
-    """One loss per example (shape ``N``): the mean over targets for regression."""
-    per_example = build_loss(name).per_example
-    assert per_example is not None  # every built-in gives per-example values
-    return per_example
 
 
 def targets_per_example(out: torch.Tensor) -> int:
@@ -74,8 +56,7 @@ def batch_sums(
         total, _ = loss.batch_sum(out, y)
         return total, count_wrong(out, y) if classification else zero
     if classification:
-        wrong = (out.argmax(dim=-1) != y).sum()
-        return F.cross_entropy(out, y, reduction="sum"), wrong
+        return F.cross_entropy(out, y, reduction="sum"), count_wrong(out, y)
     squared = F.mse_loss(out, y.reshape(out.shape), reduction="sum")
     return squared / targets_per_example(out), zero
 
