@@ -34,6 +34,7 @@ from skier.data import (
     stratified_split,
 )
 from skier.errors import DataError, problem
+from skier.record.groups import mean_std
 
 __all__ = [
     "CVData",
@@ -259,13 +260,6 @@ def chosen_metrics(
     }
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    clean = [v for v in values if math.isfinite(v)]
-    if not clean:
-        return math.nan, math.nan
-    return statistics.fmean(clean), statistics.stdev(clean) if len(clean) > 1 else 0.0
-
-
 def mean_curve(results: Sequence[FoldResult], key: str) -> tuple[list[int], list[float]]:
     """Per epoch, the mean of ``key`` over the folds that reached that epoch and logged it."""
     by_epoch: dict[int, list[float]] = {}
@@ -293,7 +287,7 @@ def summarize_folds(results: Sequence[FoldResult], metric: str = "val_loss") -> 
         keys += [k for k in r.metrics if k not in keys]
     mean, std = {}, {}
     for key in keys:
-        mean[key], std[key] = _mean_std([r.metrics.get(key, math.nan) for r in results])
+        mean[key], std[key] = mean_std([r.metrics.get(key, math.nan) for r in results])
     chosen = [r.best_epoch if r.best_epoch is not None else r.epochs_done for r in results]
     median = round(statistics.median(chosen)) if chosen else None
     return {
