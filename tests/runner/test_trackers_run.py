@@ -106,7 +106,7 @@ def test_a_missing_package_is_refused_before_the_run_exists(
 ) -> None:
     import importlib.util
 
-    from skier.train.callbacks.trackers import MissingExtraError
+    from skier.errors import MissingExtraError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(  # as if mlflow were not installed

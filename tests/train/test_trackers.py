@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from skier.errors import MissingExtraError, require_extra
 from skier.train import (
     Callback,
     Checkpoint,
@@ -24,7 +25,7 @@ from skier.train import (
     fit,
     load_checkpoint,
 )
-from skier.train.callbacks.trackers import MissingExtraError, TrackerLogger, require_extra
+from skier.train.callbacks.trackers import TrackerLogger
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")

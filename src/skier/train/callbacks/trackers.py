@@ -30,19 +30,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from skier._io import atomic_write_text
-from skier.errors import MissingExtraError, SkierError, require_extra
+from skier.errors import SkierError, require_extra
 from skier.history import History
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, resolve_mode
 from skier.train.state import TrainState
 
 __all__ = [
-    "MissingExtraError",
     "StepSeries",
     "TrackerLogger",
     "best_and_final",
     "flatten_params",
-    "require_extra",
     "run_status",
 ]
 
