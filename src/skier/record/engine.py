@@ -36,6 +36,7 @@ from sqlalchemy.exc import (
 from skier import __version__
 from skier.errors import StoreError, problem
 from skier.record.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta, metadata, runs
+from skier.record.values import refresh_run_values
 
 __all__ = ["StoreConnection"]
 
@@ -204,12 +205,16 @@ class StoreConnection:
     def _migrate(conn: Connection, version: int) -> None:
         """Bring a store written by an older skier up to :data:`SCHEMA_VERSION`, in place.
 
-        Only added (nullable) columns so far: old rows read as ``NULL`` there, and an older
-        skier refuses the upgraded store (its version is now higher), as it should.
+        Added (nullable) columns, whose old rows read as ``NULL``, and tables (made by
+        ``create_all`` before this runs): schema 3's ``run_values`` is filled from every run's
+        metrics here (one pass over the metrics table). An older skier refuses the upgraded
+        store (its version is now higher), as it should.
         """
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for table, column, sql_type in ADDED_COLUMNS.get(target, ()):
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        if version < 3:
+            refresh_run_values(conn)
         conn.execute(
             update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
         )

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Connection, Select, case, null, select
 
 from skier._html import data_frame, html_table
 from skier.errors import StoreError, problem
 from skier.history import History
 from skier.record.engine import StoreConnection
-from skier.record.schema import RUN_STATUSES, artifacts, metrics, params, runs
+from skier.record.schema import RUN_STATUSES, artifacts, metrics, params, run_values, runs
 
 __all__ = ["ArtifactRecord", "RunList", "RunQueries", "RunRecord"]
 
@@ -277,28 +277,16 @@ class RunQueries(StoreConnection):
             raise StoreError(problem("status", f"one of {list(RUN_STATUSES)}", status))
         if not sort or len(sort) > 255:
             raise StoreError(problem("sort key", "a column or metric name", sort))
-        value: Any
-        if sort in _SORT_COLUMNS:
-            value = _SORT_COLUMNS[sort]
-        elif sort.startswith("test_"):
-            value = case((runs.c.test_metric_name == sort, runs.c.test_metric_value), else_=None)
-        else:
-            value = _metric_at_best_else_last(sort)
-        # NULLS LAST on the result column itself (not a CASE around it), so that the sort value
-        # (per metric: two correlated lookups) is computed once per run, not again to sort.
-        value = value.label("sort_value")
-        query = (
-            select(runs, value)
-            .order_by(value.desc().nulls_last() if descending else value.asc().nulls_last())
-            .order_by(runs.c.created_at.desc(), runs.c.id.desc())
-            .limit(limit)
-        )
+        filters = []
         if status is not None:
-            query = query.where(runs.c.status == status)
+            filters.append(runs.c.status == status)
         if kind is not None:
-            query = query.where(runs.c.kind == kind)
+            filters.append(runs.c.kind == kind)
         with self._transaction(write=False) as conn:
-            found = conn.execute(query).all()
+            if sort in _SORT_COLUMNS or sort.startswith("test_"):
+                found = _rank_by_column(conn, sort, descending, limit, filters)
+            else:
+                found = _rank_by_metric(conn, sort, descending, limit, filters)
         out: list[tuple[RunRecord, float | None]] = []
         for row in found:
             data = dict(row._mapping)
@@ -402,30 +390,50 @@ class RunQueries(StoreConnection):
         return RunList(found)
 
 
-def _metric_at_best_else_last(key: str) -> Any:
-    """A run's value of the per-epoch metric ``key``: at its best epoch, else at its last epoch
-    that has one. Two correlated lookups on the metrics key (run_id, epoch, key) per run: the
-    second walks the run's epochs backwards and stops at the first with a value, so a sort
-    costs the same per run whatever the store's size (a grouped pass over every epoch of every
-    run for the last epochs grew with the whole metrics table)."""
-    at_best, at_last = metrics.alias("at_best"), metrics.alias("at_last")
-    best = (
-        select(at_best.c.value)
-        .where(
-            at_best.c.run_id == runs.c.id,
-            at_best.c.epoch == runs.c.best_epoch,
-            at_best.c.key == key,
+_NEWEST = (runs.c.created_at.desc(), runs.c.id.desc())  # ties: newest first
+
+
+def _rank_by_column(
+    conn: Connection, sort: str, descending: bool, limit: int, filters: list[Any]
+) -> list[Any]:
+    """Runs ordered by a column of ``runs`` (or the test metric they recorded)."""
+    value: Any = _SORT_COLUMNS.get(sort)
+    if value is None:
+        value = case((runs.c.test_metric_name == sort, runs.c.test_metric_value), else_=None)
+    value = value.label("sort_value")
+    order = value.desc().nulls_last() if descending else value.asc().nulls_last()
+    return list(
+        conn.execute(select(runs, value).where(*filters).order_by(order, *_NEWEST).limit(limit))
+    )
+
+
+def _rank_by_metric(
+    conn: Connection, key: str, descending: bool, limit: int, filters: list[Any]
+) -> list[Any]:
+    """Runs ordered by their kept value of a per-epoch metric (:mod:`skier.record.values`): a
+    range of the (key, value) index; then, if ``limit`` is not reached, the runs without one,
+    newest first."""
+    kept = run_values.c.value
+    ranked = (
+        select(runs, kept.label("sort_value"))
+        .join(run_values, (run_values.c.run_id == runs.c.id) & (run_values.c.key == key))
+        .where(*filters)
+        .order_by(kept.desc() if descending else kept.asc(), *_NEWEST)
+        .limit(limit)
+    )
+    found = list(conn.execute(ranked))
+    if len(found) < limit:
+        has_value = select(run_values.c.run_id).where(
+            run_values.c.run_id == runs.c.id, run_values.c.key == key
         )
-        .scalar_subquery()
-    )
-    last = (
-        select(at_last.c.value)
-        .where(at_last.c.run_id == runs.c.id, at_last.c.key == key, at_last.c.value.is_not(None))
-        .order_by(at_last.c.epoch.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return func.coalesce(best, last)
+        rest = (
+            select(runs, null().label("sort_value"))
+            .where(~has_value.exists(), *filters)
+            .order_by(*_NEWEST)
+            .limit(limit - len(found))
+        )
+        found += conn.execute(rest)
+    return found
 
 
 class _Row:

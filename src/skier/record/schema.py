@@ -1,11 +1,12 @@
 """Tables of the run store (SQLAlchemy Core), portable between SQLite and PostgreSQL.
 
 One row per run in ``runs``; its flattened config in ``params``; one row per (epoch, metric) in
-``metrics``; the files it wrote in ``artifacts``; ``meta`` holds the schema version so that an
-older skier refuses a store written by a newer one instead of misreading it.
+``metrics``; its sort value per metric in ``run_values``; the files it wrote in ``artifacts``;
+``meta`` holds the schema version so that an older skier refuses a store written by a newer one
+instead of misreading it.
 
 >>> sorted(metadata.tables)
-['artifacts', 'meta', 'metrics', 'params', 'runs']
+['artifacts', 'meta', 'metrics', 'params', 'run_values', 'runs']
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ __all__ = [
     "metadata",
     "metrics",
     "params",
+    "run_values",
     "runs",
 ]
 
 #: Bump when a table changes shape; a store written with a newer version is refused on open.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: Columns added since version 1, added in place to an older store when it is opened.
 ADDED_COLUMNS: Final = {2: (("runs", "parent_id", "VARCHAR(64)"), ("runs", "summary_json", "TEXT"))}
@@ -104,6 +106,18 @@ metrics = Table(
     Column("key", String(255), primary_key=True),
     # NULL where the value was NaN or infinite (see RunStore.log_epoch).
     Column("value", Float),
+)
+
+# A run's value of each per-epoch metric at its best epoch, else at its last epoch with one
+# (schema 3): what `skier runs --sort KEY` orders by, kept by the store's writes
+# (skier.record.values), so a top-20 is a range of the (key, value) index, not a lookup per run.
+run_values = Table(
+    "run_values",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Float, nullable=False),
+    Index("ix_run_values_key_value", "key", "value"),
 )
 
 artifacts = Table(

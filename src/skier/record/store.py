@@ -50,8 +50,10 @@ from skier.record.schema import (
     artifacts,
     metrics,
     params,
+    run_values,
     runs,
 )
+from skier.record.values import refresh_run_values
 
 __all__ = [
     "ArtifactRecord",
@@ -224,6 +226,7 @@ class RunStore(RunQueries):
                 conn.execute(
                     delete(metrics).where(metrics.c.run_id == run_id, metrics.c.epoch > from_epoch)
                 )
+                refresh_run_values(conn, run_id)
 
     def log_epoch(self, run_id: str, epoch: int, values: Mapping[str, float]) -> None:
         """Record one epoch's metrics (replacing any logged before for the same keys).
@@ -253,6 +256,7 @@ class RunStore(RunQueries):
                 raise self._unknown_run(run_id)
             if rows:
                 _upsert(conn, metrics, rows, ("run_id", "epoch", "key"), ("value",))
+                refresh_run_values(conn, run_id, [str(row["key"]) for row in rows])
 
     def add_artifact(self, run_id: str, name: str, path: str | Path, kind: str) -> None:
         """Record a file the run wrote; ``kind`` is one of :data:`ARTIFACT_KINDS`."""
@@ -318,6 +322,7 @@ class RunStore(RunQueries):
         with self._transaction(write=True) as conn:
             if conn.execute(update(runs).where(runs.c.id == run_id).values(values)).rowcount == 0:
                 raise self._unknown_run(run_id)
+            refresh_run_values(conn, run_id)  # the best epoch is known now
 
     def delete_run(self, run_id: str, *, with_descendants: bool = True) -> list[str]:
         """Delete a run's rows (metrics, params, artifacts, the run), and by default those of
@@ -330,7 +335,7 @@ class RunStore(RunQueries):
             ids += [r.id for r in self.descendants(run_id)]
         with self._transaction(write=True) as conn:
             self._require_run(conn, run_id)
-            for table in (metrics, params, artifacts):
+            for table in (metrics, run_values, params, artifacts):
                 conn.execute(delete(table).where(table.c.run_id.in_(ids)))
             conn.execute(update(runs).where(runs.c.parent_id.in_(ids)).values(parent_id=None))
             conn.execute(delete(runs).where(runs.c.id.in_(ids)))
