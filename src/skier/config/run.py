@@ -189,6 +189,18 @@ class TrainConfig(Section):
     )
     drop_last: bool = False
     shuffle: bool = True
+    num_workers: Annotated[int, Field(ge=0)] = Field(
+        0, description="a Dataset given to fit: worker processes that read its examples"
+    )
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto", description="a Dataset's batches in pinned memory ('auto': on CUDA)"
+    )
+    persistent_workers: bool = Field(
+        True, description="num_workers > 0: keep the workers between epochs"
+    )
+    prefetch_factor: PositiveInt | None = Field(
+        None, description="num_workers > 0: batches each worker reads ahead (None: torch's 2)"
+    )
     sampling: Literal["uniform", "balanced", "informative"] = Field(
         "uniform", description="how mini-batches are drawn (see the README)"
     )

@@ -37,7 +37,6 @@ from skier.train.averaging import WeightAverage, averaging_problems, has_batch_n
 from skier.train.batches import (
     BatchSource,
     InformativeBatches,
-    LoaderBatches,
     TensorBatches,
     accumulate_problems,
     step_batch_size,
@@ -48,6 +47,7 @@ from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
 from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
+from skier.train.loader import LoaderBatches, loader_problems
 from skier.train.losses import (
     Loss,
     LossFn,
@@ -254,13 +254,11 @@ class Setup:
             )
         else:
             self.batches = LoaderBatches(
-                self.train,
-                self.device,
-                batch_size=per_step,
-                shuffle=self.train_cfg.shuffle,
-                drop_last=self.train_cfg.drop_last,
-                generator=self.shuffle_generator,
-            )
+                self.train, self.device, batch_size=per_step, shuffle=cfg.shuffle,
+                drop_last=cfg.drop_last, generator=self.shuffle_generator, seed=cfg.seed,
+                num_workers=cfg.num_workers, pin_memory=cfg.pin_memory,
+                persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor,
+            )  # fmt: skip
         self.batches = self.group.shard(self.batches, reduction=cfg.reduction)
         self.val = self.val.to(self.device) if self.val is not None else None
         self.test = self.test.to(self.device) if self.test is not None else None
@@ -505,6 +503,7 @@ def prepare(
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
     problems += accumulate_problems(cfg_train.batch_size, cfg_train.accumulate, train_s)
+    problems += loader_problems(cfg_train, train_s)
     if cfg_train.sampling == "informative" and loss.per_example is None:
         problems.append(
             problem("train.loss", "a loss that gives per-example values with train.sampling "
