@@ -435,7 +435,8 @@ def prepare(
     cfg_reg = regularization or cfg_reg
     bundle = train if isinstance(train, DataBundle) else None
     if bundle is not None:
-        train, val, test = bundle.train, val or bundle.val, test or bundle.test
+        train = bundle.train if bundle.train_dataset is None else bundle.train_dataset
+        val, test = val or bundle.val, test or bundle.test
         task = task or bundle.task
     train_s = _as_split(train, "train")
     if train_s is None:
