@@ -57,7 +57,7 @@ from skier.train.losses import (
     resolve_loss,
 )
 from skier.train.regularize import Penalty
-from skier.train.scoring import Scoring
+from skier.train.scoring import Scoring, is_metric_object
 from skier.train.step import OptimizerStep, step_problems
 
 __all__ = ["DataLike", "Setup", "averaged_tag", "loop_keys", "monitor_problems", "prepare"]
@@ -511,9 +511,11 @@ def prepare(
                     "'informative'", loss.name, "Give the callable a reduction argument "
                     "(reduction='none': one value per example), or sample uniformly.")
         )  # fmt: skip
-    if scoring is not None and group.world_size > 1:
-        problems.append(problem("train.metrics", "empty in a distributed run (for now)",
-                                scoring.names))  # fmt: skip
+    objects = [n for n, m in scoring.custom if is_metric_object(m)] if scoring else []
+    if objects and group.world_size > 1:  # its state is its own: no way to merge the ranks'
+        problems.append(problem("train.metrics", "built-in names or plain functions in a "
+                                "distributed run", objects, "A metric object with update/"
+                                "compute keeps its own state on each rank."))  # fmt: skip
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
         problems.append(
             problem("optim.sam", "null when fit() is given an optimizer object", cfg_optim.sam,
