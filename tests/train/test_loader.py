@@ -194,3 +194,16 @@ def test_prefetch_and_pinning_settings_train(make_mlp: Any, clf_data: Data) -> N
     result = fit(make_mlp(), Augmented(*clf_data), epochs=2, num_workers=2, prefetch_factor=3,
                  persistent_workers=False, pin_memory=False, **SETTINGS)  # fmt: skip
     assert result.epochs_done == 2
+
+
+def test_the_loader_skier_builds_takes_the_settings(clf_data: Data) -> None:
+    # Built only (nothing is read): pinning follows the device; workers persist and read ahead.
+    def loader(device: str, **kw: Any) -> DataLoader[Any]:
+        return LoaderBatches(TensorDataset(*clf_data), torch.device(device), **kw).loader
+
+    assert loader("cpu").pin_memory is False and loader("cuda").pin_memory is True
+    assert loader("cuda", pin_memory=False).pin_memory is False
+    two = loader("cpu", num_workers=2, prefetch_factor=4)
+    assert (two.num_workers, two.persistent_workers, two.prefetch_factor) == (2, True, 4)
+    assert loader("cpu", num_workers=2, persistent_workers=False).persistent_workers is False
+    assert loader("cpu").persistent_workers is False  # no workers to keep
