@@ -67,4 +67,4 @@ def test_labels_that_are_not_zero_or_one_are_one_clear_error(tmp_path: Path) -> 
     with pytest.raises(DataError, match=r"data\.target.*'nope'"):
         read_csv(path, target=["red", "nope"])
     problems = data_problems(DataConfig(name="digits", task="multilabel"))
-    assert any("csv and npz only" in p for p in problems)
+    assert any("csv, npz and dataset only" in p for p in problems)

@@ -202,3 +202,39 @@ def test_a_monitor_only_the_data_rules_out_is_refused_once_it_is_read(
         "epoch, epoch_time, loss, lr, val_loss.",
     )
     assert not (tmp_path / "runs").exists()
+
+
+USER_DATA = """
+import torch
+from torch.utils.data import TensorDataset
+
+def make():
+    return TensorDataset(torch.randn(40, 4), torch.randint(0, 2, (40,)))
+
+def broken(root):
+    raise FileNotFoundError(f"no folder {root!r}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "more", "fragment"),
+    [
+        ("dataset: gone_module:make", "",
+         "data.dataset must be a 'package.module:function' reference to an importable module; "
+         "got 'gone_module:make'. No module named 'gone_module'"),
+        ("dataset: user_data:mak", "", "has no attribute 'mak'. Did you mean 'make'?"),
+        ("dataset: user_data:broken\n  dataset_kwargs: {root: gone}", "",
+         "data.dataset 'user_data:broken': calling it with data.dataset_kwargs {'root': 'gone'} "
+         "raised FileNotFoundError: no folder 'gone'"),
+        ("dataset: user_data:make", "optim:\n  lr: auto\n",
+         "optim.lr must be a number with data.name 'dataset'; got 'auto'."),
+    ],
+)  # fmt: skip
+def test_bad_user_dataset(
+    skier_cli: Runner, tmp_path: Path, data: str, more: str, fragment: str
+) -> None:
+    _write(tmp_path / "user_data.py", USER_DATA)
+    cfg = _write(tmp_path / "run.yaml", f"data:\n  name: dataset\n  {data}\n{more}")
+    proc = skier_cli("train", str(cfg), "--out", "runs")
+    _assert_clean_error(proc, fragment)
+    assert not (tmp_path / "runs").exists(), "a rejected config must not create a run"

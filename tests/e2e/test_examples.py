@@ -30,12 +30,17 @@ def test_the_examples_are_there() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_every_example_config_trains(path: Path, tmp_path: Path) -> None:
+def test_every_example_config_trains(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A short version: one epoch (the schedules' own lengths are left as the file says).
     overrides = ["train.epochs=1"]
     if load_config(path).data.name == "image_folder":  # its folder is made by a script
         folder = _make_image_folder()(tmp_path / "images", per_class=20)
         overrides.append(f"data.path={folder}")
+    if load_config(path).data.name == "dataset":  # its module is in examples/, as its doc says
+        monkeypatch.syspath_prepend(str(EXAMPLES))
+        overrides.append(f"data.dataset_kwargs.root={tmp_path / 'files'}")
     config = load_config(path, overrides)
     outcome = run_training(
         config, base_dir=path.parent, out_dir=tmp_path / "runs", progress=False,

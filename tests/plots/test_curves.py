@@ -139,3 +139,38 @@ def test_the_star_is_on_the_averaged_curve_when_it_is_judged() -> None:
     star = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "*")
     assert list(star.get_ydata()) == [0.9]
     assert fig._suptitle.get_text() == "test loss 0.5 · test accuracy 0.75 · test ema error 0.2"
+
+
+def test_each_asked_for_metric_gets_a_panel_with_its_validation_curve() -> None:
+    rows = [
+        {"epoch": 1, "loss": 1.2, "error": 0.5, "accuracy": 0.5, "val_loss": 1.3,
+         "val_error": 0.55, "val_accuracy": 0.45, "val_f1_macro": 0.4, "val_auroc": 0.7,
+         "val_ema_loss": 1.2, "val_ema_f1_macro": 0.42},
+        {"epoch": 2, "loss": 0.8, "error": 0.3, "accuracy": 0.7, "val_loss": 1.0,
+         "val_error": 0.35, "val_accuracy": 0.65, "val_f1_macro": 0.6, "val_auroc": 0.8,
+         "val_ema_loss": 0.9, "val_ema_f1_macro": 0.63},
+    ]  # fmt: skip
+    fig = plot_learning_figure(_result(rows, best_epoch=2, monitor="val_f1_macro"))
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "error", "f1_macro", "auroc"]
+    assert fig.axes[3].get_subplotspec().rowspan.start == 1  # three panels a row
+    f1 = fig.axes[2]
+    assert list(_line(f1, "validation").get_ydata()) == [0.4, 0.6]
+    assert list(_line(f1, "validation, EMA weights").get_ydata()) == [0.42, 0.63]
+    assert list(_line(fig.axes[3], "validation").get_ydata()) == [0.7, 0.8]
+
+
+def test_a_fit_with_metrics_draws_them_from_its_history() -> None:
+    import torch
+
+    from skier.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    result = fit(torch.nn.Linear(4, 2), (x[:40], y[:40]), (x[40:], y[40:]), epochs=2,
+                 metrics=["f1_macro"], device="cpu", progress="off")  # fmt: skip
+    fig = plot_learning_figure(result)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "error", "f1_macro"]
+    drawn = list(_line(fig.axes[2], "validation").get_ydata())
+    assert drawn == result.history.column("val_f1_macro")

@@ -19,7 +19,15 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from skier.errors import ConfigError
-from skier.train import Callback, Checkpoint, EarlyStopping, TrainState, fit, load_checkpoint
+from skier.train import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    TrainState,
+    check_fit,
+    fit,
+    load_checkpoint,
+)
 from skier.train.distributed import (
     Distributed,
     LaunchInfo,
@@ -28,6 +36,7 @@ from skier.train.distributed import (
     distributed_session,
     shard_bounds,
 )
+from skier.train.group import ProcessGroup
 
 WORLD = 2
 D = 12
@@ -56,16 +65,19 @@ CASES: dict[str, dict[str, Any]] = {
     "mean_l2_clip_uneven": {
         "n": 230, "regression": False,
         "fit": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 51, "l2": 1e-3,
-                "grad_clip": 1.0, "schedule": "cosine", "epochs": 4},
+                "grad_clip": 1.0, "schedule": "cosine", "epochs": 4,
+                "metrics": ["f1_macro", "auroc", "top_2_accuracy"]},
     },
     "regression_mean_empty_share": {
         "n": 100, "regression": True,
-        "fit": {"optimizer": "adam", "lr": 0.01, "batch_size": 33, "epochs": 3},
+        "fit": {"optimizer": "adam", "lr": 0.01, "batch_size": 33, "epochs": 3,
+                "metrics": ["r2", "mae"]},
     },
     "sum_exact_train_error": {
         "n": 160, "regression": False,
         "fit": {"optimizer": "sgd", "lr": 0.002, "batch_size": 40, "reduction": "sum",
-                "exact_train_error": True, "sampling": "balanced", "epochs": 3},
+                "exact_train_error": True, "sampling": "balanced", "epochs": 3,
+                "metrics": ["balanced_accuracy"]},
     },
 }  # fmt: skip
 
@@ -127,6 +139,47 @@ def test_two_ranks_match_one_process_and_each_other(two_ranks: Path) -> None:
         for key, w in dist_weights.items():  # ranks end bit-identical
             assert torch.equal(ranks[1][name][1][key], w), (name, key)
         assert ranks[1][name][0] == dist_rows, name  # and log the same all-reduced metrics
+
+
+@pytest.mark.slow
+def test_distributed_metrics_equal_sklearn_on_the_final_model(two_ranks: Path) -> None:
+    # train.metrics under DDP: each rank scores its share, rank 0 merges the states.
+    from sklearn import metrics as skm
+
+    rows, weights = torch.load(two_ranks / "rank0.pt", weights_only=False)["mean_l2_clip_uneven"]
+    model = _model(0)
+    model.load_state_dict(weights)
+    x, y = _data(45, 3)  # the test split (= val) of every case
+    with torch.no_grad():
+        proba = model(x).softmax(dim=1)
+    test = rows[-1]
+    assert test["test_f1_macro"] == pytest.approx(
+        skm.f1_score(y, proba.argmax(1), average="macro"), rel=1e-6
+    )
+    assert test["test_auroc"] == pytest.approx(
+        skm.roc_auc_score(y, proba, multi_class="ovr"), rel=1e-6
+    )
+    assert test["test_top_2_accuracy"] == pytest.approx(
+        skm.top_k_accuracy_score(y, proba, k=2), rel=1e-6
+    )
+    assert all("val_f1_macro" in r for r in rows[:-1])
+
+
+class _TwoRanks(ProcessGroup):
+    world_size = 2  # only what set-up asks before training: no process is started
+
+
+def test_a_metric_object_is_refused_in_a_distributed_run() -> None:
+    class Running:
+        def update(self, out: torch.Tensor, y: torch.Tensor) -> None: ...
+
+        def compute(self) -> float:
+            return 0.0
+
+    x, y = _data(40, 0)
+    with pytest.raises(ConfigError, match=r"train\.metrics must be built-in names or plain "):
+        check_fit(_model(0), (x, y), (x, y), metrics=["f1_macro", Running()], device="cpu",
+                  distributed=_TwoRanks())  # fmt: skip
 
 
 class _KillAt(Callback):

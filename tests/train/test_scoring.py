@@ -163,3 +163,45 @@ def test_train_metrics_come_from_the_exact_train_pass_and_test_metrics_at_the_en
     row = result.history.rows[-1]
     assert row["r2"] == pytest.approx(row["val_r2"]) and "test_r2" in result.test_metrics
     assert np.isfinite(row["r2"])
+
+
+def _merged(scoring: Scoring, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """The metrics of shares of the examples merged as distributed ranks' are: uneven shares,
+    one empty, each accumulated in batches."""
+    parts = []
+    for lo, hi in ((0, 131), (131, 131), (131, 300)):
+        acc = scoring.start(torch.device("cpu"))
+        for start in range(lo, hi, 37):
+            stop = min(start + 37, hi)
+            acc.update(out[start:stop], y[start:stop])
+        parts.append(acc.host_state())
+    return scoring.start(torch.device("cpu")).compute_merged(parts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shares_merged_equal_sklearn_on_every_example(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (300,), generator=g)
+    logits = torch.randn(300, 4, generator=g) + 1.5 * torch.nn.functional.one_hot(y, 4)
+    pred, proba = logits.argmax(1).numpy(), logits.softmax(1).numpy()
+    expected = {
+        "f1_macro": skm.f1_score(y, pred, average="macro", zero_division=0),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        "auroc": skm.roc_auc_score(y, proba, multi_class="ovr"),
+        "top_2_accuracy": skm.top_k_accuracy_score(y, proba, k=2),
+        "mean_logit": float(logits.mean()),
+    }
+
+    def mean_logit(out: torch.Tensor, _: torch.Tensor) -> torch.Tensor:  # scores every output
+        return out.mean()
+
+    names = [n for n in expected if n != "mean_logit"]
+    got = _merged(Scoring([*names, mean_logit], kind="classes"), logits, y)
+    assert got == pytest.approx(expected, rel=1e-6)
+
+    yr = torch.randn(300, 2, generator=g) * 3 + 1000.0  # an offset: the merged R² stays exact
+    out = yr + torch.randn(300, 2, generator=g)
+    yn, on = yr.double().numpy(), out.double().numpy()
+    regression = {"r2": skm.r2_score(yn, on), "mae": skm.mean_absolute_error(yn, on)}
+    got = _merged(Scoring(list(regression), kind="real"), out, yr)
+    assert got == pytest.approx(regression, rel=1e-9)

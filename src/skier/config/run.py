@@ -37,7 +37,16 @@ __all__ = [
 class DataConfig(Section):
     """Where the data comes from and how it is split and preprocessed."""
 
-    name: Literal["digits", "synthetic", "csv", "npz", "idx", "image_folder"] = "digits"
+    name: Literal["digits", "synthetic", "csv", "npz", "idx", "image_folder", "dataset"] = "digits"
+    dataset: str | None = Field(
+        None,
+        validate_default=True,
+        description="name 'dataset': package.module:function returning a torch Dataset, or "
+        "{train, val, test} of them (README)",
+    )
+    dataset_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="name 'dataset': keyword arguments of the function"
+    )
     path: str | None = Field(None, description="csv/npz file, IDX images file, image folder")
     labels_path: str | None = Field(None, description="IDX labels file (idx only)")
     target: str | list[str] | None = Field(
@@ -67,6 +76,21 @@ class DataConfig(Section):
     targets: PositiveInt = 1
     teacher_hidden: PositiveInt = 32
     noise: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_reference(cls, v: str | None, info: Any) -> str | None:
+        name = info.data.get("name")
+        if name == "dataset" and v is None:
+            raise ValueError(
+                "must be set for data.name 'dataset': a 'package.module:function' that returns "
+                "a torch Dataset, e.g. 'my_data:make_dataset'"
+            )
+        if v is not None and name != "dataset":
+            raise ValueError(f"must be unset unless data.name is 'dataset'; data.name is {name!r}")
+        if v is not None and (":" not in v or v.startswith(":") or v.endswith(":")):
+            raise ValueError("must be a 'package.module:function' reference, e.g. 'my_data:make'")
+        return v
 
 
 class ModelConfig(Section):
@@ -189,6 +213,18 @@ class TrainConfig(Section):
     )
     drop_last: bool = False
     shuffle: bool = True
+    num_workers: Annotated[int, Field(ge=0)] = Field(
+        0, description="a Dataset given to fit: worker processes that read its examples"
+    )
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto", description="a Dataset's batches in pinned memory ('auto': on CUDA)"
+    )
+    persistent_workers: bool = Field(
+        True, description="num_workers > 0: keep the workers between epochs"
+    )
+    prefetch_factor: PositiveInt | None = Field(
+        None, description="num_workers > 0: batches each worker reads ahead (None: torch's 2)"
+    )
     sampling: Literal["uniform", "balanced", "informative"] = Field(
         "uniform", description="how mini-batches are drawn (see the README)"
     )

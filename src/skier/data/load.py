@@ -28,6 +28,7 @@ from skier.data.raw import RawData
 from skier.data.splits import stratified_split
 from skier.data.targets import encode_target
 from skier.data.types import DataBundle, Split
+from skier.data.usersets import dataset_factory, load_user_dataset
 from skier.errors import DataError, problem
 
 __all__ = [
@@ -68,9 +69,9 @@ def _config_problems(config: DataConfig) -> list[str]:
         problems.append(
             problem("data.target", "the name of the target column for data.name 'csv'", None)
         )
-    if name not in ("csv", "npz") and config.task == "multilabel":
-        problems.append(problem("data.task", f"not 'multilabel' for data.name {name!r} (csv "
-                                "and npz only)", config.task))  # fmt: skip
+    if name not in ("csv", "npz", "dataset") and config.task == "multilabel":
+        problems.append(problem("data.task", f"not 'multilabel' for data.name {name!r} (csv, "
+                                "npz and dataset only)", config.task))  # fmt: skip
     if name != "csv" and isinstance(config.target, list):
         problems.append(problem("data.target", f"one name for data.name {name!r} (several "
                                 "target columns: csv only)", config.target))  # fmt: skip
@@ -119,6 +120,11 @@ def data_problems(config: DataConfig, base_dir: str | Path | None = None) -> lis
             problems.append(problem("data.path", "an existing folder of class subfolders",
                                     str(folder), "Check the path; relative paths are read "
                                     "from the config file's folder."))  # fmt: skip
+    if config.name == "dataset":  # importable and callable (it is called when data loads)
+        try:
+            dataset_factory(config)
+        except DataError as exc:
+            problems += exc.problems
     for field_name, value, what in files:
         if value and what:
             try:
@@ -135,6 +141,12 @@ def load_raw(config: DataConfig, *, base_dir: Path | None = None) -> RawData:
     (1797, 64)
     """
     problems = _config_problems(config)
+    if config.name == "dataset":
+        problems.append(
+            problem("data.name", "an in-memory data set here (digits, synthetic, csv, npz, idx, "
+                    "image_folder)", config.name, "A Dataset named by data.dataset trains with "
+                    "skier train or fit(); cross-validation and tuning need arrays.")
+        )  # fmt: skip
     if problems:
         raise DataError(problems)
     if config.name == "digits":
@@ -186,6 +198,11 @@ def load_data(config: DataConfig, *, base_dir: Path | None = None) -> DataBundle
     >>> bundle = load_data(DataConfig(name="csv", path="houses.csv", target="price"),
     ...                    base_dir=Path("examples"))  # doctest: +SKIP
     """
+    if config.name == "dataset":  # the user's Dataset: read as training goes
+        problems = _config_problems(config)
+        if problems:
+            raise DataError(problems)
+        return load_user_dataset(config)
     raw = load_raw(config, base_dir=base_dir)
     return bundle_from_raw(
         raw,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import Dataset
 
 from skier._html import html_table
 
@@ -100,10 +101,19 @@ class DataBundle:
     class_names: Sequence[str] = ()
     categorical_cardinalities: Sequence[int] = ()  # one per categorical column, incl. reserved
     info: dict[str, Any] = field(default_factory=dict)  # preprocessing facts for the record
+    # data.name 'dataset': the training examples as a torch Dataset, read as training goes;
+    # ``train`` is then an empty Split that carries their shapes and types only.
+    train_dataset: Dataset[Any] | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.train.input_shape
+
+    @property
+    def streams(self) -> bool:
+        """Whether the training examples are a Dataset read as training goes (``train`` then
+        holds none)."""
+        return self.train_dataset is not None
 
     @property
     def output_size(self) -> int:
@@ -117,6 +127,12 @@ class DataBundle:
         found = (("train", self.train), ("val", self.val), ("test", self.test))
         return [(name, split) for name, split in found if split is not None]
 
+    def _size(self, name: str, split: Split) -> int:
+        """A split's examples (the training Dataset's, when it streams)."""
+        if name == "train" and self.train_dataset is not None:
+            return len(self.train_dataset)  # type: ignore[arg-type]
+        return len(split)
+
     def _target_text(self) -> str:
         if self.task == "classification":
             return f"{self.num_classes} classes"
@@ -125,7 +141,7 @@ class DataBundle:
         return f"{self.num_targets} target{'' if self.num_targets == 1 else 's'}"
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{name} {len(split)}" for name, split in self._splits())
+        sizes = ", ".join(f"{name} {self._size(name, split)}" for name, split in self._splits())
         return (
             f"DataBundle({self.name!r}: {self.task}, {self._target_text()}; {sizes}; "
             f"inputs {self.train._inputs_text()})"
@@ -158,7 +174,7 @@ class DataBundle:
     def _repr_html_(self) -> str:
         splits = html_table(
             ["split", "examples", "inputs", "targets"],
-            [[n, len(s), s._inputs_text(), s._targets_text()] for n, s in self._splits()],
+            [[n, self._size(n, s), s._inputs_text(), s._targets_text()] for n, s in self._splits()],
             caption=f"DataBundle {self.name!r}",
         )
         return splits + html_table(["about the data", ""], self._facts())

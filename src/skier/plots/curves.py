@@ -1,4 +1,5 @@
-"""Learning curves: train vs validation loss and error per epoch, best and stop epochs marked.
+"""Learning curves: train vs validation loss, error and the asked-for metrics per epoch, best and
+stop epochs marked.
 
 Figures are made with :class:`matplotlib.figure.Figure` on the Agg canvas, never through pyplot,
 so plotting touches no global state: it is headless and safe in threads, and nothing needs
@@ -230,8 +231,23 @@ def _test_title(test_metrics: Mapping[str, float]) -> str:
     return " · ".join(parts)
 
 
+def _extra_metrics(history: History) -> list[str]:
+    """The ``train.metrics`` a history holds (``val_f1_macro`` gives ``f1_macro``): every
+    logged validation metric but loss, error, accuracy and the averaged weights' copies."""
+    out: list[str] = []
+    for key in history.keys:
+        name = key.removeprefix("val_")
+        if name == key or name in ("loss", "error", "accuracy") or name in out:
+            continue
+        if name.split("_")[0] not in _AVERAGES and _has(history, key):
+            out.append(name)
+    return out
+
+
 def plot_learning_figure(result: LearningSource) -> Figure:
-    """Loss and error panels side by side (loss only when there is no error, e.g. regression).
+    """Loss and error panels side by side (loss only when there is no error, e.g. regression),
+    then a panel for each of ``train.metrics`` that was logged (``val_f1_macro``, ...), three
+    panels a row.
 
     The test metrics, if any, are in the figure title. ``result`` is a ``FitResult``, its
     ``History`` or a run directory (see :func:`learning_result`).
@@ -243,9 +259,12 @@ def plot_learning_figure(result: LearningSource) -> Figure:
     metrics = ["loss"]
     if _has(history, "error") or _has(history, "val_error"):
         metrics.append("error")
-    fig = new_figure(width=5.2 * len(metrics), height=4.0)
+    metrics += _extra_metrics(history)
+    columns = min(len(metrics), 3)
+    rows = math.ceil(len(metrics) / columns)
+    fig = new_figure(width=5.2 * columns, height=4.0 * rows)
     for i, metric in enumerate(metrics):
-        plot_learning_curves(run, fig.add_subplot(1, len(metrics), i + 1), metric=metric)
+        plot_learning_curves(run, fig.add_subplot(rows, columns, i + 1), metric=metric)
     title = _test_title(run.test_metrics or {})
     if title:
         fig.suptitle(title)

@@ -18,7 +18,7 @@ from skier.config import (
     config_to_yaml,
 )
 from skier.data import DataBundle, load_data
-from skier.errors import CheckpointError, ConfigError, SkierError
+from skier.errors import CheckpointError, ConfigError, DataError, SkierError, problem
 from skier.plots import save_figure
 from skier.record import RunDir, RunFiles, RunStore, default_store_url, new_run_id
 from skier.report import write_report
@@ -149,6 +149,12 @@ def load_source(
             update={"optim": config.optim.model_copy(update={"lr": config.lr_find.start_lr})}
         )
     data = load_data(config.data, base_dir=base)
+    if data.streams:
+        raise DataError(
+            problem("data.name", "an in-memory data set for a diagnostic", "dataset",
+                    "Diagnostics evaluate whole splits in memory; data.name 'dataset' reads a "
+                    "Dataset as it trains (skier train only).")
+        )  # fmt: skip
     model = initial_model(config, data, base)
     if run_dir is not None and weights != "init":
         model.load_state_dict(load_model_weights(_checkpoint_for(run_dir, weights)))

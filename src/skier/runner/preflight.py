@@ -20,7 +20,7 @@ from skier.config import (
     config_from_mapping,
 )
 from skier.data import data_problems
-from skier.errors import ConfigError, DataError
+from skier.errors import ConfigError, DataError, problem
 from skier.optim import build_optimizer
 from skier.train import Callback, Checkpoint, EarlyStopping
 from skier.train.scoring import metric_name
@@ -84,6 +84,19 @@ def _optimizer_problems(optim: OptimConfig) -> list[str]:
     return []
 
 
+def _streaming_problems(sections: Mapping[str, Any]) -> list[str]:
+    """What needs the training examples in memory, refused for ``data.name: dataset``."""
+    optim, diag = sections.get("optim"), sections.get("diagnostics")
+    hint = "They need in-memory training data; data.name 'dataset' reads a Dataset as it trains."
+    out = []
+    if optim is not None and optim.lr == "auto":
+        out.append(problem("optim.lr", "a number with data.name 'dataset'", "auto", hint))
+    if diag is not None and diag.sharpness_every is not None:
+        out.append(problem("diagnostics.sharpness_every", "null with data.name 'dataset'",
+                           diag.sharpness_every, hint))  # fmt: skip
+    return out
+
+
 def preflight(
     sections: Mapping[str, Any], base_dir: Path | None, *, resuming: bool
 ) -> tuple[list[str], list[str], list[str]]:
@@ -103,6 +116,8 @@ def preflight(
             pretrained_path(init.pretrained, base_dir)
         except ConfigError as exc:
             files += exc.problems
+    if data is not None and data.name == "dataset":
+        files += _streaming_problems(sections)
     reg, train = sections.get("regularization"), sections.get("train")
     possible = loop_keys(
         classification=data is None or data.task != "regression",

@@ -2,17 +2,17 @@
 
 In-memory data is batched by indexing the (device) tensors with a fresh seeded permutation each
 epoch: no per-sample Python work, no DataLoader workers. A user's own ``Dataset`` or
-``DataLoader`` goes through :class:`LoaderBatches` instead.
+``DataLoader`` goes through :class:`skier.train.loader.LoaderBatches` instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Literal, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from skier.data.types import Split
 from skier.errors import problem
@@ -20,7 +20,6 @@ from skier.errors import problem
 __all__ = [
     "BatchSource",
     "InformativeBatches",
-    "LoaderBatches",
     "TensorBatches",
     "accumulate_problems",
     "micro_batches",
@@ -253,55 +252,3 @@ class InformativeBatches(TensorBatches):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.recent.copy_(state["recent"].to(self.recent.device))
-
-
-def _as_batch(item: Any, device: torch.device) -> Batch:
-    if isinstance(item, dict):
-        raise TypeError("dict batches are not supported; yield (inputs..., target) tuples")
-    if not isinstance(item, Sequence) or len(item) < 2:
-        raise TypeError("each batch must be a tuple (inputs..., target)")
-    *xs, y = item
-    inputs = tuple(x.to(device, non_blocking=True) for x in xs)
-    return inputs, y.to(device, non_blocking=True), None
-
-
-class LoaderBatches(_WholeBatches):
-    """Batches from a user's ``DataLoader`` (or a ``Dataset``, wrapped in one)."""
-
-    def __init__(
-        self,
-        source: DataLoader[Any] | Dataset[Any],
-        device: torch.device,
-        *,
-        batch_size: int | Literal["full"] = 128,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        if isinstance(source, DataLoader):
-            self.loader: DataLoader[Any] = source
-        else:
-            n = len(source)  # type: ignore[arg-type]
-            self.loader = DataLoader(
-                source,
-                batch_size=resolve_batch_size(batch_size, n),
-                shuffle=shuffle,
-                drop_last=drop_last,
-                generator=generator,
-            )
-        self.device = device
-        dataset = self.loader.dataset
-        self.num_examples = len(dataset)  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Batch]:
-        for item in self.loader:
-            yield _as_batch(item, self.device)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        return None

@@ -120,12 +120,19 @@ class ProcessGroup:
     ) -> dict[str, float]:
         """Loss (and error, accuracy) over the whole ``split``, in eval mode: each rank
         evaluates its contiguous share, and the sums and counts are added over the ranks.
-        ``scoring``'s metrics need the whole split on one process (set-up refuses more)."""
+        ``scoring``'s metrics: rank 0 merges every rank's state (confusion counts add up,
+        scores are concatenated in rank order, i.e. the split's order) and sends the values
+        to all."""
         lo, hi = shard_bounds(len(split), self.rank, self.world_size)
         with eval_mode(model):
             sums = split_sums(model, split, classification=classification, lo=lo, hi=hi,
                               batch_size=batch_size, loss=loss, scoring=scoring)  # fmt: skip
-        return sums.metrics(self.sum_counts(sums.totals()))
+        scores, sums.scores = sums.scores, None
+        metrics = sums.metrics(self.sum_counts(sums.totals()))
+        if scores is not None:
+            parts = self.gather(scores.host_state())
+            metrics.update(self.broadcast(scores.compute_merged(parts) if parts else None))
+        return metrics
 
     def follow_main(self, state: TrainState) -> None:
         """Rank 0's stop request, non-finite verdict and checkpoint requests on every rank.

@@ -29,7 +29,7 @@ import torch
 
 from skier.errors import ConfigError, did_you_mean, problem
 
-__all__ = ["METRICS", "MetricSpec", "Scoring", "metric_name", "register_metric"]
+__all__ = ["METRICS", "MetricSpec", "Scoring", "is_metric_object", "metric_name", "register_metric"]
 
 # What the model's outputs and targets are: class logits (or one binary logit), several 0/1
 # labels per example, numbers.
@@ -300,8 +300,9 @@ class Accumulator:
         self.scoring, self.device = scoring, device
         self.state: State = {"seen": torch.zeros((), dtype=torch.int64, device=device)}
         self.collected: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.objects = [(n, copy.deepcopy(m)) for n, m in scoring.custom if _stateful(m)]
-        self.calls = [(n, m) for n, m in scoring.custom if not _stateful(m)]
+        self.objects = [(n, copy.deepcopy(m)) for n, m in scoring.custom if is_metric_object(m)]
+        self.calls = [(n, m) for n, m in scoring.custom if not is_metric_object(m)]
+        self.collected_all: list[tuple[torch.Tensor, torch.Tensor]] = []  # what calls score
 
     def _add(self, key: str, value: torch.Tensor) -> None:
         if key in self.state:
@@ -345,7 +346,6 @@ class Accumulator:
         for _, obj in self.objects:
             obj.update(out, y)
         if self.calls:
-            self.collected_all = getattr(self, "collected_all", [])
             self.collected_all.append((out, y))
 
     def _add_moments(self, out: torch.Tensor, y: torch.Tensor) -> None:
@@ -366,12 +366,27 @@ class Accumulator:
         self.state["m2"] = self.state["m2"] + m2_b + delta * delta * (n_a * n_b / n)
         self.n_prev = n
 
-    def compute(self) -> dict[str, float]:
-        """Every metric's value (one transfer of the state to the host)."""
+    def host_state(self) -> State:
+        """This pass's state on the host (one transfer): what a distributed rank sends to be
+        merged with the other ranks' (:meth:`compute_merged`)."""
         host = {k: v.cpu() for k, v in self.state.items()}
         if self.collected:
             host["scores"] = torch.cat([c[0] for c in self.collected]).cpu()
             host["targets"] = torch.cat([c[1] for c in self.collected]).cpu()
+        if self.collected_all:  # none on a rank whose share is empty
+            host["call_outputs"] = torch.cat([o for o, _ in self.collected_all]).cpu()
+            host["call_targets"] = torch.cat([t for _, t in self.collected_all]).cpu()
+        return host
+
+    def compute(self) -> dict[str, float]:
+        """Every metric's value (one transfer of the state to the host)."""
+        return self.compute_merged([self.host_state()])
+
+    def compute_merged(self, parts: Sequence[State]) -> dict[str, float]:
+        """Every metric's value over the examples of every part (distributed ranks' shares, in
+        rank order): counts add up, the targets' moments merge by Chan et al.'s rule, scores
+        and the outputs a plain function scores are concatenated."""
+        host = _merge(parts)
         for key in ("confusion", "tp", "fp", "fn", "abs", "sq", "m2"):
             if key in host:
                 host[key] = host[key].double()
@@ -379,17 +394,43 @@ class Accumulator:
         result = {
             spec.name: spec.compute(host, self.scoring.num_classes) for spec in self.scoring.builtin
         }
-        for name, obj in self.objects:
+        for name, obj in self.objects:  # a stateful object: one process only (set-up checks)
             result[name] = _number(obj.compute())
-        if self.calls:
-            outs = torch.cat([o for o, _ in self.collected_all])
-            ys = torch.cat([t for _, t in self.collected_all])
-            for name, fn in self.calls:
-                result[name] = _number(fn(outs, ys))
+        for name, fn in self.calls:
+            result[name] = _number(fn(host["call_outputs"], host["call_targets"]))
         return {name: result[name] for name in self.scoring.names}
 
 
-def _stateful(metric: Any) -> bool:
+_CONCATENATED = ("scores", "targets", "call_outputs", "call_targets")
+
+
+def _merge(parts: Sequence[State]) -> State:
+    """One state from several shares' (a part that saw no example adds nothing)."""
+    seen = [p for p in parts if int(p["seen"]) > 0] or list(parts[:1])
+    if len(seen) == 1:
+        return dict(seen[0])
+    out: State = {}
+    for key in seen[0]:
+        values = [p[key] for p in seen]
+        if key in _CONCATENATED:
+            out[key] = torch.cat(values)
+        elif key not in ("mean", "m2"):  # counts and sums
+            out[key] = torch.stack(values).sum(0)
+    if "mean" in seen[0]:  # per target: the merged mean and sum of squared deviations
+        n_a, mean, m2 = seen[0]["seen"].double(), seen[0]["mean"], seen[0]["m2"]
+        for p in seen[1:]:
+            n_b = p["seen"].double()
+            n = n_a + n_b
+            delta = p["mean"] - mean
+            mean = mean + delta * (n_b / n)
+            m2 = m2 + p["m2"] + delta * delta * (n_a * n_b / n)
+            n_a = n
+        out["mean"], out["m2"] = mean, m2
+    return out
+
+
+def is_metric_object(metric: Any) -> bool:
+    """Whether ``metric`` is an object with ``update`` and ``compute`` (a torchmetrics metric)."""
     return callable(getattr(metric, "update", None)) and callable(getattr(metric, "compute", None))
 
 

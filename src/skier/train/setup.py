@@ -37,7 +37,6 @@ from skier.train.averaging import WeightAverage, averaging_problems, has_batch_n
 from skier.train.batches import (
     BatchSource,
     InformativeBatches,
-    LoaderBatches,
     TensorBatches,
     accumulate_problems,
     step_batch_size,
@@ -48,6 +47,7 @@ from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
 from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
+from skier.train.loader import LoaderBatches, loader_problems
 from skier.train.losses import (
     Loss,
     LossFn,
@@ -57,7 +57,7 @@ from skier.train.losses import (
     resolve_loss,
 )
 from skier.train.regularize import Penalty
-from skier.train.scoring import Scoring
+from skier.train.scoring import Scoring, is_metric_object
 from skier.train.step import OptimizerStep, step_problems
 
 __all__ = ["DataLike", "Setup", "averaged_tag", "loop_keys", "monitor_problems", "prepare"]
@@ -254,13 +254,11 @@ class Setup:
             )
         else:
             self.batches = LoaderBatches(
-                self.train,
-                self.device,
-                batch_size=per_step,
-                shuffle=self.train_cfg.shuffle,
-                drop_last=self.train_cfg.drop_last,
-                generator=self.shuffle_generator,
-            )
+                self.train, self.device, batch_size=per_step, shuffle=cfg.shuffle,
+                drop_last=cfg.drop_last, generator=self.shuffle_generator, seed=cfg.seed,
+                num_workers=cfg.num_workers, pin_memory=cfg.pin_memory,
+                persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor,
+            )  # fmt: skip
         self.batches = self.group.shard(self.batches, reduction=cfg.reduction)
         self.val = self.val.to(self.device) if self.val is not None else None
         self.test = self.test.to(self.device) if self.test is not None else None
@@ -437,7 +435,8 @@ def prepare(
     cfg_reg = regularization or cfg_reg
     bundle = train if isinstance(train, DataBundle) else None
     if bundle is not None:
-        train, val, test = bundle.train, val or bundle.val, test or bundle.test
+        train = bundle.train if bundle.train_dataset is None else bundle.train_dataset
+        val, test = val or bundle.val, test or bundle.test
         task = task or bundle.task
     train_s = _as_split(train, "train")
     if train_s is None:
@@ -505,15 +504,18 @@ def prepare(
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
     problems += accumulate_problems(cfg_train.batch_size, cfg_train.accumulate, train_s)
+    problems += loader_problems(cfg_train, train_s)
     if cfg_train.sampling == "informative" and loss.per_example is None:
         problems.append(
             problem("train.loss", "a loss that gives per-example values with train.sampling "
                     "'informative'", loss.name, "Give the callable a reduction argument "
                     "(reduction='none': one value per example), or sample uniformly.")
         )  # fmt: skip
-    if scoring is not None and group.world_size > 1:
-        problems.append(problem("train.metrics", "empty in a distributed run (for now)",
-                                scoring.names))  # fmt: skip
+    objects = [n for n, m in scoring.custom if is_metric_object(m)] if scoring else []
+    if objects and group.world_size > 1:  # its state is its own: no way to merge the ranks'
+        problems.append(problem("train.metrics", "built-in names or plain functions in a "
+                                "distributed run", objects, "A metric object with update/"
+                                "compute keeps its own state on each rank."))  # fmt: skip
     if isinstance(optimizer, torch.optim.Optimizer) and cfg_optim.sam is not None:
         problems.append(
             problem("optim.sam", "null when fit() is given an optimizer object", cfg_optim.sam,
