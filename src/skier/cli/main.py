@@ -325,7 +325,8 @@ def _train_seeds(
     final = group.summary["final"]
     keys = [k for k in ("val_loss", "val_error", "val_accuracy") if k in final]
     parts = [f"{k} {final[k]['mean']:.4g} ± {final[k]['std']:.4g}" for k in keys]
-    click.echo(f"done: status {group.status}, {len(group.runs)} seeds" +
+    n = len(group.runs)
+    click.echo(f"done: status {group.status}, {n} seed{'' if n == 1 else 's'}" +
                "".join(f", {p}" for p in parts) + " (at each seed's best epoch)")  # fmt: skip
     click.echo(f"run directory: {group.run_dir}")
     click.echo(f"report: {group.run_dir / RunFiles.REPORT}")
