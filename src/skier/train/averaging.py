@@ -34,6 +34,7 @@ from skier.errors import problem
 __all__ = [
     "WeightAverage",
     "averaging_problems",
+    "checkpoint_average",
     "ema_decay",
     "has_batch_norm",
     "recompute_batch_norm",
@@ -76,6 +77,26 @@ def recompute_batch_norm(
         for m, momentum in momenta.items():
             m.momentum = momentum
         model.train(was_training)
+
+
+def checkpoint_average(
+    checkpoint: Mapping[str, Any],
+) -> tuple[str, dict[str, torch.Tensor], bool] | None:
+    """The weight average a training checkpoint holds: its tag (``"ema"``, ``"swa"``), its
+    weights under the model's state-dict keys, and whether its batch-norm statistics are stale
+    (SWA's are recomputed only before the average is evaluated: over the training inputs in
+    order, in batches of ``batch_size``, as :func:`recompute_batch_norm`). ``None`` when the run
+    kept no average or it held nothing yet (SWA before ``swa_start``).
+
+    >>> checkpoint_average({"average": None}) is None
+    True
+    """
+    average = checkpoint.get("average")
+    if not average or int(average.get("updates", 0)) == 0:
+        return None
+    prefix = "module."  # AveragedModel's keys: module.<the model's key>, and n_averaged
+    weights = {k[len(prefix) :]: v for k, v in average["averaged"].items() if k.startswith(prefix)}
+    return str(average["tag"]), weights, bool(average.get("bn_stale"))
 
 
 def averaging_problems(
