@@ -100,20 +100,18 @@ def checkpoint_average(
 
 
 def averaging_problems(
-    cfg: TrainConfig, *, per_step_schedule: str | None, world_size: int, in_memory: bool,
-    batch_norm: bool,
-) -> list[str]:  # fmt: skip
-    """What weight averaging cannot do with this set-up (the config's own checks aside)."""
-    field = "train.ema" if cfg.ema is not None else "train.swa_start"
-    value = cfg.ema if cfg.ema is not None else cfg.swa_start
-    if value is None:
+    cfg: TrainConfig, *, per_step_schedule: str | None, in_memory: bool, batch_norm: bool
+) -> list[str]:
+    """What weight averaging cannot do with this set-up (the config's own checks aside).
+
+    A distributed run averages on every rank: the ranks' parameters are equal after each
+    all-reduced step, so each computes the same average; the loop gives every rank rank 0's
+    batch-norm buffers of the average after each epoch (EMA averages each rank's own), and SWA
+    recomputes them over the whole training split, the same on every rank.
+    """
+    if cfg.ema is None and cfg.swa_start is None:
         return []
     problems = []
-    if world_size > 1:
-        problems.append(
-            problem(field, "unset for a distributed run", value,
-                    "Weight averaging runs in a single process for now.")
-        )  # fmt: skip
     if cfg.swa_lr is not None and per_step_schedule is not None:
         problems.append(
             problem("train.swa_lr", f"unset with schedule '{per_step_schedule}' (it sets the lr "

@@ -522,8 +522,7 @@ def prepare(
     per_step = scheduler is None and resolve_interval(cfg_sched) == "step"
     problems += averaging_problems(
         cfg_train, per_step_schedule=cfg_sched.name if per_step else None,
-        world_size=group.world_size, in_memory=isinstance(train_s, Split),
-        batch_norm=has_batch_norm(model),
+        in_memory=isinstance(train_s, Split), batch_norm=has_batch_norm(model),
     )  # fmt: skip
     if problems:
         raise ConfigError(problems)
