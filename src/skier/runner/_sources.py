@@ -25,7 +25,12 @@ from skier.report import write_report
 from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
 from skier.runner.training import build_initial_model
 from skier.train import Checkpoint
-from skier.train.averaging import checkpoint_average, has_batch_norm, recompute_batch_norm
+from skier.train.averaging import (
+    checkpoint_average,
+    has_batch_norm,
+    input_batches,
+    recompute_batch_norm,
+)
 from skier.train.checkpoint import load_checkpoint
 
 __all__ = [
@@ -142,12 +147,7 @@ def _load_weights(
     tag, weights, bn_stale = found
     model.load_state_dict(weights)
     if bn_stale and has_batch_norm(model):  # SWA: as the loop recomputes them, before use
-        train, size = data.train, config.train.batch_size
-        step = len(train) if size == "full" else size
-        batches = (
-            tuple(t[lo : lo + step] for t in train.inputs) for lo in range(0, len(train), step)
-        )
-        recompute_batch_norm(model, batches)
+        recompute_batch_norm(model, input_batches(data.train, config.train.batch_size))
     return tag
 
 

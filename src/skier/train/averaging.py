@@ -29,6 +29,7 @@ import torch
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from skier.config import TrainConfig
+from skier.data import Split
 from skier.errors import problem
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "checkpoint_average",
     "ema_decay",
     "has_batch_norm",
+    "input_batches",
     "recompute_batch_norm",
 ]
 
@@ -77,6 +79,14 @@ def recompute_batch_norm(
         for m, momentum in momenta.items():
             m.momentum = momentum
         model.train(was_training)
+
+
+def input_batches(split: Split, batch_size: int | str) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``split``'s inputs in order, in batches of ``batch_size`` (``"full"``: one batch): what
+    SWA's batch-norm statistics are recomputed over, in training and in a run's diagnostics."""
+    size = len(split) if batch_size == "full" else int(batch_size)
+    for lo in range(0, len(split), size):
+        yield tuple(t[lo : lo + size] for t in split.inputs)
 
 
 def checkpoint_average(
