@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from skier.record import RunStore
 from skier.train import load_checkpoint
@@ -46,7 +47,8 @@ record: {plots: false, report: false}
 
 def _rows(run_dir: Path) -> list[dict[str, float]]:
     with (run_dir / "metrics.csv").open() as f:
-        return [{k: float(v) for k, v in r.items() if k != "epoch_time"} for r in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))  # an empty cell: no value that epoch (SWA not begun)
+    return [{k: float(v or "nan") for k, v in r.items() if k != "epoch_time"} for r in rows]
 
 
 def test_bad_launch_settings_are_reported_at_once(skier_cli: Runner, tmp_path: Path) -> None:
@@ -94,3 +96,36 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(skier_cli: Runner, tmp_p
     with RunStore(f"sqlite:///{tmp_path / 'runs' / 'skier.db'}") as store:
         assert store.get_run(run_dir.name).status == "completed"
         assert len(store.list_runs()) == 1
+
+
+@pytest.mark.slow
+def test_a_distributed_swa_run_resumes_as_one_process_runs(
+    skier_cli: Runner, tmp_path: Path
+) -> None:
+    # SWA from epoch 2 with the average selected, rank 1 killed in epoch 3 (after epoch 2's
+    # checkpoint, which holds the average): the resumed job ends where one process does.
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    swa = ["--set", "train.swa_start=2", "--set", "train.swa_lr=0.05",
+           "--set", "train.average_select=average"]  # fmt: skip
+    crashed = skier_cli("train", "cfg.yaml", "--nproc", "2", *swa, timeout=120)
+    assert crashed.returncode == 1, crashed.stderr
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["average"]["updates"] == 1
+    resumed = skier_cli("train", "--resume", str(run_dir), "--nproc", "2", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    single = skier_cli("train", "cfg.yaml", "--set", "model.kwargs.crash_rank=-1", *swa,
+                       "--out", "one")  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    (single_dir,) = [p for p in (tmp_path / "one").iterdir() if p.is_dir()]
+    expected, got = _rows(single_dir), _rows(run_dir)
+    assert len(got) == len(expected) == 4 and "val_swa_loss" in got[-1]
+    for want, row in zip(expected, got, strict=True):
+        for key, value in want.items():
+            assert row[key] == pytest.approx(value, rel=1e-4, nan_ok=True), key
+    averaged = load_checkpoint(run_dir / "checkpoints" / "last.pt")["average"]
+    alone = load_checkpoint(single_dir / "checkpoints" / "last.pt")["average"]
+    assert averaged["updates"] == alone["updates"] == 3
+    for key, value in alone["averaged"].items():
+        assert torch.allclose(averaged["averaged"][key].double(), value.double(), rtol=1e-4,
+                              atol=1e-5), key  # fmt: skip

@@ -1,5 +1,6 @@
-"""Lessons 24 (accumulation is the large batch) and 25 (SAM finds flatter minima), quick
-versions: each claim holds, by what it measures, and its figure is drawn."""
+"""Lessons 24 (accumulation is the large batch), 25 (SAM finds flatter minima) and 26 (SWA sits
+in a flatter, wider region than its iterates), quick versions: each claim holds, by what it
+measures, and its figure is drawn."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def test_sam_finds_a_flatter_minimum_at_matched_training_loss(quick: Quick) -> N
     assert m["sgd_train_loss"] < 0.01 and m["sam_train_loss"] < 0.01
     assert m["sam_lambda1"] < 0.7 * m["sgd_lambda1"]
     assert "SAM against SGD: training loss and sharpness" in result.figures
+
+
+def test_swa_sits_in_a_flatter_wider_region_than_its_iterates(quick: Quick) -> None:
+    result = quick("swa-finds-flatter-region")
+    m = result.measurements
+    assert result.held, result.text()
+    # flatter and wider than every iterate it was compared with, not only the last one
+    assert m["swa_lambda1"] < 0.8 * m["iterates_lambda1_min"]
+    assert m["swa_width"] > m["iterates_width_max"] > 0
+    assert m["swa_test_error"] < m["iterates_test_error_min"]
+    assert "SWA against the SGD iterates it averages: valley and sharpness" in result.figures

@@ -30,6 +30,12 @@ _weights = click.option(
     show_default=True,
     help="Which weights of a run: what it ended with, its best or last checkpoint, or its start.",
 )
+_average = click.option(
+    "--average/--raw",
+    default=None,
+    help="For a run that kept a weight average (train.ema / train.swa_start): the averaged or "
+    "the raw weights [default: the ones the run selected, train.average_select].",
+)
 _split = click.option(
     "--split", type=click.Choice(["train", "val", "test"]), default=None, help="Data measured on."
 )
@@ -52,6 +58,7 @@ def _source_of(
     source: str | None,
     overrides: tuple[str, ...],
     weights: str,
+    average: bool | None,
     *,
     train_first: bool,
     store: str | None,
@@ -70,7 +77,7 @@ def _source_of(
     is_run = source is not None and Path(source).is_dir()
     if is_run or not train_first or weights == "init":
         return load_source(source or load_config(None, overrides), weights=weights,  # type: ignore[arg-type]
-                           overrides=overrides if source else ())  # fmt: skip
+                           average=average, overrides=overrides if source else ())  # fmt: skip
     # A config: train the run it describes first, then look at its weights.
     from skier.runner import run_training
 
@@ -86,7 +93,7 @@ def _source_of(
         epoch_lines=not quiet,
     )
     click.echo(f"trained: {outcome.run_dir} ({outcome.status})")
-    return load_source(outcome.run_dir, weights=weights)  # type: ignore[arg-type]
+    return load_source(outcome.run_dir, weights=weights, average=average)  # type: ignore[arg-type]
 
 
 def _where(outcome: Any) -> None:
@@ -126,7 +133,7 @@ def lr_find(
     """
     from skier.runner.diagnose import run_lr_find
 
-    src = _source_of(source, overrides, "init", train_first=False, store=store, quiet=quiet)
+    src = _source_of(source, overrides, "init", None, train_first=False, store=store, quiet=quiet)
     merged = {**src.config.lr_find.model_dump(), **_given(**settings)}
     outcome = run_lr_find(
         src, merged, out_dir=out, store_url=store, progress=_bars(quiet), echo=click.echo
@@ -185,6 +192,7 @@ def _pair(value: str | None, name: str) -> list[float] | None:
 @_seed
 @click.option("--log", "log_scale", is_flag=True, help="Also log-scale figures.")
 @_weights
+@_average
 @click.option(
     "--resume", "resume_dir", default=None, type=click.Path(file_okay=False),
     help="Continue a stopped landscape run directory where it stopped.",
@@ -201,6 +209,7 @@ def landscape(
     dims: str | None,
     log_scale: bool,
     weights: str,
+    average: bool | None,
     resume_dir: str | None,
     out: str | None,
     store: str | None,
@@ -223,12 +232,16 @@ def landscape(
         values.setdefault("direction", "run")
         values.setdefault("dims", 1)
     if resume_dir is not None:
-        saved_source, saved_weights, saved = saved_landscape_settings(resume_dir)
-        src = load_source(saved_source, weights=saved_weights)
+        saved_source, saved_weights, saved_average, saved = saved_landscape_settings(resume_dir)
+        src = load_source(saved_source, weights=saved_weights, average=saved_average)
         values = saved
     else:
-        src = _source_of(source, overrides, weights, train_first=True, store=store, quiet=quiet)
-    other_src = load_source(other, weights=weights) if other is not None else None  # type: ignore[arg-type]
+        src = _source_of(source, overrides, weights, average, train_first=True, store=store,
+                         quiet=quiet)  # fmt: skip
+    other_src = (
+        load_source(other, weights=weights, average=average)  # type: ignore[arg-type]
+        if other is not None else None
+    )  # fmt: skip
     outcome = run_landscape(
         src, values, other=other_src, out_dir=out, store_url=store, resume_dir=resume_dir,
         progress=_bars(quiet), log_scale=log_scale, echo=click.echo,
@@ -266,6 +279,7 @@ def landscape(
 @click.option("--batch-size", type=int, default=None, help="Examples per HVP batch [2048].")
 @_seed
 @_weights
+@_average
 @_out
 @store_option
 @quiet_option
@@ -273,6 +287,7 @@ def sharpness(
     source: str | None,
     overrides: tuple[str, ...],
     weights: str,
+    average: bool | None,
     out: str | None,
     store: str | None,
     quiet: bool,
@@ -284,7 +299,8 @@ def sharpness(
     """
     from skier.runner.diagnose import run_sharpness
 
-    src = _source_of(source, overrides, weights, train_first=True, store=store, quiet=quiet)
+    src = _source_of(source, overrides, weights, average, train_first=True, store=store,
+                     quiet=quiet)  # fmt: skip
     outcome = run_sharpness(
         src, _given(**settings), out_dir=out, store_url=store, progress=_bars(quiet),
         echo=click.echo,
@@ -315,6 +331,7 @@ def sharpness(
 @click.option("--plane-points", type=int, default=None, help="Plane grid size, 0: none [21].")
 @_seed
 @_weights
+@_average
 @_out
 @store_option
 @quiet_option
@@ -322,6 +339,7 @@ def connect(
     sources: tuple[str, ...],
     overrides: tuple[str, ...],
     weights: str,
+    average: bool | None,
     out: str | None,
     store: str | None,
     quiet: bool,
@@ -363,8 +381,8 @@ def connect(
                 )
         if len(sources) == 3:
             training = load_config(sources[2], overrides)
-    a = load_source(runs[0], weights=weights)  # type: ignore[arg-type]
-    b = load_source(runs[1], weights=weights)  # type: ignore[arg-type]
+    a = load_source(runs[0], weights=weights, average=average)  # type: ignore[arg-type]
+    b = load_source(runs[1], weights=weights, average=average)  # type: ignore[arg-type]
     outcome = run_connect(
         a, b, _given(**settings), config=training, out_dir=out, store_url=store,
         progress=_bars(quiet), echo=click.echo,

@@ -10,11 +10,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from skier.config import DataConfig, ModelConfig
-from skier.data import DataBundle, load_data
+from skier.data import DataBundle, Split, load_data
 from skier.models import build_model
 from skier.plots import new_figure
 
-__all__ = ["axes", "digits", "mlp"]
+__all__ = ["axes", "digits", "mlp", "noisy_labels"]
 
 
 @lru_cache(maxsize=4)
@@ -34,6 +34,16 @@ def mlp(
     torch.manual_seed(seed)
     config = ModelConfig(hidden_sizes=hidden or [64, 64], **settings)
     return build_model(config, input_shape=data.input_shape, output_size=data.output_size)
+
+
+def noisy_labels(split: Split, share: float, seed: int) -> Split:
+    """``split`` with about ``share`` of its labels replaced by random classes (seeded): wrong
+    labels that a big net can only memorize."""
+    generator = torch.Generator().manual_seed(seed + 1000)
+    targets = split.targets.clone()
+    flip = torch.rand(len(targets), generator=generator) < share
+    targets[flip] = torch.randint(10, (int(flip.sum()),), generator=generator)
+    return Split(split.inputs, targets)
 
 
 def axes(columns: int = 1, *, width: float = 5.0, height: float = 3.8) -> tuple[Figure, list[Axes]]:

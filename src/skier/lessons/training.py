@@ -12,7 +12,7 @@ import torch
 
 from skier.data import DataBundle, Split
 from skier.diagnostics import lr_range_test
-from skier.lessons._tools import axes, digits, mlp
+from skier.lessons._tools import axes, digits, mlp, noisy_labels
 from skier.lessons.base import Context, Trial, check, lesson
 from skier.train import EarlyStopping, FitResult, GradientFlow, evaluate, fit
 from skier.train.batches import steps_per_epoch
@@ -34,16 +34,6 @@ def _subset(split: Split, size: int, seed: int) -> Split:
     """``size`` examples of ``split`` drawn without replacement by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return split.take(torch.randperm(len(split), generator=generator)[:size])
-
-
-def _noisy(split: Split, share: float, seed: int) -> Split:
-    """``split`` with about ``share`` of its labels replaced by random classes (seeded): wrong
-    labels that a big net can only memorize."""
-    generator = torch.Generator().manual_seed(seed + 1000)
-    targets = split.targets.clone()
-    flip = torch.rand(len(targets), generator=generator) < share
-    targets[flip] = torch.randint(10, (int(flip.sum()),), generator=generator)
-    return Split(split.inputs, targets)
 
 
 def _finite(value: float, cap: float = 1e6) -> float:
@@ -345,7 +335,7 @@ def lr_range(ctx: Context) -> Trial:
 )
 def early_stopping(ctx: Context) -> Trial:
     data = digits()
-    train = _noisy(_subset(data.train, 200, ctx.seed), 0.2, ctx.seed)
+    train = noisy_labels(_subset(data.train, 200, ctx.seed), 0.2, ctx.seed)
     epochs = 40
     settings: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32,
                                 "epochs": epochs}  # fmt: skip
@@ -417,7 +407,7 @@ def _weights(model: torch.nn.Module) -> torch.Tensor:
 )
 def regularization(ctx: Context) -> Trial:
     data = digits()
-    train = _noisy(_subset(data.train, 300, ctx.seed), 0.2, ctx.seed)
+    train = noisy_labels(_subset(data.train, 300, ctx.seed), 0.2, ctx.seed)
     epochs = 30
     variants: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "none": ({}, {}),

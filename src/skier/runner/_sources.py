@@ -25,7 +25,13 @@ from skier.report import write_report
 from skier.runner.lifecycle import resolve_store_url, run_ending, run_name
 from skier.runner.training import build_initial_model
 from skier.train import Checkpoint
-from skier.train.checkpoint import load_model_weights
+from skier.train.averaging import (
+    checkpoint_average,
+    has_batch_norm,
+    input_batches,
+    recompute_batch_norm,
+)
+from skier.train.checkpoint import load_checkpoint
 
 __all__ = [
     "DiagnosticOutcome",
@@ -47,7 +53,8 @@ Weights = Literal["final", "best", "last", "init"]
 class Source:
     """What a diagnostic looks at: a run config, its data, and a model with chosen weights.
 
-    ``run_dir`` is the finished run it came from (None for a bare config).
+    ``run_dir`` is the finished run it came from (None for a bare config). ``averaged`` is
+    ``"ema"`` or ``"swa"`` when the model holds the run's weight average, not its raw weights.
     """
 
     config: RunConfig
@@ -56,6 +63,7 @@ class Source:
     weights: str
     run_dir: RunDir | None = None
     base_dir: Path | None = None
+    averaged: str | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -63,7 +71,8 @@ class Source:
 
     def describe(self) -> str:
         where = f"run {self.run_id}" if self.run_dir is not None else "config"
-        return f"{where} ({self.weights} weights)"
+        kind = f"{self.averaged.upper()}-averaged " if self.averaged is not None else ""
+        return f"{where} ({self.weights} {kind}weights)"
 
 
 @dataclass
@@ -109,10 +118,44 @@ def _checkpoint_for(run_dir: RunDir, weights: Weights) -> Path:
     return chosen
 
 
+def _load_weights(
+    model: Any, config: RunConfig, data: DataBundle, path: Path, average: bool | None
+) -> str | None:
+    """Load the checkpoint's raw weights or its weight average into ``model``; the average's
+    tag, or ``None`` for the raw weights.
+
+    ``average`` None: the copy the run selected (``train.average_select``), so a run that
+    returned its average is analysed as it returned it; where that average held nothing yet
+    at the checkpoint (SWA before ``swa_start``), the raw weights, as the run judged them.
+    """
+    state = load_checkpoint(path)
+    found = checkpoint_average(state)
+    use = average if average is not None else config.train.average_select == "average"
+    if not use:
+        model.load_state_dict(state["model"])
+        return None
+    if found is None:
+        if average:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} must hold a weight average for --average; it has "
+                + ("none (the run set neither train.ema nor train.swa_start)."
+                   if state.get("average") is None else
+                   "one that holds nothing yet (SWA starts at train.swa_start). Use --raw.")
+            )  # fmt: skip
+        model.load_state_dict(state["model"])
+        return None
+    tag, weights, bn_stale = found
+    model.load_state_dict(weights)
+    if bn_stale and has_batch_norm(model):  # SWA: as the loop recomputes them, before use
+        recompute_batch_norm(model, input_batches(data.train, config.train.batch_size))
+    return tag
+
+
 def load_source(
     source: str | Path | RunConfig,
     *,
     weights: Weights = "final",
+    average: bool | None = None,
     overrides: tuple[str, ...] | list[str] = (),
     base_dir: str | Path | None = None,
 ) -> Source:
@@ -120,8 +163,11 @@ def load_source(
     :class:`RunConfig`: the model at its initial weights).
 
     ``weights``: ``final`` (what the run ended with), ``best``, ``last`` or ``init`` (rebuilt
-    from the config's seed). ``overrides`` are ``--set`` values applied to the config, e.g. a
-    different ``data`` split; the model's architecture must stay the same.
+    from the config's seed). ``average``, for a run that kept a weight average (``train.ema``
+    or ``train.swa_start``): ``True`` the average, ``False`` the raw weights, ``None`` the
+    copy the run selected (``train.average_select``). ``overrides`` are ``--set`` values
+    applied to the config, e.g. a different ``data`` split; the model's architecture must stay
+    the same.
     """
     from skier.config import load_config
 
@@ -148,6 +194,11 @@ def load_source(
         config = config.model_copy(
             update={"optim": config.optim.model_copy(update={"lr": config.lr_find.start_lr})}
         )
+    if average and (run_dir is None or weights == "init"):
+        raise ConfigError(
+            "average must be off for a model at its initial weights (a bare config or --weights "
+            "init): only a finished run's checkpoint holds a weight average."
+        )
     data = load_data(config.data, base_dir=base)
     if data.streams:
         raise DataError(
@@ -156,11 +207,12 @@ def load_source(
                     "Dataset as it trains (skier train only).")
         )  # fmt: skip
     model = initial_model(config, data, base)
+    averaged = None
     if run_dir is not None and weights != "init":
-        model.load_state_dict(load_model_weights(_checkpoint_for(run_dir, weights)))
+        averaged = _load_weights(model, config, data, _checkpoint_for(run_dir, weights), average)
     elif run_dir is None and weights != "init":
         weights = "init"  # a bare config has no trained weights
-    return Source(config, data, model, weights, run_dir, base)
+    return Source(config, data, model, weights, run_dir, base, averaged)
 
 
 # --- recording -----------------------------------------------------------------------------------
@@ -212,7 +264,12 @@ class Recorder:
             )
             self.run_dir.write_config(config_to_yaml(source.config))
             settings_text = yaml.safe_dump(
-                {"source": self._source_text(), "weights": source.weights, **self.settings},
+                {
+                    "source": self._source_text(),
+                    "weights": source.weights,
+                    "average": source.averaged is not None,
+                    **self.settings,
+                },
                 sort_keys=False,
             )
             atomic_write_text(self.run_dir.path / RunFiles.settings(kind), settings_text)
@@ -253,6 +310,7 @@ class Recorder:
             "source": self._source_text(),
             "source_run": self.source.run_id,
             "weights": self.source.weights,
+            "averaged": self.source.averaged,
             "summary": dict(summary),
             "result": result.to_dict(),
             "duration_s": seconds,

@@ -366,8 +366,11 @@ def run_connect(
     return recorded(recorder, work)
 
 
-def saved_landscape_settings(run_dir: str | Path) -> tuple[str, Weights, dict[str, Any]]:
-    """The source, weights and settings a landscape run directory was started with."""
+def saved_landscape_settings(
+    run_dir: str | Path,
+) -> tuple[str, Weights, bool | None, dict[str, Any]]:
+    """The source, weights, weight average (``load_source``'s ``average``) and settings a
+    landscape run directory was started with."""
     path = Path(run_dir) / RunFiles.settings("landscape")
     if not path.is_file():
         raise CheckpointError(
@@ -377,8 +380,9 @@ def saved_landscape_settings(run_dir: str | Path) -> tuple[str, Weights, dict[st
     saved = yaml.safe_load(path.read_text()) or {}
     source = saved.pop("source", "config")
     weights = saved.pop("weights", "final")
+    average = saved.pop("average", None)
     if source == "config":
         raise CheckpointError(
             f"resume directory {str(run_dir)!r} was a landscape of a bare config; run it again."
         )
-    return str(source), weights, saved
+    return str(source), weights, average, saved

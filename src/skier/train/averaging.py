@@ -29,13 +29,16 @@ import torch
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from skier.config import TrainConfig
+from skier.data import Split
 from skier.errors import problem
 
 __all__ = [
     "WeightAverage",
     "averaging_problems",
+    "checkpoint_average",
     "ema_decay",
     "has_batch_norm",
+    "input_batches",
     "recompute_batch_norm",
 ]
 
@@ -78,21 +81,47 @@ def recompute_batch_norm(
         model.train(was_training)
 
 
+def input_batches(split: Split, batch_size: int | str) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``split``'s inputs in order, in batches of ``batch_size`` (``"full"``: one batch): what
+    SWA's batch-norm statistics are recomputed over, in training and in a run's diagnostics."""
+    size = len(split) if batch_size == "full" else int(batch_size)
+    for lo in range(0, len(split), size):
+        yield tuple(t[lo : lo + size] for t in split.inputs)
+
+
+def checkpoint_average(
+    checkpoint: Mapping[str, Any],
+) -> tuple[str, dict[str, torch.Tensor], bool] | None:
+    """The weight average a training checkpoint holds: its tag (``"ema"``, ``"swa"``), its
+    weights under the model's state-dict keys, and whether its batch-norm statistics are stale
+    (SWA's are recomputed only before the average is evaluated: over the training inputs in
+    order, in batches of ``batch_size``, as :func:`recompute_batch_norm`). ``None`` when the run
+    kept no average or it held nothing yet (SWA before ``swa_start``).
+
+    >>> checkpoint_average({"average": None}) is None
+    True
+    """
+    average = checkpoint.get("average")
+    if not average or int(average.get("updates", 0)) == 0:
+        return None
+    prefix = "module."  # AveragedModel's keys: module.<the model's key>, and n_averaged
+    weights = {k[len(prefix) :]: v for k, v in average["averaged"].items() if k.startswith(prefix)}
+    return str(average["tag"]), weights, bool(average.get("bn_stale"))
+
+
 def averaging_problems(
-    cfg: TrainConfig, *, per_step_schedule: str | None, world_size: int, in_memory: bool,
-    batch_norm: bool,
-) -> list[str]:  # fmt: skip
-    """What weight averaging cannot do with this set-up (the config's own checks aside)."""
-    field = "train.ema" if cfg.ema is not None else "train.swa_start"
-    value = cfg.ema if cfg.ema is not None else cfg.swa_start
-    if value is None:
+    cfg: TrainConfig, *, per_step_schedule: str | None, in_memory: bool, batch_norm: bool
+) -> list[str]:
+    """What weight averaging cannot do with this set-up (the config's own checks aside).
+
+    A distributed run averages on every rank: the ranks' parameters are equal after each
+    all-reduced step, so each computes the same average; the loop gives every rank rank 0's
+    batch-norm buffers of the average after each epoch (EMA averages each rank's own), and SWA
+    recomputes them over the whole training split, the same on every rank.
+    """
+    if cfg.ema is None and cfg.swa_start is None:
         return []
     problems = []
-    if world_size > 1:
-        problems.append(
-            problem(field, "unset for a distributed run", value,
-                    "Weight averaging runs in a single process for now.")
-        )  # fmt: skip
     if cfg.swa_lr is not None and per_step_schedule is not None:
         problems.append(
             problem("train.swa_lr", f"unset with schedule '{per_step_schedule}' (it sets the lr "

@@ -274,6 +274,8 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
         lrs.extend([float(group["lr"])] * sums.steps)
     totals = s.group.sum_counts(sums.totals())  # every rank's examples, as sums and counts
     s.group.sync_state(s.model, buffers_only=True)  # identical batch-norm buffers on every rank
+    if s.average is not None:  # EMA averaged each rank's own batch-norm buffers: rank 0's
+        s.group.sync_state(s.average.module, buffers_only=True)
     return sums.result(totals)
 
 

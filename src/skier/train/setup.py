@@ -33,7 +33,12 @@ from skier.errors import ConfigError, DataError, did_you_mean, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, has_line_search
 from skier.optim.schedules import Schedule, build_schedule, resolve_interval
-from skier.train.averaging import WeightAverage, averaging_problems, has_batch_norm
+from skier.train.averaging import (
+    WeightAverage,
+    averaging_problems,
+    has_batch_norm,
+    input_batches,
+)
 from skier.train.batches import (
     BatchSource,
     InformativeBatches,
@@ -160,12 +165,8 @@ class Setup:
     def training_inputs(self) -> Iterator[tuple[torch.Tensor, ...]]:
         """The training split's inputs in order, in batches of ``batch_size`` (SWA's batch
         norm); in-memory data only (set-up refuses the rest)."""
-        split = self.train
-        if not isinstance(split, Split):
-            return
-        size = len(split) if self.train_cfg.batch_size == "full" else self.train_cfg.batch_size
-        for lo in range(0, len(split), size):
-            yield tuple(t[lo : lo + size] for t in split.inputs)
+        if isinstance(self.train, Split):
+            yield from input_batches(self.train, self.train_cfg.batch_size)
 
     @property
     def classification(self) -> bool:
@@ -524,8 +525,7 @@ def prepare(
     per_step = scheduler is None and resolve_interval(cfg_sched) == "step"
     problems += averaging_problems(
         cfg_train, per_step_schedule=cfg_sched.name if per_step else None,
-        world_size=group.world_size, in_memory=isinstance(train_s, Split),
-        batch_norm=has_batch_norm(model),
+        in_memory=isinstance(train_s, Split), batch_norm=has_batch_norm(model),
     )  # fmt: skip
     if problems:
         raise ConfigError(problems)
