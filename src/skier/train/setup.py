@@ -46,6 +46,7 @@ from skier.train.batches import (
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
+from skier.train.compiled import compile_problems
 from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
 from skier.train.losses import (
@@ -504,6 +505,7 @@ def prepare(
         in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
+    problems += compile_problems(cfg_train.compile, device)
     problems += accumulate_problems(cfg_train.batch_size, cfg_train.accumulate, train_s)
     if cfg_train.sampling == "informative" and loss.per_example is None:
         problems.append(
