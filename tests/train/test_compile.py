@@ -108,3 +108,41 @@ def test_compiled_run_matches_and_checkpoints_resume_both_ways(
             strict=True,
         )
     )
+
+
+def _compiled_ddp_worker(rank: int, init: str, out: str) -> None:
+    import warnings
+
+    from tests.train.test_distributed import _session
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch's own, as above
+    x, y = _ddp_data()
+    with _session(rank, init) as group:
+        model = _model()
+        result = fit(model, (x, y), distributed=group,
+                     callbacks=[Checkpoint(Path(out) / "ckpt", every=1)],
+                     **{**SETTINGS, "compile": True})  # fmt: skip
+    rows = [r["loss"] for r in result.history.rows]
+    torch.save((rows, model.state_dict()), Path(out) / f"rank{rank}.pt")
+
+
+def _ddp_data() -> Data:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(160, 12, generator=g)
+    return x, (x @ torch.randn(12, 3, generator=g)).argmax(dim=1)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(TORCH_OWN)
+def test_compiled_ddp_matches_one_plain_process(tmp_path: Path) -> None:
+    from tests.train.test_distributed import _spawn
+
+    _spawn(_compiled_ddp_worker, tmp_path)
+    single = fit(_model(), _ddp_data(), **SETTINGS)  # one process, not compiled
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for rows, weights in ranks:
+        assert rows == pytest.approx([r["loss"] for r in single.history.rows], rel=1e-4)
+        for key, w in single.model.state_dict().items():  # type: ignore[union-attr]
+            torch.testing.assert_close(weights[key], w, rtol=1e-4, atol=1e-5)
+    saved = load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert set(saved["model"]) == set(_model().state_dict())  # not DDP's "module." either
