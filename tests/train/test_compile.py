@@ -110,6 +110,23 @@ def test_compiled_run_matches_and_checkpoints_resume_both_ways(
     )
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings(TORCH_OWN)
+def test_a_model_the_caller_compiled_checkpoints_its_plain_module(
+    clf_data: Data, tmp_path: Path
+) -> None:
+    plain = _model()
+    compiled = torch.compile(plain)
+    result = fit(compiled, clf_data, callbacks=[Checkpoint(tmp_path, every=1)], **SETTINGS)
+    assert result.model is plain  # the module inside the caller's wrapper
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert set(saved["model"]) == set(_model().state_dict())  # no "_orig_mod." prefixes
+    reference = fit(_model(), clf_data, **SETTINGS)
+    assert result.history.rows[-1]["loss"] == pytest.approx(
+        reference.history.rows[-1]["loss"], rel=1e-4
+    )
+
+
 def _compiled_ddp_worker(rank: int, init: str, out: str) -> None:
     import warnings
 

@@ -146,7 +146,7 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
         try:
             return _train_epochs(s, checkpoint, writer)
         except RuntimeError as exc:  # train.compile: a compiler failure, said in one line
-            failure = compile_failure(exc, s.train_cfg.compile)
+            failure = compile_failure(exc, s.train_cfg.compile or s.compiled is not None)
             if failure is None:
                 raise
             raise failure from None
@@ -159,7 +159,7 @@ def _train_epochs(
     state = _start(s, checkpoint)
     # After the resume: DDP starts every rank from rank 0's weights. train.compile compiles
     # the module that trains (DDP's wrapper, if any); s.model stays the plain module.
-    s.trained = compile_module(s.group.wrap(s.model), s.train_cfg.compile)
+    s.trained = _module_that_trains(s)
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
     good = _snapshot(s)
     for cb in s.callbacks:
@@ -191,6 +191,17 @@ def _train_epochs(
         if state.stop_requested:
             break
     return _finish(s, state, logs, time.perf_counter() - started, writer)
+
+
+def _module_that_trains(s: Setup) -> torch.nn.Module:
+    """``s.model``, wrapped for the process group (DDP) and compiled as ``train.compile``
+    asks; a module the caller compiled trains through their wrapper (under DDP: the DDP
+    wrapper compiled, as torch recommends, in ``train.compile``'s mode or the default)."""
+    wrapped = s.group.wrap(s.model)
+    mode = s.train_cfg.compile
+    if s.compiled is not None and wrapped is s.model and mode is False:
+        return s.compiled
+    return compile_module(wrapped, mode or s.compiled is not None)
 
 
 def _snapshot(s: Setup) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
