@@ -21,7 +21,9 @@ Variants (same data, model, optimizer (Adam, lr 1e-3) and seed; one warm-up epoc
   PEER_MODE       PyTorch Lightning, skorch, Keras 3 (torch backend), fastai, each `lean` (extras
                   off) and with `defaults` (see peers.py), from the environment setup_peers.sh makes
 
-Also `import skier` and `skier --help` times, and for W1 the sustained float32 matmul GFLOP/s at
+Also `import skier` and `skier --help` times, start-up (`import torch`, `import skier.train`,
+process start to the first epoch of `skier train` and of a hand-written script, on digits), and
+for W1 the sustained float32 matmul GFLOP/s at
 the workload's shapes (the machine's limit) against what each variant achieves.
 
 Usage::
@@ -224,6 +226,9 @@ RATIO_TARGETS = {"W1": 1.05, "W2": 1.10, "W3": 1.10}
 # With --baseline (issue 16): skier's ratio to loop_b over skier_base's, "no slower than before"
 # within the run-to-run noise of these 2-core machines (about 2%, bench/RESULTS.md).
 NO_SLOWER_THAN_BASE = 1.03
+# Start-up (issue 22), seconds above the floor each is measured against (bench/RESULTS.md).
+STARTUP_OVER_TORCH = 0.5  # CPU seconds; measured 0.32-0.39 (before the lazy imports: 0.61)
+FIRST_EPOCH_OVER_PLAIN = 1.0  # wall seconds; a loaded machine missed it (bench/RESULTS.md)
 
 
 def _run_child(
@@ -248,6 +253,30 @@ def _seconds(command: list[str], repeats: int) -> float:
         subprocess.run(command, capture_output=True, check=True, timeout=120)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+STARTUP = ("import_torch", "import_skier_train", "first_epoch_plain", "first_epoch_cli")
+
+
+def _startup(repeats: int) -> dict[str, float]:
+    """Start-up (issue 22), each a fresh process, interleaved (A B .. B A), medians: the import
+    floor (``import torch``) and ``import skier.train`` in wall and CPU seconds (CPU time: what
+    a loaded machine distorts least), and the wall time from the process start to the first
+    epoch's start of ``skier train`` on digits and of a hand-written torch script on the same
+    data (bench_startup.py, where each is defined)."""
+    from bench_startup import SRC, _measure
+
+    wall: dict[str, list[float]] = {name: [] for name in STARTUP}
+    cpu: dict[str, list[float]] = {name: [] for name in STARTUP}
+    for r in range(repeats):
+        for name in STARTUP if r % 2 == 0 else STARTUP[::-1]:
+            seconds, used = _measure(name, SRC)
+            wall[name].append(seconds)
+            if used is not None:
+                cpu[name].append(used)
+    found = {f"{name}_s": statistics.median(times) for name, times in wall.items()}
+    found.update({f"{name}_cpu_s": statistics.median(t) for name, t in cpu.items() if t})
+    return found
 
 
 def _extra(name: str, smoke: bool, work: Path) -> dict[str, Any]:
@@ -319,6 +348,15 @@ def _targets(record: dict[str, Any]) -> list[dict[str, Any]]:
 
     check("import skier (s)", record["import_skier_s"], 0.3)
     check("skier --help (s)", record["skier_help_s"], 0.5)
+    if "import_torch_s" in record:  # start-up (issue 22): skier's cost above torch's floor
+        check(
+            "import skier.train over import torch (CPU s)",
+            record["import_skier_train_cpu_s"] - record["import_torch_cpu_s"],
+            STARTUP_OVER_TORCH,
+        )
+        check("skier train to first epoch over a hand-written script (s)",
+              record["first_epoch_cli_s"] - record["first_epoch_plain_s"],
+              FIRST_EPOCH_OVER_PLAIN)  # fmt: skip
     for workload, variants in record["workloads"].items():
         base = variants["loop_b"]
         for name in ("skier", "skier_defaults"):
@@ -423,6 +461,7 @@ def main() -> None:
         "baseline": str(args.baseline) if args.baseline is not None else None,
         "import_skier_s": _seconds([python, "-c", "import skier"], repeats),
         "skier_help_s": _seconds([skier_bin, "--help"], repeats),
+        **_startup(repeats),
         "matmul_gflops": _matmul_gflops(args.smoke),
         "workloads": _summarise(runs),
         "extras": {},
@@ -430,6 +469,13 @@ def main() -> None:
     print(
         f"\nimport skier {record['import_skier_s']:.3f} s, skier --help "
         f"{record['skier_help_s']:.3f} s, matmul limit {record['matmul_gflops']:.1f} GFLOP/s"
+    )
+    print(
+        f"import torch {record['import_torch_s']:.3f} s ({record['import_torch_cpu_s']:.3f} s "
+        f"CPU), import skier.train {record['import_skier_train_s']:.3f} s "
+        f"({record['import_skier_train_cpu_s']:.3f} s CPU); to the first epoch: skier train "
+        f"{record['first_epoch_cli_s']:.3f} s, a hand-written script "
+        f"{record['first_epoch_plain_s']:.3f} s"
     )
     for workload, variants in record["workloads"].items():
         for variant, s in variants.items():

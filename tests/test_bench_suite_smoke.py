@@ -30,6 +30,8 @@ def test_the_suite_runs_every_workload_variant_and_benchmark(tmp_path: Path) -> 
     record = _suite(tmp_path, "--peers", "off")
     assert record["smoke"] is True and record["matmul_gflops"] > 0
     assert record["import_skier_s"] > 0 and record["skier_help_s"] > 0
+    startup = ("import_torch_s", "import_skier_train_s", "first_epoch_cli_s", "first_epoch_plain_s")
+    assert all(record[k] > 0 for k in startup)
     assert set(record["workloads"]) == {"W1", "W2", "W3", "W4"}
     for workload, variants in record["workloads"].items():
         assert set(variants) == {"loop_a", "loop_b", "skier", "skier_defaults"}, workload
@@ -48,6 +50,8 @@ def test_the_suite_runs_every_workload_variant_and_benchmark(tmp_path: Path) -> 
     # and the targets were judged from those figures
     judged = {t["target"]: t for t in record["targets"]}
     assert judged["import skier (s)"]["value"] == record["import_skier_s"]
+    assert "import skier.train over import torch (CPU s)" in judged
+    assert record["import_torch_cpu_s"] > 0 and record["import_skier_train_cpu_s"] > 0
     assert "W1 skier / loop_b epoch" in judged and "W3 skier_defaults peak RSS (MB)" in judged
 
 

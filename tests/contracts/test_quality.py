@@ -52,6 +52,23 @@ def test_import_skier_is_lazy() -> None:
     assert proc.stdout.strip() == "False", proc.stderr
 
 
+# What each entry point must not import on the way to its work (start-up, issue 22): these
+# packages take a tenth of a second to a second each, and are imported where they are used.
+NOT_AT_START = {
+    "skier.train": ["pandas", "yaml", "sqlalchemy", "matplotlib", "sklearn", "scipy", "optuna"],
+    "skier.runner": ["matplotlib", "optuna"],
+    "skier.cli.main": ["torch", "sqlalchemy", "pydantic", "matplotlib"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(NOT_AT_START))
+def test_start_up_imports_only_what_it_needs(module: str) -> None:
+    heavy = NOT_AT_START[module]
+    code = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def test_safety_rules_hold_in_src() -> None:
     """The security rules of the brief, checked over the source."""
     problems = []

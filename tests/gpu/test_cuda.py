@@ -3,7 +3,8 @@ and checkpoints carried from the GPU to the CPU and back.
 
 Every run is digits with the W3 model (MLP 64-128-10, Adam 1e-3, batch 64, 20 epochs, seed 0):
 on the CPU its test accuracy is about 0.97 (``tests/train/test_amp.py`` measured bf16 there).
-``train.compile`` is not a skier setting (yet), so there is no test of it here.
+``train.compile`` on CUDA (inductor, Triton kernels) is checked against the CPU run too, with its
+checkpoint resumed without compile on the CPU.
 """
 
 from __future__ import annotations
@@ -115,3 +116,21 @@ def test_checkpoints_move_from_the_gpu_to_the_cpu_and_back(
     end = load_checkpoint(back_dir / "last.pt")
     assert (end["epoch"], end["step"]) == (7, 7 * steps)
     assert back.test_metrics["test_accuracy"] > 0.9
+
+
+# torch's inductor imports torch.utils.mkldnn, whose torch.jit.script_method warns (torch's own)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compile_on_cuda_matches_the_cpu_and_resumes_without_it(
+    digits: DataBundle, cpu_run: FitResult, tmp_path: Path
+) -> None:
+    result, model, _ = _fit(digits, "cuda", compile=True, callbacks=[Checkpoint(tmp_path)])
+    assert result.model is model and not hasattr(model, "_orig_mod")  # the plain module back
+    assert _finite(result)
+    cpu, gpu = cpu_run.test_metrics["test_accuracy"], result.test_metrics["test_accuracy"]
+    assert cpu > 0.93 and abs(gpu - cpu) <= MARGIN, (cpu, gpu)
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert not any("_orig_mod" in k for k in saved["model"])  # the module's own state_dict
+    # resumed on the CPU without compile: the weights load, and two more epochs train
+    again = fit(digits_mlp(digits, seed=1), digits, device="cpu", resume=tmp_path / "last.pt",
+                callbacks=[Checkpoint(tmp_path / "cpu")], **{**SETTINGS, "epochs": 22})  # fmt: skip
+    assert again.history.rows[:20] == result.history.rows and _finite(again)

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from skier.config.base import validate_model
 from skier.config.run import RunConfig
 from skier.errors import ConfigError
@@ -39,6 +37,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set must be section.key=value; got {item!r}.")
+    import yaml  # slow to import: only where YAML is read or written (not by fit)
+
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -82,6 +82,8 @@ def read_yaml_mapping(path: str | Path, *, what: str = "file") -> dict[str, Any]
     source = str(p)
     if not p.is_file():
         raise ConfigError(f"{what} {source!r} does not exist.")
+    import yaml
+
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -95,6 +97,8 @@ def read_yaml_mapping(path: str | Path, *, what: str = "file") -> dict[str, Any]
 
 def config_to_yaml(config: RunConfig) -> str:
     """The fully resolved config as YAML (what ``skier config show`` prints)."""
+    import yaml
+
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 

@@ -251,6 +251,12 @@ class TrainConfig(Section):
         description="mixed precision: true (fp16 + loss scaling on CUDA, bf16 on the CPU), "
         "'fp16' (CUDA only) or 'bf16'",
     )
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        False,
+        description="torch.compile the model that trains: true (mode 'default'), "
+        "'reduce-overhead' or 'max-autotune'; off by default (bench/RESULTS.md: on the CPU "
+        "it costs seconds of compiling and gains little on small MLPs)",
+    )
     val_every: PositiveInt = 1
     exact_train_error: bool = Field(False, description="a full pass for train loss/error")
     progress: Literal["auto", "on", "off"] = "auto"
@@ -318,6 +324,13 @@ class TrainConfig(Section):
         if isinstance(v, bool) or v in ("fp16", "bf16"):
             return v
         raise ValueError("must be true, false, 'fp16' or 'bf16'")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v in ("default", "reduce-overhead", "max-autotune"):
+            return v
+        raise ValueError("must be true, false, 'default', 'reduce-overhead' or 'max-autotune'")
 
     @field_validator("device")
     @classmethod

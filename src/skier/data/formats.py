@@ -10,14 +10,16 @@ import gzip
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from skier.data.raw import RawData
 from skier.data.targets import TaskChoice, encode_labels, encode_target, examples
 from skier.errors import DataError, did_you_mean, problem
+
+if TYPE_CHECKING:  # pandas is slow to import: only a CSV file needs it
+    import pandas as pd
 
 __all__ = ["as_inputs", "read_csv", "read_idx", "read_npz"]
 
@@ -37,6 +39,8 @@ def _missing_column(field: str, name: str, columns: Sequence[str], path: Path) -
 
 def _bad_numeric_values(col: pd.Series, name: str, path: Path) -> str | None:
     """The problem with a declared numeric column's non-numeric entries, or ``None`` if clean."""
+    import pandas as pd
+
     converted = pd.to_numeric(col, errors="coerce")
     bad = converted.isna() & col.notna()
     if not bad.any():
@@ -53,6 +57,8 @@ def _bad_numeric_values(col: pd.Series, name: str, path: Path) -> str | None:
 
 
 def _is_numeric_dtype(col: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
@@ -77,6 +83,8 @@ def read_csv(
 
     >>> raw = read_csv("houses.csv", target="price", categorical_columns=["zip"])  # doctest: +SKIP
     """
+    import pandas as pd  # slow to import: only when a CSV file is read
+
     p = _existing_file(path, "data.path", "CSV file")
     try:
         df = pd.read_csv(p)

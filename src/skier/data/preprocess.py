@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from skier.data.raw import RawData
 from skier.errors import DataError, problem
@@ -60,6 +59,8 @@ def missing_counts(
         names = _names(numeric_names, len(per_col), "x") if x_num.ndim == 2 else ["x"]
         out.update({n: int(c) for n, c in zip(names, per_col, strict=True) if c})
     if x_cat is not None and x_cat.size:
+        import pandas as pd  # slow to import: only categorical columns need it
+
         per_col = pd.isna(x_cat).sum(axis=0)
         names = _names(categorical_names, len(per_col), "cat")
         out.update({n: int(c) for n, c in zip(names, per_col, strict=True) if c})
@@ -103,6 +104,8 @@ def drop_missing(raw: RawData) -> tuple[RawData, int]:
     if raw.x_num.size:
         bad |= _numeric_missing(raw.x_num).any(axis=1)
     if raw.x_cat is not None and raw.x_cat.size:
+        import pandas as pd
+
         bad |= np.asarray(pd.isna(raw.x_cat)).any(axis=1)
     dropped = int(bad.sum())
     return (raw.take(~bad) if dropped else raw), dropped
@@ -189,6 +192,8 @@ class Preprocessor:
         self.std_ = np.where(std > 0, std, 1.0)
         self.categories_ = []
         if x_cat is not None:
+            import pandas as pd
+
             for j in range(x_cat.shape[1]):
                 col = pd.Series(x_cat[:, j], dtype=object)
                 known = col[col.notna()].astype(str)
@@ -227,6 +232,8 @@ class Preprocessor:
         return out, None if x_cat is None else self._encode(x_cat)
 
     def _encode(self, x_cat: np.ndarray) -> np.ndarray:
+        import pandas as pd
+
         codes = np.empty(x_cat.shape, dtype=np.int64)
         for j, vocab in enumerate(self.categories_):
             col = pd.Series(x_cat[:, j], dtype=object)

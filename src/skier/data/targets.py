@@ -7,14 +7,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
-import pandas as pd
 
 from skier.data.types import Task
 from skier.errors import DataError, problem
+
+if TYPE_CHECKING:  # pandas is slow to import: imported only where a value needs it
+    import pandas as pd
 
 __all__ = ["MAX_AUTO_CLASSES", "TaskChoice", "encode_labels", "encode_target", "examples"]
 
@@ -22,6 +25,18 @@ TaskChoice = Literal["auto", "classification", "regression", "multilabel"]
 
 #: ``task="auto"`` calls an integer-valued target with at most this many values a class label.
 MAX_AUTO_CLASSES = 50
+
+
+def _is_series(value: Any) -> TypeGuard[pd.Series]:
+    """Whether ``value`` is a pandas Series; none can exist before pandas is imported, so
+    this never imports it (nor does :func:`_is_frame`)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, pd.Series)
+
+
+def _is_frame(value: Any) -> TypeGuard[pd.DataFrame]:
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, pd.DataFrame)
 
 
 def _is_integer_valued(values: np.ndarray) -> bool:
@@ -53,7 +68,7 @@ def encode_target(
     >>> y.tolist(), task, names
     ([0, 1, 0], 'classification', ['cat', 'dog'])
     """
-    values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
+    values = y.to_numpy() if _is_series(y) else np.asarray(y)
     if values.ndim == 0 or values.ndim > 2:
         raise DataError(problem(field, "a 1-D array (or N x t for regression)", values.shape))
     numeric = values.dtype.kind in "iuf"
@@ -61,8 +76,13 @@ def encode_target(
         raise DataError(
             problem(field, "free of missing values", f"{int(np.isnan(values).sum())} NaN")
         )
-    if values.dtype.kind == "O" and pd.isna(values).any():
-        raise DataError(problem(field, "free of missing values", f"{int(pd.isna(values).sum())}"))
+    if values.dtype.kind == "O":
+        import pandas as pd  # its missing values: None, NaN, NaT, pd.NA
+
+        if pd.isna(values).any():
+            raise DataError(
+                problem(field, "free of missing values", f"{int(pd.isna(values).sum())}")
+            )
 
     if task == "auto":
         if values.ndim == 2 and values.shape[1] > 1:
@@ -139,11 +159,12 @@ def encode_labels(
     """Multi-label targets: one column per label, each 0/1 (or true/false, yes/no), as float32
     ``N x L``; the labels are named by the columns (``label_0``, ... for an array).
 
+    >>> import pandas as pd
     >>> y, task, names = encode_labels(pd.DataFrame({"cat": [1, 0], "dog": ["yes", "no"]}))
     >>> y.tolist(), task, names
     ([[1.0, 1.0], [0.0, 0.0]], 'multilabel', ['cat', 'dog'])
     """
-    if isinstance(y, pd.DataFrame):
+    if _is_frame(y):
         names, values = [str(c) for c in y.columns], y.to_numpy(dtype=object)
     else:
         values = np.asarray(y, dtype=object)

@@ -1,6 +1,7 @@
 """skier.record: the run store (SQL) and the run directory (files). No torch here.
 
 >>> import tempfile
+>>> from skier.record import RunDir, RunStore, default_store_url, new_run_id
 >>> root = tempfile.mkdtemp()
 >>> run = RunDir.create(root, new_run_id())
 >>> with RunStore(default_store_url(root)) as store:
@@ -9,17 +10,42 @@
 'running'
 """
 
-from skier.record.env import capture_environment
-from skier.record.queries import RunList
-from skier.record.rundir import RunDir, RunFiles, json_safe, new_run_id
-from skier.record.schema import ARTIFACT_KINDS, RUN_STATUSES, SCHEMA_VERSION
-from skier.record.store import (
-    ArtifactRecord,
-    RunRecord,
-    RunStore,
-    default_store_url,
-    flatten_config,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skier.record.env import capture_environment
+    from skier.record.queries import RunList
+    from skier.record.rundir import RunDir, RunFiles, json_safe, new_run_id
+    from skier.record.schema import ARTIFACT_KINDS, RUN_STATUSES, SCHEMA_VERSION
+    from skier.record.store import (
+        ArtifactRecord,
+        RunRecord,
+        RunStore,
+        default_store_url,
+        flatten_config,
+    )
+
+# Imported when first used: the store's SQLAlchemy takes most of a second to import, and
+# `skier train --help` (which names RunFiles) needs none of it.
+_LAZY: dict[str, str] = {
+    "capture_environment": "skier.record.env",
+    "RunList": "skier.record.queries",
+    "RunDir": "skier.record.rundir",
+    "RunFiles": "skier.record.rundir",
+    "json_safe": "skier.record.rundir",
+    "new_run_id": "skier.record.rundir",
+    "ARTIFACT_KINDS": "skier.record.schema",
+    "RUN_STATUSES": "skier.record.schema",
+    "SCHEMA_VERSION": "skier.record.schema",
+    "ArtifactRecord": "skier.record.store",
+    "RunRecord": "skier.record.store",
+    "RunStore": "skier.record.store",
+    "default_store_url": "skier.record.store",
+    "flatten_config": "skier.record.store",
+}
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -37,3 +63,16 @@ __all__ = [
     "json_safe",
     "new_run_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skier.record' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -36,9 +36,6 @@ from skier.config import (
 from skier.data import DataBundle, load_data
 from skier.errors import CheckpointError, ConfigError, TrainingError
 from skier.models import build_model, count_parameters, initialize
-from skier.plots import plot_learning_figure, save_figure
-from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
-from skier.plots.sharpness_steps import plot_sharpness_steps_figure, sharpness_series
 from skier.record import (
     SCHEMA_VERSION,
     RunDir,
@@ -48,7 +45,6 @@ from skier.record import (
     new_run_id,
 )
 from skier.record.rundir import RunFiles
-from skier.report import write_run_report
 from skier.runner.lifecycle import resolve_store_url, result_fields, run_ending, run_name
 from skier.runner.preflight import (
     check_run_config,
@@ -298,6 +294,7 @@ def _choose_lr(
 def _write_lr_find(
     run_dir: RunDir, store: RunStore, run_id: str, found: Any, *, plots: bool
 ) -> None:
+    from skier.plots import save_figure
     from skier.plots.lr_range import plot_lr_range
 
     path = run_dir.path / RunFiles.LR_FIND_JSON
@@ -517,6 +514,12 @@ def _write_outputs(
     summary: dict[str, Any],
     data_info: dict[str, Any],
 ) -> None:
+    # matplotlib and the report are imported here, at the end: not on the way to epoch 1
+    from skier.plots import plot_learning_figure, save_figure
+    from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
+    from skier.plots.sharpness_steps import plot_sharpness_steps_figure, sharpness_series
+    from skier.report import write_run_report
+
     run_dir.write_metrics(result.history)
     run_dir.write_result(summary)
     if "preprocessing" in data_info:

@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from skier.errors import ConfigError, TrainingError, problem
 from skier.train.batches import Batch, BatchSource, TensorBatches
+from skier.train.compiled import uncompiled
 from skier.train.device import resolve_device
 from skier.train.group import ProcessGroup, shard_bounds
 
@@ -142,8 +143,9 @@ class Distributed(ProcessGroup):
 
     def no_sync(self, trained: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
         """DDP's ``no_sync``: gradients accumulate locally until a backward pass outside it."""
-        if isinstance(trained, DistributedDataParallel):
-            return trained.no_sync()
+        ddp = uncompiled(trained)  # train.compile wraps the DDP module
+        if isinstance(ddp, DistributedDataParallel):
+            return ddp.no_sync()
         return contextlib.nullcontext()
 
     def sync_state(self, model: torch.nn.Module, *, buffers_only: bool = False) -> None:

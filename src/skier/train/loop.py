@@ -29,6 +29,7 @@ from skier.train.batches import Batch, micro_batches
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, verdict
 from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
+from skier.train.compiled import compile_failure, compile_module
 from skier.train.group import ProcessGroup
 from skier.train.losses import LossFn, build_loss
 from skier.train.metrics import SplitSums, count_wrong, evaluate_split, targets_per_example
@@ -142,7 +143,13 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
     # Checkpoint files are written and synced on a background thread while the next epoch
     # trains; leaving this block waits for them, also when training fails.
     with BackgroundWriter() as writer:
-        return _train_epochs(s, checkpoint, writer)
+        try:
+            return _train_epochs(s, checkpoint, writer)
+        except RuntimeError as exc:  # train.compile: a compiler failure, said in one line
+            failure = compile_failure(exc, s.train_cfg.compile or s.compiled is not None)
+            if failure is None:
+                raise
+            raise failure from None
 
 
 def _train_epochs(
@@ -150,7 +157,9 @@ def _train_epochs(
 ) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
-    s.trained = s.group.wrap(s.model)  # after the resume: DDP starts every rank from rank 0's
+    # After the resume: DDP starts every rank from rank 0's weights. train.compile compiles
+    # the module that trains (DDP's wrapper, if any); s.model stays the plain module.
+    s.trained = _module_that_trains(s)
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
     good = _snapshot(s)
     for cb in s.callbacks:
@@ -182,6 +191,17 @@ def _train_epochs(
         if state.stop_requested:
             break
     return _finish(s, state, logs, time.perf_counter() - started, writer)
+
+
+def _module_that_trains(s: Setup) -> torch.nn.Module:
+    """``s.model``, wrapped for the process group (DDP) and compiled as ``train.compile``
+    asks; a module the caller compiled trains through their wrapper (under DDP: the DDP
+    wrapper compiled, as torch recommends, in ``train.compile``'s mode or the default)."""
+    wrapped = s.group.wrap(s.model)
+    mode = s.train_cfg.compile
+    if s.compiled is not None and wrapped is s.model and mode is False:
+        return s.compiled
+    return compile_module(wrapped, mode or s.compiled is not None)
 
 
 def _snapshot(s: Setup) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:

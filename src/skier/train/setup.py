@@ -50,6 +50,7 @@ from skier.train.batches import (
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
+from skier.train.compiled import compile_problems, uncompiled
 from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
 from skier.train.loader import LoaderBatches, loader_problems
@@ -137,6 +138,7 @@ class Setup:
     penalty: Penalty | None = None
     average: WeightAverage | None = None  # EMA or SWA of the weights, built on the device
     scoring: Scoring | None = None  # train.metrics, computed by every evaluation pass
+    compiled: torch.nn.Module | None = None  # the caller's torch.compile'd wrapper of `model`
     trained: torch.nn.Module = field(init=False)  # `model`, or the DDP wrapper that trains it
 
     def __post_init__(self) -> None:
@@ -421,6 +423,10 @@ def prepare(
     """Validate and resolve everything; change nothing."""
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    # A module the caller compiled trains as it is, but checkpoints, evaluation, callbacks and
+    # the result see the plain module inside it (no "_orig_mod." in a checkpoint).
+    caller_compiled = model if uncompiled(model) is not model else None
+    model = uncompiled(model)
     # A callable loss or metric is no config value: kept aside, its place checked as a name.
     settings = dict(settings)
     given_loss = settings.pop("loss") if callable(settings.get("loss")) else None
@@ -504,6 +510,7 @@ def prepare(
         in_memory=isinstance(train_s, Split), line_search=has_line_search(opt),
     ) + step_problems(opt, amp=cfg_train.amp)  # fmt: skip
     problems += amp_problems(cfg_train.amp, device)
+    problems += compile_problems(cfg_train.compile, device)
     problems += accumulate_problems(cfg_train.batch_size, cfg_train.accumulate, train_s)
     problems += loader_problems(cfg_train, train_s)
     if cfg_train.sampling == "informative" and loss.per_example is None:
@@ -563,6 +570,7 @@ def prepare(
         group=group,
         reduction=reduction,
         scoring=scoring,
+        compiled=caller_compiled,
         penalty=(
             Penalty(model, l1=cfg_reg.l1, l2=cfg_reg.l2, penalize=cfg_reg.penalize)
             if cfg_reg.l1 or cfg_reg.l2
