@@ -7,6 +7,7 @@ scalars, steps and hyper-parameters, after a plain fit, after an interrupted fit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,48 @@ def test_other_ranks_log_nothing(tmp_path: Path, make_mlp: Any) -> None:
     tb.on_epoch_end(state, {"loss": 1.0})
     tb.on_fit_end(state, {"loss": 1.0})
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recorded", [2, 0], ids=["position-at-2", "no-position-but-the-run"])
+def test_killed_between_a_send_and_its_position_write(
+    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, recorded: int
+) -> None:
+    """Both tools had every epoch through 4 (and its lr steps), but the process died before
+    the positions after epoch ``recorded`` were written; the resume from the epoch-3
+    checkpoint sends epochs 3 and 4 again. Read back, each epoch and step is there once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    position = tmp_path / "trackers.json"
+
+    def loggers() -> list[Callback]:
+        return [
+            TensorBoardLogger(tmp_path / "tb", position_file=position, flush_every_s=0.0),
+            MLflowLogger(uri, position_file=position, flush_every_s=0.0, log_steps=True),
+        ]
+
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(make_mlp(seed=1), clf_data, clf_val,
+             [*loggers(), Checkpoint(ckpt, every=1), InterruptAt(4)])  # fmt: skip
+    saved = json.loads(position.read_text())
+    for entry in saved.values():  # what a kill in the window leaves: a position behind
+        assert entry["epoch"] == 4
+        per_epoch = entry["steps"]["lr"] // 4
+        entry["epoch"], entry["steps"] = recorded, {"lr": recorded * per_epoch}
+    position.write_text(json.dumps(saved))
+    resumed = loggers()
+    result = _fit(make_mlp(seed=1), clf_data, clf_val,
+                  [*resumed, Checkpoint(ckpt, every=1), InterruptAt(None)],
+                  resume=ckpt / "last.pt")  # fmt: skip
+    assert [int(r["epoch"]) for r in result.history.rows] == [1, 2, 3, 4, 5, 6]
+    _assert_tensorboard(tmp_path / "tb", result)
+    # The reader TensorBoard's own server uses (--load_fast=false) hides the same events.
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    served = plugin_event_accumulator.EventAccumulator(str(tmp_path / "tb"))
+    served.Reload()
+    assert [e.step for e in served.Tensors("loss/train")] == [1, 2, 3, 4, 5, 6]
+    ml = resumed[1]
+    assert isinstance(ml, MLflowLogger) and ml.run_id == saved["mlflow"]["run_id"]
+    _assert_mlflow_metrics(_mlflow_history(uri, ml.run_id)[1], result)
+    assert all(lg.failure is None for lg in resumed if isinstance(lg, TrackerLogger))

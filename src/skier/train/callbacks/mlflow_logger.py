@@ -44,6 +44,16 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _last_steps(client: Any, run_id: str) -> dict[str, int]:
+    """The last step of each metric the run has on the server: a session killed after a send
+    and before it wrote its position sent more than the position says."""
+    keys = client.get_run(run_id).data.metrics
+    return {
+        key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1)
+        for key in keys
+    }
+
+
 class MLflowLogger(TrackerLogger):
     """Logs a fit as one MLflow run: ``params`` (a flat mapping, e.g. the flattened config),
     every epoch metric with ``step`` = epoch (and, with ``log_steps=True``, the lr of every
@@ -55,7 +65,9 @@ class MLflowLogger(TrackerLogger):
     ``checkpoints/best.pt``) is logged too, under ``checkpoints/``, when that file exists then.
     ``parent_run_id`` nests the run under another (cross-validation folds, tuning trials). A
     resumed fit with the same ``position_file`` continues the same MLflow run (see
-    :mod:`~skier.train.callbacks.trackers`).
+    :mod:`~skier.train.callbacks.trackers`), and first reads the run's metric history from
+    the server: a step the server already has (sent just before a kill, before the position
+    was written) is not sent again.
 
     ``tracking_uri`` is a tracking server's URL or a local store such as
     ``sqlite:///mlflow.db``; a new experiment in a SQLite store keeps its artifacts in
@@ -105,6 +117,7 @@ class MLflowLogger(TrackerLogger):
         self.step_keys = self.step_keys if log_steps else ()
         self._client: Any = None
         self.run_id: str | None = None
+        self._on_server: dict[str, int] = {}  # a resumed run's last step of each metric
 
     def _open(self, state: TrainState, position: Mapping[str, Any]) -> dict[str, Any]:
         with _quiet():
@@ -115,6 +128,7 @@ class MLflowLogger(TrackerLogger):
             self.run_id = position.get("run_id")
             if self.run_id is not None:  # a resumed fit: the same MLflow run goes on
                 client.update_run(self.run_id, status="RUNNING")
+                self._on_server = _last_steps(client, self.run_id)
                 return {"run_id": self.run_id}
             found = client.get_experiment_by_name(self.experiment)
             where = self.artifact_location or default_artifact_location(self.tracking_uri)
@@ -148,6 +162,8 @@ class MLflowLogger(TrackerLogger):
         metrics += [
             Metric(f"{k}_step", v, now, s) for k, points in steps.items() for s, v in points
         ]
+        if self._on_server:  # a resumed run: not what the server had before it was killed
+            metrics = [m for m in metrics if m.step > self._on_server.get(m.key, -1)]
         with _quiet():
             for i in range(0, len(metrics), _BATCH_METRICS):
                 self._client.log_batch(self.run_id, metrics=metrics[i : i + _BATCH_METRICS])

@@ -8,8 +8,11 @@ per-step series) to another tool. What all of them have to get right lives here,
 - **Resumable.** Its *position* (the last epoch it sent, plus what the tool needs to continue
   the same run, e.g. the MLflow run id) is written, after each send, to ``position_file``. A
   resumed fit first sends the restored history's rows past that position, then goes on: every
-  epoch reaches the tool exactly once. Loggers are not checkpointed (``stateful = False``):
-  their position file is newer than any checkpoint.
+  epoch reaches the tool exactly once. A process killed after a send and before its position
+  write sent more than the position says; each tool sorts that out on resume in its own way
+  (TensorBoard's ``purge_step`` hides the earlier session's events past the position, MLflow
+  reads the run's metric history and skips the steps the server has). Loggers are not
+  checkpointed (``stateful = False``): their position file is newer than any checkpoint.
 - **Harmless.** A failing tool (a server that cannot be reached, a full disk) never stops
   training: the logger reports it once, in one line, through ``echo``, stops sending, and
   keeps the failure in :attr:`TrackerLogger.failure` for the run record.
