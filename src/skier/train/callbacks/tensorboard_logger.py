@@ -62,6 +62,7 @@ class TensorBoardLogger(TrackerLogger):
         config_text: str | None = None,
         position_file: str | Path | None = None,
         flush_every_s: float = 5.0,
+        finish_timeout_s: float = 30.0,
         finish_at_fit_end: bool = True,
         echo: Callable[[str], None] | None = None,
     ) -> None:
@@ -72,6 +73,7 @@ class TensorBoardLogger(TrackerLogger):
             # By default beside the event files, so a resume into the same folder goes on.
             position_file=position_file or self.log_dir / "skier_position.json",
             flush_every_s=flush_every_s,
+            finish_timeout_s=finish_timeout_s,
             finish_at_fit_end=finish_at_fit_end,
             echo=echo,
         )
