@@ -109,3 +109,33 @@ def test_the_run_record_notes_the_unreachable_logger(tmp_path: Path) -> None:
     assert len(said) == 1 and "cannot reach" in said[0]
     loggers = json.loads((outcome.run_dir / RunFiles.RESULT).read_text())["loggers"]
     assert loggers["mlflow"].startswith("failed: ConnectionError: cannot reach")
+
+
+def test_a_logger_reused_after_a_fit_that_raised_has_one_sender(
+    tmp_path: Path, make_mlp: Any, clf_data: Any, clf_val: Any
+) -> None:
+    """A fit that raises leaves its sender open (no fit end); the next fit with the same
+    logger lets it send what it had, stops it, and starts its own."""
+    pytest.importorskip("tensorboard")
+    from skier.train import Callback, TensorBoardLogger
+
+    class InterruptAt2(Callback):
+        def on_epoch_end(self, state: Any, logs: Any) -> None:
+            if state.epoch == 2:
+                raise KeyboardInterrupt
+
+    tb = TensorBoardLogger(tmp_path / "tb", flush_every_s=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_mlp(seed=1), clf_data, clf_val, callbacks=[tb, InterruptAt2()], **SETTINGS)
+    first = tb._thread
+    assert first is not None and first.is_alive()  # open, idle
+    fit(make_mlp(seed=1), clf_data, clf_val, callbacks=[tb], **SETTINGS)
+    second = tb._thread
+    assert second is not None and second is not first
+    first.join(10)
+    assert not first.is_alive() and not second.is_alive()
+    assert tb.failure is None
+    assert (
+        json.loads((tmp_path / "tb" / "skier_position.json").read_text())["tensorboard"]["epoch"]
+        == SETTINGS["epochs"]
+    )

@@ -260,6 +260,7 @@ def export_to_tracker(
     )
     if to == "mlflow":
         logger.position_file = None  # a new MLflow run for each export
+    logger.finish_timeout_s = 3600.0  # an export is nothing but its sends: wait for them
     history = History(rows=[dict(r) for r in view.history.rows])
     lr_csv = run_dir.path / RunFiles.LR_CSV
     if lr_csv.is_file():

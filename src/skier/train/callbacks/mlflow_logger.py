@@ -122,7 +122,7 @@ class MLflowLogger(TrackerLogger):
         connect_timeout_s: float = 5.0,
         position_file: str | Path | None = None,
         flush_every_s: float = 5.0,
-        finish_timeout_s: float = 30.0,
+        finish_timeout_s: float = 60.0,
         finish_at_fit_end: bool = True,
         echo: Callable[[str], None] | None = None,
     ) -> None:

@@ -128,7 +128,7 @@ class TrackerLogger(Callback):
         config_text: str | None = None,
         position_file: str | Path | None = None,
         flush_every_s: float = 5.0,
-        finish_timeout_s: float = 30.0,
+        finish_timeout_s: float = 60.0,
         finish_at_fit_end: bool = True,
         echo: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -159,6 +159,7 @@ class TrackerLogger(Callback):
         self._wake = False
         self._closing: tuple[dict[str, str], dict[str, float], list[Path]] | None = None
         self._busy = False
+        self._generation = 0  # which fit's sender may take from the outbox
         self._opened = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,17 +169,22 @@ class TrackerLogger(Callback):
         if not self._active:
             return
         self._history, self._monitor = state.history, state.default_monitor
-        if self.position_file is not None:  # a sender of the same file left by an interrupt
-            for other in list(_SENDERS):
-                if other is not self and other.position_file == self.position_file:
-                    other.drain(self.finish_timeout_s)
+        # A sender left open by a fit that raised (this logger's, or another's that writes the
+        # same position file) first sends what it was handed; this logger's then stops.
+        for other in list(_SENDERS):
+            same_file = self.position_file is not None and other.position_file == self.position_file
+            if other is self or same_file:
+                other.drain(self.finish_timeout_s)
+        with self._ready:
+            self._generation += 1
+            self._outbox, self._wake, self._closing, self._busy = [], False, None, True
+            self._ready.notify_all()
         saved = self._read_position()
         self._queued_epoch = int(saved.get("epoch", 0))
         # A resumed fit: the restored history's rows the tool has not had yet.
         self._pending = [r for r in state.history.rows if r["epoch"] > self._queued_epoch]
         self._opened.clear()
-        self._closing, self._busy = None, True  # opening
-        self._thread = threading.Thread(target=self._sender, args=(state, saved),
+        self._thread = threading.Thread(target=self._sender, args=(state, saved, self._generation),
                                         name=f"skier-{self.name}", daemon=True)  # fmt: skip
         _SENDERS.add(self)
         self._thread.start()
@@ -273,9 +279,9 @@ class TrackerLogger(Callback):
                 self._ready.wait(left)
         return True
 
-    def _sender(self, state: TrainState, saved: Mapping[str, Any]) -> None:
+    def _sender(self, state: TrainState, saved: Mapping[str, Any], generation: int) -> None:
         """The sender thread: open the tool's run, then send what is handed over, in order,
-        until :meth:`finish` asks it to close."""
+        until :meth:`finish` asks it to close (or a new fit of this logger starts another)."""
         self.position = {}
         opened = self._guard(lambda: self.position.update(self._open(state, saved)))
         self.position.setdefault("epoch", int(saved.get("epoch", 0)))
@@ -286,6 +292,8 @@ class TrackerLogger(Callback):
         while True:
             with self._ready:
                 while not (self._outbox or self._wake or self._closing):
+                    if self._generation != generation:
+                        return
                     self._busy = False
                     self._ready.notify_all()
                     self._ready.wait()
@@ -319,7 +327,7 @@ class TrackerLogger(Callback):
         done = self.position.get("steps", {})
         out: StepSeries = {}
         for key in self.step_keys:
-            values = list(history.steps.get(key, []))  # the training thread appends to it
+            values = history.steps.get(key, [])  # (a slice is taken whole, while it grows)
             first = int(done.get(key, 0))
             out[key] = [(i, v) for i, v in enumerate(values[first:], first + 1)]
         return out
