@@ -252,20 +252,29 @@ def test_other_ranks_log_nothing(tmp_path: Path, make_mlp: Any) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recorded", [2, 0], ids=["position-at-2", "no-position-but-the-run"])
+@pytest.mark.parametrize(
+    "recorded", [2, 0, None], ids=["position-at-2", "no-position-but-the-run", "no-run-id"]
+)
 def test_killed_between_a_send_and_its_position_write(
-    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, recorded: int
+    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, recorded: int | None
 ) -> None:
     """Both tools had every epoch through 4 (and its lr steps), but the process died before
-    the positions after epoch ``recorded`` were written; the resume from the epoch-3
-    checkpoint sends epochs 3 and 4 again. Read back, each epoch and step is there once."""
+    the positions after epoch ``recorded`` were written (None: not even the MLflow run's id,
+    which the run's tag then finds); the resume from the epoch-3 checkpoint sends epochs 3
+    and 4 again. Read back, each epoch and step is there once, in one MLflow run."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     position = tmp_path / "trackers.json"
 
     def loggers() -> list[Callback]:
         return [
             TensorBoardLogger(tmp_path / "tb", position_file=position, flush_every_s=0.0),
-            MLflowLogger(uri, position_file=position, flush_every_s=0.0, log_steps=True),
+            MLflowLogger(
+                uri,
+                position_file=position,
+                flush_every_s=0.0,
+                log_steps=True,
+                resume_tag=("skier.run_id", "r1"),
+            ),
         ]
 
     ckpt, first = tmp_path / "ckpt", loggers()
@@ -277,7 +286,10 @@ def test_killed_between_a_send_and_its_position_write(
     for entry in saved.values():  # what a kill in the window leaves: a position behind
         assert entry["epoch"] == 4
         per_epoch = entry["steps"]["lr"] // 4
-        entry["epoch"], entry["steps"] = recorded, {"lr": recorded * per_epoch}
+        entry["epoch"], entry["steps"] = recorded or 0, {"lr": (recorded or 0) * per_epoch}
+    run_id = saved["mlflow"]["run_id"]
+    if recorded is None:
+        del saved["mlflow"]["run_id"]
     position.write_text(json.dumps(saved))
     resumed = loggers()
     result = _fit(make_mlp(seed=1), clf_data, clf_val,
@@ -292,6 +304,9 @@ def test_killed_between_a_send_and_its_position_write(
     served.Reload()
     assert [e.step for e in served.Tensors("loss/train")] == [1, 2, 3, 4, 5, 6]
     ml = resumed[1]
-    assert isinstance(ml, MLflowLogger) and ml.run_id == saved["mlflow"]["run_id"]
+    assert isinstance(ml, MLflowLogger) and ml.run_id == run_id
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("skier")
+    assert experiment is not None and len(client.search_runs([experiment.experiment_id])) == 1
     _assert_mlflow_metrics(_mlflow_history(uri, ml.run_id)[1], result)
     assert all(lg.failure is None for lg in resumed if isinstance(lg, TrackerLogger))

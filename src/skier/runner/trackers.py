@@ -98,7 +98,9 @@ def tracker_loggers(
             checkpoint = best if config.record.mlflow_log_checkpoint else None
             out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags,
                                     parent_run_id=mlflow_parent, checkpoint=checkpoint,
-                                    resume_tag=mlflow_resume_tag,
+                                    # a run killed before its position held the MLflow
+                                    # run's id finds it again by its skier run id
+                                    resume_tag=mlflow_resume_tag or ("skier.run_id", run_id),
                                     **common))  # fmt: skip
     return out
 
@@ -260,6 +262,7 @@ def export_to_tracker(
     )
     if to == "mlflow":
         logger.position_file = None  # a new MLflow run for each export
+        logger.resume_tag = None  # type: ignore[attr-defined]  # (an MLflowLogger)
     logger.finish_timeout_s = 3600.0  # an export is nothing but its sends: wait for them
     history = History(rows=[dict(r) for r in view.history.rows])
     lr_csv = run_dir.path / RunFiles.LR_CSV

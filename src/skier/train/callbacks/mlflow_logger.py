@@ -88,7 +88,8 @@ class MLflowLogger(TrackerLogger):
     was written) is not sent again.
 
     Everything that talks to MLflow runs on the logger's sender thread, so a slow or
-    unreachable server never holds up training: a server's URL whose host and port take no
+    unreachable server never holds up training (a local store is opened before the first
+    epoch, so that a kill never leaves it half made): a server's URL whose host and port take no
     connection within ``connect_timeout_s`` fails the logger at once (one line, noted in
     ``failure``); one that stops answering later is waited for at most ``finish_timeout_s``
     seconds at the end.
@@ -145,6 +146,7 @@ class MLflowLogger(TrackerLogger):
         self.artifact_location = artifact_location
         self.step_keys = self.step_keys if log_steps else ()
         self.connect_timeout_s = connect_timeout_s
+        self.open_before_training = urlsplit(tracking_uri).scheme not in ("http", "https")
         self._client: Any = None
         self.run_id: str | None = None
         self._on_server: dict[str, int] = {}  # a resumed run's last step of each metric

@@ -115,6 +115,10 @@ class TrackerLogger(Callback):
     """
 
     stateful = False  # its position file, not the checkpoint, says where it is
+    #: Whether the fit waits (at most ``finish_timeout_s``) for the tool's run to be opened:
+    #: yes for local files (a store's tables are created whole before a kill can come, and
+    #: the position holds the run's id); no for a server, which may not answer.
+    open_before_training: bool = True
     #: The per-step series it copies (a subclass or an instance may send none).
     step_keys: tuple[str, ...] = STEP_KEYS
     name: ClassVar[str] = "tracker"
@@ -188,6 +192,8 @@ class TrackerLogger(Callback):
                                         name=f"skier-{self.name}", daemon=True)  # fmt: skip
         _SENDERS.add(self)
         self._thread.start()
+        if self.open_before_training:  # a local store: made whole before a kill can come
+            self._opened.wait(self.finish_timeout_s)
         self._hand_off()
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
