@@ -351,9 +351,10 @@ class TrackerLogger(Callback):
         return True
 
     def _fail(self, failure: str) -> None:
-        if self.failure is not None:
-            return
-        self.failure = failure
+        with self._ready:  # the sender and finish's time limit: the first one says it
+            if self.failure is not None:
+                return
+            self.failure = failure
         line = f"skier: the {self.name} logger failed and is off for this run ({failure})"
         (self.echo or _stderr)(line)
         self.position["failure"] = failure
