@@ -97,3 +97,28 @@ def test_seed_runs_are_nested_mlflow_runs_under_the_group(tmp_path: Path) -> Non
     assert {c.data.tags["skier.run_id"] for c in children} == {o.run_id for o in out.runs}
     last = out.bands.mean_rows()[-1]
     assert parent.data.metrics["mean_val_loss"] == pytest.approx(last["val_loss"])
+
+
+def test_a_resumed_study_goes_on_in_its_mlflow_run(tmp_path: Path) -> None:
+    """The same study (storage and name) run again: its trials nest under the first tune's
+    MLflow run, not under a new one."""
+    from skier.runner.tune import run_tune
+
+    space = parse_space({"optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}})
+    config = _config(**{"checkpoint.enabled": False})
+    journal = tmp_path / "study.journal"
+    tune = TuneConfig(method="random", trials=2, workers=1, prune="none",
+                      storage=str(journal), study="lr-study")  # fmt: skip
+    first = run_tune(config, space, tune=tune, out_dir=tmp_path)
+    second = run_tune(config, space, tune=tune, out_dir=tmp_path)
+    assert first.run_id != second.run_id  # two skier tune runs of one study
+    runs = _runs(tmp_path)
+    parent, children = _split(runs, "tune")  # exactly one tune run in MLflow
+    assert len(runs) == 5 and len(children) == 4
+    trial_ids = [t["run_id"] for out in (first, second) for t in out.summary["trials"]]
+    assert sorted(c.data.tags["skier.run_id"] for c in children) == sorted(set(trial_ids))
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials"] == 4
+    other = TuneConfig(method="random", trials=1, workers=1, prune="none",
+                       storage=str(journal), study="another-study")  # fmt: skip
+    run_tune(config, space, tune=other, out_dir=tmp_path)
+    assert len([r for r in _runs(tmp_path) if r.data.tags.get("skier.kind") == "tune"]) == 2

@@ -210,14 +210,21 @@ def _killed_worker(rank: int, init: str, out: str) -> None:
 
 
 def _loggers(out: Path) -> list[Callback]:
-    """TensorBoard into one folder that both ranks are given: rank 0 alone may write."""
+    """TensorBoard into one folder and MLflow into one store, which both ranks are given:
+    rank 0 alone may write."""
     import importlib.util
 
-    if importlib.util.find_spec("tensorboard") is None:
-        return []
-    from skier.train import TensorBoardLogger
+    loggers: list[Callback] = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        from skier.train import TensorBoardLogger
 
-    return [TensorBoardLogger(out / "tb", flush_every_s=0.0)]
+        loggers.append(TensorBoardLogger(out / "tb", flush_every_s=0.0))
+    if importlib.util.find_spec("mlflow") is not None:
+        from skier.train import MLflowLogger
+
+        loggers.append(MLflowLogger(f"sqlite:///{out / 'mlflow.db'}", flush_every_s=0.0,
+                                    position_file=out / "mlflow.json", log_steps=True))  # fmt: skip
+    return loggers
 
 
 def _main_worker(rank: int, init: str, out: str) -> None:
@@ -299,3 +306,24 @@ def test_rank_zero_alone_logs_to_a_tracker(two_ranks: Path) -> None:
     assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx(
         [r["val_loss"] for r in full], rel=1e-6
     )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's SQL store, read back
+def test_rank_zero_alone_logs_to_mlflow(two_ranks: Path) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{two_ranks / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("skier")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])  # one run: rank 1 made none
+    assert run.info.status == "FINISHED"
+    full, _ = torch.load(two_ranks / "rows0.pt", weights_only=False)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert [s for s, _ in points] == [1, 2, 3, 4, 5], key  # each epoch once
+        assert [v for _, v in points] == pytest.approx([r[key] for r in full], rel=1e-6), key
+    lr_steps = [m.step for m in client.get_metric_history(run.info.run_id, "lr_step")]
+    assert sorted(lr_steps) == list(range(1, len(lr_steps) + 1))  # every optimizer step once
+    assert len(lr_steps) == 5 * -(-200 // 32)  # 5 epochs of 200 examples in global batches of 32

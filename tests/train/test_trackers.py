@@ -7,6 +7,7 @@ scalars, steps and hyper-parameters, after a plain fit, after an interrupted fit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,9 @@ def test_failing_tracker_never_stops_training(
     result = _fit(make_mlp(seed=1), clf_data, clf_val, [broken, bad_uri])
     assert result.epochs_done == 6
     assert len(lines) == 2  # once each, not once per epoch
-    mlflow_line, broken_line = lines  # the store fails at fit start, the server at epoch 1
+    # (the store fails at fit start, the server at epoch 1; each on its own sender thread)
+    (mlflow_line,) = [line for line in lines if "mlflow" in line]
+    (broken_line,) = [line for line in lines if "broken" in line]
     assert broken_line.startswith("skier: the broken logger failed") and "refused" in broken_line
     assert mlflow_line.startswith("skier: the mlflow logger failed")
     assert broken.failure is not None and "ConnectionError" in broken.failure
@@ -246,3 +249,64 @@ def test_other_ranks_log_nothing(tmp_path: Path, make_mlp: Any) -> None:
     tb.on_epoch_end(state, {"loss": 1.0})
     tb.on_fit_end(state, {"loss": 1.0})
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recorded", [2, 0, None], ids=["position-at-2", "no-position-but-the-run", "no-run-id"]
+)
+def test_killed_between_a_send_and_its_position_write(
+    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, recorded: int | None
+) -> None:
+    """Both tools had every epoch through 4 (and its lr steps), but the process died before
+    the positions after epoch ``recorded`` were written (None: not even the MLflow run's id,
+    which the run's tag then finds); the resume from the epoch-3 checkpoint sends epochs 3
+    and 4 again. Read back, each epoch and step is there once, in one MLflow run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    position = tmp_path / "trackers.json"
+
+    def loggers() -> list[Callback]:
+        return [
+            TensorBoardLogger(tmp_path / "tb", position_file=position, flush_every_s=0.0),
+            MLflowLogger(
+                uri,
+                position_file=position,
+                flush_every_s=0.0,
+                log_steps=True,
+                resume_tag=("skier.run_id", "r1"),
+            ),
+        ]
+
+    ckpt, first = tmp_path / "ckpt", loggers()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(make_mlp(seed=1), clf_data, clf_val,
+             [*first, Checkpoint(ckpt, every=1), InterruptAt(4)])  # fmt: skip
+    assert all(lg.drain(30) for lg in first if isinstance(lg, TrackerLogger))  # all sent
+    saved = json.loads(position.read_text())
+    for entry in saved.values():  # what a kill in the window leaves: a position behind
+        assert entry["epoch"] == 4
+        per_epoch = entry["steps"]["lr"] // 4
+        entry["epoch"], entry["steps"] = recorded or 0, {"lr": (recorded or 0) * per_epoch}
+    run_id = saved["mlflow"]["run_id"]
+    if recorded is None:
+        del saved["mlflow"]["run_id"]
+    position.write_text(json.dumps(saved))
+    resumed = loggers()
+    result = _fit(make_mlp(seed=1), clf_data, clf_val,
+                  [*resumed, Checkpoint(ckpt, every=1), InterruptAt(None)],
+                  resume=ckpt / "last.pt")  # fmt: skip
+    assert [int(r["epoch"]) for r in result.history.rows] == [1, 2, 3, 4, 5, 6]
+    _assert_tensorboard(tmp_path / "tb", result)
+    # The reader TensorBoard's own server uses (--load_fast=false) hides the same events.
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    served = plugin_event_accumulator.EventAccumulator(str(tmp_path / "tb"))
+    served.Reload()
+    assert [e.step for e in served.Tensors("loss/train")] == [1, 2, 3, 4, 5, 6]
+    ml = resumed[1]
+    assert isinstance(ml, MLflowLogger) and ml.run_id == run_id
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("skier")
+    assert experiment is not None and len(client.search_runs([experiment.experiment_id])) == 1
+    _assert_mlflow_metrics(_mlflow_history(uri, ml.run_id)[1], result)
+    assert all(lg.failure is None for lg in resumed if isinstance(lg, TrackerLogger))

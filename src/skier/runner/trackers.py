@@ -8,6 +8,7 @@ says, for a run of the runner, where they write (the run directory's ``tensorboa
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ __all__ = [
     "group_run_id",
     "mlflow_uri",
     "open_group_tracker",
+    "study_tag",
     "tracker_loggers",
     "trackers_ending",
 ]
@@ -65,9 +67,11 @@ def tracker_loggers(
     store_url: str | None = None,
     echo: Callable[[str], None] | None = None,
     mlflow_parent: str | None = None,
+    mlflow_resume_tag: tuple[str, str] | None = None,
 ) -> list[TrackerLogger]:
     """The loggers ``record.loggers`` names, for this run directory (none by default).
-    ``mlflow_parent`` nests the MLflow run under a group's (a cv fold under its cv run)."""
+    ``mlflow_parent`` nests the MLflow run under a group's (a cv fold under its cv run);
+    ``mlflow_resume_tag`` continues the MLflow run with that tag (a resumed study's)."""
     if not config.record.loggers:
         return []
     from skier.train.callbacks.mlflow_logger import MLflowLogger
@@ -94,6 +98,9 @@ def tracker_loggers(
             checkpoint = best if config.record.mlflow_log_checkpoint else None
             out.append(MLflowLogger(uri, experiment=experiment, run_name=name, tags=tags,
                                     parent_run_id=mlflow_parent, checkpoint=checkpoint,
+                                    # a run killed before its position held the MLflow
+                                    # run's id finds it again by its skier run id
+                                    resume_tag=mlflow_resume_tag or ("skier.run_id", run_id),
                                     **common))  # fmt: skip
     return out
 
@@ -150,11 +157,13 @@ def open_group_tracker(
     task: str,
     store_url: str | None = None,
     mlflow_parent: str | None = None,
+    resume_tag: tuple[str, str] | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> TrackerLogger | None:
     """The MLflow run of a group run (``cv``, ``tune``, ``seeds``), when ``record.loggers``
     names mlflow: opened now, so that its members (folds, trials, seeds) nest under it with
-    ``mlflow.parentRunId`` = its ``run_id``; ended by :func:`close_group_tracker`."""
+    ``mlflow.parentRunId`` = its ``run_id``; ended by :func:`close_group_tracker`. With
+    ``resume_tag`` the newest MLflow run with that tag goes on, if any (a resumed study)."""
     if "mlflow" not in config.record.loggers:
         return None
     import torch
@@ -174,16 +183,28 @@ def open_group_tracker(
         store_url=store_url,
         echo=echo,
         mlflow_parent=mlflow_parent,
+        mlflow_resume_tag=resume_tag,
     )
     state = TrainState(torch.nn.Module(), epochs=0, task=task, history=History(),
                        available_keys=frozenset())  # fmt: skip
     logger.on_fit_start(state)
+    logger.wait_opened(logger.finish_timeout_s)  # its members need its run id
     return logger
+
+
+def study_tag(storage: str, study: str) -> tuple[str, str]:
+    """The tag that finds a tuning study's MLflow run again when the study is resumed (in
+    another ``skier tune`` run): a hash of where the study is stored and its name.
+
+    >>> study_tag("/tmp/runs/t1/study.journal", "lr-study")[0]
+    'skier.study'
+    """
+    return "skier.study", hashlib.sha256(f"{storage}\n{study}".encode()).hexdigest()[:32]
 
 
 def group_run_id(logger: TrackerLogger | None) -> str | None:
     """The MLflow run id a group's members nest under (None: no MLflow, or it failed)."""
-    if logger is None or logger.failure is not None:
+    if logger is None or not logger.wait_opened(0):
         return None
     return getattr(logger, "run_id", None)
 
@@ -241,6 +262,8 @@ def export_to_tracker(
     )
     if to == "mlflow":
         logger.position_file = None  # a new MLflow run for each export
+        logger.resume_tag = None  # type: ignore[attr-defined]  # (an MLflowLogger)
+    logger.finish_timeout_s = 3600.0  # an export is nothing but its sends: wait for them
     history = History(rows=[dict(r) for r in view.history.rows])
     lr_csv = run_dir.path / RunFiles.LR_CSV
     if lr_csv.is_file():

@@ -55,8 +55,9 @@ from skier.runner._search import (
     default_workers,
 )
 from skier.runner.lifecycle import run_ending, run_name
-from skier.runner.trackers import close_group_tracker, open_group_tracker, trackers_ending
+from skier.runner.trackers import close_group_tracker, open_group_tracker, study_tag
 from skier.runner.trackers import group_run_id as _nest
+from skier.runner.trackers import trackers_ending as _ending
 from skier.runner.training import RunOutcome, run_training
 from skier.runner.workers import (
     _shares,
@@ -274,8 +275,9 @@ def _run_tune(
             task=task_kind,
             run_id=run_id,
         )
+    tag = study_tag(str(study_record["storage"]), study_name)  # a resumed study: its MLflow run
     group = open_group_tracker(config, run_dir, run_id=run_id, kind="tune", name=name,
-                               task=task_kind, store_url=url, echo=say)  # fmt: skip
+                               task=task_kind, store_url=url, echo=say, resume_tag=tag)  # fmt: skip
     resumed = len(study.get_trials(deepcopy=False))
     say(
         f"tune {run_id} → {run_dir.path}\nstudy {study_name!r} in {_safe_storage(storage_url)}"
@@ -312,7 +314,7 @@ def _run_tune(
     started = time.perf_counter()
     notes: list[str] = []
     try:
-        with run_ending(url, run_id, started=started), trackers_ending([group], run_dir):
+        with run_ending(url, run_id, started=started), _ending([group], run_dir):
             if len(tasks) == 1:
                 _tune_worker(tasks[0], [live.on_trial] if live is not None else [])
             elif tasks:

@@ -36,7 +36,11 @@ class TensorBoardLogger(TrackerLogger):
     tab, and the PNG figures among the files it is given at the end (the learning curves and
     the diagnostic figures of a run directory) as images ``figures/NAME`` in the Images tab,
     with :mod:`torch.utils.tensorboard` into ``log_dir``. A resumed run writes into the same
-    folder and goes on from the epoch it had reached (see :mod:`~skier.train.callbacks.trackers`).
+    folder and goes on from the epoch it had reached (see :mod:`~skier.train.callbacks.trackers`);
+    it opens its writer with ``purge_step`` = that epoch + 1, so whatever the interrupted session
+    wrote after its last recorded position (an epoch sent just before a kill) is hidden by
+    TensorBoard's readers (its server, fast or not, and ``EventAccumulator``) rather than shown
+    twice.
 
     Needs the ``tensorboard`` package (``pip install 'skier[tensorboard]'``). In a config,
     ``record.loggers: [tensorboard]`` writes into each run directory's ``tensorboard/`` folder,
@@ -58,6 +62,7 @@ class TensorBoardLogger(TrackerLogger):
         config_text: str | None = None,
         position_file: str | Path | None = None,
         flush_every_s: float = 5.0,
+        finish_timeout_s: float = 60.0,
         finish_at_fit_end: bool = True,
         echo: Callable[[str], None] | None = None,
     ) -> None:
@@ -68,6 +73,7 @@ class TensorBoardLogger(TrackerLogger):
             # By default beside the event files, so a resume into the same folder goes on.
             position_file=position_file or self.log_dir / "skier_position.json",
             flush_every_s=flush_every_s,
+            finish_timeout_s=finish_timeout_s,
             finish_at_fit_end=finish_at_fit_end,
             echo=echo,
         )
@@ -77,12 +83,22 @@ class TensorBoardLogger(TrackerLogger):
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        done = int(position.get("epoch", 0))
+        # Every session starts with TensorBoard's restart marker at the first epoch it sends
+        # (purge_step): readers hide what an earlier session wrote at that step or later, so
+        # an epoch it sent just before it was killed, before its position was written, is not
+        # shown twice. (TensorBoard's server ignores the first marker it reads in a folder:
+        # a first session writes one too, so that a resumed session's counts.)
         # Events reach the file only when this logger flushes, so the position never runs ahead.
-        self._writer = SummaryWriter(str(self.log_dir), max_queue=10**6, flush_secs=10**6)
-        if self.config_text and not position.get("epoch"):
+        self._writer = SummaryWriter(str(self.log_dir), max_queue=10**6, flush_secs=10**6,
+                                     purge_step=done + 1)  # fmt: skip
+        if self.config_text and not done:
             text = "\n".join("    " + line for line in self.config_text.splitlines())
             self._writer.add_text("config", text, 0)
-        return {}
+        # The marker hides every tag's steps past the epoch, the per-step series' too (their
+        # step is the optimizer step): those are sent again, from the restored history.
+        steps = position.get("steps", {})
+        return {"steps": {key: min(int(last), done) for key, last in steps.items()}}
 
     def _send(self, rows: Sequence[Mapping[str, float]], steps: StepSeries) -> None:
         add = self._writer.add_scalar
