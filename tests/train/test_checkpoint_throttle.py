@@ -131,3 +131,17 @@ def test_a_failure_writes_the_held_position_and_a_resume_from_it_is_exact(
 def test_every_s_must_be_a_number_of_seconds(tmp_path: Path, bad: Any) -> None:
     with pytest.raises(ConfigError, match=r"checkpoint\.every_s must be a number of seconds >= 0"):
         Checkpoint(tmp_path, every_s=bad)
+
+
+def test_a_history_view_holds_the_past_while_training_appends() -> None:
+    from skier.history import History
+
+    history = History()
+    history.append({"epoch": 1.0, "loss": 0.5})
+    history.add_step("lr", 0.1)
+    then = history.to_dict()
+    view = history.at_now()
+    history.append({"epoch": 2.0, "loss": float("nan")})
+    history.add_step("lr", 0.05)
+    history.add_step("grad_norm", 1.0)
+    assert view.to_dict() == then

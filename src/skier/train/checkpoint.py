@@ -22,6 +22,7 @@ import torch
 
 from skier._io import atomic_write_bytes
 from skier.errors import CheckpointError
+from skier.history import HistoryAt
 
 if TYPE_CHECKING:
     from skier._io import BackgroundWriter
@@ -96,13 +97,16 @@ class CheckpointSaver:
         requests = list(requests)
         held = [r.path for r in requests if r.hold]
         if held and state:
-            copy = detached_copy(state)
+            # What the training state built afresh (the RNG states) or keeps as a view (the
+            # history, append-only) is kept as it is; weights, moments and the rest are copied.
+            fresh = ("history", "rng", "rng_ranks")
+            copy = {k: v if k in fresh else detached_copy(v) for k, v in state.items()}
             self._held.update(dict.fromkeys(held, copy))
         now = [r.path for r in requests if not r.hold]
         if now:
             for path in now:
                 self._held.pop(path, None)
-            encoded = encode_checkpoint(state) if state else None
+            encoded = encode_checkpoint(_materialized(state)) if state else None
             for path in dict.fromkeys(now):
                 if encoded is not None:
                     self.writer.write(path, encoded)
@@ -114,8 +118,14 @@ class CheckpointSaver:
         encoded: dict[int, bytes] = {}
         for path, state in held.items():
             if id(state) not in encoded:
-                encoded[id(state)] = encode_checkpoint(state)
+                encoded[id(state)] = encode_checkpoint(_materialized(state))
             self.writer.write(path, encoded[id(state)])
+
+
+def _materialized(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with a :class:`HistoryAt` view turned into the history's dict."""
+    history = state.get("history")
+    return {**state, "history": history.to_dict()} if isinstance(history, HistoryAt) else state
 
 
 def _payload_bytes(payload: Any) -> bytes | None:

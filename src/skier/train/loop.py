@@ -440,7 +440,9 @@ def _check_resumable(s: Setup, checkpoint: dict[str, Any]) -> None:
         raise CheckpointError(problems)
 
 
-def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
+def _training_state(s: Setup, state: TrainState, *, held: bool = False) -> dict[str, Any]:
+    """Everything a resume needs; ``held`` (a checkpoint kept in memory for now) takes the
+    history as a view of its rows so far rather than a copy (see ``CheckpointSaver``)."""
     return {
         "epoch": state.epoch,
         "step": state.step,
@@ -455,7 +457,7 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
         ],
         "rng": capture_rng(s.shuffle_generator),
         "sampler": s.batches.state_dict() if s.batches is not None else {},
-        "history": state.history.to_dict(),
+        "history": state.history.at_now() if held else state.history.to_dict(),
         "average": s.average.state_dict() if s.average is not None else None,
     }
 
@@ -464,7 +466,8 @@ def _write_checkpoints(s: Setup, state: TrainState, writer: CheckpointSaver) -> 
     requests, state.requests.checkpoints = state.requests.checkpoints, []
     if not requests:
         return
-    payload = _training_state(s, state)  # distributed: every rank's RNG, only rank 0 writes
+    held = all(r.hold for r in requests)
+    payload = _training_state(s, state, held=held)  # distributed: every rank's RNG, rank 0 writes
     payload = s.group.checkpoint_payload(payload, payload["rng"])
     writer.save(payload, requests)  # encoded once for last and best, or held (throttled)
     for r in requests:
