@@ -28,7 +28,7 @@ CONFIG: dict[str, Any] = {
     "data": {"name": "synthetic", "samples": 600, "features": 12, "classes": 3},
     "model": {"hidden_sizes": [32], "dropout": 0.1},
     "optim": {"name": "adam", "lr": 0.01},
-    "train": {"epochs": 400, "batch_size": 32},
+    "train": {"epochs": 2500, "batch_size": 32},  # outlasts every kill on a fast machine
     "checkpoint": {"every_s": EVERY_S},
     "record": {"plots": False, "report": False, "flush_every_s": EVERY_S},
 }
