@@ -84,3 +84,10 @@ def test_a_failed_run_records_every_finished_epoch_and_its_position(
     run = RunDir(Path(record.run_dir or ""))
     assert len(run.read_metrics().rows) == 5
     assert load_checkpoint(run.checkpoints / "last.pt")["epoch"] == 4
+
+
+def test_a_resumed_run_may_change_how_often_it_records(tmp_path: Path) -> None:
+    first = run_training(_config(**{"train.epochs": 3}), out_dir=tmp_path, progress=False)
+    more = _config(**{"train.epochs": 5, "checkpoint.every_s": 0, "record.flush_every_s": 0})
+    outcome = run_training(more, resume_dir=first.run_dir, progress=False)
+    assert outcome.status == "completed" and outcome.result.epochs_done == 5

@@ -89,7 +89,8 @@ __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "check_run_config", "run_
 # A tracker added on resume gets the whole history first (see skier.train.callbacks.trackers).
 RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report",
                      "record.loggers", "record.mlflow_uri", "record.mlflow_experiment",
-                     "record.mlflow_log_checkpoint")  # fmt: skip
+                     "record.mlflow_log_checkpoint", "record.flush_every_s",
+                     "checkpoint.every_s")  # fmt: skip
 
 
 @dataclass
