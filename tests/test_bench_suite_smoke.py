@@ -34,7 +34,9 @@ def test_the_suite_runs_every_workload_variant_and_benchmark(tmp_path: Path) -> 
     assert all(record[k] > 0 for k in startup)
     assert set(record["workloads"]) == {"W1", "W2", "W3", "W4"}
     for workload, variants in record["workloads"].items():
-        assert set(variants) == {"loop_a", "loop_b", "skier", "skier_defaults"}, workload
+        assert set(variants) == {"loop_a", "loop_b", "skier", "skier_val", "skier_defaults"}, (
+            workload
+        )
         assert variants["loop_b"]["ratio_to_loop_b"] == 1.0
         for found in variants.values():
             assert found["median_epoch_s"] > 0 and found["peak_rss_mb"] > 0
@@ -53,6 +55,8 @@ def test_the_suite_runs_every_workload_variant_and_benchmark(tmp_path: Path) -> 
     assert "import skier.train over import torch (CPU s)" in judged
     assert record["import_torch_cpu_s"] > 0 and record["import_skier_train_cpu_s"] > 0
     assert "W1 skier / loop_b epoch" in judged and "W3 skier_defaults peak RSS (MB)" in judged
+    for workload in ("W1", "W3", "W4"):  # issue 22: the recording's cost, like for like
+        assert f"{workload} skier_defaults / skier_val epoch (recording)" in judged
 
 
 @pytest.mark.slow

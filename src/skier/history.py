@@ -25,7 +25,7 @@ from typing import Any
 
 from skier._html import data_frame, html_table
 
-__all__ = ["History", "higher_is_better"]
+__all__ = ["History", "HistoryAt", "higher_is_better"]
 
 # Words of a logged key that mean "more is better" (accuracies, F1, precision, recall, AUROC,
 # R²); everything else (losses, errors, mae, rmse, hamming_loss) is minimised.
@@ -124,6 +124,10 @@ class History:
             "steps": {k: [_clean(v) for v in vals] for k, vals in self.steps.items()},
         }
 
+    def at_now(self) -> HistoryAt:
+        """This history as it is now, without copying it (see :class:`HistoryAt`)."""
+        return HistoryAt(self, len(self.rows), {k: len(v) for k, v in self.steps.items()})
+
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> History:
         rows_in = data.get("rows", [])
@@ -163,3 +167,22 @@ class History:
     def extend(self, rows: Iterable[Mapping[str, float]]) -> None:
         for row in rows:
             self.append(row)
+
+
+@dataclass(frozen=True)
+class HistoryAt:
+    """A history as it was when taken: its first ``rows`` rows and the first values of each
+    per-step series. Training only appends to both (``append`` copies each row), so this
+    holds the past without a copy; :meth:`to_dict` gives what ``History.to_dict`` gave then.
+    A held checkpoint keeps one instead of a copy that would grow with every epoch."""
+
+    history: History
+    rows: int
+    steps: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        h = self.history
+        return {
+            "rows": [{k: _clean(v) for k, v in r.items()} for r in h.rows[: self.rows]],
+            "steps": {k: [_clean(v) for v in h.steps[k][:n]] for k, n in self.steps.items()},
+        }

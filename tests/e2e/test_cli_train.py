@@ -178,6 +178,10 @@ optim: {name: adam, lr: 0.003}
 schedule: {name: cosine}
 train: {epochs: 8, batch_size: 128}
 early_stopping: {enabled: true, patience: 50}
+# every epoch on disk at once (no time throttle): the kill lands after a fresh checkpoint;
+# tests/reliability/test_throttled_checkpoints.py kills runs with the throttled defaults
+checkpoint: {every_s: 0}
+record: {flush_every_s: 0}
 """
 
 

@@ -37,7 +37,10 @@ CONFIG: dict[str, Any] = {
     "model": {"hidden_sizes": [32], "dropout": 0.1},
     "optim": {"name": "adam", "lr": 0.01},
     "train": {"epochs": EPOCHS, "batch_size": 32},
-    "record": {"plots": False, "report": False},
+    # Every epoch written at once (no time throttle): each kill lands on a fresh checkpoint
+    # and record; test_throttled_checkpoints.py covers the throttled defaults.
+    "checkpoint": {"every_s": 0},
+    "record": {"plots": False, "report": False, "flush_every_s": 0},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,18 @@ def test_a_progress_bar_does_not_change_what_a_checkpoint_must_match(tmp_path: P
         callbacks=[Checkpoint(tmp_path)], resume=tmp_path / "last.pt",
     )  # fmt: skip
     assert result.epochs_done == 3 and len(result.history) == 3
+
+
+def test_the_batch_bar_is_redrawn_at_most_every_mininterval_over_fast_epochs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    t0 = time.perf_counter()
+    fit(torch.nn.Linear(4, 2), (x, y), epochs=200, batch_size=64, progress="on", device="cpu")
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert "epochs: 100%" in err
+    draws = err.count("batches:")  # before: a redraw every epoch, however short
+    # at most one reset and one update due by mininterval each 0.1 s, and the last draws
+    assert draws <= 5 + 2 * seconds / 0.1, (draws, seconds)

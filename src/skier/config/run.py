@@ -364,6 +364,12 @@ class CheckpointConfig(Section):
 
     enabled: bool = True
     every: PositiveInt = 1
+    every_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = Field(
+        10.0,
+        description="write the checkpoints at most every this many seconds (in between the "
+        "state is held in memory and written at the end, on failure or Ctrl-C); a SIGKILL "
+        "loses at most this plus one epoch; 0 = every epoch",
+    )
     keep_best: bool = True
     monitor: str = "auto"
 
@@ -376,6 +382,11 @@ class RecordConfig(Section):
     name: str | None = None
     plots: bool = True
     report: bool = True
+    flush_every_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = Field(
+        1.0,
+        description="write the epochs to the store and metrics.csv at most every this many "
+        "seconds while training (always at the end and on failure or Ctrl-C); 0 = every epoch",
+    )
     loggers: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=list,
         description="trackers that get a copy of the run: tensorboard (DIR/RUN/tensorboard), "

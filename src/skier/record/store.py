@@ -234,19 +234,27 @@ class RunStore(RunQueries):
         An ``"epoch"`` key in ``values`` is ignored (it is the ``epoch`` argument); NaN and
         infinities are stored as NULL. Also advances the run's ``epochs_done``.
         """
+        self.log_epochs(run_id, [(epoch, values)])
+
+    def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Record several epochs' metrics in one transaction, as :meth:`log_epoch` each."""
         rows = []
-        for key, value in values.items():
-            if key == "epoch":
-                continue
-            try:
-                number = _finite(value)
-            except (TypeError, ValueError):
-                raise StoreError(problem(f"metric {key!r}", "a number", value)) from None
-            rows.append({"run_id": run_id, "epoch": int(epoch), "key": key, "value": number})
+        for epoch, values in epochs:
+            for key, value in values.items():
+                if key == "epoch":
+                    continue
+                try:
+                    number = _finite(value)
+                except (TypeError, ValueError):
+                    raise StoreError(problem(f"metric {key!r}", "a number", value)) from None
+                rows.append({"run_id": run_id, "epoch": int(epoch), "key": key, "value": number})
+        if not epochs:
+            return
+        last = max(int(epoch) for epoch, _ in epochs)
         with self._transaction(write=True) as conn:
             # One statement both checks the run exists and advances its progress.
             progress = case(
-                (or_(runs.c.epochs_done.is_(None), runs.c.epochs_done < epoch), int(epoch)),
+                (or_(runs.c.epochs_done.is_(None), runs.c.epochs_done < last), last),
                 else_=runs.c.epochs_done,
             )
             moved = conn.execute(

@@ -51,7 +51,13 @@ def monitoring_callbacks(
         )
     if ck is not None and ck.enabled:
         cbs.append(
-            Checkpoint(checkpoints, every=ck.every, keep_best=ck.keep_best, monitor=ck.monitor)
+            Checkpoint(
+                checkpoints,
+                every=ck.every,
+                keep_best=ck.keep_best,
+                monitor=ck.monitor,
+                every_s=ck.every_s,
+            )
         )
     return cbs
 

@@ -54,6 +54,7 @@ from skier.runner.preflight import (
     pretrained_path,
     raise_problems,
 )
+from skier.runner.recording import EpochLines, RecordLogger
 from skier.runner.trackers import (
     finish_trackers,
     logger_record,
@@ -73,7 +74,6 @@ from skier.train.callbacks.gradient_flow import GradientFlow
 from skier.train.callbacks.sharpness import SharpnessTracker
 from skier.train.checkpoint import load_checkpoint, load_model_weights
 from skier.train.losses import loss_options, model_output_size, resolve_loss
-from skier.train.state import TrainState
 
 if TYPE_CHECKING:  # single-process runs never import the distributed module
     from skier.train.distributed import Distributed
@@ -85,7 +85,8 @@ __all__ = ["EpochLines", "RecordLogger", "RunOutcome", "check_run_config", "run_
 # A tracker added on resume gets the whole history first (see skier.train.callbacks.trackers).
 RESUMABLE_CHANGES = ("train.epochs", "train.progress", "record.plots", "record.report",
                      "record.loggers", "record.mlflow_uri", "record.mlflow_experiment",
-                     "record.mlflow_log_checkpoint")  # fmt: skip
+                     "record.mlflow_log_checkpoint", "record.flush_every_s",
+                     "checkpoint.every_s")  # fmt: skip
 
 
 @dataclass
@@ -98,23 +99,6 @@ class RunOutcome:
     status: str
     result: FitResult
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-class RecordLogger(Callback):
-    """Writes each epoch to ``metrics.csv`` and the store, so a crash loses nothing logged.
-
-    ``store=None`` writes nothing: a distributed rank other than 0 keeps the same callbacks
-    (checkpoints list them) but rank 0 alone records.
-    """
-
-    def __init__(self, store: RunStore | None, run_id: str, run_dir: RunDir) -> None:
-        self.store, self.run_id, self.run_dir = store, run_id, run_dir
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        if self.store is None:
-            return
-        self.store.log_epoch(self.run_id, state.epoch, logs)
-        self.run_dir.write_metrics(state.history, sync=False)  # the store has every epoch
 
 
 def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -147,21 +131,6 @@ def _resume_config(run_dir: RunDir, requested: RunConfig | None) -> RunConfig:
             ]
         )
     return requested
-
-
-class EpochLines(Callback):
-    """One line per epoch through ``echo``: progress for logs and pipes, where bars are off."""
-
-    stateful = False
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self.echo = echo
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        keys = ("loss", "error", "val_loss", "val_error", "lr")
-        parts = [f"{k} {logs[k]:.4g}" for k in keys if k in logs]
-        seconds = logs.get("epoch_time", 0.0)
-        self.echo(f"epoch {state.epoch}/{state.epochs}  " + "  ".join(parts) + f"  {seconds:.2f} s")
 
 
 def _callbacks(
@@ -423,10 +392,15 @@ def run_training(
     say(f"run {run_id} → {run_dir.path}")
     if lr_found is not None:
         _write_lr_find(run_dir, store, run_id, lr_found, plots=config.record.plots)
-    callbacks.append(RecordLogger(store, run_id, run_dir))
+    recorder = RecordLogger(store, run_id, run_dir, flush_every_s=config.record.flush_every_s)
+    callbacks.append(recorder)
     callbacks.extend([*trackers, *extra])
     started = time.perf_counter()
-    with run_ending(store, run_id, started=started), trackers_ending(trackers, run_dir):
+    with (
+        run_ending(store, run_id, started=started),
+        trackers_ending(trackers, run_dir),
+        recorder.flushed(),
+    ):
         result = fit(model, data, callbacks=callbacks, resume=checkpoint, distributed=distributed,
                      **fit_kwargs)  # fmt: skip
     status = _status(result)

@@ -13,17 +13,24 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from skier._io import atomic_write_bytes
 from skier.errors import CheckpointError
+from skier.history import HistoryAt
+
+if TYPE_CHECKING:
+    from skier._io import BackgroundWriter
+    from skier.train.state import CheckpointRequest
 
 __all__ = [
     "FORMAT_VERSION",
+    "CheckpointSaver",
     "capture_rng",
     "encode_checkpoint",
     "load_checkpoint",
@@ -55,6 +62,70 @@ def encode_checkpoint(state: dict[str, Any]) -> bytes:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically with a checksum."""
     return atomic_write_bytes(path, encode_checkpoint(state))
+
+
+def detached_copy(value: Any) -> Any:
+    """``value`` with every tensor cloned and every dict, list and tuple rebuilt: a copy that
+    training can no longer change (its weights, optimizer moments and history go on)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: detached_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [detached_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(detached_copy(v) for v in value)
+    return value
+
+
+class CheckpointSaver:
+    """The loop's checkpoint writes: encoded here, written by a :class:`BackgroundWriter`.
+
+    A request marked ``hold`` (time-throttled, see :class:`~skier.train.callbacks.Checkpoint`)
+    keeps a detached copy of the state in memory instead of writing it; the held copies are
+    written with the next request that is not held, and by :meth:`flush` (the end of training,
+    or a failure on its way out). One state is encoded once for all the paths that ask for it.
+    """
+
+    def __init__(self, writer: BackgroundWriter) -> None:
+        self.writer = writer
+        self._held: dict[str, dict[str, Any]] = {}
+
+    def save(self, state: dict[str, Any], requests: Iterable[CheckpointRequest]) -> None:
+        """Write (or hold) ``state`` for ``requests``; an empty ``state`` (a distributed rank
+        other than 0) writes nothing."""
+        requests = list(requests)
+        held = [r.path for r in requests if r.hold]
+        if held and state:
+            # What the training state built afresh (the RNG states) or keeps as a view (the
+            # history, append-only) is kept as it is; weights, moments and the rest are copied.
+            fresh = ("history", "rng", "rng_ranks")
+            copy = {k: v if k in fresh else detached_copy(v) for k, v in state.items()}
+            self._held.update(dict.fromkeys(held, copy))
+        now = [r.path for r in requests if not r.hold]
+        if now:
+            for path in now:
+                self._held.pop(path, None)
+            encoded = encode_checkpoint(_materialized(state)) if state else None
+            for path in dict.fromkeys(now):
+                if encoded is not None:
+                    self.writer.write(path, encoded)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every held state (each encoded once)."""
+        held, self._held = self._held, {}
+        encoded: dict[int, bytes] = {}
+        for path, state in held.items():
+            if id(state) not in encoded:
+                encoded[id(state)] = encode_checkpoint(_materialized(state))
+            self.writer.write(path, encoded[id(state)])
+
+
+def _materialized(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with a :class:`HistoryAt` view turned into the history's dict."""
+    history = state.get("history")
+    return {**state, "history": history.to_dict()} if isinstance(history, HistoryAt) else state
 
 
 def _payload_bytes(payload: Any) -> bytes | None:

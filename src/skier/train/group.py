@@ -143,11 +143,11 @@ class ProcessGroup:
         mine = (
             state.requests.stop_reason,
             state.diverged,
-            [(r.path, r.tag) for r in state.requests.checkpoints],
+            [(r.path, r.tag, r.hold) for r in state.requests.checkpoints],
         )
         reason, diverged, requests = self.broadcast(mine)
         state.requests.stop_reason, state.diverged = reason, diverged
-        state.requests.checkpoints = [CheckpointRequest(p, t) for p, t in requests]
+        state.requests.checkpoints = [CheckpointRequest(p, t, h) for p, t, h in requests]
 
     def checkpoint_payload(self, payload: dict[str, Any], rng: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint rank 0 writes (a collective: every rank calls it, only rank 0 gets a

@@ -7,6 +7,7 @@ error are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -28,7 +29,7 @@ from skier.history import History
 from skier.train.batches import Batch, micro_batches
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, verdict
-from skier.train.checkpoint import capture_rng, encode_checkpoint, load_checkpoint, restore_rng
+from skier.train.checkpoint import CheckpointSaver, capture_rng, load_checkpoint, restore_rng
 from skier.train.compiled import compile_failure, compile_module
 from skier.train.group import ProcessGroup
 from skier.train.losses import LossFn, build_loss
@@ -141,11 +142,16 @@ def fit(
 
 def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
     # Checkpoint files are written and synced on a background thread while the next epoch
-    # trains; leaving this block waits for them, also when training fails.
+    # trains; leaving this block waits for them, also when training fails. Held (throttled)
+    # checkpoints are written at the end, and when training fails or is interrupted.
     with BackgroundWriter() as writer:
+        saver = CheckpointSaver(writer)
         try:
-            return _train_epochs(s, checkpoint, writer)
-        except RuntimeError as exc:  # train.compile: a compiler failure, said in one line
+            return _train_epochs(s, checkpoint, saver)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the failure is the error to report
+                saver.flush()
+            # train.compile: a compiler failure is said in one line
             failure = compile_failure(exc, s.train_cfg.compile or s.compiled is not None)
             if failure is None:
                 raise
@@ -153,7 +159,7 @@ def _train(s: Setup, checkpoint: dict[str, Any] | None) -> FitResult:
 
 
 def _train_epochs(
-    s: Setup, checkpoint: dict[str, Any] | None, writer: BackgroundWriter
+    s: Setup, checkpoint: dict[str, Any] | None, writer: CheckpointSaver
 ) -> FitResult:
     s.move_to_device()
     state = _start(s, checkpoint)
@@ -454,7 +460,9 @@ def _check_resumable(s: Setup, checkpoint: dict[str, Any]) -> None:
         raise CheckpointError(problems)
 
 
-def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
+def _training_state(s: Setup, state: TrainState, *, held: bool = False) -> dict[str, Any]:
+    """Everything a resume needs; ``held`` (a checkpoint kept in memory for now) takes the
+    history as a view of its rows so far rather than a copy (see ``CheckpointSaver``)."""
     return {
         "epoch": state.epoch,
         "step": state.step,
@@ -469,32 +477,32 @@ def _training_state(s: Setup, state: TrainState) -> dict[str, Any]:
         ],
         "rng": capture_rng(s.shuffle_generator),
         "sampler": s.batches.state_dict() if s.batches is not None else {},
-        "history": state.history.to_dict(),
+        "history": state.history.at_now() if held else state.history.to_dict(),
         "average": s.average.state_dict() if s.average is not None else None,
     }
 
 
-def _write_checkpoints(s: Setup, state: TrainState, writer: BackgroundWriter) -> None:
+def _write_checkpoints(s: Setup, state: TrainState, writer: CheckpointSaver) -> None:
     requests, state.requests.checkpoints = state.requests.checkpoints, []
     if not requests:
         return
-    payload = _training_state(s, state)  # distributed: every rank's RNG, only rank 0 writes
+    held = all(r.hold for r in requests)
+    payload = _training_state(s, state, held=held)  # distributed: every rank's RNG, rank 0 writes
     payload = s.group.checkpoint_payload(payload, payload["rng"])
-    encoded = encode_checkpoint(payload) if payload else None  # once for last and best
-    for path in dict.fromkeys(r.path for r in requests):
-        if encoded is not None:
-            writer.write(path, encoded)
-        state.written[Path(path).stem] = Path(path)
+    writer.save(payload, requests)  # encoded once for last and best, or held (throttled)
+    for r in requests:
+        state.written[Path(r.path).stem] = Path(r.path)
 
 
 def _finish(
-    s: Setup, state: TrainState, logs: dict[str, float], seconds: float, writer: BackgroundWriter
+    s: Setup, state: TrainState, logs: dict[str, float], seconds: float, writer: CheckpointSaver
 ) -> FitResult:
     for cb in s.callbacks:
         cb.on_fit_end(state, logs)
     s.group.follow_main(state)
     if not state.diverged:
         _write_checkpoints(s, state, writer)
+    writer.flush()  # whatever is still held (the best epoch's state, with no later write)
     restored = None
     average = s.average
     if average is not None and average.ready:

@@ -22,6 +22,9 @@ __all__ = ["CheckpointRequest", "TrainState"]
 class CheckpointRequest:
     path: str
     tag: Literal["last", "best"] = "last"
+    # Held: keep a copy of this epoch's state in memory and write it with the next checkpoint
+    # that is not held, at the end, or when training fails (time-throttled checkpoints).
+    hold: bool = False
 
 
 @dataclass
@@ -106,9 +109,13 @@ class TrainState:
         if self.requests.stop_reason is None:
             self.requests.stop_reason = reason
 
-    def request_checkpoint(self, path: str, tag: Literal["last", "best"] = "last") -> None:
-        """Ask the loop to write a full checkpoint once every callback has run."""
-        self.requests.checkpoints.append(CheckpointRequest(path, tag))
+    def request_checkpoint(
+        self, path: str, tag: Literal["last", "best"] = "last", *, hold: bool = False
+    ) -> None:
+        """Ask the loop to write a full checkpoint once every callback has run; ``hold`` keeps
+        it in memory until the next one asked without ``hold``, the end of training or a
+        failure (and writes it then)."""
+        self.requests.checkpoints.append(CheckpointRequest(path, tag, hold))
 
     def request_restore(self, weights: Mapping[str, torch.Tensor], reason: str) -> None:
         """Ask the loop to load ``weights`` into the model when training ends."""

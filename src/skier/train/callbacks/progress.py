@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ class ProgressBar(Callback):
         self.enabled = sys.stderr.isatty() if enabled == "auto" else bool(enabled)
         self._epochs: Any = None
         self._batch: Any = None
+        self._reset_at = 0.0
 
     def on_fit_start(self, state: TrainState) -> None:
         if not self.enabled:
@@ -62,7 +64,18 @@ class ProgressBar(Callback):
         shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "val_loss", "val_error")}
         self._epochs.set_postfix(shown, refresh=False)
         self._epochs.update(1)
-        self._batch.reset()
+        self._new_epoch(self._batch)
+
+    def _new_epoch(self, bar: Any) -> None:
+        """The batch bar back to 0. tqdm's ``reset`` redraws the bar (about 0.15 ms, 2% of an
+        epoch of digits); epochs that short reset the count without a redraw, and tqdm draws
+        it again at its next update due by ``mininterval``."""
+        now = time.monotonic()
+        if now - self._reset_at >= bar.mininterval:
+            bar.reset()
+            self._reset_at = now
+        else:
+            bar.n = bar.last_print_n = 0
 
     def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
         for bar in (self._batch, self._epochs):
