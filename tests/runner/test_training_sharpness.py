@@ -63,7 +63,8 @@ def test_off_adds_no_callback(tmp_path: Path) -> None:
         for cb in _callbacks(on, RunDir(tmp_path / "run"), False, None, data=data)
         if isinstance(cb, SharpnessTracker)
     ]
-    assert (tracker.every, tracker.subset, tracker.max_iterations) == (5, 512, 20)
+    settings = (tracker.every, tracker.subset, tracker.max_iterations, tracker.warm_iterations)
+    assert settings == (5, 256, 20, 3)
 
 
 def test_bad_settings_are_reported_at_once() -> None:
@@ -72,6 +73,8 @@ def test_bad_settings_are_reported_at_once() -> None:
             "diagnostics.sharpness_every": 0,
             "diagnostics.sharpness_iterations": 1,
             "diagnostics.sharpness_tolerance": 0,
+            "diagnostics.sharpness_warm_iterations": 0,
         })  # fmt: skip
     text = str(caught.value)
     assert "sharpness_iterations" in text and "sharpness_tolerance" in text
+    assert "sharpness_warm_iterations" in text

@@ -40,7 +40,13 @@ def test_lambda_equals_the_diagnostic_on_the_same_subset_and_weights(
     # Dropout and batch norm: both measure in eval mode, so they must agree with them too.
     model = make_mlp(seed=1, dropout=0.3, batch_norm=True)
     tracker = SharpnessTracker(
-        clf_data, every=8, subset=100, seed=3, tolerance=1e-9, max_iterations=400
+        clf_data,
+        every=8,
+        subset=100,
+        seed=3,
+        tolerance=1e-9,
+        max_iterations=400,
+        warm_iterations=400,
     )
     result = fit(
         model, clf_data, callbacks=[tracker], epochs=2, optimizer="sgd", lr=0.1, **SETTINGS
@@ -54,7 +60,9 @@ def test_lambda_equals_the_diagnostic_on_the_same_subset_and_weights(
 
 
 def test_warm_start_needs_fewer_products(make_mlp: Any, clf_data: Data) -> None:
-    tracker = SharpnessTracker(clf_data, every=2, tolerance=1e-4, max_iterations=200)
+    tracker = SharpnessTracker(
+        clf_data, every=2, tolerance=1e-4, max_iterations=200, warm_iterations=200
+    )
     model = make_mlp(seed=2)
     result = fit(
         model, clf_data, callbacks=[tracker], epochs=2, optimizer="sgd", lr=0.05,
@@ -166,6 +174,8 @@ def test_bad_values_are_reported_at_once(clf_data: Data) -> None:
     assert "subset must be a whole number of examples ≥ 1, or None; got -1" in text
     assert "max_iterations must be a whole number ≥ 2; got 1" in text
     assert "tolerance must be a relative change in (0, 1); got 2.0" in text
+    with pytest.raises(ConfigError, match=r"warm_iterations must be a whole number ≥ 1; got 0"):
+        SharpnessTracker(clf_data, every=1, warm_iterations=0)
     with pytest.raises(ConfigError, match=r"every must be a whole number of steps ≥ 1; got True"):
         SharpnessTracker(clf_data, every=True)
 
@@ -182,8 +192,43 @@ def test_data_that_does_not_fit_the_task_is_refused(
 
 def test_regression_uses_mean_squared_error(make_mlp: Any, reg_data: Data) -> None:
     model = make_mlp(seed=5, out=1)
-    tracker = SharpnessTracker(reg_data, every=7, subset=None, tolerance=1e-9, max_iterations=400)
+    tracker = SharpnessTracker(
+        reg_data, every=7, subset=None, tolerance=1e-9, max_iterations=400, warm_iterations=400
+    )
     fit(model, reg_data, callbacks=[tracker], epochs=1, optimizer="sgd", lr=0.01, **SETTINGS)
     settings = SharpnessConfig(top_k=1, tolerance=1e-9, max_iterations=400, trace=False)
     expected = sharpness(model, reg_data, settings=settings, task="regression")
     assert tracker.series["sharpness"][-1] == pytest.approx(expected.top_eigenvalue, rel=1e-4)
+
+
+def test_warm_records_are_capped_marked_and_below_the_converged_value(
+    make_mlp: Any, clf_data: Data
+) -> None:
+    # The first record starts cold and converges within max_iterations; the later ones stop at
+    # warm_iterations, are marked so, and (Rayleigh quotients) never exceed the converged λ1.
+    tracker = SharpnessTracker(
+        clf_data, every=2, subset=100, tolerance=1e-9, max_iterations=400, warm_iterations=2
+    )
+    model = make_mlp(seed=4)
+    result = fit(
+        model, clf_data, callbacks=[tracker], epochs=1, optimizer="sgd", lr=0.05, **SETTINGS
+    )
+    series = _series(result)
+    assert series["sharpness_converged"][0] == 1.0 and series["sharpness_iterations"][0] < 400
+    assert series["sharpness_iterations"][1:] == [2.0, 2.0, 2.0]
+    assert series["sharpness_converged"][1:] == [0.0, 0.0, 0.0]
+    settings = SharpnessConfig(
+        top_k=1, subset=100, seed=0, tolerance=1e-9, max_iterations=400, trace=False
+    )
+    exact = sharpness(model, clf_data, settings=settings, task="classification").top_eigenvalue
+    assert series["sharpness"][-1] <= exact * (1 + 1e-6)
+    # Uncapped, every record converges and the last one is the converged value.
+    loose = SharpnessTracker(
+        clf_data, every=2, subset=100, tolerance=1e-9, max_iterations=400, warm_iterations=400
+    )
+    again = fit(
+        make_mlp(seed=4), clf_data, callbacks=[loose], epochs=1, optimizer="sgd", lr=0.05,
+        **SETTINGS,
+    )  # fmt: skip
+    assert again.history.steps["sharpness_converged"] == [1.0] * 4
+    assert again.history.steps["sharpness"][-1] == pytest.approx(exact, rel=1e-4)

@@ -521,10 +521,15 @@ class DiagnosticsConfig(Section):
         description="record λ1 of the training loss (against 2/lr) every N steps (null: off)",
     )
     sharpness_subset: PositiveInt | None = Field(
-        512, description="λ1 on a fixed seeded subset of this many training examples (null: all)"
+        256, description="λ1 on a fixed seeded subset of this many training examples (null: all)"
     )
     sharpness_iterations: Annotated[int, Field(ge=2)] = Field(
-        20, description="at most this many Hessian-vector products per record (warm-started)"
+        20, description="at most this many Hessian-vector products for the first (cold) record"
+    )
+    sharpness_warm_iterations: PositiveInt = Field(
+        3,
+        description="at most this many products per later record, warm-started from the last "
+        "(the cost bound; a capped record is marked sharpness_converged 0)",
     )
     sharpness_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         1e-3, description="a record stops when λ1 changes by less than this (relative)"

@@ -151,6 +151,7 @@ def _callbacks(
             SharpnessTracker(
                 data.train, every=diag.sharpness_every, subset=diag.sharpness_subset,
                 max_iterations=diag.sharpness_iterations, tolerance=diag.sharpness_tolerance,
+                warm_iterations=diag.sharpness_warm_iterations,
                 seed=config.train.seed,
             )
         )  # fmt: skip

@@ -11,22 +11,33 @@ dropout, batch norm with its running statistics — so each value is the curvatu
 deterministic function of the weights, the same quantity :func:`skier.diagnostics.sharpness`
 reports (regularization penalties are not part of it). It is found by power iteration on exact
 Hessian-vector products (:mod:`skier.train.hessian`), **warm-started** from the previous
-record's eigenvector, so that after the first record a few products usually suffice.
+record's eigenvector and carried on from it: the first record (or one after a non-finite loss)
+starts cold and may use ``max_iterations`` products; every later one at most
+``warm_iterations`` (3 by default). A capped record is the Rayleigh quotient of an iterate, so
+a lower bound on the subset's λ1; it is marked unconverged and the next record goes on from
+its vector, so the estimate keeps closing on λ1 as training moves it.
 
 The values go into the history's per-step series, aligned by position:
 
 - ``sharpness_step``: the step (``state.step``, counting optimizer steps from 1) of a record;
 - ``sharpness``: λ1 at the weights after that step;
 - ``sharpness_lr``: the lr that step used (``2 / sharpness_lr`` is the edge of stability);
-- ``sharpness_iterations``: the Hessian-vector products the estimate took.
+- ``sharpness_iterations``: the Hessian-vector products the estimate took;
+- ``sharpness_converged``: 1.0 where the estimate met ``tolerance``, 0.0 where it stopped at
+  the cap (measured at W1 with the defaults: 2–12% below the converged λ1 of the same subset
+  in most records, up to about 20% in a few; see bench/RESULTS.md).
 
 Cost, stated and bounded: nothing on the steps in between but an integer test, and nothing at
-all when the callback is not used. A record costs at most ``max_iterations`` Hessian-vector
-products over ``subset`` examples (each about two to three forward-and-backward passes over
-them; with the whole subset in one batch, one forward-and-backward builds the graph and each
-product is one more backward), one host sync to read λ1, and memory for one gradient graph of
-the subset (or of ``batch_size`` examples) and one eigenvector. Training is not disturbed: the
-weights, buffers, gradients, optimizer state and torch's random state are not touched (double
+all when the callback is not used. A record costs one forward-and-backward over the ``subset``
+examples that builds the gradient's graph (when the subset fits in one ``batch_size``), then
+one Hessian-vector product (a double backward) per iteration: at most ``warm_iterations`` of
+them, ``max_iterations`` for the first record only. In training steps of ``batch`` examples a
+warm record costs about ``(g + p · warm_iterations) · subset / batch``, so a fraction of about
+``(g + p · warm_iterations) · subset / (batch · every)`` of training; measured at W1 on CPU,
+g ≈ 0.7 and p ≈ 1.0, and the defaults (subset 256, warm_iterations 3) at batch 128 and every
+100 cost 7–8% (bench/RESULTS.md). Memory: one gradient graph of the subset (or of
+``batch_size`` examples) and one eigenvector. Training is not disturbed: the weights, buffers,
+gradients, optimizer state and torch's random state are not touched (double
 backward with ``torch.autograd.grad`` writes no ``.grad``), and each module's train/eval flag is
 put back, so a fit with the tracker ends with exactly the weights of one without it.
 
@@ -56,7 +67,9 @@ from skier.train.state import TrainState
 __all__ = ["SHARPNESS_KEYS", "SharpnessTracker"]
 
 # The per-step series, in the order of a record (the plots read the same names).
-SHARPNESS_KEYS = ("sharpness_step", "sharpness", "sharpness_lr", "sharpness_iterations")
+SHARPNESS_KEYS = (
+    "sharpness_step", "sharpness", "sharpness_lr", "sharpness_iterations", "sharpness_converged",
+)  # fmt: skip
 _ACCEPTS = "a DataBundle (its train split), a Split or an (inputs, targets) pair"
 
 
@@ -89,10 +102,11 @@ class SharpnessTracker(Callback):
     ``data`` is the training data (a ``DataBundle``'s train split, a ``Split`` or an
     ``(inputs, targets)`` pair); λ1 is measured on a fixed seeded subset of ``subset`` examples
     (``None``: all of them). Each record runs power iteration from the last eigenvector until
-    the estimate changes by less than ``tolerance`` (relative) or ``max_iterations`` products
+    the estimate changes by less than ``tolerance`` (relative) or ``warm_iterations`` products
     have been used; the first record starts from a vector drawn with ``seed`` (a local
-    generator: torch's global random state is not used). ``batch_size`` bounds the examples in
-    one Hessian-vector product (memory), without changing the result.
+    generator: torch's global random state is not used) and may use ``max_iterations``.
+    ``batch_size`` bounds the examples in one Hessian-vector product (memory), without changing
+    the result.
 
     Example::
 
@@ -106,8 +120,9 @@ class SharpnessTracker(Callback):
         data: DataBundle | Split | tuple[Any, Any],
         *,
         every: int,
-        subset: int | None = 512,
+        subset: int | None = 256,
         max_iterations: int = 20,
+        warm_iterations: int = 3,
         tolerance: float = 1e-3,
         seed: int = 0,
         batch_size: int = 2048,
@@ -122,6 +137,9 @@ class SharpnessTracker(Callback):
         if not _whole(max_iterations, 2):
             problems.append(problem("max_iterations", "a whole number ≥ 2", max_iterations,
                                     "Power iteration needs two products to stop."))  # fmt: skip
+        if not _whole(warm_iterations, 1):
+            problems.append(problem("warm_iterations", "a whole number ≥ 1", warm_iterations,
+                                    "It caps each warm-started record."))  # fmt: skip
         if (
             isinstance(tolerance, bool)
             or not isinstance(tolerance, (int, float))
@@ -141,6 +159,7 @@ class SharpnessTracker(Callback):
         self.every = every
         self.subset = subset
         self.max_iterations = max_iterations
+        self.warm_iterations = warm_iterations
         self.tolerance = float(tolerance)
         self.seed = seed
         self.batch_size = batch_size
@@ -149,7 +168,7 @@ class SharpnessTracker(Callback):
 
     def _reset(self) -> None:
         self._vector: ParamList | None = None  # the last eigenvector: the next warm start
-        self._pending: list[tuple[int, float, int]] = []  # (step, λ1, products) this epoch
+        self._pending: list[tuple[int, float, int, bool]] = []  # (step, λ1, products, converged)
         self.series: dict[str, list[float]] = {}  # what this callback wrote into the history
 
     # --- the hooks ---------------------------------------------------------------------------
@@ -202,7 +221,11 @@ class SharpnessTracker(Callback):
             )
         vector = state["vector"]
         self._vector = None if vector is None else [v.clone() for v in vector]
-        self._pending = [(int(s), float(v), int(n)) for s, v, n in state["pending"]]
+        # (step, λ1, products[, converged]): checkpoints from before the flag are taken as met.
+        self._pending = [
+            (int(p[0]), float(p[1]), int(p[2]), bool(p[3]) if len(p) > 3 else True)
+            for p in state["pending"]
+        ]
         self.series = {str(k): [float(x) for x in v] for k, v in state["series"].items()}
 
     # --- the work ----------------------------------------------------------------------------
@@ -210,28 +233,33 @@ class SharpnessTracker(Callback):
         model = state.measured_model()
         params = [p for p in model.parameters() if p.requires_grad]
         assert self._measured is not None  # set in on_fit_start
-        start = self._start(params)
+        warm = self._warm(params)
+        start = self._start(params, warm)
+        cap = self.warm_iterations if warm else self.max_iterations
         try:
             with _measuring(model):
                 hessian = Hessian(
                     model, self._measured, params, classification=state.task == "classification",
                     batch_size=self.batch_size,
                 )  # fmt: skip
-                pair = power_iteration(
-                    hessian, start, tolerance=self.tolerance, max_iterations=self.max_iterations
-                )
+                pair = power_iteration(hessian, start, tolerance=self.tolerance, max_iterations=cap)
                 del hessian  # frees the gradient's graph before training goes on
         except ModelError:  # a non-finite loss: the loop's own guard decides what happens next
             self._vector = None
-            self._pending.append((state.step, math.nan, 0))
+            self._pending.append((state.step, math.nan, 0, False))
             return
         self._vector = [v.detach() for v in pair.vector]
-        self._pending.append((state.step, pair.value, len(pair.history)))
+        self._pending.append((state.step, pair.value, len(pair.history), pair.converged))
 
-    def _start(self, params: list[torch.nn.Parameter]) -> ParamList:
-        if self._vector is not None and [v.shape for v in self._vector] == [
-            p.shape for p in params
-        ]:
+    def _warm(self, params: list[torch.nn.Parameter]) -> bool:
+        """Whether the last record's eigenvector can start this one."""
+        if self._vector is None:
+            return False
+        return [v.shape for v in self._vector] == [p.shape for p in params]
+
+    def _start(self, params: list[torch.nn.Parameter], warm: bool) -> ParamList:
+        """The last eigenvector (warm), or a vector drawn with ``seed`` (cold)."""
+        if warm and self._vector is not None:
             return [
                 v.to(device=p.device, dtype=p.dtype)
                 for v, p in zip(self._vector, params, strict=True)
@@ -246,9 +274,10 @@ class SharpnessTracker(Callback):
         if not self._pending:
             return
         lrs = state.history.steps.get("lr", [])  # complete for the epoch once it has ended
-        for step, value, products in self._pending:
+        for step, value, products, converged in self._pending:
             lr = lrs[step - 1] if 0 < step <= len(lrs) else math.nan
-            for key, x in zip(SHARPNESS_KEYS, (step, value, lr, products), strict=True):
+            row = (step, value, lr, products, float(converged))
+            for key, x in zip(SHARPNESS_KEYS, row, strict=True):
                 state.history.add_step(key, float(x))
                 self.series.setdefault(key, []).append(float(x))
         self._pending = []
