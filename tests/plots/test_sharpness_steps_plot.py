@@ -23,6 +23,7 @@ def _history(lrs: tuple[float, ...] = (0.1, 0.1, 0.05)) -> History:
         h.add_step("sharpness", value)
         h.add_step("sharpness_lr", lr)
         h.add_step("sharpness_iterations", 20 - 5 * i)
+        h.add_step("sharpness_converged", float(i == 0))
     return h
 
 
@@ -49,5 +50,15 @@ def test_series_and_csv_with_an_unknown_lr() -> None:
     series = sharpness_series(_history(lrs=(0.1, math.nan, 0.05)))
     assert series.iterations == [20, 15, 10] and math.isnan(series.edge[1])
     lines = series.to_csv().splitlines()
-    assert lines[0] == "step,sharpness,lr,two_over_lr,iterations"
-    assert lines[1] == "10,2.0,0.1,20.0,20" and lines[2] == "20,18.0,,,15"
+    assert lines[0] == "step,sharpness,lr,two_over_lr,iterations,converged"
+    assert lines[1] == "10,2.0,0.1,20.0,20,1" and lines[2] == "20,18.0,,,15,0"
+
+
+def test_a_history_from_before_the_converged_flag_leaves_it_empty() -> None:
+    h = History()
+    for key, value in (("sharpness_step", 10), ("sharpness", 2.0), ("sharpness_lr", 0.1),
+                       ("sharpness_iterations", 20)):  # fmt: skip
+        h.add_step(key, value)
+    series = sharpness_series(h)
+    assert math.isnan(series.converged[0])
+    assert series.to_csv().splitlines()[1] == "10,2.0,0.1,20.0,20,"

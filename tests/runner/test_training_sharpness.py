@@ -35,7 +35,8 @@ def test_a_run_records_the_series_the_figure_and_the_report(tmp_path: Path) -> N
     run = outcome.run_dir
     with (run / RunFiles.SHARPNESS_STEPS_CSV).open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["step", "sharpness", "lr", "two_over_lr", "iterations"]
+    assert list(rows[0]) == ["step", "sharpness", "lr", "two_over_lr", "iterations", "converged"]
+    assert [float(r["converged"]) for r in rows] == steps["sharpness_converged"]
     assert [int(r["step"]) for r in rows] == [int(s) for s in steps["sharpness_step"]]
     assert float(rows[0]["two_over_lr"]) == pytest.approx(20.0)
     png = run / RunFiles.SHARPNESS_STEPS_PNG

@@ -1,7 +1,8 @@
 """Sharpness during training against 2/lr: the edge-of-stability picture.
 
 Reads the per-step series that :class:`skier.train.SharpnessTracker` writes into the history
-(``sharpness_step``, ``sharpness``, ``sharpness_lr``, ``sharpness_iterations``) and draws λ1
+(``sharpness_step``, ``sharpness``, ``sharpness_lr``, ``sharpness_iterations``,
+``sharpness_converged``) and draws λ1
 per step with the line 2/lr: full-batch gradient descent sharpens until λ1 reaches about 2/lr
 and then hovers there (Cohen et al. 2021). Standard library and matplotlib only, so the read
 side needs no torch.
@@ -42,7 +43,9 @@ __all__ = [
 ]
 
 # The same names as skier.train.callbacks.sharpness.SHARPNESS_KEYS (no torch here).
-_KEYS = ("sharpness_step", "sharpness", "sharpness_lr", "sharpness_iterations")
+_KEYS = (
+    "sharpness_step", "sharpness", "sharpness_lr", "sharpness_iterations", "sharpness_converged",
+)  # fmt: skip
 
 
 class HistoryResult(Protocol):
@@ -54,12 +57,15 @@ class HistoryResult(Protocol):
 
 @dataclass(frozen=True)
 class SharpnessSeries:
-    """The recorded steps, λ1 at each, the lr of each step and the products each took."""
+    """The recorded steps, λ1 at each, the lr of each step, the products each took and whether
+    each met its tolerance (1.0), stopped at the product cap (0.0) or is unknown (NaN: a history
+    written before the flag existed)."""
 
     steps: list[int]
     values: list[float]
     lrs: list[float]
     iterations: list[int]
+    converged: list[float]
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -70,11 +76,14 @@ class SharpnessSeries:
         return [2.0 / lr if lr > 0 and math.isfinite(lr) else math.nan for lr in self.lrs]
 
     def to_csv(self) -> str:
-        """``step,sharpness,lr,two_over_lr,iterations`` rows; empty cells for NaN."""
+        """``step,sharpness,lr,two_over_lr,iterations,converged`` rows (converged 1 or 0);
+        empty cells for NaN."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("step", "sharpness", "lr", "two_over_lr", "iterations"))
-        for row in zip(self.steps, self.values, self.lrs, self.edge, self.iterations, strict=True):
+        writer.writerow(("step", "sharpness", "lr", "two_over_lr", "iterations", "converged"))
+        flags = [v if math.isnan(v) else int(v) for v in self.converged]
+        columns = (self.steps, self.values, self.lrs, self.edge, self.iterations, flags)
+        for row in zip(*columns, strict=True):
             writer.writerow(
                 ["" if isinstance(v, float) and math.isnan(v) else repr(v) for v in row]
             )
@@ -91,7 +100,7 @@ def sharpness_series(history: History) -> SharpnessSeries:
         return values + [math.nan] * (n - len(values))
 
     iterations = [0 if math.isnan(v) else int(v) for v in padded(_KEYS[3])]
-    return SharpnessSeries(steps, padded(_KEYS[1]), padded(_KEYS[2]), iterations)
+    return SharpnessSeries(steps, padded(_KEYS[1]), padded(_KEYS[2]), iterations, padded(_KEYS[4]))
 
 
 def plot_sharpness_steps(
