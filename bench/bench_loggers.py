@@ -99,19 +99,21 @@ def _bulk(epochs: int, keys: int, sample: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp())
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     names = ["loss", "val_loss", *(f"metric_{i}" for i in range(keys - 2))]
-    history = History([{"epoch": float(e), **{k: 1.0 / e for k in names}}
-                       for e in range(1, epochs + 1)])  # fmt: skip
+    rows = [{"epoch": float(e), **{k: 1.0 / e for k in names}} for e in range(1, epochs + 1)]
     import torch
 
+    history = History()  # a fresh run: nothing sent yet
     state = TrainState(torch.nn.Linear(1, 1), epochs=epochs, task="regression", history=history,
                        available_keys=frozenset(names))  # fmt: skip
-    state.epoch = epochs
     logger = MLflowLogger(uri, flush_every_s=1e9)
-    logger.on_fit_start(state)  # opens the store and the run; sends the history (a resume)
+    logger.on_fit_start(state)  # opens the store and the run (on its sender thread)
+    assert logger.wait_opened(60), logger.failure
+    history.extend(rows)
+    state.epoch = epochs
     t0 = time.perf_counter()
-    logger._pending = [dict(r) for r in history.rows]  # the rows a live run would have buffered
-    logger.position["epoch"] = 0
-    logger._flush()
+    logger._pending = [dict(r) for r in rows]  # the rows a live run would have buffered
+    logger._hand_off()
+    assert logger.drain(600)  # the sender has sent them, in batches
     batched = time.perf_counter() - t0
     assert logger.failure is None, logger.failure
     client = MlflowClient(tracking_uri=uri)
