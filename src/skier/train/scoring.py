@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from skier.errors import ConfigError, did_you_mean, problem
@@ -123,14 +124,26 @@ def _hamming_loss(s: State, classes: int) -> float:
 
 
 # --- AUROC, from the scores ------------------------------------------------------------------
-def _mean_ranks(scores: torch.Tensor) -> torch.Tensor:
-    """The ranks (from 1) of a 1-D tensor's values, tied values sharing their mean rank."""
-    ordered, order = scores.sort()  # 1-D: much faster on the CPU than a sort along dim 0
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    ranks = torch.empty(scores.shape[0], dtype=torch.float64)
-    ranks[order] = (ends - (counts.double() - 1) / 2)[inverse]
-    return ranks
+def _positive_rank_sums(columns: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Per row of ``columns`` (classes x examples): the sum of the ranks (from 1) of the
+    examples ``positive`` marks, tied scores sharing their mean rank. One numpy argsort of every
+    row at once (on the CPU about twice as fast as torch's sort of the same rows); the tie pass
+    runs only when a row has equal scores."""
+    order = np.argsort(columns, axis=1)
+    ordered = np.take_along_axis(columns, order, axis=1)
+    hits = np.take_along_axis(positive, order, axis=1)
+    n = ordered.shape[1]
+    same = ordered[:, 1:] == ordered[:, :-1]
+    if not same.any():
+        return (hits * np.arange(1, n + 1, dtype=np.float64)).sum(1)
+    first = np.ones(ordered.shape, dtype=bool)  # the first of a run of equal scores
+    first[:, 1:] = ~same
+    last = np.ones(ordered.shape, dtype=bool)  # ... and the last
+    last[:, :-1] = ~same
+    index = np.arange(n)
+    start = np.maximum.accumulate(np.where(first, index, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, index, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return (hits * ((start + end) / 2 + 1)).sum(1)
 
 
 def _auroc(s: State, classes: int) -> float:
@@ -147,9 +160,8 @@ def _auroc(s: State, classes: int) -> float:
         positive = y.bool()
     n_pos = positive.sum(0).double()
     n_neg = positive.shape[0] - n_pos
-    columns = scores.T.contiguous()
-    ranks = torch.stack([_mean_ranks(col) for col in columns], dim=1)
-    u = (ranks * positive).sum(0) - n_pos * (n_pos + 1) / 2
+    sums = _positive_rank_sums(scores.T.numpy(), positive.T.numpy())
+    u = torch.from_numpy(sums) - n_pos * (n_pos + 1) / 2
     auc = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp(min=1), math.nan)
     return float(auc.mean())
 
