@@ -74,6 +74,10 @@ def test_runs_sorted_by_a_metric(home: Home) -> None:
     accuracy = _skier(home.path, "runs", "--sort", "test_accuracy")  # higher first
     assert accuracy.stdout.splitlines()[1].split()[0] == home.fast
     assert _skier(home.path, "runs", "--status", "completed").stdout.count("completed") == 2
+    typo = _skier(home.path, "runs", "--sort", "val_los")  # listed, with a note on stderr
+    assert typo.returncode == 0 and "Traceback" not in typo.stderr
+    assert "no run listed has a value of 'val_los'" in typo.stderr
+    assert "Did you mean 'val_loss'?" in typo.stderr and "val_loss" in typo.stderr
 
 
 def test_show_a_run_by_id_prefix(home: Home) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from skier.cli.common import store_option
-from skier.errors import StoreError, problem
+from skier.errors import StoreError, did_you_mean, problem
 from skier.history import higher_is_better
 from skier.record.rundir import RunFiles
 
@@ -99,6 +99,15 @@ def runs_command(
             descending = _higher_is_better(sort) != reverse
             ranked = st.rank_runs(
                 sort, descending=descending, limit=limit, status=status, kind=kind
+            )
+        unknown = sort is not None and not st.is_sort_column(sort)
+        if unknown and ranked and all(value is None for _, value in ranked):
+            known = st.sort_keys()
+            listed = ", ".join(known) if known else "none yet"
+            click.echo(
+                f"note: no run listed has a value of {sort!r} (the runs' metrics: "
+                f"{listed}).{did_you_mean(str(sort), known)}",
+                err=True,
             )
     if not ranked:
         click.echo("no runs.")

@@ -283,7 +283,7 @@ class RunQueries(StoreConnection):
         if kind is not None:
             filters.append(runs.c.kind == kind)
         with self._transaction(write=False) as conn:
-            if sort in _SORT_COLUMNS or sort.startswith("test_"):
+            if self.is_sort_column(sort):
                 found = _rank_by_column(conn, sort, descending, limit, filters)
             else:
                 found = _rank_by_metric(conn, sort, descending, limit, filters)
@@ -302,6 +302,26 @@ class RunQueries(StoreConnection):
                 number = None  # a text column (name, status): the order is the answer
             out.append((record, None if number is None else float(number)))
         return out
+
+    def sort_keys(self) -> list[str]:
+        """The per-epoch metrics some run has a value of (what ``rank_runs`` can sort by
+        besides the columns), in order.
+
+        >>> from skier.record.store import RunStore
+        >>> with RunStore("sqlite://") as store:
+        ...     run = store.create_run("a", {}, None)
+        ...     store.log_epoch(run, 1, {"val_error": 0.3, "loss": 1.0})
+        ...     store.sort_keys()
+        ['loss', 'val_error']
+        """
+        with self._transaction(write=False) as conn:
+            found = conn.execute(select(run_values.c.key).distinct()).scalars().all()
+        return sorted(found, key=_key_order)
+
+    def is_sort_column(self, sort: str) -> bool:
+        """Whether ``rank_runs`` sorts by ``sort`` as a column of the run (or its test metric)
+        rather than as a per-epoch metric."""
+        return sort in _SORT_COLUMNS or sort.startswith("test_")
 
     def find_runs(self, ref: str, *, limit: int = 10) -> RunList:
         """Runs that ``ref`` names: its exact id, else ids starting with it, else that name.
