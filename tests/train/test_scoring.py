@@ -71,6 +71,18 @@ def test_a_class_never_seen_nor_predicted_is_left_out_as_sklearn_does() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multiclass_auroc_with_tied_scores_equals_sklearn(seed: int) -> None:
+    # Logits on a coarse grid: equal rows give equal softmax scores, so every class's column
+    # has long runs of ties, which must share their mean rank.
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (500,), generator=g)
+    logits = torch.randint(-2, 3, (500, 4), generator=g).float()
+    proba = logits.softmax(1).numpy()
+    got = _score(logits, y, ["auroc"])["auroc"]
+    assert got == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_binary_logit_auroc_with_ties_equals_sklearn(seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 2, (200,), generator=g)

@@ -126,24 +126,20 @@ def _hamming_loss(s: State, classes: int) -> float:
 # --- AUROC, from the scores ------------------------------------------------------------------
 def _positive_rank_sums(columns: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Per row of ``columns`` (classes x examples): the sum of the ranks (from 1) of the
-    examples ``positive`` marks, tied scores sharing their mean rank. One numpy argsort of every
-    row at once (on the CPU about twice as fast as torch's sort of the same rows); the tie pass
-    runs only when a row has equal scores."""
-    order = np.argsort(columns, axis=1)
-    ordered = np.take_along_axis(columns, order, axis=1)
-    hits = np.take_along_axis(positive, order, axis=1)
-    n = ordered.shape[1]
-    same = ordered[:, 1:] == ordered[:, :-1]
-    if not same.any():
-        return (hits * np.arange(1, n + 1, dtype=np.float64)).sum(1)
-    first = np.ones(ordered.shape, dtype=bool)  # the first of a run of equal scores
-    first[:, 1:] = ~same
-    last = np.ones(ordered.shape, dtype=bool)  # ... and the last
-    last[:, :-1] = ~same
-    index = np.arange(n)
-    start = np.maximum.accumulate(np.where(first, index, 0), axis=1)
-    end = np.minimum.accumulate(np.where(last, index, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    return (hits * ((start + end) / 2 + 1)).sum(1)
+    examples ``positive`` marks, tied scores sharing their mean rank. A tied group's mean rank
+    is (left + right + 1) / 2 for its ``searchsorted`` bounds in the sorted row, so a value
+    sort of each row (SIMD in numpy, several times faster than an argsort or torch's sort on
+    the CPU) and two binary searches per positive are all it takes."""
+    columns = np.ascontiguousarray(columns)
+    positive = np.ascontiguousarray(positive)
+    ordered = np.sort(columns, axis=1)
+    sums = np.empty(columns.shape[0], dtype=np.float64)
+    for row, (values, hits) in enumerate(zip(columns, positive, strict=True)):
+        chosen = values[hits]
+        left = np.searchsorted(ordered[row], chosen, "left").sum(dtype=np.float64)
+        right = np.searchsorted(ordered[row], chosen, "right").sum(dtype=np.float64)
+        sums[row] = (left + right + chosen.size) / 2
+    return sums
 
 
 def _auroc(s: State, classes: int) -> float:
