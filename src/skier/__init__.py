@@ -16,8 +16,7 @@ when something that needs it is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from skier._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -56,14 +55,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skier' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), __all__)
