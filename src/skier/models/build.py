@@ -16,12 +16,12 @@ from typing import Any
 
 from torch import nn
 
+from skier._references import resolve_reference
 from skier.config import ModelConfig
 from skier.errors import ModelError, SkierError, did_you_mean, problem
 from skier.models.blocks import is_count
 from skier.models.cnn import CNN
 from skier.models.mlp import MLP
-from skier.models.references import resolve_reference
 from skier.models.tabular import TabularNet
 
 __all__ = ["build_from_factory", "build_model", "count_parameters"]

@@ -54,9 +54,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from skier._references import resolve_reference
 from skier.config import InitConfig, config_from_mapping
 from skier.errors import CheckpointError, ConfigError, problem
-from skier.models.references import resolve_reference
 
 __all__ = ["INIT_LAYERS", "SCHEMES", "InitReport", "initialize"]
 

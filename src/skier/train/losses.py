@@ -18,7 +18,6 @@ A new loss is one :class:`LossSpec` passed to :func:`register_loss`.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from skier._references import resolve_reference
 from skier.errors import ConfigError, did_you_mean, problem
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "LossFn",
     "LossSpec",
     "build_loss",
-    "import_callable",
     "loss_task",
     "register_loss",
 ]
@@ -190,25 +189,6 @@ def loss_task(loss: Any, target: torch.Tensor) -> str | None:
     return "classification" if spec.targets == "classes" else "regression"
 
 
-def import_callable(path: str, field: str) -> Callable[..., Any]:
-    """``package.module:function`` imported; a clear error when it is not there."""
-    module_name, _, attr = path.partition(":")
-    try:
-        found = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(
-            problem(
-                field,
-                "a built-in name or an importable 'package.module:function'",
-                path,
-                f"({type(exc).__name__}: {exc})",
-            )
-        ) from None
-    if not callable(found):
-        raise ConfigError(problem(field, "a callable", path))
-    return found
-
-
 class Loss:
     """A built loss: ``loss(out, y)`` is the training loss (torch's reduction), ``per_example``
     each example's value (``None``: a callable that cannot give them), ``batch_sum`` what an
@@ -310,7 +290,9 @@ def build_loss(
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}  # hashable
     if callable(name) or (isinstance(name, str) and ":" in name):
         fn: Callable[..., torch.Tensor] = (
-            import_callable(name, field) if isinstance(name, str) else name
+            resolve_reference(name, field, ConfigError, what="a function")
+            if isinstance(name, str)
+            else name
         )
         label = name if isinstance(name, str) else getattr(fn, "__name__", type(fn).__name__)
         _check_options(label, frozenset(), opts)

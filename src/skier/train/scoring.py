@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from skier._references import resolve_reference
 from skier.errors import ConfigError, did_you_mean, problem
 
 __all__ = ["METRICS", "MetricSpec", "Scoring", "is_metric_object", "metric_name", "register_metric"]
@@ -244,8 +245,6 @@ class Scoring:
         return cls(metrics, kind=kind)  # type: ignore[arg-type]
 
     def __init__(self, metrics: Sequence[Any], *, kind: Kind, num_classes: int = 0) -> None:
-        from skier.train.losses import import_callable
-
         self.kind, self.num_classes = kind, num_classes
         self.builtin: list[MetricSpec] = []
         self.custom: list[tuple[str, Any]] = []
@@ -276,9 +275,13 @@ class Scoring:
                 else:
                     self.builtin.append(spec)
             else:
-                self.custom.append(
-                    (name, import_callable(m, f"train.metrics[{i}]") if isinstance(m, str) else m)
+                field = f"train.metrics[{i}]"
+                fn = (
+                    resolve_reference(m, field, ConfigError, what="a function")
+                    if isinstance(m, str)
+                    else m
                 )
+                self.custom.append((name, fn))
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             problems.append(problem("train.metrics", "names used once each", duplicated))
