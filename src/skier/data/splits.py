@@ -6,7 +6,9 @@
 (70, 20, 10)
 
 Classification labels are split stratified, so every split keeps the class proportions; float
-(regression) targets are shuffled plainly. The same seed always gives the same indices.
+(regression) targets are shuffled plainly. The same seed always gives the same indices: the
+ones scikit-learn's ``train_test_split`` gives (skier draws them itself, with numpy, so that a
+run does not import ``sklearn.model_selection``).
 """
 
 from __future__ import annotations
@@ -45,8 +47,71 @@ def _check_class_counts(labels: np.ndarray, needed: int, why: str) -> None:
 
 
 def _sizes(n: int, fraction: float) -> int:
-    # sklearn rounds a test fraction up; use the same rule so the sizes reported match.
+    # scikit-learn rounds a test fraction up; the same rule keeps the sizes (and splits) its own.
     return int(np.ceil(fraction * n))
+
+
+def _hold_out(
+    index: np.ndarray, size: int, seed: int, labels: np.ndarray | None, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held)``: ``size`` entries of ``index`` held out, stratified on ``labels``.
+
+    The same entries, in the same order, as scikit-learn's ``train_test_split(index,
+    test_size=size, random_state=seed, stratify=labels)`` (its ``ShuffleSplit`` or
+    ``StratifiedShuffleSplit``, both drawing from one legacy ``RandomState``): splits made
+    before skier had its own stay as they were, and importing ``sklearn.model_selection`` (with
+    pandas and scipy) is no longer part of a run's start-up. Tested against scikit-learn.
+    """
+    rng = np.random.RandomState(seed)
+    if labels is None:
+        order = rng.permutation(index.size)
+        return index[order[size:]], index[order[:size]]
+    kept_size = index.size - size
+    classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    _check_class_counts(labels, 2, f"left to hold out the {name} split")
+    kept_name = "training" if name == "validation" else "training + validation"
+    for part, part_size in ((kept_name, kept_size), (name, size)):
+        if part_size < classes.size:
+            raise DataError(
+                problem(
+                    f"the {part} split",
+                    f"at least one example per class ({classes.size})",
+                    f"{part_size} examples",
+                    "Change val_fraction / test_fraction or use stratify=False.",
+                )
+            )
+    # Positions of each class's members, in their order in ``labels`` (a stable sort).
+    members = np.split(np.argsort(codes, kind="stable"), np.cumsum(counts)[:-1])
+    # The draws below, in this order, are the ones scikit-learn makes from its generator.
+    per_class_kept = _proportional_counts(counts, kept_size, rng)
+    per_class_held = _proportional_counts(counts - per_class_kept, size, rng)
+    kept_parts, held_parts = [], []
+    for positions, k, h in zip(members, per_class_kept, per_class_held, strict=True):
+        shuffled = positions[rng.permutation(positions.size)]
+        kept_parts.append(shuffled[:k])
+        held_parts.append(shuffled[k : k + h])
+    kept = rng.permutation(np.concatenate(kept_parts))
+    held = rng.permutation(np.concatenate(held_parts))
+    return index[kept], index[held]
+
+
+def _proportional_counts(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of ``draws`` each class gets: its share of ``draws`` rounded down, then one
+    more for the classes with the largest fractional parts until ``draws`` are given out, ties
+    broken at random (scikit-learn's ``_approximate_mode``, with its use of ``rng``)."""
+    share = counts / counts.sum() * draws
+    given = np.floor(share)
+    short = int(draws - given.sum())
+    fraction = share - given
+    # Largest fractional part first; each tied group takes its turn whole or in a random part.
+    for value in np.unique(fraction)[::-1]:
+        if short <= 0:
+            break
+        tied = np.flatnonzero(fraction == value)
+        chosen = rng.choice(tied, size=min(tied.size, short), replace=False)
+        given[chosen] += 1
+        short -= chosen.size
+    return given.astype(int)
 
 
 def stratified_split(
@@ -105,20 +170,15 @@ def stratified_split(
                     )
                 )
 
-    # Imported here: scikit-learn's model_selection costs about a second to import.
-    from sklearn.model_selection import train_test_split
-
     index = np.arange(n)
     empty = np.empty(0, dtype=np.int64)
     rest, test = index, empty
     if n_test > 0:
-        rest, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=labels)
+        rest, test = _hold_out(index, n_test, seed, labels, "test")
     train, val = rest, empty
     if n_val > 0:
         rest_labels = None if labels is None else labels[rest]
-        train, val = train_test_split(
-            rest, test_size=n_val, random_state=seed + 1, stratify=rest_labels
-        )
+        train, val = _hold_out(rest, n_val, seed + 1, rest_labels, "validation")
     return (
         np.sort(train).astype(np.int64),
         np.sort(val).astype(np.int64),
