@@ -69,6 +69,22 @@ def test_start_up_imports_only_what_it_needs(module: str) -> None:
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+def test_digits_start_up_leaves_scikit_learn_pandas_and_scipy_unimported() -> None:
+    # `skier train` on digits: the runner, the config, and the data loader's digits and split
+    # (skier reads scikit-learn's digits file and draws the stratified split itself).
+    heavy = ["sklearn", "sklearn.model_selection", "pandas", "scipy"]
+    code = (
+        "import sys, skier.runner\n"
+        "from skier.config import DataConfig\n"
+        "from skier.data import load_data\n"
+        "data = load_data(DataConfig(name='digits'))\n"
+        "assert data.val is not None and data.test is not None\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def test_safety_rules_hold_in_src() -> None:
     """The security rules of the brief, checked over the source."""
     problems = []

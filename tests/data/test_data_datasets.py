@@ -360,3 +360,17 @@ def test_csv_value_beyond_float32_is_one_error_naming_the_column(tmp_path: Path)
     path.write_text("a,b,y\n0,1,0\n0,3.4028235677973366e+38,1\n1,2,0\n")
     with pytest.raises(DataError, match=r"big\.csv: column 'b' must be within float32 range"):
         read_csv(path, target="y")
+
+
+def test_digits_are_scikit_learns_digits() -> None:
+    # skier reads scikit-learn's digits file itself (no sklearn import at start-up): the
+    # same numbers, labels and names as load_digits.
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    raw = digits()
+    np.testing.assert_array_equal(raw.x_num, bunch.data.astype(np.float32))
+    np.testing.assert_array_equal(raw.y, bunch.target)
+    assert raw.x_num.dtype == np.float32 and raw.y.dtype == np.int64
+    assert raw.feature_names == list(bunch.feature_names)
+    assert raw.class_names == [str(c) for c in bunch.target_names]

@@ -8,6 +8,8 @@ downloaded: ``digits`` ships with scikit-learn and ``synthetic`` is generated.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,18 +27,35 @@ def digits(as_images: bool = False) -> RawData:
     >>> digits(as_images=True).x_num.shape
     (1797, 1, 8, 8)
     """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    names = [str(n) for n in bunch.feature_names]
+    table = _digits_table()
+    x = np.ascontiguousarray(table[:, :-1], dtype=np.float32)
+    y = table[:, -1].astype(np.int64)
+    names = [f"pixel_{row}_{col}" for row in range(8) for col in range(8)]
     if as_images:
         x = x.reshape(-1, 1, 8, 8)
         names = []
-    y = np.asarray(bunch.target, dtype=np.int64)
-    classes = [str(c) for c in bunch.target_names]
+    classes = [str(c) for c in range(10)]
     info: dict[str, Any] = {"source": "sklearn.datasets.load_digits"}
     return RawData.numeric(x, y, names, classes, "classification", "digits", info)
+
+
+def _digits_table() -> np.ndarray:
+    """The digits as scikit-learn ships them: 1797 rows of 64 pixels and the label.
+
+    Read from scikit-learn's own file without importing scikit-learn, whose import (pandas and
+    scipy with it) costs about a second of a digits run's start-up; through ``load_digits``
+    where that file is not found.
+    """
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    roots = spec.submodule_search_locations if spec is not None else None
+    for root in roots or []:
+        path = Path(root, "datasets", "data", "digits.csv.gz")
+        if path.is_file():
+            return np.loadtxt(path, delimiter=",")
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return np.column_stack([x, y])
 
 
 def synthetic(
