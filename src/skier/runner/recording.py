@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from skier._throttle import Throttle
 from skier.record import RunDir, RunStore
 from skier.train import Callback
 from skier.train.state import TrainState
@@ -37,20 +38,20 @@ class RecordLogger(Callback):
     ) -> None:
         self.store, self.run_id, self.run_dir = store, run_id, run_dir
         self.flush_every_s = flush_every_s
-        self._clock = clock
         self._pending: list[tuple[int, dict[str, float]]] = []
         self._history: Any = None
-        self._flushed_at = clock()
+        self._throttle = Throttle(flush_every_s, clock)
+        self._throttle.mark()
 
     def on_fit_start(self, state: TrainState) -> None:
-        self._flushed_at = self._clock()
+        self._throttle.mark()
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
         if self.store is None:
             return
         self._pending.append((state.epoch, dict(logs)))
         self._history = state.history
-        if self._clock() - self._flushed_at >= self.flush_every_s:
+        if self._throttle.due():
             self.flush()
 
     def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
@@ -63,7 +64,7 @@ class RecordLogger(Callback):
         pending, self._pending = self._pending, []
         self.store.log_epochs(self.run_id, pending)
         self.run_dir.write_metrics(self._history, sync=False)  # the store has every epoch
-        self._flushed_at = self._clock()
+        self._throttle.mark()
 
     @contextlib.contextmanager
     def flushed(self) -> Iterator[None]:

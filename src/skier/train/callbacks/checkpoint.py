@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from skier._throttle import Throttle
 from skier.errors import ConfigError, problem
 from skier.train.callbacks.monitor import Mode, Monitor
 from skier.train.state import TrainState
@@ -78,8 +79,8 @@ class Checkpoint(Monitor):
         self.every = every
         self.keep_best = keep_best
         self.every_s = float(every_s) if isinstance(every_s, int | float) else 0.0
-        self._clock = clock
-        self._written_at = clock()
+        self._throttle = Throttle(self.every_s, clock)
+        self._throttle.mark()
         super().__init__(monitor, mode, min_delta)
 
     @property
@@ -92,11 +93,11 @@ class Checkpoint(Monitor):
 
     def on_fit_start(self, state: TrainState) -> None:
         super().on_fit_start(state)
-        self._written_at = self._clock()  # the work at risk is counted from the start
+        self._throttle.mark()  # the work at risk is counted from the start
 
     def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        now = self._clock()
-        hold = state.epoch != state.epochs and now - self._written_at < self.every_s
+        now = self._throttle.clock()
+        hold = state.epoch != state.epochs and not self._throttle.due(now)
         asked = False
         if state.epoch % self.every == 0 or state.epoch == state.epochs:
             state.request_checkpoint(str(self.last_path), "last", hold=hold)
@@ -105,7 +106,7 @@ class Checkpoint(Monitor):
             state.request_checkpoint(str(self.best_path), "best", hold=hold)
             asked = True
         if asked and not hold:
-            self._written_at = now
+            self._throttle.mark(now)
 
     def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
         # A stop between two `every` epochs still leaves the final position on disk.

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from skier._io import atomic_write_text
+from skier._throttle import Throttle
 from skier.errors import SkierError, require_extra
 from skier.history import History
 from skier.train.callbacks.base import Callback
@@ -145,16 +146,15 @@ class TrackerLogger(Callback):
         self.config_text = config_text
         self.position_file = Path(position_file) if position_file is not None else None
         self.flush_every_s = flush_every_s
+        self._throttle = Throttle(flush_every_s, clock)  # due until the first hand-off
         self.finish_timeout_s = finish_timeout_s
         self.finish_at_fit_end = finish_at_fit_end
         self.echo = echo
-        self._clock = clock
         self.failure: str | None = None
         self.position: dict[str, Any] = {}  # what the tool has: the sender thread's
         self._active = False
         self._pending: list[dict[str, float]] = []  # rows not yet handed to the sender
         self._queued_epoch = 0
-        self._last_send = 0.0
         self._history: History | None = None
         self._monitor = "loss"
         # The sender thread and what the training thread hands it, under _ready.
@@ -202,7 +202,7 @@ class TrackerLogger(Callback):
         if state.epoch > self._queued_epoch:
             self._pending.append(dict(state.history.rows[-1]))
             self._queued_epoch = state.epoch
-        if self._clock() - self._last_send >= self.flush_every_s:
+        if self._throttle.due():
             self._hand_off()
 
     def on_fit_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
@@ -265,7 +265,7 @@ class TrackerLogger(Callback):
     def _hand_off(self) -> None:
         """Give the buffered rows to the sender (it sends them, and the per-step series past
         its position, as one batch when it is free: never waits on the tool)."""
-        self._last_send = self._clock()
+        self._throttle.mark()
         with self._ready:
             self._outbox += self._pending
             self._pending = []
