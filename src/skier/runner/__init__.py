@@ -8,8 +8,9 @@ processes); ``seeds`` is ``skier train --seeds`` (one group of runs over seeds);
 Python users get the same files and records by calling these.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from skier._lazy import lazy_names
 from skier.runner.training import (
     EpochLines,
     RecordLogger,
@@ -17,6 +18,11 @@ from skier.runner.training import (
     check_run_config,
     run_training,
 )
+
+if TYPE_CHECKING:
+    from skier.runner.cv import CVOutcome, run_cv
+    from skier.runner.seeds import SeedsOutcome, run_seeds
+    from skier.runner.tune import TuneOutcome, run_tune
 
 __all__ = [
     "CVOutcome",
@@ -32,21 +38,15 @@ __all__ = [
     "run_tune",
 ]
 
-_SEARCH = {
-    "CVOutcome": "cv",
-    "run_cv": "cv",
-    "TuneOutcome": "tune",
-    "run_tune": "tune",
-    "SeedsOutcome": "seeds",
-    "run_seeds": "seeds",
+# Search pulls in Optuna (and seeds the search helpers): imported when first used, so
+# `skier train` does not pay for it.
+_SEARCH: dict[str, str] = {
+    "CVOutcome": "skier.runner.cv",
+    "run_cv": "skier.runner.cv",
+    "TuneOutcome": "skier.runner.tune",
+    "run_tune": "skier.runner.tune",
+    "SeedsOutcome": "skier.runner.seeds",
+    "run_seeds": "skier.runner.seeds",
 }
 
-
-def __getattr__(name: str) -> Any:
-    # Search pulls in Optuna (and seeds the search helpers): imported when asked for, so
-    # `skier train` does not pay for it.
-    if name in _SEARCH:
-        from importlib import import_module
-
-        return getattr(import_module(f"skier.runner.{_SEARCH[name]}"), name)
-    raise AttributeError(f"module 'skier.runner' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _SEARCH, globals(), __all__)
