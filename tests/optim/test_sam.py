@@ -14,7 +14,7 @@ from skier.config import OptimConfig
 from skier.diagnostics.lr_range import lr_range_test
 from skier.errors import ConfigError
 from skier.optim import SAM, build_optimizer, has_line_search, needs_closure
-from skier.train import Callback, Checkpoint, TrainState, fit
+from skier.train import Checkpoint, fit
 from skier.train.distributed import check_settings
 
 N, D = 24, 3
@@ -144,22 +144,14 @@ def test_sam_with_accumulation_is_sam_on_the_big_batch() -> None:
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
 
 
-class _Interrupt(Callback):
-    stateful = False
-
-    def on_epoch_end(self, state: TrainState, logs: Any) -> None:
-        if state.epoch == 3:
-            raise KeyboardInterrupt
-
-
-def test_resume_with_sam_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_with_sam_is_bit_identical(tmp_path: Path, interrupt_at: Any) -> None:
     settings: dict[str, Any] = {"optimizer": "adam", "lr": 0.01, "sam": 0.05, "batch_size": 5,
                                 "epochs": 4, "schedule": "cosine", "seed": 2, "device": "cpu",
                                 "progress": "off"}  # fmt: skip
     full = _model()
     fit(full, _data(), **settings)
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), _data(), callbacks=[Checkpoint(tmp_path), _Interrupt()], **settings)
+        fit(_model(), _data(), callbacks=[Checkpoint(tmp_path), interrupt_at(3)], **settings)
     resumed = nn.Linear(D, 1)
     fit(resumed, _data(), callbacks=[Checkpoint(tmp_path)], resume=tmp_path / "last.pt",
         **settings)  # fmt: skip

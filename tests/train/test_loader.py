@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from skier.errors import ConfigError
-from skier.train import Callback, Checkpoint, FitResult, TrainState, fit, load_checkpoint
+from skier.train import Callback, Checkpoint, FitResult, fit, load_checkpoint
 from skier.train.loader import LoaderBatches, example_seed
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -44,15 +43,6 @@ class Augmented(Dataset[Any]):
         noise = 0.3 * torch.randn(self.x.shape[1])
         scale = 1.0 + 0.2 * float(np.random.rand()) - 0.1 * random.random()
         return self.x[i] * scale + noise, self.y[i]
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch: int | None) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _rows(result: FitResult) -> list[dict[str, float]]:
@@ -125,17 +115,16 @@ def test_reading_examples_leaves_the_main_process_rng_alone(clf_data: Data) -> N
 
 
 def _resumable_fit(
-    model: torch.nn.Module, data: Data, val: Data, directory: Path, **kw: Any
+    model: torch.nn.Module, data: Data, val: Data, directory: Path, *more: Callback, **kw: Any
 ) -> FitResult:
-    interrupt = kw.pop("interrupt_at", None)
     return fit(
         model, Augmented(*data), val, epochs=5, num_workers=2, schedule="cosine",
-        callbacks=[Checkpoint(directory, every=1), InterruptAt(interrupt)], **SETTINGS, **kw,
+        callbacks=[Checkpoint(directory, every=1), *more], **SETTINGS, **kw,
     )  # fmt: skip
 
 
 def test_resume_with_workers_is_exact(
-    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data
+    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, interrupt_at: Any
 ) -> None:
     full_model = make_mlp(seed=1, dropout=0.3, batch_norm=True)
     full = _resumable_fit(full_model, clf_data, clf_val, tmp_path / "full")
@@ -144,7 +133,7 @@ def test_resume_with_workers_is_exact(
     with pytest.raises(KeyboardInterrupt):
         _resumable_fit(
             make_mlp(seed=1, dropout=0.3, batch_norm=True), clf_data, clf_val, stopped,
-            interrupt_at=3,
+            interrupt_at(3),
         )  # fmt: skip
     saved = load_checkpoint(stopped / "last.pt")
     assert saved["epoch"] == 2 and int(saved["sampler"]["epoch"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 
@@ -53,10 +54,12 @@ def test_hard_examples_are_drawn_more_often_and_observe_updates_them() -> None:
     assert torch.all(batches.recent[counts > 0] == 0.5)  # every drawn example was updated
 
 
-def test_fit_with_informative_sampling_learns_and_resumes_exactly(tmp_path: object) -> None:
+def test_fit_with_informative_sampling_learns_and_resumes_exactly(
+    tmp_path: object, interrupt_at: Any
+) -> None:
     from pathlib import Path
 
-    from skier.train import Callback, Checkpoint, fit
+    from skier.train import Checkpoint, fit
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, 6, generator=g)
@@ -73,15 +76,8 @@ def test_fit_with_informative_sampling_learns_and_resumes_exactly(tmp_path: obje
     result = fit(whole, (x, y), callbacks=[Checkpoint(root / "a")], **kw)
     assert result.history.column("loss")[-1] < 0.5 * result.history.column("loss")[0]
 
-    class Stop(Callback):
-        stateful = False  # not part of what a checkpoint must match
-
-        def on_epoch_end(self, state: object, logs: object) -> None:
-            if getattr(state, "epoch", 0) == 2:
-                raise KeyboardInterrupt
-
     with contextlib.suppress(KeyboardInterrupt):
-        fit(model(), (x, y), callbacks=[Checkpoint(root / "b"), Stop()], **kw)
+        fit(model(), (x, y), callbacks=[Checkpoint(root / "b"), interrupt_at(2)], **kw)
     resumed = model()
     fit(resumed, (x, y), callbacks=[Checkpoint(root / "b")], resume=root / "b" / "last.pt", **kw)
     for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):

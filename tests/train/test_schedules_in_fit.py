@@ -60,23 +60,23 @@ def test_plateau_monitor_must_be_a_logged_key(make_mlp: Any, clf_data: Data) -> 
         fit(make_mlp(), clf_data, epochs=1, schedule={"name": "plateau"}, **CPU)
 
 
-def test_per_step_lr_series_survives_a_resume(make_mlp: Any, clf_data: Data, tmp_path: Any) -> None:
+def test_per_step_lr_series_survives_a_resume(
+    make_mlp: Any, clf_data: Data, tmp_path: Any, interrupt_at: Any
+) -> None:
     import contextlib
 
-    from skier.train import Callback, Checkpoint
-
-    class Interrupt(Callback):
-        stateful = False
-
-        def on_epoch_end(self, state: Any, logs: Any) -> None:
-            if state.epoch == 3:
-                raise KeyboardInterrupt
+    from skier.train import Checkpoint
 
     kw = {"optimizer": "sgd", "lr": 0.05, "batch_size": 50, "epochs": 4,
           "schedule": {"name": "one_cycle"}, **CPU}  # fmt: skip
     whole = fit(make_mlp(seed=1), clf_data, callbacks=[Checkpoint(tmp_path / "a")], **kw)
     with contextlib.suppress(KeyboardInterrupt):
-        fit(make_mlp(seed=1), clf_data, callbacks=[Checkpoint(tmp_path / "b"), Interrupt()], **kw)
+        fit(
+            make_mlp(seed=1),
+            clf_data,
+            callbacks=[Checkpoint(tmp_path / "b"), interrupt_at(3)],
+            **kw,
+        )
     resumed = fit(make_mlp(seed=1), clf_data, callbacks=[Checkpoint(tmp_path / "b")],
                   resume=tmp_path / "b" / "last.pt", **kw)  # fmt: skip
     assert len(resumed.history.steps["lr"]) == 20

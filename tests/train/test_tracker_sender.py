@@ -112,21 +112,16 @@ def test_the_run_record_notes_the_unreachable_logger(tmp_path: Path) -> None:
 
 
 def test_a_logger_reused_after_a_fit_that_raised_has_one_sender(
-    tmp_path: Path, make_mlp: Any, clf_data: Any, clf_val: Any
+    tmp_path: Path, make_mlp: Any, clf_data: Any, clf_val: Any, interrupt_at: Any
 ) -> None:
     """A fit that raises leaves its sender open (no fit end); the next fit with the same
     logger lets it send what it had, stops it, and starts its own."""
     pytest.importorskip("tensorboard")
-    from skier.train import Callback, TensorBoardLogger
-
-    class InterruptAt2(Callback):
-        def on_epoch_end(self, state: Any, logs: Any) -> None:
-            if state.epoch == 2:
-                raise KeyboardInterrupt
+    from skier.train import TensorBoardLogger
 
     tb = TensorBoardLogger(tmp_path / "tb", flush_every_s=0.0)
     with pytest.raises(KeyboardInterrupt):
-        fit(make_mlp(seed=1), clf_data, clf_val, callbacks=[tb, InterruptAt2()], **SETTINGS)
+        fit(make_mlp(seed=1), clf_data, clf_val, callbacks=[tb, interrupt_at(2)], **SETTINGS)
     first = tb._thread
     assert first is not None and first.is_alive()  # open, idle
     fit(make_mlp(seed=1), clf_data, clf_val, callbacks=[tb], **SETTINGS)

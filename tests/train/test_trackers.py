@@ -43,15 +43,6 @@ SETTINGS: dict[str, Any] = {"epochs": 6, "batch_size": 32, "lr": 0.05, "seed": 7
 PARAMS = {"optim.lr": 0.05, "optim.name": "sgd", "train.epochs": 6, "train.amp": False}
 
 
-class InterruptAt(Callback):
-    def __init__(self, epoch: int | None) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def _fit(
     model: torch.nn.Module, data: Data, val: Data, callbacks: list[Callback], **kw: Any
 ) -> FitResult:
@@ -163,7 +154,12 @@ def test_mlflow_run_params_metrics_tags_artifacts(
 @pytest.mark.slow
 @pytest.mark.parametrize("flush_every_s", [0.0, 1e9], ids=["sent-each-epoch", "sent-at-end"])
 def test_resumed_fit_logs_each_epoch_once(
-    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, flush_every_s: float
+    tmp_path: Path,
+    make_mlp: Any,
+    clf_data: Data,
+    clf_val: Data,
+    flush_every_s: float,
+    interrupt_at: Any,
 ) -> None:
     """Interrupted at epoch 4's end (after the loggers sent it, or before they sent anything)
     with the last checkpoint at epoch 3; the resumed fit's records hold epochs 1-6 once each."""
@@ -179,11 +175,11 @@ def test_resumed_fit_logs_each_epoch_once(
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
         _fit(make_mlp(seed=1), clf_data, clf_val,
-             [*loggers(), Checkpoint(ckpt, every=1), InterruptAt(4)])  # fmt: skip
+             [*loggers(), Checkpoint(ckpt, every=1), interrupt_at(4)])  # fmt: skip
     assert load_checkpoint(ckpt / "last.pt")["epoch"] == 3
     resumed = loggers()
     result = _fit(make_mlp(seed=1), clf_data, clf_val,
-                  [*resumed, Checkpoint(ckpt, every=1), InterruptAt(None)],
+                  [*resumed, Checkpoint(ckpt, every=1)],
                   resume=ckpt / "last.pt")  # fmt: skip
     full = _fit(make_mlp(seed=1), clf_data, clf_val, [])
     assert [r["loss"] for r in result.history.rows] == [r["loss"] for r in full.history.rows]
@@ -256,7 +252,12 @@ def test_other_ranks_log_nothing(tmp_path: Path, make_mlp: Any) -> None:
     "recorded", [2, 0, None], ids=["position-at-2", "no-position-but-the-run", "no-run-id"]
 )
 def test_killed_between_a_send_and_its_position_write(
-    tmp_path: Path, make_mlp: Any, clf_data: Data, clf_val: Data, recorded: int | None
+    tmp_path: Path,
+    make_mlp: Any,
+    clf_data: Data,
+    clf_val: Data,
+    recorded: int | None,
+    interrupt_at: Any,
 ) -> None:
     """Both tools had every epoch through 4 (and its lr steps), but the process died before
     the positions after epoch ``recorded`` were written (None: not even the MLflow run's id,
@@ -280,7 +281,7 @@ def test_killed_between_a_send_and_its_position_write(
     ckpt, first = tmp_path / "ckpt", loggers()
     with pytest.raises(KeyboardInterrupt):
         _fit(make_mlp(seed=1), clf_data, clf_val,
-             [*first, Checkpoint(ckpt, every=1), InterruptAt(4)])  # fmt: skip
+             [*first, Checkpoint(ckpt, every=1), interrupt_at(4)])  # fmt: skip
     assert all(lg.drain(30) for lg in first if isinstance(lg, TrackerLogger))  # all sent
     saved = json.loads(position.read_text())
     for entry in saved.values():  # what a kill in the window leaves: a position behind
@@ -293,7 +294,7 @@ def test_killed_between_a_send_and_its_position_write(
     position.write_text(json.dumps(saved))
     resumed = loggers()
     result = _fit(make_mlp(seed=1), clf_data, clf_val,
-                  [*resumed, Checkpoint(ckpt, every=1), InterruptAt(None)],
+                  [*resumed, Checkpoint(ckpt, every=1)],
                   resume=ckpt / "last.pt")  # fmt: skip
     assert [int(r["epoch"]) for r in result.history.rows] == [1, 2, 3, 4, 5, 6]
     _assert_tensorboard(tmp_path / "tb", result)
