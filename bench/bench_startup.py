@@ -9,6 +9,8 @@ before a change), interleaved with the rest.
   import_skier         ``python -c "import skier"`` (lazy: no torch)
   import_skier_train   ``python -c "import skier.train"``
   train_help           ``python -m skier train --help``
+  load_digits          ``skier.load_data`` of digits (split 60/20/20) after ``import skier.runner``:
+                       what a digits run adds to its imports before training
   first_epoch_cli      ``python -m skier train`` on digits (the default config), from the
                        process start to its first epoch's start (the line it prints after the
                        epoch less the epoch's time on it)
@@ -54,6 +56,13 @@ class Mark(skier.Callback):  # the line skier train prints after an epoch, with 
 skier.fit(model, data.train, epochs=1, progress="off", device="cpu", callbacks=[Mark()])
 """
 
+LOAD_DIGITS = """
+import skier.runner
+from skier.config import DataConfig
+from skier.data import load_data
+load_data(DataConfig(name="digits"))
+"""
+
 PLAIN = """
 import sys, torch
 from sklearn.datasets import load_digits
@@ -79,6 +88,7 @@ def _command(variant: str, out: str) -> list[str]:
         "import_skier": [python, "-c", "import skier"],
         "import_skier_train": [python, "-c", "import skier.train"],
         "train_help": [python, "-m", "skier", "train", "--help"],
+        "load_digits": [python, "-c", LOAD_DIGITS],
         "first_epoch_cli": [python, "-m", "skier", "train", "--out", out, "--set",
                             "train.epochs=1", "--set",
                             "record.plots=false", "--set", "record.report=false"],
@@ -95,7 +105,7 @@ def _time(variant: str, src: Path) -> float:
 def _measure(variant: str, src: Path) -> tuple[float, float | None]:
     """Seconds from starting the process to its end, and the CPU seconds it used (user +
     system, which a loaded machine distorts far less than the wall time); or to its first
-    epoch's start (no CPU figure): the
+    epoch's start (its CPU figure then is the whole process's, to its end after one epoch): the
     moment a line ``epoch 1/N ... S s`` appears (written at the end of epoch 1, with the epoch's
     own duration S, as ``skier train`` prints it) less S, or a line ``epoch 1 starts``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -109,6 +119,7 @@ def _measure(variant: str, src: Path) -> tuple[float, float | None]:
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
             return wall, cpu
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
         assert proc.stdout is not None
@@ -121,7 +132,8 @@ def _measure(variant: str, src: Path) -> tuple[float, float | None]:
                 found = time.perf_counter() - t0 - float(m.group(1))
         if proc.wait(timeout=300) != 0 or found is None:
             raise SystemExit(f"{variant} failed: {''.join(seen)[-800:]}")
-        return found, None
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return found, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -131,12 +143,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, help="only these variants")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    variants = ["import_torch", "import_skier", "import_skier_train", "train_help",
+    variants = ["import_torch", "import_skier", "import_skier_train", "train_help", "load_digits",
                 "first_epoch_plain", "first_epoch_fit", "first_epoch_cli"]  # fmt: skip
     runs = [(v, "skier", SRC) for v in variants]
     if args.baseline is not None:
-        runs += [(v, "base", args.baseline.resolve()) for v in variants if "skier" in v
-                 or v in ("train_help", "first_epoch_fit", "first_epoch_cli")]  # fmt: skip
+        skier_runs = ("train_help", "load_digits", "first_epoch_fit", "first_epoch_cli")
+        runs += [(v, "base", args.baseline.resolve()) for v in variants
+                 if "skier" in v or v in skier_runs]  # fmt: skip
     if args.only:
         runs = [r for r in runs if r[0] in args.only]
     times: dict[str, list[float]] = {f"{v}/{who}": [] for v, who, _ in runs}

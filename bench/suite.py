@@ -288,7 +288,8 @@ def _startup(repeats: int) -> dict[str, float]:
     floor (``import torch``) and ``import skier.train`` in wall and CPU seconds (CPU time: what
     a loaded machine distorts least), and the wall time from the process start to the first
     epoch's start of ``skier train`` on digits and of a hand-written torch script on the same
-    data (bench_startup.py, where each is defined)."""
+    data, with their whole process's CPU seconds (one epoch; bench_startup.py, where each is
+    defined)."""
     from bench_startup import SRC, _measure
 
     wall: dict[str, list[float]] = {name: [] for name in STARTUP}
