@@ -85,6 +85,22 @@ def test_digits_start_up_leaves_scikit_learn_pandas_and_scipy_unimported() -> No
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+def test_a_run_without_plots_or_report_never_imports_matplotlib(tmp_path: Path) -> None:
+    # matplotlib (~0.4 s) is imported by the figures and the report, only when they are asked for
+    code = (
+        "import sys\n"
+        "from skier.config import load_config\n"
+        "from skier.runner import run_training\n"
+        "overrides = ['train.epochs=1', 'record.plots=false', 'record.report=false']\n"
+        f"outcome = run_training(load_config(None, overrides), out_dir={str(tmp_path)!r},\n"
+        "                       progress=False)\n"
+        "assert outcome.run_dir.is_dir()\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
+
+
 def test_safety_rules_hold_in_src() -> None:
     """The security rules of the brief, checked over the source."""
     problems = []

@@ -489,12 +489,6 @@ def _write_outputs(
     summary: dict[str, Any],
     data_info: dict[str, Any],
 ) -> None:
-    # matplotlib and the report are imported here, at the end: not on the way to epoch 1
-    from skier.plots import plot_learning_figure, save_figure
-    from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
-    from skier.plots.sharpness_steps import plot_sharpness_steps_figure, sharpness_series
-    from skier.report import write_run_report
-
     run_dir.write_metrics(result.history)
     run_dir.write_result(summary)
     if "preprocessing" in data_info:
@@ -513,12 +507,36 @@ def _write_outputs(
         lines = ["step,lr", *(f"{i},{lr!r}" for i, lr in enumerate(lrs, 1))]
         atomic_write_text(run_dir.path / RunFiles.LR_CSV, "\n".join(lines) + "\n")
         store.add_artifact(run_id, RunFiles.LR_CSV, run_dir.path / RunFiles.LR_CSV, "csv")
+    # matplotlib and the report are imported where they are used, at the end: not on the way
+    # to epoch 1, and not at all by a run with plots, report and per-step series off
     if config.record.plots and result.history.rows:
+        from skier.plots import plot_learning_figure, save_figure
+
         figure = plot_learning_figure(result)
         save_figure(figure, run_dir.learning_curves_png)
         store.add_artifact(
             run_id, RunFiles.LEARNING_CURVES_PNG, run_dir.learning_curves_png, "figure"
         )
+    diag = config.diagnostics
+    if diag.gradient_flow_every > 0 or diag.sharpness_every is not None:
+        _write_per_step_series(config, run_dir, store, run_id, result)
+    if config.record.report:
+        from skier.report import write_run_report
+
+        # Every section the run's data allows (curves, lr schedule, gradient flow, sharpness,
+        # lr_find).
+        write_run_report(run_dir.path, store=store)
+        store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
+
+
+def _write_per_step_series(
+    config: RunConfig, run_dir: RunDir, store: RunStore, run_id: str, result: FitResult
+) -> None:
+    """The per-step series recorded during training (gradient flow, sharpness): csv and plot."""
+    from skier.plots import save_figure
+    from skier.plots.gradient_flow import gradient_flow_series, plot_gradient_flow_figure
+    from skier.plots.sharpness_steps import plot_sharpness_steps_figure, sharpness_series
+
     diag = config.diagnostics
     per_step = (  # the per-step series recorded during training: (on, csv, its series, png, plot)
         (diag.gradient_flow_every > 0, RunFiles.GRADIENT_FLOW_CSV, gradient_flow_series,
@@ -534,8 +552,3 @@ def _write_outputs(
         if config.record.plots:
             save_figure(plot(result), run_dir.path / png_name)
             store.add_artifact(run_id, png_name, run_dir.path / png_name, "figure")
-    if config.record.report:
-        # Every section the run's data allows (curves, lr schedule, gradient flow, sharpness,
-        # lr_find).
-        write_run_report(run_dir.path, store=store)
-        store.add_artifact(run_id, RunFiles.REPORT, run_dir.report_html, "report")
