@@ -94,6 +94,19 @@ def test_binary_logit_auroc_with_ties_equals_sklearn(seed: int) -> None:
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), rel=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multilabel_auroc_with_some_labels_tied_equals_sklearn(seed: int) -> None:
+    # Label 0's logits repeat (a tie pass), labels 1 and 2 have distinct scores (left bounds
+    # only): each label's AUROC must be scikit-learn's either way.
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (400, 3), generator=g).float()
+    logits = torch.randn(400, 3, generator=g) + y
+    logits[:, 0] = torch.randint(-2, 3, (400,), generator=g).float()
+    got = _score(logits, y, ["auroc"], loss="binary_cross_entropy")["auroc"]
+    proba = logits.sigmoid().numpy()
+    assert got == pytest.approx(skm.roc_auc_score(y.numpy(), proba, average="macro"), rel=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_multilabel_metrics_equal_sklearn(seed: int) -> None:
     g = torch.Generator().manual_seed(seed)

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any
 
@@ -28,8 +29,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from skier.config import RunConfig
+from skier.data.splits import stratified_split
 from skier.data.types import DataBundle, Split, Task
-from skier.errors import ConfigError
+from skier.errors import ConfigError, DataError
 from skier.history import History
 from skier.models import build_from_factory
 from skier.optim import build_optimizer
@@ -59,6 +61,8 @@ class _SkierEstimator(BaseEstimator):
     n_iter_: int
     run_id_: str | None
     n_features_in_: int
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
 
     def __init__(
         self,
@@ -71,6 +75,10 @@ class _SkierEstimator(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         warm_start: bool = False,
         record: Any = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
     ) -> None:
         self.model = model
         self.optim = optim
@@ -80,6 +88,10 @@ class _SkierEstimator(BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.record = record
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -109,6 +121,49 @@ class _SkierEstimator(BaseEstimator):
 
     # --- training ---------------------------------------------------------------------------
 
+    def _check_stopping(self) -> None:
+        """The early-stopping parameters, checked before ``fit`` changes anything (one line
+        naming the first bad one, as scikit-learn's parameter checks do)."""
+        fraction, patience, tol = self.validation_fraction, self.n_iter_no_change, self.tol
+        if not isinstance(self.early_stopping, bool | np.bool_):
+            raise ValueError(f"early_stopping must be True or False; got {self.early_stopping!r}.")
+        if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+            raise ValueError(f"validation_fraction must be in (0, 1); got {fraction!r}.")
+        if not (isinstance(patience, numbers.Integral) and patience >= 1):
+            raise ValueError(f"n_iter_no_change must be an integer >= 1; got {patience!r}.")
+        if not (isinstance(tol, numbers.Real) and tol >= 0):
+            raise ValueError(f"tol must be a number >= 0; got {tol!r}.")
+
+    def _stopping_config(self, config: RunConfig) -> RunConfig:
+        """``config`` with skier's early stopping on the validation score: accuracy for the
+        classifier, R² (``train.metrics: [r2]``) for the regressor — what ``score`` returns."""
+        key = "val_accuracy" if self._task == "classification" else "val_r2"
+        metrics = list(config.train.metrics)
+        if key == "val_r2" and "r2" not in metrics:
+            metrics.append("r2")
+        stopping = config.early_stopping.model_copy(
+            update={"enabled": True, "monitor": key, "mode": "max", "min_delta": float(self.tol),
+                    "patience": int(self.n_iter_no_change), "restore_best": True}
+        )  # fmt: skip
+        train = config.train.model_copy(update={"metrics": metrics})
+        return config.model_copy(update={"early_stopping": stopping, "train": train})
+
+    def _hold_out(self, bundle: DataBundle, seed: int) -> DataBundle:
+        """``bundle`` with ``validation_fraction`` of its training examples moved to a
+        validation split (stratified by class for the classifier; seeded)."""
+        split, fraction = bundle.train, float(self.validation_fraction)
+        try:
+            train, val, _ = stratified_split(split.targets.numpy(), fraction, seed=seed)
+        except DataError as exc:  # too few rows (of a class) to hold some out
+            n = len(split)
+            raise ValueError(
+                f"early_stopping: validation_fraction={fraction} of {n} sample"
+                f"{'' if n == 1 else 's'} leaves no split to train and validate on: {exc}"
+            ) from None
+        return dataclasses.replace(
+            bundle, train=split.take(torch.from_numpy(train)), val=split.take(torch.from_numpy(val))
+        )
+
     def _settings(self, epochs_before: int) -> Settings:
         seed = None  # None: train.seed (0 unless set), so every fit is reproducible
         if isinstance(self.random_state, numbers.Integral):
@@ -130,14 +185,20 @@ class _SkierEstimator(BaseEstimator):
         continuing: bool,
         epochs: int | None = None,
     ) -> _SkierEstimator:
-        """Train on ``bundle``: a new model, or (``continuing``) the fitted one further."""
+        """Train on ``bundle``: a new model, or (``continuing``) the fitted one further;
+        ``epochs=None`` (``fit``, not ``partial_fit``): with ``early_stopping``, on all but a
+        held-out validation split, stopping and restoring by its score."""
         before = int(getattr(self, "n_iter_", 0)) if continuing else 0
         settings = self._settings(before)
         config = settings.config
+        stopping = bool(self.early_stopping) and epochs is None
         if epochs is not None:
             config = config.model_copy(
                 update={"train": config.train.model_copy(update={"epochs": epochs})}
             )
+        if stopping:
+            config = self._stopping_config(config)
+            bundle = self._hold_out(bundle, config.train.seed)
         if settings.record and not continuing:
             result, run_id = self._fit_recorded(settings, config, bundle)
             self.optimizer_, self.run_id_ = None, run_id
@@ -159,6 +220,11 @@ class _SkierEstimator(BaseEstimator):
         history.extend(result.history.rows)
         self.history_ = history
         self.n_iter_ = before + result.epochs_done
+        self.validation_scores_, self.best_validation_score_ = None, None
+        if stopping:
+            key = config.early_stopping.monitor
+            self.validation_scores_ = [row[key] for row in result.history.rows if key in row]
+            self.best_validation_score_ = result.best_value
         return self
 
     def _new_model(self, settings: Settings, config: RunConfig, bundle: DataBundle) -> Any:
@@ -253,12 +319,17 @@ def _fit(
 ) -> tuple[FitResult, torch.optim.Optimizer | None]:
     """skier's fit on the bundle with the config's sections, and the optimizer it trained with
     (kept for a warm start; SAM's is rebuilt by fit, so it is not kept)."""
+    from pathlib import Path
+
+    from skier.runner.preflight import monitoring_callbacks
+
     if optimizer is None and config.optim.sam is None:
         optimizer = build_optimizer(model.parameters(), config.optim)
     result = fit(
         model, bundle, optimizer=optimizer if optimizer is not None else config.optim.name,
         schedule=config.schedule, train_config=config.train, optim_config=config.optim,
         regularization=config.regularization,
+        callbacks=monitoring_callbacks(config.early_stopping, None, Path()),
     )  # fmt: skip
     return result, optimizer
 
@@ -275,6 +346,11 @@ class SkierClassifier(ClassifierMixin, _SkierEstimator):
     ``warm_start`` continues from the fitted weights and optimizer state; ``partial_fit`` trains
     one epoch on the batch it is given. ``record`` (``True`` or a mapping of the ``record``
     section: ``dir``, ``store``, ``name``) records each fit as a run in skier's store.
+    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``tol``: scikit-learn's
+    MLP early stopping — ``fit`` holds out a stratified, seeded fraction of the rows, stops when
+    its accuracy has not beaten the best by more than ``tol`` for ``n_iter_no_change`` epochs and
+    keeps the best epoch's weights (``validation_scores_``, ``best_validation_score_``; skier's
+    :class:`~skier.train.EarlyStopping` with ``min_delta=tol``); ``partial_fit`` ignores it.
 
     >>> import numpy as np
     >>> X = np.array([[0.0], [0.1], [0.9], [1.0]]); y = np.array(["no", "no", "yes", "yes"])
@@ -294,6 +370,7 @@ class SkierClassifier(ClassifierMixin, _SkierEstimator):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SkierClassifier:
         """Train on ``X`` (n_samples x n_features) and labels ``y`` of any type."""
+        self._check_stopping()
         continuing = self.warm_start and hasattr(self, "model_")
         X, y = validate_data(self, X, y, dtype=np.float32, reset=not continuing)
         check_classification_targets(y)
@@ -352,7 +429,8 @@ class SkierClassifier(ClassifierMixin, _SkierEstimator):
 
 class SkierRegressor(RegressorMixin, _SkierEstimator):
     """A skier network as a scikit-learn regressor (mean squared error; ``y`` may have several
-    columns). Its parameters are :class:`SkierClassifier`'s.
+    columns). Its parameters are :class:`SkierClassifier`'s; early stopping scores the
+    held-out rows (a plain shuffle) by R², as ``score`` does.
 
     >>> import numpy as np
     >>> X = np.linspace(-1, 1, 32).reshape(-1, 1); y = 2 * X.ravel()
@@ -373,6 +451,7 @@ class SkierRegressor(RegressorMixin, _SkierEstimator):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SkierRegressor:
         """Train on ``X`` (n_samples x n_features) and targets ``y`` (n_samples or
         n_samples x n_outputs)."""
+        self._check_stopping()
         continuing = self.warm_start and hasattr(self, "model_")
         return self._fit_rows(X, y, sample_weight, continuing=continuing, epochs=None)
 

@@ -130,15 +130,22 @@ def _positive_rank_sums(columns: np.ndarray, positive: np.ndarray) -> np.ndarray
     examples ``positive`` marks, tied scores sharing their mean rank. A tied group's mean rank
     is (left + right + 1) / 2 for its ``searchsorted`` bounds in the sorted row, so a value
     sort of each row (SIMD in numpy, several times faster than an argsort or torch's sort on
-    the CPU) and two binary searches per positive are all it takes."""
+    the CPU) and binary searches for the positives are all it takes. The positives are
+    searched in ascending order (numpy's search then narrows from the last one found: half the
+    time of a search in their order), and a row without repeated scores needs only the left
+    bounds (each right bound is one more)."""
     columns = np.ascontiguousarray(columns)
     positive = np.ascontiguousarray(positive)
     ordered = np.sort(columns, axis=1)
+    tied = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
     sums = np.empty(columns.shape[0], dtype=np.float64)
     for row, (values, hits) in enumerate(zip(columns, positive, strict=True)):
-        chosen = values[hits]
+        chosen = np.sort(values[hits])
         left = np.searchsorted(ordered[row], chosen, "left").sum(dtype=np.float64)
-        right = np.searchsorted(ordered[row], chosen, "right").sum(dtype=np.float64)
+        if tied[row]:
+            right = np.searchsorted(ordered[row], chosen, "right").sum(dtype=np.float64)
+        else:
+            right = left + chosen.size
         sums[row] = (left + right + chosen.size) / 2
     return sums
 
