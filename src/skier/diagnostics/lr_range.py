@@ -49,7 +49,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.losses import LossFn, loss_options, resolve_loss
+from skier.train.losses import LossFn, loss_for
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -370,8 +370,7 @@ def _resolve_optimizer(
 
 
 def _loss_for(classification: bool, config: TrainConfig) -> LossFn:
-    task = "classification" if classification else "regression"
-    return resolve_loss(config.loss, task, reduction=config.reduction, options=loss_options(config))
+    return loss_for(config, "classification" if classification else "regression")
 
 
 def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
