@@ -81,14 +81,17 @@ def register_loss(spec: LossSpec) -> LossSpec:
     return spec
 
 
-def _tensor(value: Any, device: torch.device) -> torch.Tensor | None:
-    return None if value is None else _cached_tensor(value, device)
+def _tensor(value: Any, like: torch.Tensor) -> torch.Tensor | None:
+    """An option's tensor on ``like``'s device, in its dtype (float64 outputs: float64)."""
+    return None if value is None else _cached_tensor(value, like.device, like.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_tensor(value: float | tuple[float, ...], device: torch.device) -> torch.Tensor:
+def _cached_tensor(
+    value: float | tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """An option's tensor (class weights, pos_weight), made once per device, not per batch."""
-    return torch.as_tensor(value, dtype=torch.float32, device=device)
+    return torch.as_tensor(value, dtype=dtype, device=device)
 
 
 def _as_float(y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -104,7 +107,7 @@ def _classes(
 ) -> tuple[PerExample, Reduced]:
     def kwargs(o: Mapping[str, Any], out: torch.Tensor) -> dict[str, Any]:
         extra = {"label_smoothing": o["label_smoothing"]} if smoothing else {}
-        return {"weight": _tensor(o["class_weights"], out.device), **extra}
+        return {"weight": _tensor(o["class_weights"], out), **extra}
 
     def per_example(out: torch.Tensor, y: torch.Tensor, o: Mapping[str, Any]) -> torch.Tensor:
         return functional(out, y, reduction="none", **kwargs(o, out))
@@ -150,7 +153,7 @@ _ELEMENTWISE: list[tuple[str, Targets, str, str, Callable[..., torch.Tensor]]] =
         "pos_weight",
         "sigmoid + binary cross-entropy on logits",
         lambda out, y, o, r: F.binary_cross_entropy_with_logits(
-            out, y, reduction=r, pos_weight=_tensor(o["pos_weight"], out.device)
+            out, y, reduction=r, pos_weight=_tensor(o["pos_weight"], out)
         ),
     ),
     ("mse", "real", "", "mean squared error", lambda out, y, o, r: F.mse_loss(out, y, reduction=r)),
