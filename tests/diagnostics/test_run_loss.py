@@ -218,3 +218,24 @@ def test_sharpness_during_training_is_that_of_the_fits_loss() -> None:
     hessian = _dense_hessian(model, split, lambda o, y: F.binary_cross_entropy_with_logits(o, y))
     exact = torch.linalg.eigvalsh(hessian)
     assert recorded == pytest.approx(float(exact[exact.abs().argmax()]), rel=1e-5)
+
+
+@pytest.mark.parametrize(("name", "kind", "outputs"), [("cross_entropy", "classes", 3),
+                                                       ("mse", "regression", 2)])  # fmt: skip
+def test_the_default_losses_give_the_numbers_they_gave_before(
+    name: str, kind: str, outputs: int
+) -> None:
+    # Without loss= the diagnostics take the path they always took; the run's built loss of
+    # the same name (what a CLI run passes now) agrees with it to rounding (evaluation sums
+    # float32 outputs, in another order for MSE).
+    split = _data(kind, dtype=torch.float64)
+    model = _model(4, outputs, dtype=torch.float64)
+    settings = {"dims": 1, "points": 5}
+    before = landscape(model, split, settings).surface.loss
+    np.testing.assert_allclose(landscape(model, split, settings, loss=name).surface.loss, before,
+                               rtol=1e-6)  # fmt: skip
+    quick = {"top_k": 2, "trace_samples": 5, "tolerance": 1e-10, "max_iterations": 200}
+    plain, built = sharpness(model, split, settings=quick), sharpness(model, split, loss=name,
+                                                                      settings=quick)  # fmt: skip
+    assert built.eigenvalues == pytest.approx(plain.eigenvalues, rel=1e-9)
+    assert built.trace == pytest.approx(plain.trace, rel=1e-9)
