@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skier.data.types import DataBundle, Split
-from skier.diagnostics import connect, interpolate, landscape, sharpness
+from skier.diagnostics import connect, interpolate, landscape, lr_range_test, sharpness
 from skier.diagnostics.sharpness import hessian_vector_product
 from skier.errors import ConfigError, DataError
 from skier.train import SharpnessTracker, fit
@@ -180,7 +180,7 @@ def _bundle(kind: str, outputs: int) -> DataBundle:
     train, test = _data(kind, n=48, seed=1), _data(kind, n=24, seed=2)
     if kind == "regression":
         return DataBundle(train, None, test, task="regression", num_targets=outputs)
-    return DataBundle(train, None, test, task="multilabel", num_classes=outputs)
+    return DataBundle(train, None, test, task="multilabel", num_targets=outputs)
 
 
 @pytest.mark.parametrize(("name", "options", "kind", "outputs", "oracle"), CASES[:2], ids=IDS[:2])
@@ -239,3 +239,15 @@ def test_the_default_losses_give_the_numbers_they_gave_before(
                                                                       settings=quick)  # fmt: skip
     assert built.eigenvalues == pytest.approx(plain.eigenvalues, rel=1e-9)
     assert built.trace == pytest.approx(plain.trace, rel=1e-9)
+
+
+def test_the_lr_range_test_takes_a_multilabel_runs_loss() -> None:
+    data = _bundle("multilabel", 3)
+    model = _model(4, 3)
+    with torch.no_grad():
+        first = float(F.binary_cross_entropy_with_logits(model(data.train.inputs[0]),
+                                                         data.train.targets))  # fmt: skip
+    result = lr_range_test(model, data, train_config={"batch_size": 48},
+                           settings={"num_steps": 5}, progress="off")  # fmt: skip
+    # One batch is the whole split: the first step's loss is BCE at the initial weights.
+    assert result.losses[0] == pytest.approx(first, rel=1e-5)
