@@ -382,7 +382,7 @@ def test_a_progress_bar_only_when_asked(tiny, capsys) -> None:
          r"sharpness.top_k must be at most the number of trainable parameters \(38\); got 41"),
         (SharpnessConfig(split="val"), {}, DataError, "split must be one the data has"),
         (SharpnessConfig(), {"task": "ranking"}, ConfigError,
-         "task must be 'classification' or 'regression'; got 'ranking'"),
+         "task must be 'classification', 'regression' or 'multilabel'; got 'ranking'"),
         ({"top_kk": 2}, {}, ConfigError, "sharpness.top_kk is not a known setting"),
         ([2], {}, ConfigError, "settings must be a SharpnessConfig or a mapping; got 'list'"),
         (SharpnessConfig(), {"task": "regression", "data": "empty"}, DataError,

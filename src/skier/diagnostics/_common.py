@@ -20,6 +20,7 @@ from skier.data.load import as_split
 from skier.data.types import DataBundle, Split
 from skier.errors import DataError, ModelError
 from skier.train.hessian import ParamList, dot, norm, seeded_subset
+from skier.train.losses import Loss, LossFn, loss_task, resolve_loss
 
 __all__ = [
     "ParamList",
@@ -27,6 +28,7 @@ __all__ = [
     "choose_split",
     "classification_of",
     "dot",
+    "measured_loss",
     "model_device",
     "norm",
     "preserved",
@@ -111,10 +113,36 @@ def choose_split(
 
 
 def classification_of(split: Split, task: str | None = None) -> bool:
-    """Whether ``split`` is a classification set (long targets), unless ``task`` says."""
+    """Whether ``split`` is a classification set (long targets), unless ``task`` says (a
+    multi-label task counts its errors too)."""
     if task is not None:
-        return task == "classification"
+        return task in ("classification", "multilabel")
     return not split.targets.is_floating_point()
+
+
+def measured_loss(
+    loss: str | LossFn | Loss | None, split: Split, task: str | None, field: str
+) -> Loss | None:
+    """The loss a diagnostic measures: ``loss`` (a built :class:`Loss`, a ``train.loss`` name
+    or a callable ``f(outputs, targets)``) for the task, binary cross-entropy for a multi-label
+    task, else ``None`` (cross-entropy or MSE, by the task). Targets that do not fit it are a
+    :class:`DataError` naming ``train.loss``."""
+    if loss is None and task != "multilabel":
+        return None
+    name = "auto" if loss is None else loss
+    if isinstance(name, Loss):
+        built = name
+    else:
+        if task is None:  # as fit infers it: what the loss implies, else the targets' type
+            floating = split.targets.is_floating_point()
+            task = loss_task(name, split.targets) or (
+                "regression" if floating else "classification"
+            )
+        built = resolve_loss(name, task)
+    problems = built.check_targets(split.targets, 0, field)
+    if problems:
+        raise DataError(problems)
+    return built
 
 
 # --- parameter-list arithmetic (one tensor per trainable parameter; dot and norm live in

@@ -11,6 +11,7 @@ from torch import nn
 
 from skier.data.types import Split
 from skier.diagnostics._common import ParamList, trainable_parameters
+from skier.train.losses import Loss
 from skier.train.metrics import batch_sums, split_sums
 
 __all__ = ["BATCH_NORM", "Evaluator", "recompute_batch_norm"]
@@ -19,7 +20,10 @@ BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
 
 
 class Evaluator:
-    """Loss and error of the model at many weight settings, on one in-memory split."""
+    """Loss and error of the model at many weight settings, on one in-memory split.
+
+    The loss is ``loss`` (the run's), else cross-entropy or MSE by ``classification``; a
+    callable loss (one torch.func may not vmap) is evaluated one point at a time."""
 
     def __init__(
         self,
@@ -29,12 +33,14 @@ class Evaluator:
         classification: bool,
         batch_size: int,
         batch_points: int,
+        loss: Loss | None = None,
     ) -> None:
         self.model = model
         self.split = split
         self.classification = classification
         self.batch_size = batch_size
-        self.batch_points = batch_points
+        self.batch_points = batch_points if loss is None or loss.targets is not None else 1
+        self.loss = loss
         self.names = [n for n, _ in trainable_parameters(model)]
         self.params = [p for _, p in trainable_parameters(model)]
 
@@ -54,7 +60,7 @@ class Evaluator:
 
     def _one(self) -> tuple[float, float]:
         sums = split_sums(self.model, self.split, classification=self.classification,
-                          batch_size=self.batch_size)  # fmt: skip
+                          batch_size=self.batch_size, loss=self.loss)  # fmt: skip
         metrics = sums.metrics()  # one synchronisation per point: both numbers together
         return metrics["loss"], metrics.get("error", math.nan)
 
@@ -67,6 +73,9 @@ class Evaluator:
         losses: list[float] = []
         errors: list[float] = []
         split, n = self.split, len(self.split)
+        # The summed loss's denominator: the examples, or their total class weight.
+        weight = self.loss.total_weight(split.targets) if self.loss is not None else None
+        denominator = float(weight) if weight is not None else n
         for first in range(0, len(weights), self.batch_points):
             chunk = weights[first : first + self.batch_points]
             stacked = {
@@ -80,7 +89,7 @@ class Evaluator:
                 params: dict[str, torch.Tensor], y: torch.Tensor, *inputs: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
                 out = functional_call(self.model, ({**params, **buffers}), inputs).float()
-                return batch_sums(out, y, classification=self.classification)
+                return batch_sums(out, y, classification=self.classification, loss=self.loss)
 
             for start in range(0, n, self.batch_size):
                 inputs = tuple(t[start : start + self.batch_size] for t in split.inputs)
@@ -90,7 +99,7 @@ class Evaluator:
                 loss_sum += batch_loss
                 wrong += batch_wrong
             values = torch.stack([loss_sum, wrong.to(torch.float64)]).tolist()
-            losses += [v / n for v in values[0]]
+            losses += [v / denominator for v in values[0]]
             errors += [w / n if self.classification else math.nan for w in values[1]]
         return losses, errors
 

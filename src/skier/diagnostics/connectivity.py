@@ -7,7 +7,8 @@ through ``bends`` control points (trained), either as a Bezier curve
 ``φ(t) = Σ_i C(n, i) tⁱ (1-t)ⁿ⁻ⁱ P_i`` or as a polygonal chain through the points in order.
 Training draws one ``t ~ U(0, 1)`` per mini-batch and takes a step on the loss of the model with
 weights ``φ(t)`` on that batch; only the bends receive gradients; weight decay is applied to the
-point ``φ(t)``. Batch-norm statistics at any evaluated ``t`` are re-estimated on the training
+point ``φ(t)``. The loss, trained and measured, is the run's (``train.loss``, or ``loss=``).
+Batch-norm statistics at any evaluated ``t`` are re-estimated on the training
 data (never interpolated), for the curve and the straight line alike.
 
 >>> result = connect(model, run_a_weights, run_b_weights, data)        # doctest: +SKIP
@@ -35,6 +36,7 @@ from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
     ParamList,
     classification_of,
+    measured_loss,
     model_device,
     preserved,
     trainable_parameters,
@@ -45,7 +47,8 @@ from skier.optim import build_optimizer
 from skier.optim.schedules import build_schedule
 from skier.train.batches import resolve_batch_size, step_batch_size, steps_per_epoch
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.losses import build_loss
+from skier.train.losses import Loss, LossFn, loss_for
+from skier.train.metrics import count_wrong
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -199,20 +202,21 @@ def evaluate_path(
     recompute_bn: bool = True,
     batch_size: int = 4096,
     seed: int = 0,
+    loss: Loss | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train and test loss and error of ``model`` at each weight setting in ``points``.
+    """Train and test loss (``loss``, else cross-entropy or MSE) and error of ``model`` at each
+    weight setting in ``points``.
 
     With batch norm (and ``recompute_bn``), each point's statistics are re-estimated on
     ``train`` first. The caller restores the model (this writes its weights and buffers).
     """
     params = [p for _, p in trainable_parameters(model)]
     has_bn = recompute_bn and any(isinstance(m, BATCH_NORM) for m in model.modules())
-    on_train = Evaluator(
-        model, train, classification=classification, batch_size=batch_size, batch_points=1
-    )
-    on_test = Evaluator(
-        model, test, classification=classification, batch_size=batch_size, batch_points=1
-    )
+    on_train, on_test = (
+        Evaluator(model, s, classification=classification, batch_size=batch_size,
+                  batch_points=1, loss=loss)
+        for s in (train, test)
+    )  # fmt: skip
     out = {m: np.full(len(points), np.nan) for m in METRICS}
     model.eval()
     for i, values in enumerate(points):
@@ -280,13 +284,16 @@ def connect(
     optim_config: OptimConfig | Mapping[str, Any] | None = None,
     train_config: TrainConfig | Mapping[str, Any] | None = None,
     schedule_config: ScheduleConfig | Mapping[str, Any] | None = None,
+    loss: str | LossFn | Loss | None = None,
     progress: bool = False,
 ) -> ConnectResult:
     """Train a curve from ``start`` to ``end`` (weights of ``model``'s architecture: state dicts
     or models) on ``data``'s training split, then evaluate it and the straight line.
 
     ``model`` is the template the weights are put into; it is left exactly as it was. The test
-    split (the validation split if there is none) gives the test metrics.
+    split (the validation split if there is none) gives the test metrics. The curve is trained
+    on, and both paths measured with, ``loss`` (a name, a callable or a built
+    :class:`~skier.train.losses.Loss`), else ``train_config``'s ``train.loss`` and options.
     """
     cfg: ConnectConfig = as_section(ConnectConfig, settings, "connect.")
     optim: OptimConfig = as_section(OptimConfig, optim_config, "optim.")
@@ -319,11 +326,14 @@ def connect(
     if len(train) == 0:
         raise DataError("data.train must hold examples; got an empty split.")
     classification = classification_of(train, data.task)
+    run_loss = loss_for(train_cfg, data.task) if loss is None else loss
+    measured = measured_loss(run_loss, train, data.task, "data.train")
+    assert measured is not None  # a loss was given
     curve = Curve(w_start, w_end, kind=cfg.curve, bends=cfg.bends)
     t0 = time.perf_counter()
     with preserved(model):
         epoch_losses = _train_curve(model, curve, train, cfg, optim, train_cfg, schedule,
-                                    classification, progress)  # fmt: skip
+                                    measured, progress)  # fmt: skip
         training_seconds = time.perf_counter() - t0
         ts = np.linspace(0.0, 1.0, cfg.points)
         with torch.no_grad():
@@ -333,11 +343,13 @@ def connect(
                 for t in ts
             ]
         kwargs = {"classification": classification, "batch_size": cfg.eval_batch_size,
-                  "seed": cfg.seed}  # fmt: skip
+                  "seed": cfg.seed, "loss": measured}  # fmt: skip
         on_curve = evaluate_path(model, curve_points, train, test, **kwargs)  # type: ignore[arg-type]
         on_line = evaluate_path(model, line_points, train, test, **kwargs)  # type: ignore[arg-type]
-        ensemble = _ensemble(model, curve, train, test, cfg, classification)
-        plane = _plane(model, curve, train, cfg, classification) if cfg.plane_points else None
+        ensemble = _ensemble(model, curve, train, test, cfg, classification, measured)
+        plane = (
+            _plane(model, curve, train, cfg, classification, measured) if cfg.plane_points else None
+        )
     summary = _summary(on_curve, on_line)
     return ConnectResult(
         ts=ts,
@@ -377,12 +389,11 @@ def _train_curve(
     optim: OptimConfig,
     train_cfg: TrainConfig,
     schedule: ScheduleConfig,
-    classification: bool,
+    loss_fn: Loss,
     progress: bool,
 ) -> list[float]:
     from torch.func import functional_call
 
-    loss_fn = build_loss("cross_entropy" if classification else "mse")
     # Weight decay acts on the point on the curve (below), not on the bends themselves.
     decay = float(optim.weight_decay or 0.0)
     optimizer = build_optimizer(curve.parameters(), optim.model_copy(update={"weight_decay": None}))
@@ -458,7 +469,7 @@ def _train_curve(
 
 def _ensemble(
     model: nn.Module, curve: Curve, train: Split, test: Split, cfg: ConnectConfig,
-    classification: bool,
+    classification: bool, loss: Loss,
 ) -> dict[str, Any]:  # fmt: skip
     """Averaged predictions of models sampled along the curve, against the endpoints alone."""
     params = [p for _, p in trainable_parameters(model)]
@@ -478,10 +489,14 @@ def _ensemble(
                 for i in range(0, len(test), cfg.eval_batch_size)
             ]
             out = torch.cat(chunks)
-            outputs.append(out.softmax(dim=-1) if classification else out)
+            if classification:  # probabilities over the classes, or of each label less 1/2
+                out = out.sigmoid() - 0.5 if loss.targets == "binary" else out.softmax(dim=-1)
+            outputs.append(out)
     y = test.targets
 
     def score(pred: torch.Tensor) -> float:
+        if classification and loss.targets == "binary":  # a label is right on its side of 1/2
+            return 1.0 - float(count_wrong(pred, y)) / len(y)
         if classification:
             return float((pred.argmax(dim=-1) == y).double().mean())
         return float(F.mse_loss(pred, y.reshape(pred.shape)))
@@ -498,8 +513,9 @@ def _ensemble(
 
 
 def _plane(
-    model: nn.Module, curve: Curve, train: Split, cfg: ConnectConfig, classification: bool
-) -> dict[str, Any]:
+    model: nn.Module, curve: Curve, train: Split, cfg: ConnectConfig, classification: bool,
+    measured: Loss,
+) -> dict[str, Any]:  # fmt: skip
     """Train loss on the plane through the endpoints and the first bend, and the curve's path
     projected on it (exactly in the plane for one bend)."""
     start, end, bend = curve.start, curve.end, [p.detach() for p in curve.control[0]]
@@ -537,7 +553,7 @@ def _plane(
     params = [p for _, p in trainable_parameters(model)]
     has_bn = any(isinstance(mod, BATCH_NORM) for mod in model.modules())
     ev = Evaluator(model, train, classification=classification,
-                    batch_size=cfg.eval_batch_size, batch_points=1)  # fmt: skip
+                    batch_size=cfg.eval_batch_size, batch_points=1, loss=measured)  # fmt: skip
     loss = np.full((len(ys), len(xs)), np.nan)
     model.eval()
     with torch.no_grad():

@@ -123,8 +123,15 @@ def check_shapes(dirs: Sequence[ParamList], base: ParamList) -> None:
 
 
 def make_directions(
-    model: nn.Module, cfg: LandscapeConfig, data: DataBundle | Split | tuple[Any, Any]
+    model: nn.Module,
+    cfg: LandscapeConfig,
+    data: DataBundle | Split | tuple[Any, Any],
+    *,
+    task: str | None = None,
+    loss: Any = None,
 ) -> list[ParamList]:
+    """``cfg.dims`` directions: random ones, or the top Hessian eigenvectors of ``loss`` (the
+    measured loss, see :func:`skier.diagnostics.sharpness`)."""
     if cfg.direction == "hessian":
         from skier.config.diagnostics import SharpnessConfig
         from skier.diagnostics.sharpness import sharpness
@@ -135,6 +142,8 @@ def make_directions(
             settings=SharpnessConfig(
                 top_k=cfg.dims, split=cfg.split, subset=cfg.subset, seed=cfg.seed, trace=False
             ),
+            task=task,
+            loss=loss,
         )
         weights = [p.detach() for _, p in trainable_parameters(model)]
         return [

@@ -46,6 +46,7 @@ from skier.diagnostics._common import (
     ParamList,
     choose_split,
     classification_of,
+    measured_loss,
     model_device,
     preserved,
     seeded_subset,
@@ -62,6 +63,7 @@ from skier.diagnostics.directions import (
 )
 from skier.diagnostics.landscape_result import LandscapeResult, Surface
 from skier.errors import ConfigError, DataError, ModelError
+from skier.train.losses import Loss, LossFn
 
 __all__ = [
     "LandscapeResult",
@@ -118,6 +120,11 @@ def fingerprint(model: nn.Module, settings: LandscapeConfig, extra: str = "") ->
     return h.hexdigest()[:16]
 
 
+def _loss_stamp(loss: Loss | None) -> str:
+    """What the fingerprint knows of the loss: a partial grid resumes onto the same one."""
+    return "" if loss is None else repr(loss)
+
+
 PartialCallback = Callable[[dict[str, Any]], None]
 
 
@@ -128,6 +135,7 @@ def landscape(
     *,
     directions: Sequence[ParamList] | None = None,
     task: str | None = None,
+    loss: str | LossFn | Loss | None = None,
     batch_points: int | None = None,
     progress: bool = False,
     resume: Mapping[str, Any] | None = None,
@@ -141,6 +149,10 @@ def landscape(
     stopped (same model and settings only). ``batch_points`` grid points are evaluated in one
     vmap'd forward pass (default: :func:`default_batch_points`). The model is left exactly as
     it was.
+
+    The loss is ``loss``, the run's ``train.loss`` (a name for ``task``, a callable
+    ``f(outputs, targets)`` or a built :class:`~skier.train.losses.Loss`, options included);
+    by default cross-entropy or MSE by the task (binary cross-entropy for multi-label data).
     """
     cfg = as_section(LandscapeConfig, settings, "landscape.")
     if cfg.direction in ("init", "run"):
@@ -155,7 +167,9 @@ def landscape(
         raise DataError(f"landscape.split must hold examples; got an empty {cfg.split!r} split.")
     device = model_device(model)
     split = split.to(device)
+    task = task if task is not None or not isinstance(data, DataBundle) else data.task
     classification = classification_of(split, task)
+    measured = measured_loss(loss, split, task, f"data.{cfg.split}")
     batches = []
     if cfg.per_batch:  # drawn from the whole split, not the subset
         batches = [b.to(device) for b in _mini_batches(choose_split(data, cfg.split), cfg)]
@@ -168,12 +182,15 @@ def landscape(
     with preserved(model):
         model.eval()
         base = [p.detach().clone() for _, p in trainable_parameters(model)]
-        dirs = list(directions) if directions is not None else make_directions(model, cfg, data)
+        dirs = (
+            list(directions) if directions is not None
+            else make_directions(model, cfg, data, task=task, loss=measured)
+        )  # fmt: skip
         if directions is not None:
             check_shapes(dirs, base)
         return _sweep(
             model, split, cfg, base, dirs, batches, classification, batch_points, progress,
-            resume, on_row, fingerprint(model, cfg),
+            resume, on_row, fingerprint(model, cfg, _loss_stamp(measured)), measured=measured,
         )  # fmt: skip
 
 
@@ -199,6 +216,8 @@ def _sweep(
     resume: Mapping[str, Any] | None,
     on_row: PartialCallback | None,
     stamp: str,
+    *,
+    measured: Loss | None = None,
 ) -> LandscapeResult:
     t0 = time.perf_counter()
     alphas, betas = _grid(cfg)
@@ -212,6 +231,7 @@ def _sweep(
             classification=classification,
             batch_size=cfg.eval_batch_size,
             batch_points=batch_points,
+            loss=measured,
         )
         for _, s in sets
     ]
@@ -299,6 +319,7 @@ def interpolate(
     settings: LandscapeConfig | Mapping[str, Any] | None = None,
     *,
     task: str | None = None,
+    loss: str | LossFn | Loss | None = None,
     labels: tuple[str, str] = ("this model", "other model"),
     progress: bool = False,
 ) -> LandscapeResult:
@@ -308,7 +329,7 @@ def interpolate(
     batch norm and ``settings.recompute_bn`` is on, the statistics at each point are
     re-estimated on the training split (interpolating them would mismatch the weights).
     Both ends are left as they were. ``settings`` that do not name ``dims`` mean a line
-    (``dims: 1``).
+    (``dims: 1``). ``loss`` is the measured loss, as :func:`landscape`'s.
     """
     if settings is None or (isinstance(settings, Mapping) and "dims" not in settings):
         settings = {**(settings or {}), "dims": 1}  # a line, whatever landscapes default to
@@ -321,7 +342,9 @@ def interpolate(
     device = model_device(model)
     split = split.to(device)
     bn_split = choose_split(data, "train").to(device)
+    task = task if task is not None or not isinstance(data, DataBundle) else data.task
     classification = classification_of(split, task)
+    measured = measured_loss(loss, split, task, f"data.{cfg.split}")
     names = [n for n, _ in trainable_parameters(model)]
     start = weights_by_name(model, names, "model")
     end = weights_by_name(other, names, "other")
@@ -341,7 +364,7 @@ def interpolate(
         params = [p for _, p in trainable_parameters(model)]
         ev = Evaluator(
             model, split, classification=classification, batch_size=cfg.eval_batch_size,
-            batch_points=1,
+            batch_points=1, loss=measured,
         )  # fmt: skip
         bar = _bar(progress, len(alphas), 0)
         try:

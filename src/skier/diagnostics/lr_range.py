@@ -49,7 +49,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.losses import LossFn, loss_options, resolve_loss
+from skier.train.losses import LossFn, loss_for
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -369,11 +369,6 @@ def _resolve_optimizer(
     return optimizer
 
 
-def _loss_for(classification: bool, config: TrainConfig) -> LossFn:
-    task = "classification" if classification else "regression"
-    return resolve_loss(config.loss, task, reduction=config.reduction, options=loss_options(config))
-
-
 def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
     """The same checks ``fit`` makes: examples present, targets fit the task, output shape."""
     if len(split) == 0:
@@ -465,13 +460,15 @@ def lr_range_test(
     train_cfg = as_section(TrainConfig, train_config, "train.")
     if task is None and isinstance(data, DataBundle):
         task = data.task
-    if task not in (None, "classification", "regression"):
-        raise ConfigError(problem("task", "'classification', 'regression' or None", task))
+    if task not in (None, "classification", "regression", "multilabel"):
+        tasks = "'classification', 'regression', 'multilabel' or None"
+        raise ConfigError(problem("task", tasks, task))
     trainable_parameters(model)  # raises ModelError for a model with nothing to train
     split = choose_split(data)
-    classification = classification_of(split, task)
-    loss_fn = _loss_for(classification, train_cfg)
-    _check_data(model, data, split, classification)
+    # The task given (a bundle's: multi-label too), else the targets' type says.
+    resolved = task or ("classification" if classification_of(split) else "regression")
+    loss_fn = loss_for(train_cfg, resolved)
+    _check_data(model, data, split, resolved == "classification")
     opt = _resolve_optimizer(model, optimizer, optim_config, cfg.start_lr)
 
     device = model_device(model)

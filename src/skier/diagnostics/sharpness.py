@@ -2,8 +2,11 @@
 (Hutchinson).
 
 The Hessian is that of the **mean data loss** over one split (or a fixed seeded subset of it) —
-cross-entropy for classification, mean squared error for regression, exactly the loss
-:func:`skier.train.metrics.evaluate_split` reports — with the model in **eval mode** (batch-norm
+the run's loss (``loss``: ``train.loss`` by name, a callable or a built
+:class:`~skier.train.losses.Loss`; a class-weighted mean divides by the examples' total weight),
+by default cross-entropy for classification, mean squared error for regression and binary
+cross-entropy for multi-label data, exactly the loss :func:`skier.train.metrics.evaluate_split`
+reports — with the model in **eval mode** (batch-norm
 running statistics, no dropout), so it is the curvature of a deterministic function of the
 weights. Regularization penalties (weight decay, L1/L2) are not part of it.
 
@@ -49,6 +52,7 @@ from skier.diagnostics._common import (
     choose_split,
     classification_of,
     dot,
+    measured_loss,
     model_device,
     preserved,
     seeded_subset,
@@ -57,13 +61,14 @@ from skier.diagnostics._common import (
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.hessian import Eigenpair, Hessian, lanczos, power_iteration
+from skier.train.losses import Loss, LossFn
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
-_TASKS = ("classification", "regression")
+_TASKS = ("classification", "regression", "multilabel")
 
 
 @dataclass
@@ -129,9 +134,11 @@ def hessian_vector_product(
     *,
     classification: bool,
     batch_size: int = 2048,
+    loss: str | LossFn | Loss | None = None,
 ) -> list[torch.Tensor]:
     """``H·v``, where ``H`` is the Hessian of the mean loss over ``split`` with respect to the
-    trainable parameters, with the model in eval mode.
+    trainable parameters, with the model in eval mode; the loss is ``loss`` (as
+    :func:`sharpness`'s), else cross-entropy or MSE by ``classification``.
 
     ``vector`` holds one tensor per trainable parameter (in ``model.named_parameters()`` order,
     same shapes). The result is exact (double backward) and independent of ``batch_size``: each
@@ -144,7 +151,9 @@ def hessian_vector_product(
     """
     chosen = choose_split(split) if not isinstance(split, Split) else split
     named = trainable_parameters(model)
-    _check_split(chosen, classification, "split")
+    task = "classification" if classification else None  # else what the loss and data imply
+    measured = measured_loss(loss, chosen, task, "split")
+    _check_split(chosen, classification and measured is None, "split")
     if not _is_positive_int(batch_size):
         raise ConfigError(problem("batch_size", "a positive integer", batch_size))
     _check_vector(vector, [p for _, p in named])
@@ -153,8 +162,9 @@ def hessian_vector_product(
         model.eval()
         params = [p for _, p in named]
         hessian = Hessian(
-            model, chosen.to(device), params, classification=classification, batch_size=batch_size
-        )
+            model, chosen.to(device), params, classification=classification,
+            batch_size=batch_size, loss=measured,
+        )  # fmt: skip
         return hessian(
             [v.to(device=p.device, dtype=p.dtype) for v, p in zip(vector, params, strict=True)]
         )
@@ -166,18 +176,22 @@ def sharpness(
     *,
     settings: SharpnessConfig | Mapping[str, Any] | None = None,
     task: str | None = None,
+    loss: str | LossFn | Loss | None = None,
     progress: bool = False,
 ) -> SharpnessResult:
     """Top-k Hessian eigenvalues (Lanczos, or power iteration with deflation) and the Hessian trace
     (Hutchinson) of the mean loss over ``settings.split`` of ``data``, in eval mode.
 
-    The loss is cross-entropy (classification) or MSE (regression), as ``evaluate_split``
-    defines them; ``task`` overrides what the data implies (a bundle's task, else long targets
-    mean classification). The eigenvalues are the largest in **magnitude**, so a negative one
-    can appear; each stops when its relative change falls below ``settings.tolerance`` or after
-    ``settings.max_iterations``. Start vectors and probes come from local generators seeded
-    with ``settings.seed``, so a result is reproducible and torch's global RNG is untouched.
-    The model is left exactly as it was. ``progress=True`` shows a progress bar.
+    The loss is ``loss``, the run's ``train.loss`` (a name for the task, a callable
+    ``f(outputs, targets)``, or a built :class:`~skier.train.losses.Loss` with its options);
+    by default cross-entropy (classification), MSE (regression) or binary cross-entropy
+    (multi-label), as ``evaluate_split`` defines them; ``task`` overrides what the data implies
+    (a bundle's task, else long targets mean classification). The eigenvalues are the largest
+    in **magnitude**, so a negative one can appear; each stops when its relative change falls
+    below ``settings.tolerance`` or after ``settings.max_iterations``. Start vectors and probes
+    come from local generators seeded with ``settings.seed``, so a result is reproducible and
+    torch's global RNG is untouched. The model is left exactly as it was. ``progress=True``
+    shows a progress bar.
 
     >>> result = sharpness(model, data, settings=SharpnessConfig(top_k=3, subset=1000))
     ...                                                                    # doctest: +SKIP
@@ -192,13 +206,14 @@ def sharpness(
                     "Build one with SharpnessConfig(top_k=..., ...).")
         )  # fmt: skip
     if task is not None and task not in _TASKS:
-        raise ConfigError(problem("task", "'classification' or 'regression'", task))
+        raise ConfigError(problem("task", "'classification', 'regression' or 'multilabel'", task))
     if task is None and isinstance(data, DataBundle):
         task = data.task
     chosen = choose_split(data, settings.split)
     split = seeded_subset(chosen, settings.subset, settings.seed)
     classification = classification_of(split, task)
-    _check_split(split, classification, f"data.{settings.split}")
+    measured = measured_loss(loss, split, task, f"data.{settings.split}")
+    _check_split(split, classification and measured is None, f"data.{settings.split}")
     named = trainable_parameters(model)
     count = sum(p.numel() for _, p in named)
     if settings.top_k > count:
@@ -221,7 +236,7 @@ def sharpness(
         model.eval()
         hessian = Hessian(
             model, split.to(device), params, classification=classification,
-            batch_size=settings.batch_size,
+            batch_size=settings.batch_size, loss=measured,
         )  # fmt: skip
         found = _top_eigenpairs(hessian, params, settings, bar)
         trace, error = (

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -46,6 +46,9 @@ from skier.runner._sources import (
     recorded,
     refresh_report,
 )
+
+if TYPE_CHECKING:
+    from skier.train.losses import Loss
 
 __all__ = [
     "DiagnosticOutcome",
@@ -194,13 +197,13 @@ def run_landscape(
                 start, end = source.model, other.model.state_dict()
                 labels = (f"run {source.run_id or 'A'}", f"run {other.run_id or 'B'}")
             result = interpolate(
-                start, end, source.data, cfg, task=source.data.task, labels=labels,
-                progress=progress,
+                start, end, source.data, cfg, task=source.data.task, loss=_run_loss(source),
+                labels=labels, progress=progress,
             )  # fmt: skip
         else:
             result = landscape(
-                source.model, source.data, cfg, task=source.data.task, batch_points=batch_points,
-                progress=progress, resume=resume, on_row=save_partial,
+                source.model, source.data, cfg, task=source.data.task, loss=_run_loss(source),
+                batch_points=batch_points, progress=progress, resume=resume, on_row=save_partial,
             )  # fmt: skip
         recorder.text(RunFiles.LANDSCAPE_CSV, result.to_csv())
         caption = f"Loss landscape ({cfg.dims}-D, {cfg.direction})"
@@ -232,6 +235,14 @@ def run_landscape(
     return recorded(recorder, work)
 
 
+def _run_loss(source: Source) -> Loss:
+    """The loss the source's run trains with (``train.loss`` and its options), which its
+    landscape and sharpness measure."""
+    from skier.train.losses import loss_for
+
+    return loss_for(source.config.train, source.data.task)
+
+
 def run_sharpness(
     source: Source,
     settings: SharpnessConfig | Mapping[str, Any] | None = None,
@@ -254,8 +265,9 @@ def run_sharpness(
 
     def work() -> DiagnosticOutcome:
         result = sharpness(
-            source.model, source.data, settings=cfg, task=source.data.task, progress=progress
-        )
+            source.model, source.data, settings=cfg, task=source.data.task,
+            loss=_run_loss(source), progress=progress,
+        )  # fmt: skip
         lines = ["index,eigenvalue,iterations,converged"]
         for i, (value, its, ok) in enumerate(
             zip(result.eigenvalues, result.iterations, result.converged, strict=True), 1

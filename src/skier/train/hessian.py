@@ -4,8 +4,10 @@ The one place for this work: :func:`skier.diagnostics.sharpness` (top-k eigenval
 and the :class:`~skier.train.callbacks.SharpnessTracker` callback (λ1 during training) both
 use it. It lives in ``train`` because a callback may import nothing above ``train``.
 
-The Hessian is that of the **mean data loss** over a split — cross-entropy for classification,
-mean squared error for regression, as :func:`skier.train.metrics.evaluate_split` reports it.
+The Hessian is that of the **mean data loss** over a split — the run's loss (``loss``: a
+:class:`~skier.train.losses.Loss`; a weighted mean's denominator is the split's total class
+weight, as torch's weighted mean), else cross-entropy for classification and mean squared
+error for regression — as :func:`skier.train.metrics.evaluate_split` reports it.
 The caller puts the model in the mode it wants (both users choose eval mode). Every product is
 exact (double backward), and batching does not change it: the product over the whole set is
 ``Σ_b (n_b/N)·H_b v``.
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 
 from skier.data.types import Split
 from skier.errors import ModelError, problem
+from skier.train.losses import Loss
 
 __all__ = [
     "Eigenpair",
@@ -92,12 +95,17 @@ class Hessian:
         *,
         classification: bool,
         batch_size: int,
+        loss: Loss | None = None,
     ) -> None:
         self.model = model
         self.split = split
         self.params = list(params)
         self.classification = classification
         self.batch_size = batch_size
+        self.loss = loss
+        # What the summed loss is divided by: the examples, or their total class weight.
+        weight = loss.total_weight(split.targets) if loss is not None else None
+        self._denominator = float(weight) if weight is not None else float(len(split))
         self._gradient: list[torch.Tensor | None] | None = None
         if len(split) <= batch_size:
             self._gradient = self._batch_gradient(0, len(split))
@@ -109,13 +117,16 @@ class Hessian:
         out = self.model(*inputs)
         if out.dtype in _LOW_PRECISION:
             out = out.float()
-        if self.classification:
-            loss = F.cross_entropy(out, targets)
+        if self.loss is not None:  # the batch's summed loss over the whole set's denominator
+            loss = self.loss.batch_sum(out, targets)[0] / self._denominator
         else:
-            loss = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
-        # Weight each batch mean by its share of the examples: the mean over the whole set is
-        # Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
-        loss = loss * ((stop - start) / len(self.split))
+            if self.classification:
+                mean = F.cross_entropy(out, targets)
+            else:
+                mean = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
+            # Weight each batch mean by its share of the examples: the mean over the whole set
+            # is Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
+            loss = mean * ((stop - start) / len(self.split))
         grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         return list(grads)
 

@@ -398,6 +398,7 @@ def _start(s: Setup, checkpoint: dict[str, Any] | None) -> TrainState:
         batches_per_epoch=len(s.batches) if s.batches is not None else 0,
         default_monitor=s.default_monitor,
         is_main=s.group.is_main,
+        loss=s.loss_fn,
     )
     average = s.average
     if average is not None and average.select:  # best weights are the average's, once it exists

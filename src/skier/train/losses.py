@@ -35,6 +35,7 @@ __all__ = [
     "LossFn",
     "LossSpec",
     "build_loss",
+    "loss_for",
     "loss_task",
     "register_loss",
 ]
@@ -80,14 +81,17 @@ def register_loss(spec: LossSpec) -> LossSpec:
     return spec
 
 
-def _tensor(value: Any, device: torch.device) -> torch.Tensor | None:
-    return None if value is None else _cached_tensor(value, device)
+def _tensor(value: Any, like: torch.Tensor) -> torch.Tensor | None:
+    """An option's tensor on ``like``'s device, in its dtype (float64 outputs: float64)."""
+    return None if value is None else _cached_tensor(value, like.device, like.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_tensor(value: float | tuple[float, ...], device: torch.device) -> torch.Tensor:
+def _cached_tensor(
+    value: float | tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """An option's tensor (class weights, pos_weight), made once per device, not per batch."""
-    return torch.as_tensor(value, dtype=torch.float32, device=device)
+    return torch.as_tensor(value, dtype=dtype, device=device)
 
 
 def _as_float(y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -103,7 +107,7 @@ def _classes(
 ) -> tuple[PerExample, Reduced]:
     def kwargs(o: Mapping[str, Any], out: torch.Tensor) -> dict[str, Any]:
         extra = {"label_smoothing": o["label_smoothing"]} if smoothing else {}
-        return {"weight": _tensor(o["class_weights"], out.device), **extra}
+        return {"weight": _tensor(o["class_weights"], out), **extra}
 
     def per_example(out: torch.Tensor, y: torch.Tensor, o: Mapping[str, Any]) -> torch.Tensor:
         return functional(out, y, reduction="none", **kwargs(o, out))
@@ -149,7 +153,7 @@ _ELEMENTWISE: list[tuple[str, Targets, str, str, Callable[..., torch.Tensor]]] =
         "pos_weight",
         "sigmoid + binary cross-entropy on logits",
         lambda out, y, o, r: F.binary_cross_entropy_with_logits(
-            out, y, reduction=r, pos_weight=_tensor(o["pos_weight"], out.device)
+            out, y, reduction=r, pos_weight=_tensor(o["pos_weight"], out)
         ),
     ),
     ("mse", "real", "", "mean squared error", lambda out, y, o, r: F.mse_loss(out, y, reduction=r)),
@@ -219,12 +223,32 @@ class Loss:
         """The loss summed over a batch's examples, and their total weight (``None``: one
         each). Class weights make the mean a weighted one, as torch's ``reduction="mean"``."""
         if self.per_example is None:  # a callable: its mean times the examples
-            return self._reduced(out, y) * y.shape[0], None
-        total = self.per_example(out, y).sum()
+            mean = self._reduced(out, y)
+            if mean.dim() != 0:
+                raise ConfigError(
+                    problem("train.loss", "a function that returns the batch's mean loss (a "
+                            "scalar)", f"{self.name} returning shape {tuple(mean.shape)}")
+                )  # fmt: skip
+            return mean * y.shape[0], None
+        values = self.per_example(out, y)
+        if self.targets is None and values.shape != (y.shape[0],):  # a callable's own values
+            raise ConfigError(
+                problem("train.loss", "a function whose reduction='none' gives one value per "
+                        f"example, shape ({y.shape[0]},)",
+                        f"{self.name} returning shape {tuple(values.shape)}",
+                        "Reduce over the other dimensions, or drop the reduction argument.")
+            )  # fmt: skip
+        return values.sum(), self.total_weight(y, out.dtype)
+
+    def total_weight(
+        self, y: torch.Tensor, dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor | None:
+        """The examples' total class weight, the denominator of torch's weighted mean
+        (``None``: no class weights, each example weighs one)."""
         if self._class_weights is None:
-            return total, None
-        weights = torch.as_tensor(self._class_weights, dtype=out.dtype, device=out.device)
-        return total, weights[y].sum()
+            return None
+        weights = torch.as_tensor(self._class_weights, dtype=dtype, device=y.device)
+        return weights[y].sum()
 
     def target_problems(self, splits: Mapping[str, Any], classes: int) -> list[str]:
         """:meth:`check_targets` of each named split's targets (``None``: no such split)."""
@@ -326,6 +350,21 @@ def build_loss(
         lambda out, y: spec.per_example(out, y, opts),
         class_weights=opts["class_weights"] if "class_weights" in spec.options else None,
     )
+
+
+def loss_for(train_config: Any, task: str) -> Loss:
+    """The loss a run of ``task`` trains with, from its ``TrainConfig`` (``train.loss``, its
+    options and reduction): the one builder the LR range test, the runner's diagnostics and
+    curve training share.
+
+    >>> from skier.config import TrainConfig
+    >>> loss_for(TrainConfig(loss="huber", huber_delta=0.5), "regression")
+    Loss('huber')
+    """
+    return resolve_loss(
+        train_config.loss, task, reduction=train_config.reduction,
+        options=loss_options(train_config),
+    )  # fmt: skip
 
 
 def _check_options(name: str, reads: frozenset[str], opts: Mapping[str, Any]) -> None:

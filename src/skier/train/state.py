@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from skier.history import History
+
+if TYPE_CHECKING:
+    from skier.train.losses import Loss
 
 __all__ = ["CheckpointRequest", "TrainState"]
 
@@ -49,6 +52,7 @@ class TrainState:
         batches_per_epoch: int = 0,
         default_monitor: str | None = None,
         is_main: bool = True,
+        loss: Loss | None = None,
     ) -> None:
         self._model = model
         self._history = history
@@ -56,6 +60,7 @@ class TrainState:
         self.epochs = epochs
         self.is_main = is_main  # rank 0 (or a single process): the one that writes and logs
         self.task = task
+        self.loss = loss  # the run's data loss, which a measuring callback uses too (sharpness)
         self.available_keys = available_keys
         self.batches_per_epoch = batches_per_epoch
         # What `monitor: auto` watches: val_loss (the average's, when the run selects the

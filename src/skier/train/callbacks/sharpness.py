@@ -6,7 +6,8 @@ quadratic with curvature above 2/η would make gradient descent diverge along th
 This callback measures λ1 during a fit so that the picture can be drawn.
 
 λ1 is that of the **mean data loss over a fixed subset of the training data** (``subset``
-examples chosen once with ``seed``, or all of them), with the model in **eval mode** — no
+examples chosen once with ``seed``, or all of them) — the fit's own loss (``train.loss``,
+``fit(loss=...)``) — with the model in **eval mode** — no
 dropout, batch norm with its running statistics — so each value is the curvature of a
 deterministic function of the weights, the same quantity :func:`skier.diagnostics.sharpness`
 reports (regularization penalties are not part of it). It is found by power iteration on exact
@@ -179,6 +180,10 @@ class SharpnessTracker(Callback):
                         "classification", str(self.data.targets.dtype),
                         "Pass the training split the fit uses.")
             )  # fmt: skip
+        field = "SharpnessTracker's data targets"  # and what the fit's own loss needs of them
+        problems = state.loss.check_targets(self.data.targets, 0, field) if state.loss else []
+        if problems:
+            raise DataError(problems)
         if state.step == 0:  # a fresh fit; a resume keeps the loaded state
             self._reset()
         # A resumed fit's history may come back without the per-step series: put ours back.
@@ -240,7 +245,7 @@ class SharpnessTracker(Callback):
             with _measuring(model):
                 hessian = Hessian(
                     model, self._measured, params, classification=state.task == "classification",
-                    batch_size=self.batch_size,
+                    batch_size=self.batch_size, loss=state.loss,
                 )  # fmt: skip
                 pair = power_iteration(hessian, start, tolerance=self.tolerance, max_iterations=cap)
                 del hessian  # frees the gradient's graph before training goes on
