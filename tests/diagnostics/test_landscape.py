@@ -343,6 +343,13 @@ def test_factored_points_equal_a_per_point_loop(kind: str) -> None:
     batched = landscape(net, split, cfg, batch_points=4)
     np.testing.assert_allclose(result.loss, batched.loss, rtol=2e-6)
     np.testing.assert_array_equal(result.error, batched.error)
+    line = LandscapeConfig(dims=1, points=7, eval_batch_size=256, per_batch=True, batch_size=64)
+    one, many = (
+        landscape(net, split, line, batch_points=1),
+        landscape(net, split, line, batch_points=7),
+    )
+    for a, b in zip([one.surface, *one.batches], [many.surface, *many.batches], strict=True):
+        np.testing.assert_allclose(a.loss, b.loss, rtol=2e-6)
 
 
 def test_only_layers_that_see_the_data_are_factored() -> None:
