@@ -204,7 +204,9 @@ def bench_lr_range(model: torch.nn.Module, split: Split, rounds: int) -> dict[st
     train = {"batch_size": 64}
     times: dict[str, list[float]] = {"skier": [], "torch_lr_finder": []}
     found: dict[str, Any] = {}
-    for _ in range(rounds):
+    # A test takes well under a second: 3x the rounds, and the ratio of each interleaved pair
+    # (a pair shares the machine's load), so that one slow moment does not decide the ratio.
+    for _ in range(3 * rounds):
         t, r = _timed(lambda: lr_range_test(model, split, optim_config={"name": "adam"},
                                             train_config=train, settings=settings,
                                             progress=False))  # fmt: skip
@@ -214,8 +216,10 @@ def bench_lr_range(model: torch.nn.Module, split: Split, rounds: int) -> dict[st
         times["torch_lr_finder"].append(t)
         found["torch_lr_finder"] = r2
     med = {k: statistics.median(v) for k, v in times.items()}
+    pairs = [b / a for a, b in zip(times["skier"], times["torch_lr_finder"], strict=True)]
     return {"median_s": med, "speedup": med["torch_lr_finder"] / med["skier"],
-            "suggested": found}  # fmt: skip
+            "rounds": len(pairs), "speedup_per_round": pairs,
+            "speedup_median_of_rounds": statistics.median(pairs), "suggested": found}  # fmt: skip
 
 
 # --- landscape ------------------------------------------------------------------------------------
@@ -267,7 +271,10 @@ def bench_landscape(model: torch.nn.Module, split: Split, rounds: int, points: i
         surface = np.asarray(result.surface.loss).reshape(loop.shape)
         agreement = float(np.max(np.abs(surface - loop) / np.maximum(np.abs(loop), 1e-12)))
     med = {k: statistics.median(v) for k, v in times.items()}
+    pairs = [b / a for a, b in zip(times["skier"], times["loss_landscapes"], strict=True)]
     return {"median_s": med, "points": f"{points}x{points}",
+            "batched_points": result.batched_points,
+            "speedup_vs_loss_landscapes_per_round": pairs,
             "speedup_vs_loss_landscapes": med["loss_landscapes"] / med["skier"],
             "speedup_vs_per_point": med["per_point"] / med["skier"],
             "max_relative_difference_vs_per_point": agreement}  # fmt: skip

@@ -286,3 +286,80 @@ def test_interpolation_without_settings_is_a_line() -> None:
     assert len(interpolate(start, end, split, {"points": 5}).loss) == 5
     with pytest.raises(ConfigError, match=r"landscape\.dims must be 1"):
         interpolate(start, end, split, {"dims": 2})
+
+
+class _ConvNet(nn.Module):
+    """A convolution on the images, then a linear layer used on two inputs (its input depends
+    on the weights: it must not be factored), with a frozen bias on the first layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv.bias.requires_grad_(False)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x)).flatten(1)
+        return self.head(h) + 0.1 * self.head(h.flip(1))
+
+
+def _loop(net: nn.Module, split: Split, result: object) -> np.ndarray:
+    """The hand-written loop: each point's weights written in, then a forward pass."""
+    dx, dy = result.directions  # type: ignore[attr-defined]
+    params = [p for p in net.parameters() if p.requires_grad]
+    base = [p.detach().clone() for p in params]
+    alphas, betas = result.alphas, result.betas  # type: ignore[attr-defined]
+    out = np.zeros((len(betas), len(alphas)))
+    with torch.no_grad():
+        for i, b in enumerate(betas):
+            for j, a in enumerate(alphas):
+                for p, w, u, v in zip(params, base, dx, dy, strict=True):
+                    p.copy_(w + float(a) * u + float(b) * v)
+                out[i, j] = float(nn.functional.cross_entropy(net(*split.inputs), split.targets))
+        for p, w in zip(params, base, strict=True):
+            p.copy_(w)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_factored_points_equal_a_per_point_loop(kind: str) -> None:
+    # One point at a time, the layers that see only the data are summed from outputs computed
+    # once; the surface must still be the plain loop's, and the model left as it was.
+    g = torch.Generator().manual_seed(1)
+    if kind == "conv":
+        net: nn.Module = _ConvNet().eval()
+        split = Split((torch.randn(700, 1, 4, 4, generator=g),), torch.arange(700) % 3)
+    else:
+        split = _blobs(700)
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    snap = _snapshot(net)
+    cfg = LandscapeConfig(dims=2, points=5, points_y=4, ignore="none", eval_batch_size=256)
+    result = landscape(net, split, cfg, batch_points=1)
+    _assert_same(net, snap)
+    assert all("forward" not in m.__dict__ for m in net.modules())
+    np.testing.assert_allclose(result.loss, _loop(net, split, result), rtol=2e-6)
+    batched = landscape(net, split, cfg, batch_points=4)
+    np.testing.assert_allclose(result.loss, batched.loss, rtol=2e-6)
+    np.testing.assert_array_equal(result.error, batched.error)
+    line = LandscapeConfig(dims=1, points=7, eval_batch_size=256, per_batch=True, batch_size=64)
+    one, many = (
+        landscape(net, split, line, batch_points=1),
+        landscape(net, split, line, batch_points=7),
+    )
+    for a, b in zip([one.surface, *one.batches], [many.surface, *many.batches], strict=True):
+        np.testing.assert_allclose(a.loss, b.loss, rtol=2e-6)
+
+
+def test_only_layers_that_see_the_data_are_factored() -> None:
+    from skier.diagnostics._factored import InputLayers
+
+    net = _ConvNet().eval()
+    split = Split((torch.randn(50, 1, 4, 4),), torch.arange(50) % 3)
+    params = [p for p in net.parameters() if p.requires_grad]
+    dirs = [[torch.randn_like(p) for p in params]]
+    layers = InputLayers.find(net, split, params, dirs, batch_size=16)
+    assert layers is not None
+    assert [layer.module for layer in layers.layers] == [net.conv]
+    assert len(layers.layers[0].pieces) == 4  # one per evaluation batch (16, 16, 16, 2)

@@ -22,6 +22,9 @@ mean over a whole split (or a fixed seeded subset), in eval mode. Directions:
 Evaluation stays in memory: the split is one tensor on the model's device, the weights of a
 point are written in place, and no DataLoader is built per point. Several grid points can be
 evaluated in one batched forward pass (``torch.func.vmap``) where ``bench/`` shows it is faster.
+One point at a time, the layers that see only the data (the first ``Linear`` or convolution)
+are not re-run: their output is linear in their weights, so it is summed from three outputs
+computed once (:mod:`skier.diagnostics._factored`).
 
 This module holds the grid and its evaluation; the directions are in
 :mod:`skier.diagnostics.directions` and the result types in
@@ -53,6 +56,7 @@ from skier.diagnostics._common import (
     trainable_parameters,
 )
 from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_norm
+from skier.diagnostics._factored import InputLayers
 from skier.diagnostics.directions import (
     check_shapes,
     direction_between,
@@ -195,8 +199,13 @@ def landscape(
 
 
 def default_batch_points(model: nn.Module) -> int:
-    """Grid points per forward pass: several for small models without batch norm, where one
-    vmap'd pass beats a Python loop over points (bench/bench_landscape.py), else one."""
+    """Grid points per forward pass: one on the CPU, where a point's pass skips the layers that
+    see only the data (:mod:`skier.diagnostics._factored`) and the vmap'd pass of 8 points was
+    2-3x slower per point (bench/bench_reference_tools.py, 2026-12-07); several for small models
+    without batch norm on an accelerator, where one vmap'd pass should beat a loop (not
+    measured there)."""
+    if model_device(model).type == "cpu":
+        return 1
     if any(isinstance(m, BATCH_NORM) for m in model.modules()):
         return 1
     size = sum(p.numel() for p in model.parameters())
@@ -250,14 +259,24 @@ def _sweep(
         for i in range(len(sets)):
             losses[i] = np.asarray(resume["losses"][i], dtype=float).reshape(shape)
             errors[i] = np.asarray(resume["errors"][i], dtype=float).reshape(shape)
+    # One point per pass: the layers that see only the data are factored out of every point.
+    factored = [
+        InputLayers.find(model, s, ev.params, dirs, cfg.eval_batch_size)
+        if batch_points == 1 else None
+        for (_, s), ev in zip(sets, evaluators, strict=True)
+    ]  # fmt: skip
     bar = _bar(progress, rows * len(alphas), done_rows * len(alphas))
     evaluations = 0
     try:
         for row in range(done_rows, rows):
             beta = 0.0 if betas is None else float(betas[row])
-            weights = [_point(base, dirs, float(a), beta) for a in alphas]
+            weights = [] if all(factored) else [_point(base, dirs, float(a), beta) for a in alphas]
             for i, ev in enumerate(evaluators):
-                loss, error = ev.at(weights)
+                layers = factored[i]
+                if layers is not None:
+                    loss, error = _factored_row(ev, layers, base, dirs, alphas, beta)
+                else:
+                    loss, error = ev.at(weights)
                 target = (slice(None),) if betas is None else (row, slice(None))
                 losses[i][target] = loss
                 errors[i][target] = error
@@ -295,6 +314,30 @@ def _sweep(
         batched_points=batch_points,
         directions=[[d.detach().cpu() for d in ds] for ds in dirs],
     )
+
+
+def _factored_row(
+    ev: Evaluator,
+    layers: InputLayers,
+    base: ParamList,
+    dirs: Sequence[ParamList],
+    alphas: np.ndarray,
+    beta: float,
+) -> tuple[list[float], list[float]]:
+    """One row of points, one forward pass each, the factored layers' outputs summed."""
+    losses, errors = [], []
+    layers.set_row(beta)
+    with torch.no_grad(), layers.installed():
+        for a in alphas:
+            for p, b, d, *e in zip(ev.params, base, *dirs, strict=True):
+                torch.add(b, d, alpha=float(a), out=p)
+                if e:
+                    p.add_(e[0], alpha=beta)
+            layers.set_alpha(float(a))
+            loss, error = ev._one()
+            losses.append(loss)
+            errors.append(error)
+    return losses, errors
 
 
 def _point(base: ParamList, dirs: Sequence[ParamList], alpha: float, beta: float) -> ParamList:
