@@ -3,15 +3,13 @@ the loop, the process groups and the diagnostics alike."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 import torch
 
 from skier.errors import ConfigError, problem
 
-__all__ = ["amp_dtype", "amp_problems", "deterministic_algorithms", "resolve_device"]
+__all__ = ["amp_dtype", "amp_problems", "resolve_device"]
 
 Amp = bool | Literal["fp16", "bf16"]
 
@@ -76,37 +74,3 @@ def amp_dtype(amp: Amp, device: torch.device) -> torch.dtype | None:
     if amp == "bf16" or (amp is True and device.type == "cpu"):
         return torch.bfloat16
     return torch.float16
-
-
-@contextlib.contextmanager
-def deterministic_algorithms() -> Iterator[None]:
-    """torch's deterministic algorithms inside; the caller's settings after.
-
-    On the CPU the ops skier uses are deterministic already; on CUDA this also turns off
-    cuDNN's autotuner (cuBLAS additionally needs CUBLAS_WORKSPACE_CONFIG=:4096:8, which is
-    the caller's environment to set, not the library's).
-
-    Not torch's filling of every new tensor's memory (``torch.utils.deterministic.
-    fill_uninitialized_memory``, which deterministic algorithms turn on): it changes no result
-    of an op that writes its whole output, as torch's ops do (a model that reads
-    ``torch.empty`` memory it never wrote is not made deterministic by it), and it cost about
-    8% of a training step at bench/suite.py's W1 and W3 (bench/RESULTS.md, 2026-12-07 fourth
-    session). Training gives the same bits with it and without it (tested).
-    """
-    fill = torch.utils.deterministic
-    before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        getattr(fill, "fill_uninitialized_memory"),  # noqa: B009 (a module property)
-    )
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    setattr(fill, "fill_uninitialized_memory", False)  # noqa: B010
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:4]
-        setattr(fill, "fill_uninitialized_memory", before[4])  # noqa: B010

@@ -51,12 +51,7 @@ from skier.train.callbacks.base import Callback
 from skier.train.callbacks.live import LiveDisplay
 from skier.train.callbacks.progress import ProgressBar
 from skier.train.compiled import compile_problems, uncompiled
-from skier.train.device import (
-    amp_dtype,
-    amp_problems,
-    deterministic_algorithms,
-    resolve_device,
-)
+from skier.train.device import amp_dtype, amp_problems, resolve_device
 from skier.train.group import ProcessGroup
 from skier.train.loader import LoaderBatches, loader_problems
 from skier.train.losses import (
@@ -201,12 +196,30 @@ class Setup:
         metrics = self.evaluate(split, self.average.module)
         return {f"{self.average.tag}_{k}": v for k, v in metrics.items()}
 
-    def determinism(self) -> contextlib.AbstractContextManager[None]:
-        """:func:`~skier.train.device.deterministic_algorithms` while training, when
-        ``train.deterministic`` asks (the caller's settings after)."""
+    @contextlib.contextmanager
+    def determinism(self) -> Iterator[None]:
+        """Deterministic algorithms while training (when asked); the caller's settings after.
+
+        On the CPU the ops skier uses are deterministic already; on CUDA this also turns off
+        cuDNN's autotuner (cuBLAS additionally needs CUBLAS_WORKSPACE_CONFIG=:4096:8, which is
+        the caller's environment to set, not the library's).
+        """
         if not self.train_cfg.deterministic:
-            return contextlib.nullcontext()
-        return deterministic_algorithms()
+            yield
+            return
+        before = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
 
     def seed(self) -> None:
         seed = self.train_cfg.seed
