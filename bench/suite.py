@@ -244,8 +244,11 @@ def _matmul_gflops(smoke: bool) -> float:
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
 EXTRAS = ("time_to_accuracy", "landscape", "tune", "lessons")
-# Targets of issue 10: skier (lean) / loop (b) epoch time.
-RATIO_TARGETS = {"W1": 1.05, "W2": 1.10, "W3": 1.10}
+# skier (lean) / loop (b) median epoch time. Issue 10 asked for no more than 1.05 / 1.10 / 1.10
+# (skier as fast as a hand-written loop, give or take its bookkeeping); issue 22 asks for skier
+# to be faster than the loop, from what a hand-written loop leaves on the table (fused optimizer
+# steps, cheaper batch gathers): 0.85 / 0.85 / 0.95.
+RATIO_TARGETS = {"W1": 0.85, "W2": 0.85, "W3": 0.95}
 # Issue 22: `skier train` with its defaults / fit validated as it is (skier_defaults / skier_val).
 RECORDING_TARGETS = {"W1": 1.05, "W3": 1.15, "W4": 1.15}
 # With --baseline (issue 16): skier's ratio to loop_b over skier_base's, "no slower than before"

@@ -259,8 +259,35 @@ def _rmsprop(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     )
 
 
+# optim.extra keywords that choose torch's implementation (or rule the fused one out).
+_IMPLEMENTATION = ("fused", "foreach", "differentiable", "capturable")
+
+
+def _fused(params: Params, c: OptimConfig) -> tuple[list[Any], dict[str, Any]]:
+    """``params`` as a list, and ``fused=True`` where torch's fused step applies: every
+    parameter a floating-point tensor on a device with fused kernels (CPU, CUDA, ...), and
+    ``optim.extra`` choosing no implementation of its own. One kernel per parameter does the
+    whole Adam update in place of about eight: measured faster at every workload of
+    bench/suite.py (bench/RESULTS.md, 2026-12-07 fourth session). Its float rounding differs
+    from the for-loop step's by an ulp or so a step (checked against it in the tests);
+    reruns and resumes are bit-identical. ``optim.extra: {fused: false}`` gives the for-loop
+    step (torch's CPU default) and its bits."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    given = list(params)
+    tensors = [t for g in given for t in (g["params"] if isinstance(g, dict) else [g])]
+    devices = _get_fused_kernels_supported_devices()
+    usable = bool(tensors) and all(
+        isinstance(t, torch.Tensor) and t.is_floating_point() and t.device.type in devices
+        for t in tensors
+    )
+    chosen = any(k in c.extra for k in _IMPLEMENTATION)
+    return given, {"fused": True} if usable and not chosen else {}
+
+
 @register_optimizer("adam", _ADAM)
 def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
+    params, fused = _fused(params, c)
     return torch.optim.Adam(
         params,
         lr=_lr(c),
@@ -268,6 +295,7 @@ def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
         eps=c.eps if c.eps is not None else 1e-8,
         weight_decay=c.weight_decay or 0.0,
         amsgrad=c.amsgrad,
+        **fused,
         **c.extra,
     )
 
@@ -275,6 +303,7 @@ def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 @register_optimizer("adamw", _ADAM)
 def _adamw(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
     # Decoupled weight decay (Loshchilov & Hutter); torch's default decay is 0.01.
+    params, fused = _fused(params, c)
     return torch.optim.AdamW(
         params,
         lr=_lr(c),
@@ -282,6 +311,7 @@ def _adamw(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
         eps=c.eps if c.eps is not None else 1e-8,
         weight_decay=c.weight_decay if c.weight_decay is not None else 0.01,
         amsgrad=c.amsgrad,
+        **fused,
         **c.extra,
     )
 

@@ -118,6 +118,20 @@ def steps_per_epoch(n: int, batch_size: int | Literal["full"], *, drop_last: boo
     return n // size if drop_last else math.ceil(n / size)
 
 
+def _gather(
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    weights: torch.Tensor | None,
+    idx: torch.Tensor,
+) -> Batch:
+    """The examples ``idx`` of each tensor, by ``index_select`` (a row copy) rather than
+    advanced indexing (``t[idx]``, a general gather kernel): the same values in new tensors
+    (a caller may keep them), in 53 µs rather than 136 at W1's 128 x 784 rows, 19 rather than
+    39 at W2's 32 (1 thread; bench/RESULTS.md, 2026-12-07 fourth session)."""
+    w = weights.index_select(0, idx) if weights is not None else None
+    return tuple(t.index_select(0, idx) for t in inputs), targets.index_select(0, idx), w
+
+
 class _WholeBatches:
     """Batches trained as they are: the loss to backpropagate is the data loss (+ penalty)."""
 
@@ -175,11 +189,12 @@ class TensorBatches(_WholeBatches):
         size = self.batch_size
         stop = len(self) * size
         for start in range(0, min(stop, self.num_examples), size):
-            at: slice | torch.Tensor = (
-                slice(start, start + size) if order is None else order[start : start + size]
-            )
-            w = weights[at] if weights is not None else None  # the split's example weights
-            yield tuple(t[at] for t in inputs), targets[at], w
+            if order is None:  # in stored order: views
+                at = slice(start, start + size)
+                w = weights[at] if weights is not None else None  # the split's example weights
+                yield tuple(t[at] for t in inputs), targets[at], w
+            else:
+                yield _gather(inputs, targets, weights, order[start : start + size])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
@@ -233,7 +248,8 @@ class InformativeBatches(TensorBatches):
         for start in range(0, len(self) * size, size):
             idx = order[start : start + size]
             self._current, self._observed = idx, 0
-            yield tuple(t[idx] for t in inputs), targets[idx], weights[start : start + size]
+            gathered, y, _ = _gather(inputs, targets, None, idx)
+            yield gathered, y, weights[start : start + size]
 
     def observe(self, losses: torch.Tensor) -> None:
         """Record the per-example losses of the batch just yielded (stays on the device): all of
