@@ -126,7 +126,7 @@ def fingerprint(model: nn.Module, settings: LandscapeConfig, extra: str = "") ->
 
 def _loss_stamp(loss: Loss | None) -> str:
     """What the fingerprint knows of the loss: a partial grid resumes onto the same one."""
-    return "" if loss is None else repr(loss)
+    return "" if loss is None else loss.stamp
 
 
 PartialCallback = Callable[[dict[str, Any]], None]

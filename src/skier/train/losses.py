@@ -206,16 +206,28 @@ class Loss:
         per_example: LossFn | None,
         *,
         class_weights: Any = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.name, self.targets = name, targets
         self._reduced, self.per_example = reduced, per_example
         self._class_weights = class_weights
+        self.settings = dict(settings or {})  # the options it reads and its reduction
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._reduced(out, y)
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
+
+    @property
+    def stamp(self) -> str:
+        """The loss with every setting that changes its values: two losses with one stamp
+        measure the same thing (a stopped landscape resumes only onto its own loss).
+
+        >>> build_loss("huber", options={"huber_delta": 0.5}).stamp
+        "huber(huber_delta=0.5, reduction='mean')"
+        """
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in sorted(self.settings.items()))})"
 
     def batch_sum(
         self, out: torch.Tensor, y: torch.Tensor
@@ -322,7 +334,7 @@ def build_loss(
         _check_options(label, frozenset(), opts)
         per = (lambda out, y: fn(out, y, reduction="none")) if _takes_reduction(fn) else None
         if reduction == "mean":
-            return Loss(label, None, fn, per)
+            return Loss(label, None, fn, per, settings={"reduction": reduction})
         if per is None:
             raise ConfigError(
                 problem(
@@ -331,7 +343,9 @@ def build_loss(
                     reduction,
                 )
             )
-        return Loss(label, None, lambda out, y: per(out, y).sum(), per)
+        return Loss(
+            label, None, lambda out, y: per(out, y).sum(), per, settings={"reduction": reduction}
+        )
     spec = LOSSES.get(name)
     if spec is None:
         raise ConfigError(
@@ -349,6 +363,7 @@ def build_loss(
         lambda out, y: spec.reduced(out, y, opts, reduction),
         lambda out, y: spec.per_example(out, y, opts),
         class_weights=opts["class_weights"] if "class_weights" in spec.options else None,
+        settings={**{key: opts[key] for key in spec.options}, "reduction": reduction},
     )
 
 
