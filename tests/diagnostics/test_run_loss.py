@@ -251,3 +251,39 @@ def test_the_lr_range_test_takes_a_multilabel_runs_loss() -> None:
                            settings={"num_steps": 5}, progress="off")  # fmt: skip
     # One batch is the whole split: the first step's loss is BCE at the initial weights.
     assert result.losses[0] == pytest.approx(first, rel=1e-5)
+
+
+def test_the_lr_range_test_takes_one_logit_for_binary_cross_entropy_on_two_classes() -> None:
+    # fit builds one output for binary cross-entropy on classes 0/1; the test checks the same
+    split = _data("classes")
+    split = Split(split.inputs, (split.targets > 0).long())
+    model = _model(4, 1)
+    with torch.no_grad():
+        logits = model(split.inputs[0])[:, 0]
+        first = float(F.binary_cross_entropy_with_logits(logits, split.targets.float()))
+    result = lr_range_test(model, split, train_config={"batch_size": 60,
+                                                       "loss": "binary_cross_entropy"},
+                           settings={"num_steps": 5}, progress="off")  # fmt: skip
+    assert result.losses[0] == pytest.approx(first, rel=1e-5)
+
+
+def test_a_stopped_grid_resumes_only_onto_the_same_loss_and_options() -> None:
+    split = _data("regression")
+    model = _model(4, 2)
+    settings = {"dims": 2, "points": 3, "points_y": 4}
+    saved: list[dict] = []
+
+    def stop_after_one_row(partial: dict) -> None:
+        saved.append(partial)
+        raise KeyboardInterrupt
+
+    huber = build_loss("huber", options={"huber_delta": 0.5})
+    with pytest.raises(KeyboardInterrupt):
+        landscape(model, split, settings, loss=huber, on_row=stop_after_one_row)
+    full = landscape(model, split, settings, loss=huber)
+    resumed = landscape(model, split, settings, loss=huber, resume=saved[-1])
+    np.testing.assert_array_equal(resumed.surface.loss, full.surface.loss)
+    for other in (build_loss("huber", options={"huber_delta": 2.0}), build_loss("mse"),
+                  build_loss("huber", options={"huber_delta": 0.5}, reduction="sum")):  # fmt: skip
+        with pytest.raises(ConfigError, match="same model and settings"):
+            landscape(model, split, settings, loss=other, resume=saved[-1])

@@ -49,7 +49,7 @@ from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
-from skier.train.losses import LossFn, loss_for
+from skier.train.losses import Loss, LossFn, loss_for, model_output_size
 from skier.train.step import OptimizerStep
 
 if TYPE_CHECKING:
@@ -369,8 +369,11 @@ def _resolve_optimizer(
     return optimizer
 
 
-def _check_data(model: torch.nn.Module, data: Any, split: Split, classification: bool) -> None:
-    """The same checks ``fit`` makes: examples present, targets fit the task, output shape."""
+def _check_data(
+    model: torch.nn.Module, data: Any, split: Split, classification: bool, loss: Loss
+) -> None:
+    """The same checks ``fit`` makes: examples present, targets fit the task, output shape (one
+    logit for binary cross-entropy on two classes, as ``fit`` builds it)."""
     if len(split) == 0:
         raise DataError("data must hold at least one example; got 0.")
     if classification and split.targets.is_floating_point():
@@ -392,6 +395,8 @@ def _check_data(model: torch.nn.Module, data: Any, split: Split, classification:
         codes = [t for t in split.inputs if not t.is_floating_point()]
         cardinalities = (codes[0].max(dim=0).values + 1).tolist() if codes else ()
     shapes = [tuple(t.shape[1:]) for t in split.inputs if t.is_floating_point()]
+    task = "classification" if classification else "regression"
+    output_size = model_output_size(loss, task, output_size)
     check_output_shape(model, shapes, output_size, categorical_cardinalities=cardinalities)
 
 
@@ -468,7 +473,7 @@ def lr_range_test(
     # The task given (a bundle's: multi-label too), else the targets' type says.
     resolved = task or ("classification" if classification_of(split) else "regression")
     loss_fn = loss_for(train_cfg, resolved)
-    _check_data(model, data, split, resolved == "classification")
+    _check_data(model, data, split, resolved == "classification", loss_fn)
     opt = _resolve_optimizer(model, optimizer, optim_config, cfg.start_lr)
 
     device = model_device(model)
