@@ -112,16 +112,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--clock", choices=("thread", "wall"), default="thread",
+                        help="the main thread's CPU time (default), or wall time: at 2 or more "
+                        "torch threads only wall time counts the other threads' work")  # fmt: skip
+    parser.add_argument("--only", nargs="+", help="only these variants (loop_b always)")
     args = parser.parse_args()
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     calls = variants(args.workload, args.epochs)
+    if args.only:
+        calls = {k: v for k, v in calls.items() if k == "loop_b" or k in args.only}
     times: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():  # a warm-up round, not counted (the first call pays start-up)
         call()
     for _ in range(args.rounds):
         for name, call in calls.items():
-            t0 = time.thread_time()
+            t0 = clock()
             call()
-            times[name].append(time.thread_time() - t0)
+            times[name].append(clock() - t0)
     out: dict[str, Any] = {}
     for name, ts in times.items():
         ratios = [t / b for t, b in zip(ts, times["loop_b"], strict=True)]
@@ -132,6 +139,7 @@ def main() -> None:
     print(f"load average at the end: {load}")
     if args.json:
         record = {"workload": args.workload, "epochs": args.epochs, "rounds": args.rounds,
+                  "clock": args.clock,
                   "threads": torch.get_num_threads(), "load_end": load,
                   "variants": out}  # fmt: skip
         args.json.write_text(json.dumps(record, indent=1))
