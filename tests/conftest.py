@@ -26,3 +26,28 @@ def interrupt_at() -> Callable[[int | None], Any]:
                 raise KeyboardInterrupt
 
     return InterruptAt
+
+
+@pytest.fixture
+def dense_top_eigenvalue() -> Callable[..., float]:
+    """``dense_top_eigenvalue(model, x, y, loss)``: the largest-magnitude eigenvalue of
+    ``loss(model(x), y)``'s Hessian over every weight, by autograd's dense Hessian in float64 —
+    the oracle for skier's Lanczos on small models."""
+    import torch
+    from torch.func import functional_call
+
+    def top(model: Any, x: Any, y: Any, loss: Callable[[Any, Any], Any]) -> float:
+        model = model.double()
+        names = [n for n, _ in model.named_parameters()]
+        shapes = [p.shape for p in model.parameters()]
+
+        def of(theta: torch.Tensor) -> torch.Tensor:
+            pieces = torch.split(theta, [s.numel() for s in shapes])
+            params = {n: t.view(s) for n, t, s in zip(names, pieces, shapes, strict=True)}
+            return loss(functional_call(model, params, (x.double(),)), y.double())
+
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(of, flat))
+        return float(values[values.abs().argmax()])
+
+    return top

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,25 +53,9 @@ def _csv(path: Path, rows: int = 150) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _bce_top_eigenvalue(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from torch.func import functional_call
-
-    model = model.double()
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-
-    def loss(theta: torch.Tensor) -> torch.Tensor:
-        pieces = torch.split(theta, [s.numel() for s in shapes])
-        params = {n: t.view(s) for n, t, s in zip(names, pieces, shapes, strict=True)}
-        out = functional_call(model, params, (x.double(),))
-        return F.binary_cross_entropy_with_logits(out, y.double())
-
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat))
-    return float(values[values.abs().argmax()])
-
-
-def test_a_multilabel_bce_runs_diagnostics_are_of_its_loss(tmp_path: Path) -> None:
+def test_a_multilabel_bce_runs_diagnostics_are_of_its_loss(
+    tmp_path: Path, dense_top_eigenvalue: Callable[..., float]
+) -> None:
     _csv(tmp_path / "labels.csv")
     config = {
         "data": {"name": "csv", "path": str(tmp_path / "labels.csv"),
@@ -101,6 +86,6 @@ def test_a_multilabel_bce_runs_diagnostics_are_of_its_loss(tmp_path: Path) -> No
     with torch.no_grad():
         bce = float(F.binary_cross_entropy_with_logits(source.model(x), y))
     assert _summary(tmp_path, landscape.stdout)["center_loss"] == pytest.approx(bce, rel=1e-5)
-    top = _bce_top_eigenvalue(source.model, x, y)
+    top = dense_top_eigenvalue(source.model, x, y, F.binary_cross_entropy_with_logits)
     found = _summary(tmp_path, sharpness.stdout)["top_eigenvalue"]
     assert found == pytest.approx(top, rel=1e-4)

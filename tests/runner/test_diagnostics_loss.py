@@ -3,6 +3,8 @@ regression run, checked against torch.nn.functional and a dense autograd Hessian
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,25 +17,9 @@ from skier.runner.diagnose import load_source, run_landscape, run_sharpness
 from skier.train.hessian import seeded_subset
 
 
-def _dense_top_eigenvalue(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """λ1 (largest magnitude) of the Huber loss's Hessian in float64, by autograd."""
-    from torch.func import functional_call
-
-    model = model.double()
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-
-    def loss(theta: torch.Tensor) -> torch.Tensor:
-        pieces = torch.split(theta, [s.numel() for s in shapes])
-        params = {n: t.view(s) for n, t, s in zip(names, pieces, shapes, strict=True)}
-        return F.huber_loss(functional_call(model, params, (x.double(),)), y.double(), delta=0.5)
-
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat))
-    return float(values[values.abs().argmax()])
-
-
-def test_a_huber_runs_landscape_and_sharpness_are_of_the_huber_loss(tmp_path: Path) -> None:
+def test_a_huber_runs_landscape_and_sharpness_are_of_the_huber_loss(
+    tmp_path: Path, dense_top_eigenvalue: Callable[..., float]
+) -> None:
     overrides = {
         "data.name": "synthetic", "data.task": "regression", "data.samples": 300,
         "data.features": 5, "data.targets": 2, "data.noise": 0.5, "model.hidden_sizes": [8],
@@ -61,5 +47,6 @@ def test_a_huber_runs_landscape_and_sharpness_are_of_the_huber_loss(tmp_path: Pa
         source, {"top_k": 1, "subset": 100, "trace": False, "tolerance": 1e-8,
                  "max_iterations": 200}, out_dir=tmp_path / "diag",
     )  # fmt: skip
-    top = _dense_top_eigenvalue(source.model, x, y.reshape(-1, 2))
+    huber_half = functools.partial(F.huber_loss, delta=0.5)
+    top = dense_top_eigenvalue(source.model, x, y.reshape(-1, 2), huber_half)
     assert found.summary["top_eigenvalue"] == pytest.approx(top, rel=1e-4)
