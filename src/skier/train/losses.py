@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,6 +97,25 @@ def _cached_tensor(
 
 def _as_float(y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return y.to(out.dtype).reshape(out.shape)
+
+
+def pad_few_classes(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``out``'s logits with columns of ``-inf`` up to 16 classes, where that makes an
+    evaluation's cross-entropy faster: on the CPU, torch's log-softmax over fewer than 16
+    classes takes a slow path (0.44 ms for 1,437 x 10 logits at one thread, 0.04 ms padded to
+    16). The added classes have probability 0, so the losses are the same to float rounding
+    (~1e-7 relative). Batches under 512 rows gain nothing and are returned as they are."""
+    classes = out.shape[-1]
+    if (
+        out.device.type == "cpu"
+        and out.dim() == 2
+        and 2 < classes < 16
+        and out.shape[0] >= 512
+        and y.dim() == 1
+        and not y.is_floating_point()
+    ):
+        return F.pad(out, (0, 16 - classes), value=-math.inf)
+    return out
 
 
 def _mean_per_example(values: torch.Tensor) -> torch.Tensor:
@@ -212,6 +232,12 @@ class Loss:
         self._reduced, self.per_example = reduced, per_example
         self._class_weights = class_weights
         self.settings = dict(settings or {})  # the options it reads and its reduction
+        # plain cross-entropy (no class weights, no smoothing) may pad its logits' columns
+        self._pads = (
+            name == "cross_entropy"
+            and class_weights is None
+            and not self.settings.get("label_smoothing")
+        )
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._reduced(out, y)
@@ -242,6 +268,8 @@ class Loss:
                             "scalar)", f"{self.name} returning shape {tuple(mean.shape)}")
                 )  # fmt: skip
             return mean * y.shape[0], None
+        if self._pads:  # evaluation only: training's loss keeps the plain kernel's bits
+            out = pad_few_classes(out, y)
         values = self.per_example(out, y)
         if self.targets is None and values.shape != (y.shape[0],):  # a callable's own values
             raise ConfigError(
