@@ -126,24 +126,16 @@ def test_only_the_last_micro_batch_synchronises() -> None:
     assert len(entered) == 2
 
 
-class _Interrupt(Callback):
-    stateful = False
-
-    def on_epoch_end(self, state: TrainState, logs: Any) -> None:
-        if state.epoch == 3:  # before epoch 3's checkpoint: last.pt holds epoch 2
-            raise KeyboardInterrupt
-
-
-def test_resume_with_accumulation_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_with_accumulation_is_bit_identical(tmp_path: Path, interrupt_at: Any) -> None:
     settings: dict[str, Any] = {"optimizer": "adam", "lr": 0.01, "batch_size": 8,
                                 "accumulate": 3, "seed": 5, "device": "cpu", "progress": "off",
                                 "schedule": "one_cycle", "l2": 1e-3, "epochs": 4}  # fmt: skip
     data, val = _data(107), _data(30, seed=4)
     full = _net(dropout=0.2)
     full_result = fit(full, data, val, **settings)
+    stop = interrupt_at(3)  # before epoch 3's checkpoint: last.pt holds epoch 2
     with pytest.raises(KeyboardInterrupt):
-        fit(_net(dropout=0.2), data, val, callbacks=[Checkpoint(tmp_path), _Interrupt()],
-            **settings)  # fmt: skip
+        fit(_net(dropout=0.2), data, val, callbacks=[Checkpoint(tmp_path), stop], **settings)
     resumed = _net(dropout=0.2, seed=9)
     result = fit(resumed, data, val, resume=tmp_path / "last.pt",
                  callbacks=[Checkpoint(tmp_path)], **settings)  # fmt: skip

@@ -13,7 +13,7 @@ from torch import nn
 
 from skier.config import OptimConfig
 from skier.optim import build_optimizer
-from skier.train import Callback, Checkpoint, TrainState, fit
+from skier.train import Callback, Checkpoint, fit
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -71,29 +71,22 @@ def test_the_fused_step_matches_the_for_loop_step(
     assert max(moved) > 0.05  # the steps moved the weights: the comparison is not vacuous
 
 
-class _StopAt(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: TrainState, logs: Any) -> None:
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def _fit_adam(model: nn.Module, data: Data, directory: Path, stop: int = 0, **kw: Any) -> Any:
-    callbacks = [Checkpoint(directory, every=1), _StopAt(stop)]
+def _fit_adam(
+    model: nn.Module, data: Data, directory: Path, stop: Callback | None = None, **kw: Any
+) -> Any:
+    callbacks = [Checkpoint(directory, every=1)] + ([stop] if stop else [])
     return fit(model, data, epochs=4, batch_size=32, lr=1e-2, seed=5, callbacks=callbacks, **kw)
 
 
 def test_fused_adam_reruns_and_resumes_bit_identically(
-    tmp_path: Path, make_mlp: Any, clf_data: Data
+    tmp_path: Path, make_mlp: Any, clf_data: Data, interrupt_at: Any
 ) -> None:
     first, again = make_mlp(seed=1, dropout=0.3), make_mlp(seed=1, dropout=0.3)
     _fit_adam(first, clf_data, tmp_path / "a")
     _fit_adam(again, clf_data, tmp_path / "b")
     resumed = make_mlp(seed=9, dropout=0.3)  # its weights come from the checkpoint
     with pytest.raises(KeyboardInterrupt):
-        _fit_adam(make_mlp(seed=1, dropout=0.3), clf_data, tmp_path / "c", stop=3)
+        _fit_adam(make_mlp(seed=1, dropout=0.3), clf_data, tmp_path / "c", stop=interrupt_at(3))
     result = _fit_adam(resumed, clf_data, tmp_path / "c", resume=tmp_path / "c" / "last.pt")
     assert result.epochs_done == 4
     for a, b, c in zip(first.parameters(), again.parameters(), resumed.parameters(), strict=True):

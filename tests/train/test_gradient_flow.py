@@ -166,24 +166,15 @@ def test_records_reach_the_history_by_each_epoch_end(make_mlp: Any, clf_data: Da
     assert counter.seen == [4, 8, 12]
 
 
-class StopAt(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("every", [3, 1])
 def test_resume_is_exact_with_gradient_flow(
-    tmp_path: Path, make_mlp: Any, clf_data: Data, every: int
+    tmp_path: Path, make_mlp: Any, clf_data: Data, every: int, interrupt_at: Any
 ) -> None:
     # every=3: epoch 1 ends at step 8, just before the record at step 9, so the checkpoint
     # must carry the weights snapshot for the update ratio of step 9.
     def run(directory: Path, stop: int | None, resume: Path | None = None) -> tuple[Any, Any]:
         model = make_mlp(seed=3 if resume is None else 99)
-        callbacks = [GradientFlow(every=every), Checkpoint(directory, every=1), StopAt(stop or 0)]
+        callbacks = [GradientFlow(every=every), Checkpoint(directory, every=1), interrupt_at(stop)]
         result = fit(
             model, clf_data, callbacks=callbacks, epochs=4, optimizer="adam", lr=0.01,
             resume=resume, **SETTINGS,

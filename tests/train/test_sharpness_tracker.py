@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +124,11 @@ def test_training_is_not_disturbed(make_mlp: Any, clf_data: Data, optimizer: str
     assert len(tracked.history.steps["sharpness"]) == 12
 
 
-class StopAt(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: TrainState, logs: Mapping[str, float]) -> None:
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_resume_is_exact(tmp_path: Path, make_mlp: Any, clf_data: Data) -> None:
+def test_resume_is_exact(tmp_path: Path, make_mlp: Any, clf_data: Data, interrupt_at: Any) -> None:
     def run(directory: Path, stop: int | None, resume: Path | None = None) -> tuple[Any, Any]:
         model = make_mlp(seed=3 if resume is None else 99)
         tracker = SharpnessTracker(clf_data, every=3, subset=100, tolerance=1e-3)
-        callbacks = [tracker, Checkpoint(directory, every=1), StopAt(stop or 0)]
+        callbacks = [tracker, Checkpoint(directory, every=1), interrupt_at(stop)]
         result = fit(
             model, clf_data, callbacks=callbacks, epochs=4, optimizer="adam", lr=0.01,
             resume=resume, **SETTINGS,
