@@ -24,7 +24,7 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   (``w = v − QQᵀv``) estimate the rest, ``E[wᵀHw] = tr H − tr(QᵀHQ)``. So the estimate is
   unbiased for any basis, and its standard error is that of the probes' mean. The basis holds
   the top of the spectrum, which is where most of ``vᵀHv``'s variance comes from: on a
-  digits MLP (9.6k weights), 20 vectors cut the variance per probe 4.5x
+  digits MLP (9.6k weights), 20 vectors cut the variance per probe 3.3–4.5x
   (``bench/RESULTS.md``). ``trace_basis=0`` gives plain Hutchinson. It needs no loss
   Hessian in the outputs, so every loss (callables too) gets it.
 
