@@ -17,6 +17,7 @@ from torch import nn
 from skier.config import SharpnessConfig
 from skier.data.types import Split
 from skier.diagnostics.sharpness import sharpness
+from skier.train.hessian import KrylovBasis, extend_krylov, lanczos
 from skier.train.losses import build_loss
 
 WEIGHTS = [2.0, 0.5, 1.0]
@@ -139,3 +140,27 @@ def test_trace_basis_is_validated() -> None:
         SharpnessConfig(trace_basis=-1)
     with pytest.raises((ConfigError, ValueError)):
         SharpnessConfig(trace_basis=501)
+
+
+def test_the_krylov_basis_is_orthonormal_with_exact_rayleigh_quotients_past_a_closed_space() -> (
+    None
+):
+    g = torch.Generator().manual_seed(0)
+    # Two distinct eigenvalues: the Krylov space of any start closes after 2 vectors, and the
+    # basis must go on from random restarts, still orthonormal.
+    a = torch.diag(torch.tensor([4.0] * 3 + [-1.0] * 5, dtype=torch.float64))
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
+    a = rotation @ a @ rotation.T
+
+    def product(v: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [a @ v[0]]
+
+    krylov = KrylovBasis()
+    start = [torch.randn(8, generator=g, dtype=torch.float64)]
+    lanczos(product, start, count=1, tolerance=1e-12, max_products=8, krylov=krylov)
+    assert krylov.vectors is not None and krylov.vectors.shape[0] == 2 and krylov.next is None
+    basis = extend_krylov(product, krylov, start, size=6, generator=g)
+    q = basis.vectors
+    assert q is not None and q.shape == (6, 8)
+    torch.testing.assert_close(q @ q.T, torch.eye(6, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert sum(basis.diagonal) == pytest.approx(float(torch.trace(q @ a @ q.T)), abs=1e-12)

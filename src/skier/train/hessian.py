@@ -378,23 +378,36 @@ def extend_krylov(
     on_product: Callable[[], None] | None = None,
 ) -> KrylovBasis:
     """Grows ``krylov`` (empty, or the basis :func:`lanczos` built) to ``size`` orthonormal
-    vectors (at most the dimension) by the same recurrence, one product each: ``Hq`` made
-    orthogonal to every vector so far (twice) is the next direction. Where the recurrence closes
-    (an invariant subspace), or the basis is empty, it goes on from a random vector of
-    ``generator`` made orthogonal to the basis. ``like`` gives the parameters' shapes."""
+    vectors (at most the dimension, and at most what fits in lanczos's 1 GiB) by the same
+    recurrence, one product each: ``Hq`` made orthogonal to every vector so far (twice) is the
+    next direction. Where the recurrence closes (an invariant subspace), or the basis is empty,
+    it goes on from a random vector of ``generator`` made orthogonal to the basis. ``like``
+    gives the parameters' shapes.
+
+    >>> a = torch.diag(torch.tensor([3.0, 3.0, 1.0, 1.0, 2.0], dtype=torch.float64))
+    >>> basis = extend_krylov(lambda v: [a @ v[0]], KrylovBasis(), [torch.zeros(5, dtype=a.dtype)],
+    ...                       size=5, generator=torch.Generator().manual_seed(0))
+    >>> round(sum(basis.diagonal), 9), basis.vectors.shape   # the whole space: tr A exactly
+    (10.0, torch.Size([5, 5]))
+    """
     dim = sum(t.numel() for t in like)
-    size = min(size, dim)
-    rows = [] if krylov.vectors is None else list(krylov.vectors)
     dtype, device = like[0].dtype, like[0].device
+    kept = krylov.vectors
+    have = 0 if kept is None else kept.shape[0]
+    # Never past the dimension, nor past lanczos's memory bound (a basis already larger stays).
+    fits = _LANCZOS_MEMORY // max(1, dim * torch.empty((), dtype=dtype).element_size())
+    size = max(have, min(size, dim, fits))
+    rows = torch.empty(size, dim, dtype=dtype, device=device)
+    if kept is not None:
+        rows[:have] = kept
     nxt = krylov.next
-    while len(rows) < size:
+    while have < size:
         if nxt is None:
             nxt = torch.randn(dim, generator=generator, dtype=dtype).to(device)
         before = float(nxt.norm())
-        if rows:
-            done = torch.stack(rows)
-            for _ in range(2):  # classical Gram-Schmidt twice, as in lanczos
-                nxt = nxt - done.T @ (done @ nxt)
+        done = rows[:have]
+        for _ in range(2):  # classical Gram-Schmidt twice, as in lanczos
+            nxt = nxt - done.T @ (done @ nxt)
         length = float(nxt.norm())
         if not (math.isfinite(length) and length > 1e-6 * before):
             nxt = None  # Hq lay in the basis (an invariant subspace): a random restart
@@ -404,8 +417,9 @@ def extend_krylov(
         if on_product is not None:
             on_product()
         krylov.diagonal.append(float(torch.dot(q, w)))
-        rows.append(q)
+        rows[have] = q
+        have += 1
         nxt = w
-    krylov.vectors = torch.stack(rows) if rows else None
+    krylov.vectors = rows if size else None
     krylov.next = nxt
     return krylov
