@@ -5,8 +5,14 @@
   ``eigenvalues(top_n=3)``, ``trace()``), both on the whole set as one batch, at the same
   tolerance (1e-3 for PyHessian's power iteration, skier's default 1e-4 residual for Lanczos).
   Agreement: each top eigenvalue against a tightly converged reference (skier's Lanczos at
-  1e-8, checked against PyHessian at 1e-8). The trace: the same number of Rademacher probes
-  (100) in each; agreement within their standard errors.
+  1e-8, checked against PyHessian at 1e-8).
+* **Hessian trace** against the exact trace (the sum of the Hessian's diagonal, one product per
+  unit vector, computed once a run): each estimator over ``--seeds`` seeds, its RMS error and
+  CPU time (``time.thread_time``, the seeds interleaved). PyHessian's ``trace(maxIter=100,
+  tol=0)`` (100 probes) against skier's deflated trace with ``--trace-samples`` probes (chosen
+  so that the RMS errors match), both alone and with λ1 (the job ``skier sharpness`` does by
+  default: the Lanczos basis is then reused), plain Hutchinson in skier for the record, and
+  PyHessian at its defaults (``tol=1e-3``: it stops when the running mean moves < 0.1%).
 * **LR range test**: skier's :func:`skier.diagnostics.lr_range.lr_range_test` against
   torch-lr-finder 0.2.2 (``LRFinder.range_test``), Adam, 100 exponential steps from 1e-6 to 10,
   batch 64, the same initial weights; agreement: the suggested (steepest-descent) lr.
@@ -31,6 +37,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -113,7 +120,6 @@ def bench_hessian(model: torch.nn.Module, split: Split, rounds: int) -> dict[str
 
     kinds = ("skier_lanczos", "skier_power", "pyhessian", "pyhessian_1e-6")
     times: dict[str, list[float]] = {k: [] for k in kinds}
-    trace_times: dict[str, list[float]] = {"skier": [], "pyhessian": []}
     found: dict[str, Any] = {}
     for _ in range(rounds):
         t, r = _timed(lambda: _skier_hessian(model, split, "lanczos", trace=False))
@@ -129,21 +135,7 @@ def bench_hessian(model: torch.nn.Module, split: Split, rounds: int) -> dict[str
         t, r = _timed(lambda: _pyhessian(model, split, 1e-6, trace=False))
         times["pyhessian_1e-6"].append(t)
         found["pyhessian_1e-6"] = (r["eigenvalues"], None)
-        # The trace alone: skier's with top_k's products subtracted is not separable, so time
-        # each tool's trace with its eigenvalue part as small as it goes (one eigenvalue).
-        t0 = time.perf_counter()
-        st = sharpness(
-            model,
-            split,
-            settings=SharpnessConfig(
-                top_k=1, max_iterations=1, trace_samples=100, batch_size=len(split)
-            ),
-        )
-        trace_times["skier"].append(time.perf_counter() - t0)
-        t, pt = _timed(lambda: _pyhessian_trace(model, split))
-        trace_times["pyhessian"].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    tmed = {k: statistics.median(v) for k, v in trace_times.items()}
     return {
         "reference_eigenvalues": truth,
         "pyhessian_at_1e-8": check,
@@ -157,27 +149,112 @@ def bench_hessian(model: torch.nn.Module, split: Split, rounds: int) -> dict[str
             "skier_lanczos": found["skier_lanczos"][1],
             "skier_power": found["skier_power"][1],
         },
-        "trace": {
-            "skier": st.trace,
-            "skier_se": st.trace_std_error,
-            "pyhessian": pt["trace"],
-            "pyhessian_se": pt["trace_se"],
-            "median_s": tmed,
-            "speedup": tmed["pyhessian"] / tmed["skier"],
-        },
     }
 
 
-def _pyhessian_trace(model: torch.nn.Module, split: Split) -> dict[str, Any]:
-    from pyhessian import hessian
+def _exact_trace(model: torch.nn.Module, split: Split) -> tuple[float, float]:
+    """The exact trace, ``Σ_i e_iᵀHe_i`` (one product per weight on the kept gradient graph),
+    and the seconds it took."""
+    from skier.train.hessian import Hessian
 
     model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    hessian = Hessian(model, split, params, classification=True, batch_size=len(split))
+    t0 = time.perf_counter()
+    total = 0.0
+    for i, p in enumerate(params):
+        for j in range(p.numel()):
+            unit = [torch.zeros_like(q) for q in params]
+            unit[i].view(-1)[j] = 1.0
+            total += float(hessian(unit)[i].view(-1)[j])
+    return total, time.perf_counter() - t0
+
+
+def _pyhessian_trace(
+    model: torch.nn.Module, split: Split, seed: int, tol: float, eigenvalue: bool = False
+) -> dict[str, Any]:
+    from pyhessian import hessian
+
+    torch.manual_seed(seed)  # PyHessian's probes come from torch's global generator
+    model.eval()
     comp = hessian(model, F.cross_entropy, data=(split.inputs[0], split.targets), cuda=False)
-    comp.eigenvalues(top_n=1, maxIter=1)
-    samples = comp.trace(maxIter=100, tol=0.0)
+    if eigenvalue:
+        comp.eigenvalues(top_n=1)
+    samples = comp.trace(maxIter=100, tol=tol)
     model.zero_grad(set_to_none=True)
-    return {"trace": float(np.mean(samples)),
-            "trace_se": float(np.std(samples, ddof=1) / math.sqrt(len(samples)))}  # fmt: skip
+    se = float(np.std(samples, ddof=1) / math.sqrt(len(samples))) if len(samples) > 1 else None
+    return {"trace": float(np.mean(samples)), "probes": len(samples), "se": se}
+
+
+def _skier_trace(model: torch.nn.Module, split: Split, seed: int, **settings: Any) -> Any:
+    settings = {"top_k": 1, "max_iterations": 1, "batch_size": len(split), **settings}
+    return sharpness(model, split, settings=SharpnessConfig(seed=seed, **settings))
+
+
+def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) -> dict:
+    exact, exact_s = _exact_trace(model, split)
+
+    # name: what it runs, given the seed (λ1 + trace: the job with the eigenvalue as well)
+    def py(seed: int, eigenvalue: bool = False) -> tuple[float, float]:
+        r = _pyhessian_trace(model, split, seed, 0.0, eigenvalue)
+        return r["trace"], r["se"]
+
+    def sk(seed: int, **settings: Any) -> tuple[float, float]:
+        r = _skier_trace(model, split, seed, **settings)
+        return r.trace, r.trace_std_error
+
+    # name: what it runs, given the seed (λ1 + trace: the job with the eigenvalue as well)
+    variants: dict[str, Callable[[int], tuple[float, float]]] = {
+        "pyhessian_100": py,
+        "skier_deflated": lambda s: sk(s, trace_samples=samples),
+        "skier_plain_100": lambda s: sk(s, trace_samples=100, trace_basis=0),
+        "pyhessian_lambda1_100": lambda s: py(s, eigenvalue=True),
+        "skier_lambda1_deflated": lambda s: sk(s, max_iterations=100, trace_samples=samples),
+    }
+    estimates: dict[str, list[float]] = {k: [] for k in variants}
+    errors: dict[str, list[float]] = {k: [] for k in variants}
+    seconds: dict[str, list[float]] = {k: [] for k in variants}
+    defaults: list[dict[str, Any]] = []
+    for seed in range(seeds):  # each seed one round, every variant in it
+        for name, run in variants.items():
+            t0 = time.thread_time()
+            value, se = run(seed)
+            estimates[name].append(value)
+            errors[name].append(se)
+            seconds[name].append(time.thread_time() - t0)
+        defaults.append(_pyhessian_trace(model, split, seed, 1e-3))
+
+    def rms(values: list[float]) -> float:
+        return math.sqrt(statistics.fmean((v - exact) ** 2 for v in values))
+
+    out: dict[str, Any] = {
+        "exact": exact,
+        "exact_seconds": exact_s,
+        "seeds": seeds,
+        "skier_probes": samples,
+        "rms_error": {k: rms(v) for k, v in estimates.items()},
+        # The mean reported variance (SE²): the same quantity as the RMS error², less noisy.
+        "rms_std_error": {
+            k: math.sqrt(statistics.fmean(e * e for e in v)) for k, v in errors.items()
+        },
+        "mean_error": {k: statistics.fmean(v) - exact for k, v in estimates.items()},
+        "median_cpu_s": {k: statistics.median(v) for k, v in seconds.items()},
+        "pyhessian_defaults": {
+            "probes": [d["probes"] for d in defaults],
+            "rms_error": rms([d["trace"] for d in defaults]),
+        },
+    }
+    med, err = out["median_cpu_s"], out["rms_error"]
+    for ref, mine in (("pyhessian_100", "skier_deflated"),
+                      ("pyhessian_lambda1_100", "skier_lambda1_deflated")):  # fmt: skip
+        out[f"speedup_{mine}"] = med[ref] / med[mine]
+        # Time to reach the reference's RMS error: the probes' variance falls as 1/probes.
+        out[f"speedup_{mine}_at_equal_rms"] = (med[ref] * err[ref] ** 2) / (
+            med[mine] * err[mine] ** 2
+        )
+        se = out["rms_std_error"]
+        out[f"speedup_{mine}_at_equal_se"] = (med[ref] * se[ref] ** 2) / (med[mine] * se[mine] ** 2)
+    return out
 
 
 # --- LR range test --------------------------------------------------------------------------------
@@ -286,18 +363,28 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=51)
     parser.add_argument("--quick", action="store_true", help="2 rounds, an 11 x 11 grid")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--seeds", type=int, default=20, help="trace: seeds per estimator")
+    parser.add_argument("--trace-samples", type=int, default=25, help="skier's trace probes")
+    parser.add_argument("--only", choices=["hessian", "trace", "lr_range", "landscape"])
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
     model, split = _workload()
-    results = {
+    benches: dict[str, Callable[[], Any]] = {
+        "hessian": lambda: bench_hessian(model, split, rounds),
+        "trace": lambda: bench_trace(model, split, args.seeds, args.trace_samples),
+        "lr_range": lambda: bench_lr_range(model, split, rounds),
+        "landscape": lambda: bench_landscape(model, split, rounds, points),
+    }
+    results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "rounds": rounds,
-        "hessian": bench_hessian(model, split, rounds),
-        "lr_range": bench_lr_range(model, split, rounds),
-        "landscape": bench_landscape(model, split, rounds, points),
+        "load_average": list(os.getloadavg()),
     }
+    for name, bench in benches.items():
+        if args.only in (None, name):
+            results[name] = bench()
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

@@ -51,3 +51,28 @@ def dense_top_eigenvalue() -> Callable[..., float]:
         return float(values[values.abs().argmax()])
 
     return top
+
+
+@pytest.fixture
+def dense_trace() -> Callable[..., float]:
+    """``dense_trace(model, x, y, loss)``: the trace of ``loss(model(x), y)``'s Hessian over
+    every weight, by autograd's dense Hessian in float64 (the model in eval mode) — the oracle
+    for skier's trace estimators on small models."""
+    import torch
+    from torch.func import functional_call
+
+    def trace(model: Any, x: Any, y: Any, loss: Callable[[Any, Any], Any]) -> float:
+        model = model.double().eval()
+        names = [n for n, _ in model.named_parameters()]
+        shapes = [p.shape for p in model.parameters()]
+        target = y.double() if y.is_floating_point() else y
+
+        def of(theta: torch.Tensor) -> torch.Tensor:
+            pieces = torch.split(theta, [s.numel() for s in shapes])
+            params = {n: t.view(s) for n, t, s in zip(names, pieces, shapes, strict=True)}
+            return loss(functional_call(model, params, (x.double(),)), target)
+
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        return float(torch.autograd.functional.hessian(of, flat).diagonal().sum())
+
+    return trace

@@ -150,13 +150,15 @@ def test_interpolation_between_two_runs(tmp_path: Path, trained: Path) -> None:
 def test_sharpness_on_a_finished_run(tmp_path: Path, trained: Path) -> None:
     proc = _skier(
         tmp_path, "sharpness", str(trained), "--top-k", "2", "--subset", "200",
-        "--trace-samples", "20", "--out", "diag",
+        "--trace-samples", "20", "--trace-basis", "5", "--out", "diag",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     line = _line(proc.stdout, "sharpness: top eigenvalues ")
     run = tmp_path / _run_dir(proc.stdout)
     summary = json.loads((run / "result.json").read_text())["summary"]
     assert summary["examples"] == 200 and len(summary["eigenvalues"]) == 2
+    # Lanczos's basis for 2 eigenvalues is at least 5 vectors: all of it is deflated.
+    assert summary["trace_basis"] >= 5 and summary["trace_std_error"] > 0
     assert summary["top_eigenvalue"] > 0 and f"{summary['top_eigenvalue']:.4g}" in line
     assert (run / "hessian_spectrum.png").read_bytes().startswith(b"\x89PNG")
 

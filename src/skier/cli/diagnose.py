@@ -274,6 +274,10 @@ def landscape(
 )  # fmt: skip
 @click.option("--trace/--no-trace", default=None, help="Hutchinson trace estimate [on].")
 @click.option("--trace-samples", type=int, default=None, help="Probes for the trace [100].")
+@click.option(
+    "--trace-basis", type=int, default=None,
+    help="Krylov vectors deflated out of the trace's probes; 0: plain Hutchinson [20].",
+)  # fmt: skip
 @_split
 @_subset
 @click.option("--batch-size", type=int, default=None, help="Examples per HVP batch [2048].")

@@ -146,6 +146,12 @@ class SharpnessConfig(Section):
     )
     trace: bool = Field(True, description="also estimate the Hessian trace (Hutchinson)")
     trace_samples: PositiveInt = Field(100, description="Rademacher probes for the trace")
+    trace_basis: Annotated[int, Field(ge=0, le=500)] = Field(
+        20,
+        description="Krylov vectors deflated out of the trace's probes: their part of the trace "
+        "is exact, the probes estimate the rest (lanczos reuses its own basis and adds "
+        "products only up to this size); 0: plain Hutchinson",
+    )
     split: Literal["train", "val", "test"] = "train"
     subset: PositiveInt | None = Field(
         None, description="a fixed seeded subset of this many examples; default: the whole split"

@@ -286,6 +286,7 @@ def run_sharpness(
             "converged": all(result.converged),
             "trace": result.trace,
             "trace_std_error": result.trace_std_error,
+            "trace_basis": result.trace_basis,
             "examples": result.examples,
         }
         return recorder.finish(result, summary, f"Sharpness · {source.describe()}")

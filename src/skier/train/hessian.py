@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,10 @@ from skier.train.losses import Loss
 __all__ = [
     "Eigenpair",
     "Hessian",
+    "KrylovBasis",
     "ParamList",
     "dot",
+    "extend_krylov",
     "lanczos",
     "norm",
     "normalized",
@@ -271,6 +273,7 @@ def lanczos(
     tolerance: float,
     max_products: int,
     on_product: Callable[[], None] | None = None,
+    krylov: KrylovBasis | None = None,
 ) -> list[Eigenpair]:
     """The ``count`` eigenpairs of largest magnitude of ``hessian``, by Lanczos from ``start``.
 
@@ -286,7 +289,8 @@ def lanczos(
     eigenvalue in turn and its error falls only as ``(λ2/λ1)^t``, Lanczos needs far fewer
     products for the same accuracy (it is optimal among Krylov methods). The basis costs one
     vector of the model's size per product (at most 1 GiB here). ``history`` of pair *i*
-    holds its Ritz value after each product from the *i*-th on.
+    holds its Ritz value after each product from the *i*-th on. A ``krylov`` passed in is filled
+    with the orthonormal basis built and its Rayleigh quotients (for the trace's deflation).
 
     >>> a = torch.diag(torch.tensor([5.0, -3.0, 1.0, 0.5], dtype=torch.float64))
     >>> pairs = lanczos(lambda v: [a @ v[0]], [torch.ones(4, dtype=torch.float64)], count=2,
@@ -341,6 +345,9 @@ def lanczos(
         betas.append(beta)
         basis[m + 1] = w / beta
     used = basis[: len(alphas)]
+    if krylov is not None:
+        krylov.vectors, krylov.diagonal = used, list(alphas)
+        krylov.next = w / beta if beta > 64 * eps * max(scale, 1e-30) else None
     vectors = torch.as_tensor(ritz[:, chosen], dtype=q.dtype, device=q.device)
     pairs = []
     for i, j in enumerate(chosen):
@@ -348,3 +355,71 @@ def lanczos(
         x = x / x.norm()
         pairs.append(Eigenpair(float(theta[j]), _unflat(x, like), histories[i], bool(converged[i])))
     return pairs
+
+
+@dataclass
+class KrylovBasis:
+    """An orthonormal basis ``Q`` (``vectors``, one flat row each) with ``diagonal[i] =
+    qᵢᵀHqᵢ``, so ``tr(QᵀHQ) = Σ diagonal`` exactly, and ``next``, the unit direction that
+    continues the Krylov recurrence (``None``: the basis spans an invariant subspace)."""
+
+    vectors: torch.Tensor | None = None
+    diagonal: list[float] = field(default_factory=list)
+    next: torch.Tensor | None = None
+
+
+def extend_krylov(
+    hessian: Callable[[Sequence[torch.Tensor]], ParamList],
+    krylov: KrylovBasis,
+    like: ParamList,
+    *,
+    size: int,
+    generator: torch.Generator,
+    on_product: Callable[[], None] | None = None,
+) -> KrylovBasis:
+    """Grows ``krylov`` (empty, or the basis :func:`lanczos` built) to ``size`` orthonormal
+    vectors (at most the dimension, and at most what fits in lanczos's 1 GiB) by the same
+    recurrence, one product each: ``Hq`` made orthogonal to every vector so far (twice) is the
+    next direction. Where the recurrence closes (an invariant subspace), or the basis is empty,
+    it goes on from a random vector of ``generator`` made orthogonal to the basis. ``like``
+    gives the parameters' shapes.
+
+    >>> a = torch.diag(torch.tensor([3.0, 3.0, 1.0, 1.0, 2.0], dtype=torch.float64))
+    >>> basis = extend_krylov(lambda v: [a @ v[0]], KrylovBasis(), [torch.zeros(5, dtype=a.dtype)],
+    ...                       size=5, generator=torch.Generator().manual_seed(0))
+    >>> round(sum(basis.diagonal), 9), basis.vectors.shape   # the whole space: tr A exactly
+    (10.0, torch.Size([5, 5]))
+    """
+    dim = sum(t.numel() for t in like)
+    dtype, device = like[0].dtype, like[0].device
+    kept = krylov.vectors
+    have = 0 if kept is None else kept.shape[0]
+    # Never past the dimension, nor past lanczos's memory bound (a basis already larger stays).
+    fits = _LANCZOS_MEMORY // max(1, dim * torch.empty((), dtype=dtype).element_size())
+    size = max(have, min(size, dim, fits))
+    rows = torch.empty(size, dim, dtype=dtype, device=device)
+    if kept is not None:
+        rows[:have] = kept
+    nxt = krylov.next
+    while have < size:
+        if nxt is None:
+            nxt = torch.randn(dim, generator=generator, dtype=dtype).to(device)
+        before = float(nxt.norm())
+        done = rows[:have]
+        for _ in range(2):  # classical Gram-Schmidt twice, as in lanczos
+            nxt = nxt - done.T @ (done @ nxt)
+        length = float(nxt.norm())
+        if not (math.isfinite(length) and length > 1e-6 * before):
+            nxt = None  # Hq lay in the basis (an invariant subspace): a random restart
+            continue
+        q = nxt / length
+        w = _flat(hessian(_unflat(q, like))).to(dtype)
+        if on_product is not None:
+            on_product()
+        krylov.diagonal.append(float(torch.dot(q, w)))
+        rows[have] = q
+        have += 1
+        nxt = w
+    krylov.vectors = rows if size else None
+    krylov.next = nxt
+    return krylov
