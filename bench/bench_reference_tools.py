@@ -15,7 +15,10 @@
   PyHessian at its defaults (``tol=1e-3``: it stops when the running mean moves < 0.1%).
 * **LR range test**: skier's :func:`skier.diagnostics.lr_range.lr_range_test` against
   torch-lr-finder 0.2.2 (``LRFinder.range_test``), Adam, 100 exponential steps from 1e-6 to 10,
-  batch 64, the same initial weights; agreement: the suggested (steepest-descent) lr.
+  batch 64, the same initial weights, optimizer (skier's fused Adam), batch order, lr ramp,
+  smoothing factor and divergence threshold; agreement: the raw loss of each step on both
+  curves (the same steps give the same losses), and the steepest-descent lrs. Wall and CPU
+  (``time.thread_time``) times, median of the paired ratios.
 * **2-D landscape, 51 x 51, filter-normalized**: skier's :func:`landscape` against the
   ``loss-landscapes`` package 3.0.6 (``random_plane``) and against a per-point loop with skier's
   own directions (the loop's surface must equal skier's to 1e-5).
@@ -34,7 +37,9 @@ Usage (the reference tools live in their own environment, never skier's)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -49,12 +54,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from skier.config import DataConfig, LandscapeConfig, ModelConfig, SharpnessConfig
+from skier.config import DataConfig, LandscapeConfig, ModelConfig, OptimConfig, SharpnessConfig
 from skier.data import Split, load_data
 from skier.diagnostics.landscape import landscape
 from skier.diagnostics.lr_range import lr_range_test
 from skier.diagnostics.sharpness import sharpness
 from skier.models import build_model
+from skier.optim import build_optimizer
 
 
 def _workload() -> tuple[torch.nn.Module, Split]:
@@ -260,43 +266,107 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
 # --- LR range test --------------------------------------------------------------------------------
 
 
+LR_SETTINGS = {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 100, "beta": 0.95,
+               "divergence_factor": 5.0, "suggestion": "steepest"}  # fmt: skip
+LR_BATCH, LR_SEED = 64, 0
+
+
+class _SkierOrder(torch.utils.data.Sampler[list[int]]):
+    """skier's batch order (one seeded ``randperm`` an epoch, cut into batches of ``size``, the
+    remainder skipped), as a batch sampler: torch-lr-finder's DataLoader still fetches and
+    collates the examples one by one, as it does with ``shuffle=True``."""
+
+    def __init__(self, n: int, size: int, seed: int) -> None:
+        self.n, self.size, self.seed = n, size, seed
+
+    def __iter__(self) -> Any:
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            order = torch.randperm(self.n, generator=generator)
+            for start in range(0, self.n - self.size + 1, self.size):
+                yield order[start : start + self.size].tolist()
+
+    def __len__(self) -> int:
+        return self.n // self.size
+
+
 def _torch_lr_finder(model: torch.nn.Module, split: Split) -> dict[str, Any]:
+    """torch-lr-finder on the same steps as skier's test: the same optimizer (skier's Adam, as
+    ``optim_config={"name": "adam"}`` builds it), batches in the same order, the same lr ramp
+    (both ``start · (end/start)^(i/(n-1))``), smoothing factor and divergence threshold (its
+    smoothing has no bias correction, so its stop step can differ by a few steps)."""
     from torch_lr_finder import LRFinder  # the reference tool, from bench/.refs
 
-    opt = torch.optim.Adam(model.parameters(), lr=1e-6)
-    loader = DataLoader(TensorDataset(split.inputs[0], split.targets), batch_size=64,
-                        shuffle=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    opt = build_optimizer(model.parameters(), OptimConfig(name="adam", lr=1e-6))
+    sampler = _SkierOrder(len(split), LR_BATCH, LR_SEED)
+    loader = DataLoader(TensorDataset(split.inputs[0], split.targets), batch_sampler=sampler)
     finder = LRFinder(model, opt, F.cross_entropy, device="cpu")
     finder.range_test(loader, end_lr=10, num_iter=100, step_mode="exp", smooth_f=0.05,
                       diverge_th=5)  # fmt: skip
-    lrs, losses = finder.history["lr"], finder.history["loss"]
+    lrs, smoothed = finder.history["lr"], finder.history["loss"]
     finder.reset()
-    grads = np.gradient(np.asarray(losses), np.log10(np.asarray(lrs)))
-    return {"steepest": float(lrs[int(np.argmin(grads))]), "steps": len(lrs)}
+    # Its history is the smoothed loss (s_i = 0.05 x_i + 0.95 s_(i-1), s_0 = x_0): the raw
+    # losses back, exactly up to float64 rounding.
+    raw = [smoothed[0]] + [
+        (smoothed[i] - 0.95 * smoothed[i - 1]) / 0.05 for i in range(1, len(smoothed))
+    ]
+    grads = np.gradient(np.asarray(smoothed), np.log10(np.asarray(lrs)))
+    return {"steepest": float(lrs[int(np.argmin(grads))]), "steps": len(lrs), "lrs": lrs,
+            "losses": raw}  # fmt: skip
+
+
+def _agreement(skier: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    """The two tools' curves step by step over the steps both took: the lrs, and the raw
+    loss of each batch (the same batch at the same weights when the same steps are taken)."""
+    common = min(len(skier.lrs), ref["steps"])
+    a = np.asarray(skier.losses[:common])
+    b = np.asarray(ref["losses"][:common])
+    return {
+        "steps": {"skier": len(skier.lrs), "torch_lr_finder": ref["steps"]},
+        "common_steps": common,
+        "lrs_equal": skier.lrs[:common] == ref["lrs"][:common],
+        "raw_loss_max_abs_difference": float(np.max(np.abs(a - b))),
+        "raw_loss_max_relative_difference": float(np.max(np.abs(a - b) / np.abs(b))),
+        "raw_loss_first_step_differing": next(
+            (i for i in range(common) if abs(a[i] - b[i]) > 1e-6 * abs(b[i])), None
+        ),
+        "steepest": {"skier": skier.lr, "torch_lr_finder": ref["steepest"]},
+    }
 
 
 def bench_lr_range(model: torch.nn.Module, split: Split, rounds: int) -> dict[str, Any]:
-    settings = {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 100, "beta": 0.95,
-                "divergence_factor": 5.0, "suggestion": "steepest"}  # fmt: skip
-    train = {"batch_size": 64}
+    train = {"batch_size": LR_BATCH, "seed": LR_SEED}
     times: dict[str, list[float]] = {"skier": [], "torch_lr_finder": []}
-    found: dict[str, Any] = {}
+    cpu: dict[str, list[float]] = {"skier": [], "torch_lr_finder": []}
+    agreement: dict[str, Any] = {}
     # A test takes well under a second: 3x the rounds, and the ratio of each interleaved pair
     # (a pair shares the machine's load), so that one slow moment does not decide the ratio.
-    for _ in range(3 * rounds):
+    # The first pair is torch-lr-finder's first import and both tools' warm-up: not counted.
+    for i in range(3 * rounds + 1):
+        c0 = time.thread_time()
         t, r = _timed(lambda: lr_range_test(model, split, optim_config={"name": "adam"},
-                                            train_config=train, settings=settings,
+                                            train_config=train, settings=LR_SETTINGS,
                                             progress=False))  # fmt: skip
-        times["skier"].append(t)
-        found["skier"] = {"steepest": r.lr, "steps": len(r.lrs)}
-        t, r2 = _timed(lambda: _torch_lr_finder(model, split))
-        times["torch_lr_finder"].append(t)
-        found["torch_lr_finder"] = r2
+        c1 = time.thread_time()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            t2, r2 = _timed(lambda: _torch_lr_finder(model, split))  # its tqdm bar and prints
+        c2 = time.thread_time()
+        if i > 0:
+            times["skier"].append(t)
+            times["torch_lr_finder"].append(t2)
+            cpu["skier"].append(c1 - c0)
+            cpu["torch_lr_finder"].append(c2 - c1)
+        agreement = _agreement(r, r2)
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     pairs = [b / a for a, b in zip(times["skier"], times["torch_lr_finder"], strict=True)]
+    cpu_pairs = [b / a for a, b in zip(cpu["skier"], cpu["torch_lr_finder"], strict=True)]
     return {"median_s": med, "speedup": med["torch_lr_finder"] / med["skier"],
             "rounds": len(pairs), "speedup_per_round": pairs,
-            "speedup_median_of_rounds": statistics.median(pairs), "suggested": found}  # fmt: skip
+            "speedup_median_of_rounds": statistics.median(pairs),
+            "cpu_median_s": cpu_med, "cpu_speedup_per_round": cpu_pairs,
+            "cpu_speedup_median_of_rounds": statistics.median(cpu_pairs),
+            "agreement": agreement}  # fmt: skip
 
 
 # --- landscape ------------------------------------------------------------------------------------
@@ -365,7 +435,8 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--seeds", type=int, default=20, help="trace: seeds per estimator")
     parser.add_argument("--trace-samples", type=int, default=25, help="skier's trace probes")
-    parser.add_argument("--only", choices=["hessian", "trace", "lr_range", "landscape"])
+    parser.add_argument("--only", nargs="+", choices=("hessian", "trace", "lr_range", "landscape"),
+                        help="run these benches only (default: all)")  # fmt: skip
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
     model, split = _workload()
@@ -383,7 +454,7 @@ def main() -> None:
         "load_average": list(os.getloadavg()),
     }
     for name, bench in benches.items():
-        if args.only in (None, name):
+        if args.only is None or name in args.only:
             results[name] = bench()
     text = json.dumps(results, indent=2)
     print(text)

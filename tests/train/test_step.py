@@ -117,3 +117,33 @@ def test_the_lr_range_test_steps_through_the_same_clipping() -> None:
         curves[mode] = result.losses
     assert curves["norm"][0] == curves["value"][0]  # the same first batch and weights
     assert curves["norm"] != curves["value"]
+
+
+class _CountsZeroGrad(torch.optim.SGD):
+    """An optimizer with a zero_grad of its own, which the step must call."""
+
+    calls = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        type(self).calls += 1
+        super().zero_grad(set_to_none=set_to_none)
+
+
+def test_gradients_are_cleared_as_the_optimizers_zero_grad_clears_them() -> None:
+    net, (x, y) = _net(), _data()
+    frozen = nn.Linear(5, 3)  # trained by no optimizer here: its gradient is left alone
+    frozen(x).sum().backward()
+    kept = frozen.weight.grad.clone()  # type: ignore[union-attr]
+    params = [*net.parameters(), *frozen.parameters()]
+    for opt_class in (torch.optim.SGD, _CountsZeroGrad):
+        opt = opt_class(net.parameters(), lr=0.1)
+        step = OptimizerStep(opt, params)
+        step(lambda: (nn.functional.cross_entropy(net(x), y), None))
+        # the next step's gradients are its own batch's, not added to the last step's
+        loss = nn.functional.cross_entropy(net(x), y)
+        want = torch.autograd.grad(loss, list(net.parameters()))
+        step(lambda: (nn.functional.cross_entropy(net(x), y), None))
+        got = [p.grad for p in net.parameters()]
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))  # type: ignore[arg-type]
+        assert torch.equal(frozen.weight.grad, kept)  # type: ignore[arg-type]
+    assert _CountsZeroGrad.calls == 2

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +44,7 @@ from skier.diagnostics._common import (
     trainable_parameters,
 )
 from skier.diagnostics._live_curve import LiveCurve
+from skier.diagnostics._lr_batches import seeded_batches
 from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
 from skier.optim import build_optimizer, needs_closure
@@ -403,19 +404,6 @@ def _check_data(
 # --- the test ------------------------------------------------------------------------------
 
 
-def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches of exactly ``size`` distinct examples, epoch after epoch.
-
-    Each epoch is a fresh permutation; a remainder smaller than a batch is skipped, so every
-    step's loss is an average over the same number of examples (the curve's noise level does
-    not jump at epoch ends).
-    """
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - size + 1, size):
-            yield order[start : start + size]
-
-
 def _progress_bar(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
@@ -484,7 +472,8 @@ def lr_range_test(
     shows = display_mode(progress)
     live = LiveCurve(cfg.num_steps) if shows == "live" else None
     started = time.perf_counter()
-    with preserved(model, opt):
+    # An optimizer built here is thrown away afterwards: only the caller's needs restoring.
+    with preserved(model, optimizer):
         curve = _run(model, opt, split, size, loss_fn, cfg, train_cfg, shows == "bar", live)
     result = _result(*curve, cfg, time.perf_counter() - started)
     if live is not None:
@@ -509,7 +498,10 @@ def _run(
     torch.random.default_generator.manual_seed(train_cfg.seed)
     if split.device.type == "cuda":
         torch.cuda.manual_seed(train_cfg.seed)
-    batches = _batches(len(split), size, torch.Generator().manual_seed(train_cfg.seed))
+    ramp = lr_ramp(cfg)
+    tensors = (*split.inputs, split.targets)
+    batches = seeded_batches(tensors, size, torch.Generator().manual_seed(train_cfg.seed),
+                             len(ramp))  # fmt: skip
     smoother = _Smoother(cfg.beta)
     lrs: list[float] = []
     losses: list[float] = []
@@ -521,11 +513,9 @@ def _run(
                          grad_clip_mode=train_cfg.grad_clip_mode)  # fmt: skip
     model.train()
     try:
-        for lr in lr_ramp(cfg):
+        for lr, (*inputs, y) in zip(ramp, batches, strict=True):
             for group in opt.param_groups:  # set LR
                 group["lr"] = lr
-            index = next(batches).to(split.device)
-            inputs, y = tuple(t[index] for t in split.inputs), split.targets[index]
             # forward → loss → backward → clip → step, as fit takes it. The model is restored
             # afterwards, so the step taken on the batch that ends the test changes nothing.
             loss = step(lambda: _loss_and_itself(loss_fn(model(*inputs), y)))  # noqa: B023
