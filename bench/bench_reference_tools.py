@@ -404,26 +404,46 @@ def _per_point(model: torch.nn.Module, split: Split, result: Any) -> np.ndarray:
     return out
 
 
+def _cpu_timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall and CPU seconds (the process's, every thread's) of ``fn()``, and its result."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
 def bench_landscape(model: torch.nn.Module, split: Split, rounds: int, points: int) -> dict:
     cfg = LandscapeConfig(dims=2, points=points)
-    times: dict[str, list[float]] = {"skier": [], "loss_landscapes": [], "per_point": []}
+    names = ("skier", "loss_landscapes", "per_point")
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     agreement = None
-    for _ in range(rounds):
-        t, result = _timed(lambda: landscape(model, split, cfg))
-        times["skier"].append(t)
-        t, _ = _timed(lambda: _loss_landscapes(model, split, points))
-        times["loss_landscapes"].append(t)
-        t, loop = _timed(lambda r=result: _per_point(model, split, r))
-        times["per_point"].append(t)
+    for _ in range(rounds):  # the three interleaved in each round: they share its load
+        w, c, result = _cpu_timed(lambda: landscape(model, split, cfg))
+        wall["skier"].append(w)
+        cpu["skier"].append(c)
+        w, c, _ = _cpu_timed(lambda: _loss_landscapes(model, split, points))
+        wall["loss_landscapes"].append(w)
+        cpu["loss_landscapes"].append(c)
+        w, c, loop = _cpu_timed(lambda r=result: _per_point(model, split, r))
+        wall["per_point"].append(w)
+        cpu["per_point"].append(c)
         surface = np.asarray(result.surface.loss).reshape(loop.shape)
         agreement = float(np.max(np.abs(surface - loop) / np.maximum(np.abs(loop), 1e-12)))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    pairs = [b / a for a, b in zip(times["skier"], times["loss_landscapes"], strict=True)]
-    return {"median_s": med, "points": f"{points}x{points}",
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+
+    def ratios(times: dict[str, list[float]], other: str) -> list[float]:
+        return [b / a for a, b in zip(times["skier"], times[other], strict=True)]
+
+    return {"median_s": med, "median_cpu_s": med_cpu, "points": f"{points}x{points}",
             "batched_points": result.batched_points,
-            "speedup_vs_loss_landscapes_per_round": pairs,
+            "speedup_vs_loss_landscapes_per_round": ratios(wall, "loss_landscapes"),
             "speedup_vs_loss_landscapes": med["loss_landscapes"] / med["skier"],
             "speedup_vs_per_point": med["per_point"] / med["skier"],
+            "cpu_speedup_vs_loss_landscapes_per_round": ratios(cpu, "loss_landscapes"),
+            "cpu_speedup_vs_per_point_per_round": ratios(cpu, "per_point"),
+            "cpu_speedup_vs_loss_landscapes": med_cpu["loss_landscapes"] / med_cpu["skier"],
+            "cpu_speedup_vs_per_point": med_cpu["per_point"] / med_cpu["skier"],
             "max_relative_difference_vs_per_point": agreement}  # fmt: skip
 
 

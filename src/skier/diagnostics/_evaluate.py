@@ -12,11 +12,22 @@ from torch import nn
 from skier.data.types import Split
 from skier.diagnostics._common import ParamList, trainable_parameters
 from skier.train.losses import Loss
-from skier.train.metrics import batch_sums, split_sums
+from skier.train.metrics import batch_sums, batch_totals, split_sums
 
 __all__ = ["BATCH_NORM", "Evaluator", "recompute_batch_norm"]
 
 BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
+
+# A point's summed loss, wrong count and total class weight (Evaluator.sums).
+_Sums = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def _added(a: _Sums, b: _Sums) -> _Sums:
+    """Two batches' sums added as :class:`~skier.train.metrics.SplitSums` adds them."""
+    loss = a[0].double() + b[0]
+    wrong = None if a[1] is None or b[1] is None else a[1] + b[1]
+    weight = None if a[2] is None or b[2] is None else a[2].double() + b[2]
+    return loss, wrong, weight
 
 
 class Evaluator:
@@ -43,6 +54,7 @@ class Evaluator:
         self.loss = loss
         self.names = [n for n, _ in trainable_parameters(model)]
         self.params = [p for _, p in trainable_parameters(model)]
+        self._batches: list[tuple[tuple[torch.Tensor, ...], torch.Tensor]] | None = None
 
     @torch.no_grad()
     def at(self, weights: Sequence[ParamList]) -> tuple[list[float], list[float]]:
@@ -63,6 +75,45 @@ class Evaluator:
                           batch_size=self.batch_size, loss=self.loss)  # fmt: skip
         metrics = sums.metrics()  # one synchronisation per point: both numbers together
         return metrics["loss"], metrics.get("error", math.nan)
+
+    @property
+    def pads(self) -> bool:
+        """Whether the measured loss pads a few classes' logits with ``-inf`` columns."""
+        return self.loss.pads if self.loss is not None else self.classification
+
+    def sums(self) -> _Sums:
+        """The summed loss, wrong count and total class weight over the split at the model's
+        current weights, left on the device (no synchronisation): :meth:`means` reads many
+        points' at once. The batches are those of ``split_sums``, sliced once."""
+        if self._batches is None:
+            split, size = self.split, self.batch_size
+            self._batches = [
+                (tuple(t[i : i + size] for t in split.inputs), split.targets[i : i + size])
+                for i in range(0, len(split), size)
+            ]
+        total: _Sums | None = None
+        for inputs, y in self._batches:
+            out = self.model(*inputs).float()
+            sums = batch_totals(out, y, classification=self.classification, loss=self.loss)
+            total = sums if total is None else _added(total, sums)
+        assert total is not None  # the split is not empty
+        return total
+
+    def means(self, points: Sequence[_Sums]) -> tuple[list[float], list[float]]:
+        """Loss and error of each point's :meth:`sums`, read in one synchronisation: the
+        numbers ``split_sums(...).metrics()`` gives."""
+        if not points:
+            return [], []
+        kept = [0] + [i for i in (1, 2) if points[0][i] is not None]
+        columns = [torch.stack([s[i].double() for s in points])  # type: ignore[union-attr]
+                   for i in kept]  # fmt: skip
+        values = dict(zip(kept, torch.stack(columns).tolist(), strict=True))
+        n = float(len(self.split))
+        denominators = values.get(2, [n] * len(points))
+        losses = [v / (d if d > 0 else 1.0) for v, d in zip(values[0], denominators, strict=True)]
+        if not self.classification:
+            return losses, [math.nan] * len(points)
+        return losses, [w / max(n, 1.0) for w in values[1]]
 
     def _batched(self, weights: Sequence[ParamList]) -> tuple[list[float], list[float]]:
         # Several points in one forward pass: vmap over stacked parameters, shared inputs, and

@@ -24,7 +24,9 @@ point are written in place, and no DataLoader is built per point. Several grid p
 evaluated in one batched forward pass (``torch.func.vmap``) where ``bench/`` shows it is faster.
 One point at a time, the layers that see only the data (the first ``Linear`` or convolution)
 are not re-run: their output is linear in their weights, so it is summed from three outputs
-computed once (:mod:`skier.diagnostics._factored`).
+computed once (:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a
+classifier's head) run through a faster product (:mod:`skier.diagnostics._heads`), and a row's
+numbers are read from the device once.
 
 This module holds the grid and its evaluation; the directions are in
 :mod:`skier.diagnostics.directions` and the result types in
@@ -33,6 +35,7 @@ This module holds the grid and its evaluation; the directions are in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +60,7 @@ from skier.diagnostics._common import (
 )
 from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_norm
 from skier.diagnostics._factored import InputLayers
+from skier.diagnostics._heads import Heads
 from skier.diagnostics.directions import (
     check_shapes,
     direction_between,
@@ -259,22 +263,20 @@ def _sweep(
         for i in range(len(sets)):
             losses[i] = np.asarray(resume["losses"][i], dtype=float).reshape(shape)
             errors[i] = np.asarray(resume["errors"][i], dtype=float).reshape(shape)
-    # One point per pass: the layers that see only the data are factored out of every point.
-    factored = [
-        InputLayers.find(model, s, ev.params, dirs, cfg.eval_batch_size)
-        if batch_points == 1 else None
-        for (_, s), ev in zip(sets, evaluators, strict=True)
-    ]  # fmt: skip
+    # One point per pass: the layers that see only the data are factored out of every point,
+    # and the few-output layers run through a faster product.
+    speedups = [_speedups(model, s, ev, dirs, cfg) if batch_points == 1 else None
+                for (_, s), ev in zip(sets, evaluators, strict=True)]  # fmt: skip
     bar = _bar(progress, rows * len(alphas), done_rows * len(alphas))
     evaluations = 0
     try:
         for row in range(done_rows, rows):
             beta = 0.0 if betas is None else float(betas[row])
-            weights = [] if all(factored) else [_point(base, dirs, float(a), beta) for a in alphas]
+            weights = [] if all(speedups) else [_point(base, dirs, float(a), beta) for a in alphas]
             for i, ev in enumerate(evaluators):
-                layers = factored[i]
-                if layers is not None:
-                    loss, error = _factored_row(ev, layers, base, dirs, alphas, beta)
+                found = speedups[i]
+                if found is not None:
+                    loss, error = _one_point_row(ev, *found, base, dirs, alphas, beta)
                 else:
                     loss, error = ev.at(weights)
                 target = (slice(None),) if betas is None else (row, slice(None))
@@ -316,28 +318,45 @@ def _sweep(
     )
 
 
-def _factored_row(
+def _speedups(
+    model: nn.Module, split: Split, ev: Evaluator, dirs: list[ParamList], cfg: LandscapeConfig
+) -> tuple[InputLayers | None, Heads | None] | None:
+    """What a one-point-at-a-time row of ``split`` can skip or run faster (``None``: nothing)."""
+    layers = InputLayers.find(model, split, ev.params, dirs, cfg.eval_batch_size)
+    skip = set() if layers is None else {layer.module for layer in layers.layers}
+    heads = Heads.find(model, split, cfg.eval_batch_size, pads=ev.pads, skip=skip)
+    return (layers, heads) if layers is not None or heads is not None else None
+
+
+def _one_point_row(
     ev: Evaluator,
-    layers: InputLayers,
+    layers: InputLayers | None,
+    heads: Heads | None,
     base: ParamList,
     dirs: Sequence[ParamList],
     alphas: np.ndarray,
     beta: float,
 ) -> tuple[list[float], list[float]]:
-    """One row of points, one forward pass each, the factored layers' outputs summed."""
-    losses, errors = [], []
-    layers.set_row(beta)
-    with torch.no_grad(), layers.installed():
+    """One row of points, one forward pass each: the factored layers' outputs summed, the
+    few-output layers' faster product; the row's numbers read in one synchronisation."""
+    points = []
+    if layers is not None:
+        layers.set_row(beta)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        for swapped in (layers, heads):
+            if swapped is not None:
+                stack.enter_context(swapped.installed())
+        # the row's start θ0 + β·η once, then each point's weights in two multi-tensor ops
+        start = base if len(dirs) == 1 else torch._foreach_add(base, dirs[1], alpha=beta)
+        params: list[torch.Tensor] = list(ev.params)
         for a in alphas:
-            for p, b, d, *e in zip(ev.params, base, *dirs, strict=True):
-                torch.add(b, d, alpha=float(a), out=p)
-                if e:
-                    p.add_(e[0], alpha=beta)
-            layers.set_alpha(float(a))
-            loss, error = ev._one()
-            losses.append(loss)
-            errors.append(error)
-    return losses, errors
+            torch._foreach_copy_(params, start)
+            torch._foreach_add_(params, dirs[0], alpha=float(a))
+            if layers is not None:
+                layers.set_alpha(float(a))
+            points.append(ev.sums())
+        return ev.means(points)
 
 
 def _point(base: ParamList, dirs: Sequence[ParamList], alpha: float, beta: float) -> ParamList:

@@ -242,6 +242,11 @@ class Loss:
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._reduced(out, y)
 
+    @property
+    def pads(self) -> bool:
+        """Whether :meth:`batch_sum` pads a few classes' logits (:func:`pad_few_classes`)."""
+        return self._pads
+
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
 

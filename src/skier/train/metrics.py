@@ -61,6 +61,18 @@ def batch_sums(
     return squared / targets_per_example(out), zero
 
 
+def batch_totals(
+    out: torch.Tensor, y: torch.Tensor, *, classification: bool, loss: Loss | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """A batch's summed loss, wrong count (``None`` unless classification, or a zero with the
+    default loss) and total class weight (``None``: one each): what :class:`SplitSums` adds."""
+    if loss is None:
+        loss_sum, wrong = batch_sums(out, y, classification=classification)
+        return loss_sum, wrong, None
+    loss_sum, weight = loss.batch_sum(out, y)
+    return loss_sum, count_wrong(out, y) if classification else None, weight
+
+
 class SplitSums:
     """Sums and counts over examples (loss, wrong, seen), kept on the device and read once;
     with ``scoring``, the device state of the metrics it asks for (:mod:`skier.train.scoring`).
@@ -157,13 +169,8 @@ def split_sums(
         stop = min(start + batch_size, hi)
         out = model(*(t[start:stop] for t in split.inputs)).float()
         y = split.targets[start:stop]
-        if loss is None:
-            loss_sum, wrong = batch_sums(out, y, classification=classification)
-            sums.add(loss_sum, wrong, stop - start)
-        else:
-            loss_sum, weight = loss.batch_sum(out, y)
-            sums.add(loss_sum, count_wrong(out, y) if classification else None, stop - start,
-                     weight)  # fmt: skip
+        loss_sum, wrong, weight = batch_totals(out, y, classification=classification, loss=loss)
+        sums.add(loss_sum, wrong, stop - start, weight)
         if sums.scores is not None:
             sums.scores.update(out, y)
     return sums
