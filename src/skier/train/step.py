@@ -30,6 +30,7 @@ import torch
 
 from skier.errors import ConfigError
 from skier.optim import needs_closure
+from skier.optim.fused import fused_adam_step
 
 __all__ = ["OptimizerStep", "clip_gradients", "step_problems"]
 
@@ -143,7 +144,9 @@ class OptimizerStep:
             scaler.unscale_(opt)  # unscale
         clip_gradients(self.parameters, self.grad_clip, self.grad_clip_mode)  # clip
         if scaler is None:
-            opt.step()  # step
+            # step: torch's fused Adam kernel called directly where that is all opt.step() does
+            if not fused_adam_step(opt):
+                opt.step()
         else:
             scaler.step(opt)
             scaler.update()
