@@ -14,7 +14,7 @@ from torch import nn
 from torch.optim import optimizer as torch_optimizer
 
 from skier.optim import SAM, Lookahead
-from skier.optim.fused import fused_adam_step
+from skier.optim.fused import fused_adam_step, grads_to_none
 from skier.train.step import OptimizerStep
 
 Make = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
@@ -245,3 +245,33 @@ def test_a_group_of_two_dtypes_takes_torchs_step() -> None:
     for p in model[3].parameters():
         p.grad = torch.ones_like(p)
     assert not fused_adam_step(opt)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda m: _adam(m), lambda m: torch.optim.SGD(m.parameters(), lr=0.1)]
+)
+def test_grads_to_none_clears_what_zero_grad_clears(
+    make: Callable[[nn.Module], torch.optim.Optimizer],
+) -> None:
+    model = _model()
+    opt = make(nn.Sequential(model[0], model[2]))  # model[3] is not the optimizer's
+    _forward(model, 0)()[0].backward()
+    grads_to_none(opt)
+    assert [p.grad is None for p in model.parameters()] == [True] * 4 + [False] * 2
+
+
+def test_an_own_zero_grad_is_called() -> None:
+    model = _model()
+    calls: list[bool] = []
+
+    class Counting(torch.optim.SGD):
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            calls.append(set_to_none)
+            super().zero_grad(set_to_none)
+
+    grads_to_none(Counting(model.parameters(), lr=0.1))
+    opt = _adam(model)
+    opt.zero_grad = lambda set_to_none=True: calls.append(set_to_none)  # type: ignore[method-assign]
+    grads_to_none(opt)
+    grads_to_none(Lookahead(Counting(model.parameters(), lr=0.1)))
+    assert calls == [True, True, True]

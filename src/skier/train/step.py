@@ -30,7 +30,7 @@ import torch
 
 from skier.errors import ConfigError
 from skier.optim import needs_closure
-from skier.optim.fused import fused_adam_step
+from skier.optim.fused import fused_adam_step, grads_to_none
 
 __all__ = ["OptimizerStep", "clip_gradients", "step_problems"]
 
@@ -158,7 +158,7 @@ class OptimizerStep:
         """zero_grad, then forward → loss (+ penalties) → backward of each micro-batch into the
         same gradients (the last backward pass synchronises them under DDP); the losses (their
         sum is the step's loss; only a closure needs them) and the extras."""
-        self.optimizer.zero_grad(set_to_none=True)
+        grads_to_none(self.optimizer)  # optimizer.zero_grad(set_to_none=True)
         scaler, losses, extras, last = self.scaler, [], [], len(forwards) - 1
         for i, forward in enumerate(forwards):
             with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
