@@ -161,10 +161,14 @@ class OptimizerStep:
         grads_to_none(self.optimizer)  # optimizer.zero_grad(set_to_none=True)
         scaler, losses, extras, last = self.scaler, [], [], len(forwards) - 1
         for i, forward in enumerate(forwards):
-            with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
-                with self.autocast():
-                    loss, extra = forward()
-                (loss if scaler is None else scaler.scale(loss)).backward()
+            if i == last and self.autocast_dtype is None:  # no context to enter (nor a scaler)
+                loss, extra = forward()
+                loss.backward()
+            else:
+                with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
+                    with self.autocast():
+                        loss, extra = forward()
+                    (loss if scaler is None else scaler.scale(loss)).backward()
             if keep_losses:
                 losses.append(loss.detach())
             extras.append(extra)
