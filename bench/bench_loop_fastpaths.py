@@ -6,6 +6,11 @@ call builds its model and optimizer afresh, as the suite's processes do):
 
   loop_b           the suite's hand-written loop (for-loop Adam, ``x[idx]`` batches)
   skier            fit as it is: fused Adam, index_select batches
+  skier_no_lean    fit with every step through ``optimizer.step()`` and ``zero_grad()`` (torch's
+                   fused Adam with its Python: hooks, profiler records, argument checks) instead
+                   of skier's direct call of the same kernel (``optim.fused.fused_adam_step``;
+                   same bits) and its direct clearing of the gradients (``grads_to_none``)
+  skier_no_lean_step  the same with only the Adam step through ``optimizer.step()``
   skier_no_fused   fit with ``optim.extra: {fused: false}`` (the for-loop Adam step)
   skier_no_gather  fit with batches gathered by ``x[idx]`` (advanced indexing)
   skier_no_fill    fit without torch's filling of uninitialized memory (on under deterministic
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import skier.train.batches as batches
+import skier.train.step as steps
 import suite
 from skier.data import load_data
 from skier.models import build_model
@@ -57,6 +63,14 @@ class _NoFill(Callback):
 def _indexing(inputs: Any, targets: Any, weights: Any, idx: torch.Tensor) -> Any:
     w = weights[idx] if weights is not None else None
     return tuple(t[idx] for t in inputs), targets[idx], w
+
+
+def _never(optimizer: torch.optim.Optimizer) -> bool:
+    return False
+
+
+def _zero_grad(optimizer: torch.optim.Optimizer) -> None:
+    optimizer.zero_grad(set_to_none=True)
 
 
 def variants(workload: str, epochs: int) -> dict[str, Callable[[], None]]:
@@ -83,22 +97,33 @@ def variants(workload: str, epochs: int) -> dict[str, Callable[[], None]]:
                 total += loss.detach() * len(yb)
             float(total)
 
-    def skier(fused: bool = True, gather: bool = True, fill: bool = True) -> Callable[[], None]:
+    def skier(
+        fused: bool = True,
+        gather: bool = True,
+        fill: bool = True,
+        lean: bool = True,
+        lean_zero: bool = True,
+    ) -> Callable[[], None]:
         def run() -> None:
-            fast = batches._gather
+            fast, direct, clear = batches._gather, steps.fused_adam_step, steps.grads_to_none
             batches._gather = fast if gather else _indexing  # type: ignore[assignment]
+            steps.fused_adam_step = direct if lean else _never  # type: ignore[assignment]
+            steps.grads_to_none = clear if lean_zero else _zero_grad  # type: ignore[assignment]
             try:
                 fit(model(), data.train, epochs=epochs, batch_size=batch, lr=1e-3, seed=0,
                     progress="off", callbacks=[] if fill else [_NoFill()],
                     **({} if fused else {"extra": {"fused": False}}))  # fmt: skip
             finally:
-                batches._gather = fast
+                batches._gather, steps.fused_adam_step = fast, direct
+                steps.grads_to_none = clear
 
         return run
 
     return {
         "loop_b": loop_b,
         "skier": skier(),
+        "skier_no_lean": skier(lean=False, lean_zero=False),
+        "skier_no_lean_step": skier(lean=False),
         "skier_no_fused": skier(fused=False),
         "skier_no_gather": skier(gather=False),
         "skier_no_fill": skier(fill=False),

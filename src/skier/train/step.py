@@ -30,6 +30,7 @@ import torch
 
 from skier.errors import ConfigError
 from skier.optim import needs_closure
+from skier.optim.fused import fused_adam_step, grads_to_none
 
 __all__ = ["OptimizerStep", "clip_gradients", "step_problems"]
 
@@ -143,7 +144,9 @@ class OptimizerStep:
             scaler.unscale_(opt)  # unscale
         clip_gradients(self.parameters, self.grad_clip, self.grad_clip_mode)  # clip
         if scaler is None:
-            opt.step()  # step
+            # step: torch's fused Adam kernel called directly where that is all opt.step() does
+            if not fused_adam_step(opt):
+                opt.step()
         else:
             scaler.step(opt)
             scaler.update()
@@ -155,34 +158,21 @@ class OptimizerStep:
         """zero_grad, then forward → loss (+ penalties) → backward of each micro-batch into the
         same gradients (the last backward pass synchronises them under DDP); the losses (their
         sum is the step's loss; only a closure needs them) and the extras."""
-        self._zero_grad()
-        if len(forwards) == 1 and self.scaler is None and self.autocast_dtype is None:
-            # One pass, nothing to scale or autocast: no context to enter (no_sync is for every
-            # micro-batch but the last, so one pass never takes it).
-            loss, extra = forwards[0]()
-            loss.backward()
-            return ([loss.detach()] if keep_losses else []), [extra]
+        grads_to_none(self.optimizer)  # optimizer.zero_grad(set_to_none=True)
         scaler, losses, extras, last = self.scaler, [], [], len(forwards) - 1
         for i, forward in enumerate(forwards):
-            with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
-                with self.autocast():
-                    loss, extra = forward()
-                (loss if scaler is None else scaler.scale(loss)).backward()
+            if i == last and self.autocast_dtype is None:  # no context to enter (nor a scaler)
+                loss, extra = forward()
+                loss.backward()
+            else:
+                with no_sync() if i < last else contextlib.nullcontext():  # DDP: the last syncs
+                    with self.autocast():
+                        loss, extra = forward()
+                    (loss if scaler is None else scaler.scale(loss)).backward()
             if keep_losses:
                 losses.append(loss.detach())
             extras.append(extra)
         return losses, extras
-
-    def _zero_grad(self) -> None:
-        """``optimizer.zero_grad(set_to_none=True)``; for torch's own (not overridden), the
-        same loop without its profiler range, which costs more than the loop at small shapes."""
-        opt = self.optimizer
-        if type(opt).zero_grad is not torch.optim.Optimizer.zero_grad:
-            opt.zero_grad(set_to_none=True)
-            return
-        for group in opt.param_groups:
-            for p in group["params"]:
-                p.grad = None
 
     def _closure_step(self, forwards: Sequence[LossAndExtra[T]], no_sync: NoSync) -> list[T]:
         first: list[list[T]] = []
