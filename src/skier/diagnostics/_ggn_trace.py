@@ -143,7 +143,9 @@ def _batch(
     # H_n for every example at once: column c of each from one product in direction e_c.
     leaf = out.detach().requires_grad_(True)
     (gradient,) = torch.autograd.grad(hessian.batch_loss(leaf, targets), leaf, create_graph=True)
-    h = torch.zeros(rows, classes, classes, dtype=torch.float64, device=out.device)
+    # Products in the outputs' precision (the model's; float32 keeps ~1e-7 per term), every
+    # sum over examples and units in float64.
+    h = torch.zeros(rows, classes, classes, dtype=out.dtype, device=out.device)
     if gradient.requires_grad:
         for c in range(classes):
             direction = torch.zeros_like(leaf)
@@ -152,32 +154,30 @@ def _batch(
                 gradient, leaf, grad_outputs=direction, retain_graph=True, allow_unused=True
             )
             if column is not None:
-                h[:, :, c] = column.double()
+                h[:, :, c] = column
     if not bool(torch.isfinite(h).all()):
         raise NotPiecewiseLinear("the loss's Hessian in the outputs is not finite")
     # δ: ∂f_c/∂z of every Linear for every example, one backward pass per class.
     zs = [seen[m][0][1] for m in linears]
-    deltas: list[list[torch.Tensor]] = [[] for _ in linears]
+    deltas = [torch.zeros(rows, classes, z.shape[1], dtype=h.dtype, device=z.device) for z in zs]
     for c in range(classes):
         direction = torch.zeros_like(out)
         direction[:, c] = 1.0
         pieces = torch.autograd.grad(
             out, zs, grad_outputs=direction, retain_graph=c + 1 < classes, allow_unused=True
         )
-        for i, piece in enumerate(pieces):
-            deltas[i].append(
-                torch.zeros_like(zs[i], dtype=torch.float64) if piece is None else piece.double()
-            )
+        for delta, piece in zip(deltas, pieces, strict=True):
+            if piece is not None:
+                delta[:, c] = piece
     total = 0.0
-    for module, columns in zip(linears, deltas, strict=True):
-        delta = torch.stack(columns, dim=1)  # N × C × out
-        # q[n, j] = δ_n[:, j]ᵀ H_n δ_n[:, j]
-        q = torch.einsum("ncj,ncd,ndj->nj", delta, h, delta)
-        a = seen[module][0][0].double()
+    for module, delta in zip(linears, deltas, strict=True):  # delta: N × C × out
+        # per[n] = Σ_j δ_n[:, j]ᵀ H_n δ_n[:, j]
+        per = (delta * torch.bmm(h, delta)).sum(dim=1).sum(dim=1, dtype=torch.float64)
         if id(module.weight) in wanted:
-            total += float((a.pow(2).sum(dim=1) * q.sum(dim=1)).sum())
+            norms = seen[module][0][0].pow(2).sum(dim=1, dtype=torch.float64)
+            total += float((norms * per).sum())
         if module.bias is not None and id(module.bias) in wanted:
-            total += float(q.sum())
+            total += float(per.sum())
     if not math.isfinite(total):
         raise NotPiecewiseLinear("the trace is not finite")
     return total
