@@ -175,6 +175,18 @@ def test_a_linear_on_a_3d_input_falls_back_at_run_time(dense_trace: Callable) ->
         _run(model, split, None, trace_method="exact")
 
 
+def test_auto_estimates_past_128_outputs_and_exact_still_computes(dense_trace: Callable) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 129)).double()
+    g = torch.Generator().manual_seed(3)
+    split = Split((torch.randn(12, 4, generator=g, dtype=torch.float64),),
+                  torch.randn(12, 129, generator=g, dtype=torch.float64))  # fmt: skip
+    assert _run(model, split, None, trace_samples=3).trace_method == "hutchinson"
+    exact = _run(model, split, None, trace_method="exact")
+    truth = dense_trace(model, split.inputs[0], split.targets, F.mse_loss)
+    assert exact.trace_method == "exact" and exact.trace == pytest.approx(truth, rel=1e-6)
+
+
 def test_no_trace_no_method() -> None:
     result = _run(_seq(nn.ReLU), _data("classes"), None, trace=False)
     assert result.trace is None and result.trace_method is None

@@ -33,7 +33,7 @@ from torch import nn
 from skier.train.hessian import Hessian
 from skier.train.losses import Loss
 
-__all__ = ["NotPiecewiseLinear", "exact_trace", "exact_trace_problem"]
+__all__ = ["AUTO_MAX_OUTPUTS", "NotPiecewiseLinear", "exact_trace", "exact_trace_problem"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -95,11 +95,16 @@ def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: 
     return ""
 
 
-def exact_trace(hessian: Hessian) -> float:
+# Past this many outputs ``auto`` estimates instead: the pass costs 2C backward passes and
+# N·C² numbers a batch, against the estimator's fixed ~120 products.
+AUTO_MAX_OUTPUTS = 128
+
+
+def exact_trace(hessian: Hessian, max_outputs: int | None = None) -> float:
     """``tr H`` exactly, as ``tr G`` summed over the split's batches (float64), for the model,
     split, loss and batch size of ``hessian`` (whose model is in the mode measured: eval).
     Raises :class:`NotPiecewiseLinear` when a ``Linear``'s input is not 2-D, it is called more
-    than once, or the outputs are not N×C."""
+    than once, or the outputs are not N×C (or more than ``max_outputs`` columns)."""
     model = hessian.model
     wanted = {id(p) for p in hessian.params}
     linears = [
@@ -110,12 +115,17 @@ def exact_trace(hessian: Hessian) -> float:
     total = 0.0
     for start in range(0, n, hessian.batch_size):
         stop = min(start + hessian.batch_size, n)
-        total += _batch(hessian, linears, wanted, start, stop)
+        total += _batch(hessian, linears, wanted, start, stop, max_outputs)
     return total
 
 
 def _batch(
-    hessian: Hessian, linears: list[nn.Linear], wanted: set[int], start: int, stop: int
+    hessian: Hessian,
+    linears: list[nn.Linear],
+    wanted: set[int],
+    start: int,
+    stop: int,
+    max_outputs: int | None,
 ) -> float:
     seen: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in linears}
 
@@ -136,6 +146,8 @@ def _batch(
             raise NotPiecewiseLinear(f"a Linear layer's input has {calls[0][0].dim()} dimensions")
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise NotPiecewiseLinear("the model's output is not N×C")
+    if max_outputs is not None and out.shape[1] > max_outputs:
+        raise NotPiecewiseLinear(f"the model has more than {max_outputs} outputs")
     if out.dtype in _LOW_PRECISION:
         out = out.float()
     rows, classes = out.shape

@@ -27,6 +27,11 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   digits MLP (9.6k weights), 20 vectors cut the variance per probe 3.3–4.5x
   (``bench/RESULTS.md``). ``trace_basis=0`` gives plain Hutchinson. It needs no loss
   Hessian in the outputs, so every loss (callables too) gets it.
+- **Exact trace** (``trace_method="auto"``, the default, or ``"exact"``) for a net that is
+  piecewise-linear in each weight (ReLU/LeakyReLU ``Linear`` layers, additions; a built-in
+  loss): there ``tr H`` equals the Gauss-Newton trace, which
+  :mod:`skier.diagnostics._ggn_trace` computes from 2C backward passes a batch, no probes.
+  ``auto`` falls back to the estimate wherever that is not proven; ``exact`` refuses.
 
 Every Hessian-vector product is exact (double backward, no finite differences), and batching
 does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
@@ -66,7 +71,12 @@ from skier.diagnostics._common import (
     seeded_subset,
     trainable_parameters,
 )
-from skier.diagnostics._ggn_trace import NotPiecewiseLinear, exact_trace, exact_trace_problem
+from skier.diagnostics._ggn_trace import (
+    AUTO_MAX_OUTPUTS,
+    NotPiecewiseLinear,
+    exact_trace,
+    exact_trace_problem,
+)
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.hessian import (
@@ -365,9 +375,12 @@ def _exact_refused(reason: str) -> str:
 
 def _exact(hessian: Hessian, settings: SharpnessConfig) -> tuple[float | None, float | None, str]:
     """The exact trace (error 0.0), or ``None`` where the pass finds it does not apply after
-    all (under ``auto``: the deflated Hutchinson then runs; under ``exact``: a ConfigError)."""
+    all (under ``auto``: the deflated Hutchinson then runs, also past ``AUTO_MAX_OUTPUTS``
+    outputs, where the pass would cost more than the estimate; under ``exact``: a
+    ConfigError)."""
     try:
-        return exact_trace(hessian), 0.0, "exact"
+        auto = settings.trace_method == "auto"
+        return exact_trace(hessian, AUTO_MAX_OUTPUTS if auto else None), 0.0, "exact"
     except NotPiecewiseLinear as reason:
         if settings.trace_method == "exact":
             raise ConfigError(_exact_refused(str(reason))) from None
