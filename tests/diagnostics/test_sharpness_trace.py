@@ -73,6 +73,7 @@ IDS = ["relu-mlp-ce", "tanh-mlp-mse", "cnn-ce", "tanh-mlp-bce", "weighted-ce", "
 
 
 def _run(model: nn.Module, split: Split, loss: Any, **settings: Any) -> Any:
+    settings.setdefault("trace_method", "hutchinson")  # the estimator, also on ReLU nets
     return sharpness(model, split, loss=loss, settings=SharpnessConfig(top_k=1, **settings))
 
 
@@ -127,7 +128,9 @@ def test_the_trace_is_reproducible_and_reuses_the_lanczos_basis() -> None:
     many = sharpness(
         model,
         split,
-        settings=SharpnessConfig(top_k=8, tolerance=1e-8, trace_samples=5, trace_basis=4),
+        settings=SharpnessConfig(
+            top_k=8, tolerance=1e-8, trace_samples=5, trace_basis=4, trace_method="hutchinson"
+        ),
     )
     assert many.trace_basis >= 8
     assert many.to_dict()["trace_basis"] == many.trace_basis

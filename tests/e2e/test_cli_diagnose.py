@@ -150,7 +150,8 @@ def test_interpolation_between_two_runs(tmp_path: Path, trained: Path) -> None:
 def test_sharpness_on_a_finished_run(tmp_path: Path, trained: Path) -> None:
     proc = _skier(
         tmp_path, "sharpness", str(trained), "--top-k", "2", "--subset", "200",
-        "--trace-samples", "20", "--trace-basis", "5", "--out", "diag",
+        "--trace-samples", "20", "--trace-basis", "5", "--trace-method", "hutchinson",
+        "--out", "diag",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     line = _line(proc.stdout, "sharpness: top eigenvalues ")
@@ -159,8 +160,17 @@ def test_sharpness_on_a_finished_run(tmp_path: Path, trained: Path) -> None:
     assert summary["examples"] == 200 and len(summary["eigenvalues"]) == 2
     # Lanczos's basis for 2 eigenvalues is at least 5 vectors: all of it is deflated.
     assert summary["trace_basis"] >= 5 and summary["trace_std_error"] > 0
+    assert summary["trace_method"] == "hutchinson"
     assert summary["top_eigenvalue"] > 0 and f"{summary['top_eigenvalue']:.4g}" in line
     assert (run / "hessian_spectrum.png").read_bytes().startswith(b"\x89PNG")
+    # The run's MLP is ReLU, piecewise-linear in each weight: auto takes the exact trace,
+    # within the estimate's error.
+    exact = _skier(tmp_path, "sharpness", str(trained), "--subset", "200", "--out", "diag")
+    assert exact.returncode == 0, exact.stderr
+    assert "(exact)" in _line(exact.stdout, "sharpness: top eigenvalues ")
+    found = json.loads((tmp_path / _run_dir(exact.stdout) / "result.json").read_text())["summary"]
+    assert found["trace_method"] == "exact" and found["trace_std_error"] == 0.0
+    assert abs(found["trace"] - summary["trace"]) < 5 * summary["trace_std_error"]
 
 
 def test_a_stopped_landscape_resumes_where_it_stopped(tmp_path: Path, trained: Path) -> None:

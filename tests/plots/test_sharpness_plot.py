@@ -54,6 +54,9 @@ def test_spectrum_bars_with_the_trace_in_the_title() -> None:
     assert ax.get_title() == "top-3 Hessian eigenvalues; trace ≈ 62.3 ± 2.1"
     assert "trace not estimated" in plot_hessian_spectrum(_result(trace=None)).get_title()
     assert plot_sharpness(_result(error=None)).get_title().endswith("trace ≈ 62.3")
+    exact = _result(error=0.0)
+    exact.trace_method = "exact"
+    assert plot_hessian_spectrum(exact).get_title().endswith("trace = 62.3 (exact)")
 
 
 def test_plots_draw_on_a_given_ax_and_save_to_png(tmp_path: Path) -> None:

@@ -272,11 +272,16 @@ def landscape(
     "--tolerance", type=float, default=None,
     help="Stop when each residual (lanczos) or change (power) is below this, relative [1e-4].",
 )  # fmt: skip
-@click.option("--trace/--no-trace", default=None, help="Hutchinson trace estimate [on].")
+@click.option("--trace/--no-trace", default=None, help="The Hessian trace [on].")
 @click.option("--trace-samples", type=int, default=None, help="Probes for the trace [100].")
 @click.option(
     "--trace-basis", type=int, default=None,
     help="Krylov vectors deflated out of the trace's probes; 0: plain Hutchinson [20].",
+)  # fmt: skip
+@click.option(
+    "--trace-method", type=click.Choice(["auto", "exact", "hutchinson"]), default=None,
+    help="exact: the Gauss-Newton trace of a net piecewise-linear in each weight (ReLU MLPs), "
+    "an error elsewhere; hutchinson: the deflated estimate; auto: exact where it applies [auto].",
 )  # fmt: skip
 @_split
 @_subset
@@ -313,7 +318,12 @@ def sharpness(
     values = ", ".join(f"{v:.4g}" for v in found.eigenvalues)
     line = f"sharpness: top eigenvalues {values}"
     if found.trace is not None:
-        line += f"; trace {found.trace:.4g} ± {found.trace_std_error or 0.0:.2g}"
+        line += f"; trace {found.trace:.4g}"
+        line += (
+            " (exact)"
+            if found.trace_method == "exact"
+            else f" ± {found.trace_std_error or 0.0:.2g}"
+        )
     click.echo(line + f" ({found.examples} examples)")
     if not all(found.converged):
         click.echo("note: not every eigenvalue converged (raise --max-iterations or --tolerance)")

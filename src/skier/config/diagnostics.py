@@ -152,6 +152,12 @@ class SharpnessConfig(Section):
         "is exact, the probes estimate the rest (lanczos reuses its own basis and adds "
         "products only up to this size); 0: plain Hutchinson",
     )
+    trace_method: Literal["auto", "exact", "hutchinson"] = Field(
+        "auto",
+        description="exact: the Gauss-Newton trace, equal to the Hessian's for nets "
+        "piecewise-linear in each weight (Linear, ReLU/LeakyReLU, additions; a built-in loss), "
+        "an error elsewhere; hutchinson: the deflated estimate; auto: exact where it applies",
+    )
     split: Literal["train", "val", "test"] = "train"
     subset: PositiveInt | None = Field(
         None, description="a fixed seeded subset of this many examples; default: the whole split"

@@ -27,6 +27,11 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   digits MLP (9.6k weights), 20 vectors cut the variance per probe 3.3–4.5x
   (``bench/RESULTS.md``). ``trace_basis=0`` gives plain Hutchinson. It needs no loss
   Hessian in the outputs, so every loss (callables too) gets it.
+- **Exact trace** (``trace_method="auto"``, the default, or ``"exact"``) for a net that is
+  piecewise-linear in each weight (ReLU/LeakyReLU ``Linear`` layers, additions; a built-in
+  loss): there ``tr H`` equals the Gauss-Newton trace, which
+  :mod:`skier.diagnostics._ggn_trace` computes from 2C backward passes a batch, no probes.
+  ``auto`` falls back to the estimate wherever that is not proven; ``exact`` refuses.
 
 Every Hessian-vector product is exact (double backward, no finite differences), and batching
 does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
@@ -66,6 +71,12 @@ from skier.diagnostics._common import (
     seeded_subset,
     trainable_parameters,
 )
+from skier.diagnostics._ggn_trace import (
+    AUTO_MAX_OUTPUTS,
+    NotPiecewiseLinear,
+    exact_trace,
+    exact_trace_problem,
+)
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
 from skier.train.hessian import (
@@ -97,8 +108,10 @@ class SharpnessResult:
     iteration. ``trace`` is the estimate from ``trace_samples`` probes deflated by
     ``trace_basis`` Krylov vectors (``None`` and 0 when not asked for) and ``trace_std_error``
     its standard error (``None`` with fewer than two probes; 0 when the basis spans every
-    weight, the trace is then exact). ``examples`` is the number of examples the loss was
-    averaged over.
+    weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``, or
+    ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net: ``trace_std_error`` 0.0,
+    ``trace_samples`` and ``trace_basis`` 0); ``None`` without a trace. ``examples`` is the
+    number of examples the loss was averaged over.
     """
 
     eigenvalues: list[float]
@@ -115,6 +128,7 @@ class SharpnessResult:
     settings: SharpnessConfig
     seconds: float
     trace_basis: int = 0
+    trace_method: str | None = None
 
     @property
     def top_eigenvalue(self) -> float:
@@ -138,6 +152,7 @@ class SharpnessResult:
             "trace_std_error": self.trace_std_error,
             "trace_samples": self.trace_samples,
             "trace_basis": self.trace_basis,
+            "trace_method": self.trace_method,
             "examples": self.examples,
             "split": self.split,
             "parameter_names": list(self.parameter_names),
@@ -246,7 +261,7 @@ def sharpness(
     params = [p for _, p in named]
     budget = settings.top_k * settings.max_iterations + settings.trace * (
         settings.trace_samples + settings.trace_basis
-    )
+    ) * (settings.trace_method != "exact")
     with (
         preserved(model),
         torch.enable_grad(),
@@ -255,17 +270,19 @@ def sharpness(
         ) as bar,
     ):
         model.eval()
+        exact = settings.trace and _exact_applies(model, params, measured, settings)
         hessian = Hessian(
             model, split.to(device), params, classification=classification,
             batch_size=settings.batch_size, loss=measured,
         )  # fmt: skip
         krylov = KrylovBasis()
         found = _top_eigenpairs(hessian, params, settings, bar, krylov)
-        trace, error, basis = (
-            _hutchinson(hessian, params, settings, bar, krylov)
-            if settings.trace
-            else (None, None, 0)
-        )
+        trace, error, basis, method = None, None, 0, None
+        if exact:
+            trace, error, method = _exact(hessian, settings)
+        if settings.trace and trace is None:
+            trace, error, basis = _hutchinson(hessian, params, settings, bar, krylov)
+            method = "hutchinson"
     return SharpnessResult(
         eigenvalues=[pair.value for pair in found],
         eigenvectors=[[t.detach().cpu() for t in pair.vector] for pair in found],
@@ -274,13 +291,14 @@ def sharpness(
         histories=[pair.history for pair in found],
         trace=trace,
         trace_std_error=error,
-        trace_samples=settings.trace_samples if settings.trace else 0,
+        trace_samples=settings.trace_samples if method == "hutchinson" else 0,
         examples=len(split),
         split=settings.split,
         parameter_names=[name for name, _ in named],
         settings=settings,
         seconds=time.perf_counter() - start,
         trace_basis=basis,
+        trace_method=method,
     )
 
 
@@ -328,6 +346,45 @@ def _top_eigenpairs(
             bar.update(settings.max_iterations - len(pair.history))
         found.append(pair)
     return found
+
+
+def _exact_applies(
+    model: torch.nn.Module,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    settings: SharpnessConfig,
+) -> bool:
+    """Whether the exact (Gauss-Newton) trace is to run: never for ``hutchinson``, where
+    :func:`exact_trace_problem` finds nothing for ``auto``, and for ``exact`` or a
+    :class:`ConfigError` naming the reason. The model is in eval mode already."""
+    if settings.trace_method == "hutchinson":
+        return False
+    reason = exact_trace_problem(model, params, loss)
+    if reason and settings.trace_method == "exact":
+        raise ConfigError(_exact_refused(reason))
+    return not reason
+
+
+def _exact_refused(reason: str) -> str:
+    return problem(
+        "sharpness.trace_method", "'auto' or 'hutchinson' for this model", "exact",
+        "The exact trace needs a net piecewise-linear in each weight and a built-in loss; "
+        f"here {reason}.",
+    )  # fmt: skip
+
+
+def _exact(hessian: Hessian, settings: SharpnessConfig) -> tuple[float | None, float | None, str]:
+    """The exact trace (error 0.0), or ``None`` where the pass finds it does not apply after
+    all (under ``auto``: the deflated Hutchinson then runs, also past ``AUTO_MAX_OUTPUTS``
+    outputs, where the pass would cost more than the estimate; under ``exact``: a
+    ConfigError)."""
+    try:
+        auto = settings.trace_method == "auto"
+        return exact_trace(hessian, AUTO_MAX_OUTPUTS if auto else None), 0.0, "exact"
+    except NotPiecewiseLinear as reason:
+        if settings.trace_method == "exact":
+            raise ConfigError(_exact_refused(str(reason))) from None
+        return None, None, "hutchinson"
 
 
 def _hutchinson(

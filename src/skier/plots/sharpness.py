@@ -61,6 +61,8 @@ class SharpnessLike(Protocol):
 def _trace_text(result: SharpnessLike) -> str:
     if result.trace is None:
         return "trace not estimated"
+    if getattr(result, "trace_method", None) == "exact":  # the Gauss-Newton trace, no probes
+        return f"trace = {result.trace:.4g} (exact)"
     if result.trace_std_error is None:
         return f"trace ≈ {result.trace:.4g}"
     return f"trace ≈ {result.trace:.4g} ± {result.trace_std_error:.2g}"

@@ -287,6 +287,7 @@ def run_sharpness(
             "trace": result.trace,
             "trace_std_error": result.trace_std_error,
             "trace_basis": result.trace_basis,
+            "trace_method": result.trace_method,
             "examples": result.examples,
         }
         return recorder.finish(result, summary, f"Sharpness · {source.describe()}")

@@ -119,18 +119,23 @@ class Hessian:
         out = self.model(*inputs)
         if out.dtype in _LOW_PRECISION:
             out = out.float()
-        if self.loss is not None:  # the batch's summed loss over the whole set's denominator
-            loss = self.loss.batch_sum(out, targets)[0] / self._denominator
-        else:
-            if self.classification:
-                mean = F.cross_entropy(out, targets)
-            else:
-                mean = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
-            # Weight each batch mean by its share of the examples: the mean over the whole set
-            # is Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
-            loss = mean * ((stop - start) / len(self.split))
+        loss = self.batch_loss(out, targets)
         grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         return list(grads)
+
+    def batch_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """A batch's share of the mean loss over the whole split, from its outputs ``out``
+        (already lifted from a reduced precision): the sum over the split's batches is the
+        mean loss whose Hessian this is."""
+        if self.loss is not None:  # the batch's summed loss over the whole set's denominator
+            return self.loss.batch_sum(out, targets)[0] / self._denominator
+        if self.classification:
+            mean = F.cross_entropy(out, targets)
+        else:
+            mean = F.mse_loss(out, targets.reshape(out.shape).to(out.dtype))
+        # Weight each batch mean by its share of the examples: the mean over the whole set
+        # is Σ (n_b/N)·mean_b, not Σ mean_b (which would scale with the number of batches).
+        return mean * (out.shape[0] / len(self.split))
 
     def _product(
         self, gradient: list[torch.Tensor | None], vector: Sequence[torch.Tensor], keep: bool

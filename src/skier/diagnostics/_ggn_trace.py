@@ -1,0 +1,195 @@
+"""The exact Hessian trace of networks that are piecewise-linear in each weight.
+
+The Hessian of the loss splits as ``H = G + R``: ``G = Σ_n J_nᵀ H_n J_n`` (the Gauss-Newton
+part; ``J_n`` the Jacobian of example n's outputs in the weights, ``H_n`` the loss's C×C
+Hessian in those outputs) and ``R = Σ_n Σ_c (∂ℓ_n/∂f_c) ∂²f_c/∂θ²``. When every output is
+piecewise-linear in each single weight (``Linear`` layers each called once, ReLU or LeakyReLU,
+additions, identity, dropout in eval mode, flattening; no normalization, no products of
+activations, no other nonlinearity), ``R``'s diagonal is zero almost everywhere, so
+``tr H = tr G`` exactly. For an ``nn.Linear`` with input ``a`` (N×in) and output ``z`` (N×out),
+and ``δ_n[c, j] = ∂f_c(x_n)/∂z_j``, its weight's share of ``tr G`` is
+``Σ_n ‖a_n‖² Σ_j δ_n[:, j]ᵀ H_n δ_n[:, j]`` and its bias's ``Σ_n Σ_j δ_n[:, j]ᵀ H_n δ_n[:, j]``.
+
+Examples do not interact (no normalization), so ``δ`` of every example comes from C backward
+passes of ``Σ_n f_c(x_n)``, and ``H_n`` of every example from C Hessian-vector products of the
+loss in the N×C outputs (block-diagonal: direction "class c for every example" gives column c
+of every ``H_n``). So a batch costs one forward pass and 2C backward passes, against one
+double-backward pass per Hutchinson probe. It applies only where it provably holds:
+:func:`exact_trace_problem` checks the model's ``torch.fx`` graph and the loss, and the pass
+itself checks each ``Linear``'s input (2-D, called once); anything else is reported, never
+approximated.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skier.train.hessian import Hessian
+from skier.train.losses import Loss
+
+__all__ = ["AUTO_MAX_OUTPUTS", "NotPiecewiseLinear", "exact_trace", "exact_trace_problem"]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+# Leaf modules that keep the network piecewise-linear in each weight (dropout: in eval mode).
+_MODULES = (nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Flatten)
+_FUNCTIONS = {
+    operator.add,
+    torch.add,
+    torch.relu,
+    F.relu,
+    F.leaky_relu,
+    torch.flatten,
+    torch.reshape,
+}
+_METHODS = {"add", "relu", "flatten", "view", "reshape"}
+
+
+class NotPiecewiseLinear(Exception):
+    """The exact trace does not apply to this model (the reason is the message)."""
+
+
+def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: Loss | None) -> str:
+    """Why the exact trace does not apply to ``model`` with ``loss`` (``""``: it applies, to be
+    confirmed by the pass itself). ``params`` are the trainable parameters."""
+    if loss is not None and loss.targets is None:
+        return "the loss is a callable (its Hessian in the outputs may couple examples)"
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception as error:  # any failure to trace: not provable
+        return f"torch.fx cannot trace the model ({type(error).__name__})"
+    modules = dict(model.named_modules())
+    called: set[str] = set()
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if node.op == "call_module":
+            module = modules.get(str(node.target))
+            if not isinstance(module, _MODULES):
+                return f"it has a {type(module).__name__} ({node.target})"
+            if isinstance(module, nn.Dropout) and module.training:
+                return f"{node.target} is a dropout in training mode"
+            if isinstance(module, nn.Linear):
+                if node.target in called:
+                    return f"the Linear {node.target} is called more than once"
+                called.add(str(node.target))
+            continue
+        if node.op == "call_function" and node.target in _FUNCTIONS:
+            continue
+        if node.op == "call_method" and node.target in _METHODS:
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        return f"it computes {name} ({node.op}), which is not piecewise-linear or not checked"
+    linear_params = {
+        id(p) for name in called for p in modules[name].parameters(recurse=False)
+    }  # fmt: skip
+    for p in params:
+        if id(p) not in linear_params:
+            return "a trainable parameter is not a Linear layer's weight or bias"
+    return ""
+
+
+# Past this many outputs ``auto`` estimates instead: the pass costs 2C backward passes and
+# N·C² numbers a batch, against the estimator's fixed ~120 products.
+AUTO_MAX_OUTPUTS = 128
+
+
+def exact_trace(hessian: Hessian, max_outputs: int | None = None) -> float:
+    """``tr H`` exactly, as ``tr G`` summed over the split's batches (float64), for the model,
+    split, loss and batch size of ``hessian`` (whose model is in the mode measured: eval).
+    Raises :class:`NotPiecewiseLinear` when a ``Linear``'s input is not 2-D, it is called more
+    than once, or the outputs are not N×C (or more than ``max_outputs`` columns)."""
+    model = hessian.model
+    wanted = {id(p) for p in hessian.params}
+    linears = [
+        m for m in model.modules()
+        if isinstance(m, nn.Linear) and any(id(p) in wanted for p in m.parameters(recurse=False))
+    ]  # fmt: skip
+    n = len(hessian.split)
+    total = 0.0
+    for start in range(0, n, hessian.batch_size):
+        stop = min(start + hessian.batch_size, n)
+        total += _batch(hessian, linears, wanted, start, stop, max_outputs)
+    return total
+
+
+def _batch(
+    hessian: Hessian,
+    linears: list[nn.Linear],
+    wanted: set[int],
+    start: int,
+    stop: int,
+    max_outputs: int | None,
+) -> float:
+    seen: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in linears}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen[module].append((args[0].detach(), output))
+
+    handles = [m.register_forward_hook(record) for m in linears]
+    try:
+        inputs = tuple(t[start:stop] for t in hessian.split.inputs)
+        out = hessian.model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for calls in seen.values():
+        if len(calls) != 1:
+            raise NotPiecewiseLinear(f"a Linear layer ran {len(calls)} times in one pass")
+        if calls[0][0].dim() != 2:
+            raise NotPiecewiseLinear(f"a Linear layer's input has {calls[0][0].dim()} dimensions")
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise NotPiecewiseLinear("the model's output is not N×C")
+    if max_outputs is not None and out.shape[1] > max_outputs:
+        raise NotPiecewiseLinear(f"the model has more than {max_outputs} outputs")
+    if out.dtype in _LOW_PRECISION:
+        out = out.float()
+    rows, classes = out.shape
+    targets = hessian.split.targets[start:stop]
+    # H_n for every example at once: column c of each from one product in direction e_c.
+    leaf = out.detach().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(hessian.batch_loss(leaf, targets), leaf, create_graph=True)
+    # Products in the outputs' precision (the model's; float32 keeps ~1e-7 per term), every
+    # sum over examples and units in float64.
+    h = torch.zeros(rows, classes, classes, dtype=out.dtype, device=out.device)
+    if gradient.requires_grad:
+        for c in range(classes):
+            direction = torch.zeros_like(leaf)
+            direction[:, c] = 1.0
+            (column,) = torch.autograd.grad(
+                gradient, leaf, grad_outputs=direction, retain_graph=True, allow_unused=True
+            )
+            if column is not None:
+                h[:, :, c] = column
+    if not bool(torch.isfinite(h).all()):
+        raise NotPiecewiseLinear("the loss's Hessian in the outputs is not finite")
+    # δ: ∂f_c/∂z of every Linear for every example, one backward pass per class.
+    zs = [seen[m][0][1] for m in linears]
+    deltas = [torch.zeros(rows, classes, z.shape[1], dtype=h.dtype, device=z.device) for z in zs]
+    for c in range(classes):
+        direction = torch.zeros_like(out)
+        direction[:, c] = 1.0
+        pieces = torch.autograd.grad(
+            out, zs, grad_outputs=direction, retain_graph=c + 1 < classes, allow_unused=True
+        )
+        for delta, piece in zip(deltas, pieces, strict=True):
+            if piece is not None:
+                delta[:, c] = piece
+    total = 0.0
+    for module, delta in zip(linears, deltas, strict=True):  # delta: N × C × out
+        # per[n] = Σ_j δ_n[:, j]ᵀ H_n δ_n[:, j]
+        per = (delta * torch.bmm(h, delta)).sum(dim=1).sum(dim=1, dtype=torch.float64)
+        if id(module.weight) in wanted:
+            norms = seen[module][0][0].pow(2).sum(dim=1, dtype=torch.float64)
+            total += float((norms * per).sum())
+        if module.bias is not None and id(module.bias) in wanted:
+            total += float(per.sum())
+    if not math.isfinite(total):
+        raise NotPiecewiseLinear("the trace is not finite")
+    return total
