@@ -37,10 +37,15 @@ class Crashy(nn.Module):
 
 # 600 synthetic examples: 360 for training, a global batch of 64 → 6 steps (forward passes) per
 # epoch on every rank; the 15th forward pass is in epoch 3, after epoch 2's checkpoint.
+# checkpoint.every_s 0: every epoch's checkpoint is on disk before the next epoch starts. With
+# skier train's 10 s throttle these millisecond epochs' checkpoints are held in memory and
+# written only by rank 0's flush when torchrun stops it: at load ~6 (other sessions' tests) that
+# left no last.pt in two runs. This test is about the killed rank and the resume.
 CONFIG = """
 data: {name: synthetic, samples: 600, features: 10, classes: 3}
 model: {name: "crashy:Crashy", kwargs: {crash_rank: 1, crash_after: 15}}
 train: {epochs: 4, batch_size: 64, device: cpu}
+checkpoint: {every_s: 0}
 record: {plots: false, report: false}
 """
 
