@@ -20,7 +20,7 @@ from skier.errors import ConfigError
 from skier.models.mlp import MLP
 from skier.train.losses import build_loss
 
-WEIGHTS = [2.0, 0.5, 1.0]
+from .test_sharpness_trace import WEIGHTS, _data, _weighted_ce
 
 
 def _seq(activation: type[nn.Module], outputs: int = 3) -> nn.Module:
@@ -33,20 +33,6 @@ def _seq(activation: type[nn.Module], outputs: int = 3) -> nn.Module:
 def _mlp(outputs: int = 3, **options: Any) -> nn.Module:
     torch.manual_seed(0)
     return MLP(4, outputs, hidden_sizes=(6, 6, 5), **options).double()
-
-
-def _data(kind: str, n: int = 50, seed: int = 1) -> Split:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    if kind == "regression":
-        return Split((x,), (x[:, :2] + 0.3 * torch.randn(n, 2, generator=g)).double())
-    if kind == "multilabel":
-        return Split((x,), (torch.rand(n, 3, generator=g) < 0.4).double())
-    return Split((x,), torch.randint(0, 3, (n,), generator=g))
-
-
-def _weighted_ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out, y, weight=torch.tensor(WEIGHTS, dtype=out.dtype))
 
 
 def _smoothed_ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -164,7 +150,7 @@ def test_a_linear_on_a_3d_input_falls_back_at_run_time(dense_trace: Callable) ->
     # The graph is allowed; only the pass sees that the first Linear's input is N×2×4.
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Flatten(), nn.Linear(10, 3)).double()
-    flat = _data("classes")
+    flat = _data("classes", n=50)
     g = torch.Generator().manual_seed(2)
     split = Split((torch.randn(50, 2, 4, generator=g, dtype=torch.float64),), flat.targets)
     truth = dense_trace(model, split.inputs[0], split.targets, F.cross_entropy)
