@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from skier.data.types import Split
+from skier.train.losses import PAD_CLASSES, PAD_MIN_ROWS
 
 __all__ = ["Heads"]
 
-_WIDTH = 16  # the product's columns
+_WIDTH = PAD_CLASSES  # the product's columns: those the loss pads to
 _FEW = range(6, _WIDTH)  # outputs where the padded product was measured faster (6-15)
 _MIN_ROWS = 128  # fewer rows: the two products cost about the same
-_PAD_ROWS = 512  # pad_few_classes pads batches of at least this many rows
 
 
 class _Head:
@@ -66,7 +66,7 @@ class _Head:
             if module.bias is not None:
                 self.bias[:k].copy_(module.bias)
             z = torch.addmm(self.bias, x, self.weight_t)
-            if self.padded and x.shape[0] >= _PAD_ROWS:
+            if self.padded and x.shape[0] >= PAD_MIN_ROWS:
                 z[:, k:].fill_(-math.inf)
                 return z
             return z[:, :k].contiguous()

@@ -99,6 +99,11 @@ def _as_float(y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return y.to(out.dtype).reshape(out.shape)
 
 
+# pad_few_classes: the columns it pads logits to, and the fewest rows it pads.
+PAD_CLASSES = 16
+PAD_MIN_ROWS = 512
+
+
 def pad_few_classes(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``out``'s logits with columns of ``-inf`` up to 16 classes, where that makes an
     evaluation's cross-entropy faster: on the CPU, torch's log-softmax over fewer than 16
@@ -109,12 +114,12 @@ def pad_few_classes(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if (
         out.device.type == "cpu"
         and out.dim() == 2
-        and 2 < classes < 16
-        and out.shape[0] >= 512
+        and 2 < classes < PAD_CLASSES
+        and out.shape[0] >= PAD_MIN_ROWS
         and y.dim() == 1
         and not y.is_floating_point()
     ):
-        return F.pad(out, (0, 16 - classes), value=-math.inf)
+        return F.pad(out, (0, PAD_CLASSES - classes), value=-math.inf)
     return out
 
 
