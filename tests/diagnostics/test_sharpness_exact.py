@@ -15,7 +15,7 @@ from torch import nn
 
 from skier.config import SharpnessConfig
 from skier.data.types import Split
-from skier.diagnostics.sharpness import sharpness
+from skier.diagnostics.sharpness import check_sharpness, sharpness
 from skier.errors import ConfigError
 from skier.models.mlp import MLP
 from skier.train.losses import build_loss
@@ -144,6 +144,35 @@ def test_where_it_does_not_apply_auto_estimates_and_exact_is_refused(
     assert abs(result.trace - truth) < 5 * result.trace_std_error + 1e-9 * abs(truth)
     with pytest.raises(ConfigError, match=rf"sharpness\.trace_method.*{reason}"):
         _run(model, split, loss, trace_method="exact")
+
+
+@pytest.mark.parametrize(("make", "kind", "loss", "oracle", "reason"), REFUSED, ids=REFUSED_IDS)
+def test_the_refusal_is_found_before_anything_runs(
+    make: Callable[[], nn.Module], kind: str, loss: Any, oracle: Callable, reason: str
+) -> None:
+    # check_sharpness (what the runner calls before it makes a run's record) raises the same
+    # error as the run would, and leaves every module's mode as it was.
+    model, split = make(), _data(kind)
+    model.train()
+    next(iter(model.children())).eval()  # mixed modes: each kept
+    modes = [m.training for m in model.modules()]
+    settings = SharpnessConfig(top_k=1, trace_method="exact")
+    with pytest.raises(ConfigError, match=rf"sharpness\.trace_method.*{reason}"):
+        check_sharpness(model, split, settings=settings, loss=loss)
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_the_preflight_passes_what_the_run_takes() -> None:
+    # A dropout MLP in training mode: the trace is of eval mode, where dropout is the identity,
+    # so exact applies; under auto nothing is refused; top_k past the parameter count is.
+    model, split = _mlp(dropout=0.3), _data("classes")
+    model.train()
+    check_sharpness(model, split, settings=SharpnessConfig(top_k=1, trace_method="exact"))
+    assert all(m.training for m in model.modules())
+    check_sharpness(_seq(nn.Tanh), split, settings=SharpnessConfig(top_k=1))
+    with pytest.raises(ConfigError, match=r"sharpness\.top_k"):
+        check_sharpness(model, split, settings={"top_k": 10**6})
+    assert _run(model, split, None, trace_method="exact").trace_method == "exact"
 
 
 def test_a_linear_on_a_3d_input_falls_back_at_run_time(dense_trace: Callable) -> None:

@@ -173,6 +173,29 @@ def test_sharpness_on_a_finished_run(tmp_path: Path, trained: Path) -> None:
     assert abs(found["trace"] - summary["trace"]) < 5 * summary["trace_std_error"]
 
 
+def test_an_exact_trace_the_model_does_not_allow_is_refused_before_the_run(tmp_path: Path) -> None:
+    tanh = _skier(
+        tmp_path, "train", *SMALL, "--set", "model.activation=tanh", "--set", "train.epochs=1",
+        "--out", "runs",
+    )  # fmt: skip
+    assert tanh.returncode == 0, tanh.stderr
+    run = str(tmp_path / _run_dir(tanh.stdout))
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    before = len(store.list_runs())
+    store.close()
+    proc = _skier(tmp_path, "sharpness", run, "--trace-method", "exact", "--out", "diag",
+                  "--store", f"sqlite:///{tmp_path / 'runs.db'}")  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("skier: error: ") and "Traceback" not in proc.stderr
+    assert "sharpness.trace_method" in proc.stderr and "Tanh" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # Refused before anything was made: no sharpness directory, no store row.
+    assert not (tmp_path / "diag").exists()
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    assert len(store.list_runs()) == before
+    store.close()
+
+
 def test_a_stopped_landscape_resumes_where_it_stopped(tmp_path: Path, trained: Path) -> None:
     args = ["landscape", str(trained), "--points", "41", "--out", "diag"]
     proc = subprocess.Popen(

@@ -92,7 +92,7 @@ from skier.train.losses import Loss, LossFn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
+__all__ = ["SharpnessResult", "check_sharpness", "hessian_vector_product", "sharpness"]
 
 _TASKS = ("classification", "regression", "multilabel")
 
@@ -231,30 +231,7 @@ def sharpness(
     ...                                                                    # doctest: +SKIP
     >>> result.eigenvalues, result.trace                                   # doctest: +SKIP
     """
-    settings = SharpnessConfig() if settings is None else settings
-    if isinstance(settings, Mapping):
-        settings = validate_model(SharpnessConfig, settings, prefix="sharpness.")
-    if not isinstance(settings, SharpnessConfig):
-        raise ConfigError(
-            problem("settings", "a SharpnessConfig or a mapping", type(settings).__name__,
-                    "Build one with SharpnessConfig(top_k=..., ...).")
-        )  # fmt: skip
-    if task is not None and task not in _TASKS:
-        raise ConfigError(problem("task", "'classification', 'regression' or 'multilabel'", task))
-    if task is None and isinstance(data, DataBundle):
-        task = data.task
-    chosen = choose_split(data, settings.split)
-    split = seeded_subset(chosen, settings.subset, settings.seed)
-    classification = classification_of(split, task)
-    measured = measured_loss(loss, split, task, f"data.{settings.split}")
-    _check_split(split, classification and measured is None, f"data.{settings.split}")
-    named = trainable_parameters(model)
-    count = sum(p.numel() for _, p in named)
-    if settings.top_k > count:
-        raise ConfigError(
-            problem("sharpness.top_k", f"at most the number of trainable parameters ({count})",
-                    settings.top_k, "A Hessian has only that many eigenvalues.")
-        )  # fmt: skip
+    settings, split, classification, measured, named = _checked(model, data, settings, task, loss)
 
     start = time.perf_counter()
     device = model_device(model)
@@ -346,6 +323,69 @@ def _top_eigenpairs(
             bar.update(settings.max_iterations - len(pair.history))
         found.append(pair)
     return found
+
+
+def check_sharpness(
+    model: torch.nn.Module,
+    data: DataBundle | Split | tuple[Any, Any],
+    *,
+    settings: SharpnessConfig | Mapping[str, Any] | None = None,
+    task: str | None = None,
+    loss: str | LossFn | Loss | None = None,
+) -> None:
+    """Raise the :class:`~skier.errors.ConfigError` or :class:`~skier.errors.DataError` that
+    :func:`sharpness` would raise for these inputs, computing nothing (no Hessian product):
+    the settings, the split, the loss, ``top_k`` against the parameter count and, for
+    ``trace_method: exact``, whether the exact trace applies to the model. The runner calls it
+    before a sharpness run's record is made."""
+    _checked(model, data, settings, task, loss)
+
+
+def _checked(
+    model: torch.nn.Module,
+    data: DataBundle | Split | tuple[Any, Any],
+    settings: SharpnessConfig | Mapping[str, Any] | None,
+    task: str | None,
+    loss: str | LossFn | Loss | None,
+) -> tuple[SharpnessConfig, Split, bool, Loss | None, list[tuple[str, torch.nn.Parameter]]]:
+    """The checked settings, the split measured, whether it is classification, the measured
+    loss and the trainable parameters; every input error raised here, before anything runs."""
+    settings = SharpnessConfig() if settings is None else settings
+    if isinstance(settings, Mapping):
+        settings = validate_model(SharpnessConfig, settings, prefix="sharpness.")
+    if not isinstance(settings, SharpnessConfig):
+        raise ConfigError(
+            problem("settings", "a SharpnessConfig or a mapping", type(settings).__name__,
+                    "Build one with SharpnessConfig(top_k=..., ...).")
+        )  # fmt: skip
+    if task is not None and task not in _TASKS:
+        raise ConfigError(problem("task", "'classification', 'regression' or 'multilabel'", task))
+    if task is None and isinstance(data, DataBundle):
+        task = data.task
+    chosen = choose_split(data, settings.split)
+    split = seeded_subset(chosen, settings.subset, settings.seed)
+    classification = classification_of(split, task)
+    measured = measured_loss(loss, split, task, f"data.{settings.split}")
+    _check_split(split, classification and measured is None, f"data.{settings.split}")
+    named = trainable_parameters(model)
+    count = sum(p.numel() for _, p in named)
+    if settings.top_k > count:
+        raise ConfigError(
+            problem("sharpness.top_k", f"at most the number of trainable parameters ({count})",
+                    settings.top_k, "A Hessian has only that many eigenvalues.")
+        )  # fmt: skip
+
+    if settings.trace and settings.trace_method == "exact":
+        modes = {m: m.training for m in model.modules()}
+        try:
+            model.eval()  # the trace is of the model in eval mode (dropout off)
+            reason = exact_trace_problem(model, [p for _, p in named], measured)
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+        if reason:
+            raise ConfigError(_exact_refused(reason))
+    return settings, split, classification, measured, named
 
 
 def _exact_applies(

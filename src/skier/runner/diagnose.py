@@ -253,10 +253,14 @@ def run_sharpness(
     echo: Echo | None = None,
 ) -> DiagnosticOutcome:
     """Top Hessian eigenvalues and the Hessian trace of the source's model, recorded."""
-    from skier.diagnostics.sharpness import sharpness
+    from skier.diagnostics.sharpness import check_sharpness, sharpness
     from skier.plots.sharpness import plot_hessian_spectrum, plot_sharpness
 
     cfg: SharpnessConfig = as_section(SharpnessConfig, settings, "sharpness.")
+    # Input errors (a trace_method the model does not allow, top_k past the parameter count)
+    # before the run's directory and record are made.
+    loss = _run_loss(source)
+    check_sharpness(source.model, source.data, settings=cfg, task=source.data.task, loss=loss)
     say = echo or (lambda _m: None)
     recorder = Recorder(
         "sharpness", source, cfg.model_dump(mode="json"), out_dir=out_dir, store_url=store_url
@@ -265,8 +269,8 @@ def run_sharpness(
 
     def work() -> DiagnosticOutcome:
         result = sharpness(
-            source.model, source.data, settings=cfg, task=source.data.task,
-            loss=_run_loss(source), progress=progress,
+            source.model, source.data, settings=cfg, task=source.data.task, loss=loss,
+            progress=progress,
         )  # fmt: skip
         lines = ["index,eigenvalue,iterations,converged"]
         for i, (value, its, ok) in enumerate(
