@@ -215,12 +215,18 @@ class RowPlan:
         self.blocks = [(i, min(i + size, n)) for i in range(0, n, size)]
         self.data: dict[int, dict[fx.Node, torch.Tensor]] = {}
         self.output_size = 1
+        self.negate = False  # the loss sums are of log-probabilities
         self.weight = loss.total_weight(split.targets) if loss is not None else None
         y = split.targets
         # the loss on the (points, classes, examples) layout: class targets only
         self.classes = y.dim() == 1 and not y.is_floating_point() and (
             (loss is None and classification) or (loss is not None and loss.targets == "classes")
         )  # fmt: skip
+        self.plain = loss is None or loss.pads  # plain cross-entropy where classes
+        per = max(1, _ROWS // size)  # each block's targets for the K points, (K, 1, examples)
+        self.targets = (
+            [y[lo:hi].expand(per, 1, hi - lo) for lo, hi in self.blocks] if self.classes else []
+        )
 
     @classmethod
     def find(cls, model: nn.Module, split: Split, params: Sequence[torch.Tensor],
@@ -241,6 +247,12 @@ class RowPlan:
         except Exception:  # any model torch.fx cannot trace keeps the ordinary path
             return None
         modules = dict(model.named_modules())
+        for node in list(graph.nodes):  # identities (dropout in eval mode) are left out
+            m = modules.get(str(node.target)) if node.op == "call_module" else None
+            if type(m) in _PASS and not m.training and len(node.args) == 1 and not node.kwargs:
+                assert isinstance(node.args[0], fx.Node)
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
         index = {id(p): i for i, p in enumerate(params)}
         steps: list[_Step] = []
         stacked: dict[fx.Node, bool] = {}
@@ -336,6 +348,7 @@ class RowPlan:
         logit is reached twice (an exact tie, which ``argmax`` breaks by column order and
         the count here does not) or is NaN."""
         x, n = self.split.inputs[0], len(self.split)
+        run = [s for s in self.steps if s.stacked]
         with torch.no_grad():
             for layer in self.layers:
                 layer.set_row(base, dirs, beta)
@@ -345,44 +358,47 @@ class RowPlan:
             for first in range(0, len(alphas), per):
                 chunk = every[first : first + per]
                 k = len(chunk)
-                found = torch.zeros(3, k, dtype=x.dtype, device=x.device)
-                for b, (lo, hi) in enumerate(self.blocks):
+                # each block's sums (loss, wrong, below), added up in float64 once a chunk
+                parts = torch.empty(len(self.blocks), 3, k, dtype=x.dtype, device=x.device)
+                for b in range(len(self.blocks)):
                     values = dict(self.data[b])
-                    for step in self.steps:
-                        if step.stacked:
-                            values[step.node] = self._run(step, values, k, chunk, b)
-                    out = values[self.output]
-                    self._sums(out, self.split.targets[lo:hi], *found)
-                sums.append(found.double())
+                    for step in run:
+                        values[step.node] = self._run(step, values, k, chunk, b)
+                    self._sums(values[self.output], b, parts[b])
+                sums.append(parts.sum(dim=0, dtype=torch.float64))
             read = torch.cat(sums, dim=1).tolist()
         denominator = float(self.weight) if self.weight is not None else float(n)
-        loss_values = [v / (denominator if denominator > 0 else 1.0) for v in read[0]]
+        denominator = (-1.0 if self.negate else 1.0) * (denominator if denominator > 0 else 1.0)
+        loss_values = [v / denominator for v in read[0]]
         if not self.classification:
             return loss_values, [math.nan] * len(alphas), []
         classes = self.output_size
         again = [i for i, v in enumerate(read[2]) if v != n * (classes - 1)]
         return loss_values, [round(w) / n if w == w else math.nan for w in read[1]], again
 
-    def _sums(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor,
-              wrong: torch.Tensor, below: torch.Tensor) -> None:  # fmt: skip
-        """Add each point's summed loss and wrong count for ``out``, ``(K, outputs,
-        examples)``; for classes, also how many logits are below their example's maximum."""
+    def _sums(self, out: torch.Tensor, block: int, part: torch.Tensor) -> None:
+        """Each point's summed loss (``negate``: its negative), wrong count and, for classes,
+        how many logits are below their example's maximum, for ``out`` (``(K, outputs,
+        examples)``), written into ``part`` (``(3, K)``)."""
         k, rows = out.shape[0], out.shape[-1]
         self.output_size = out.shape[1]
         if self.classes and out.shape[1] > 1:
-            targets = y.expand(k, 1, rows)
-            if self.loss is None or self.loss.pads:  # plain cross-entropy
+            targets = self.targets[block][:k]
+            self.negate = self.plain
+            if self.plain:  # cross-entropy: the target's log-probability, summed
                 picked = torch.log_softmax(out, dim=1).gather(1, targets)
-                loss -= picked.sum(dim=(1, 2))
+                torch.sum(picked, dim=(1, 2), out=part[0])
             else:
-                assert self.loss.per_example is not None
-                loss += self.loss.per_example(out, targets.view(k, rows)).sum(dim=1)
+                assert self.loss is not None and self.loss.per_example is not None
+                values = self.loss.per_example(out, targets.reshape(k, rows))
+                torch.sum(values, dim=1, out=part[0])
             if self.classification:  # sign(max - logit): 1 below the maximum, 0 at it
-                top = out.amax(dim=1, keepdim=True)
-                target = out.gather(1, targets)
-                wrong += torch.sub(top, target).sign_().sum(dim=(1, 2))
-                below += torch.sub(top, out).sign_().sum(dim=(1, 2))
+                signs = torch.sub(out.amax(dim=1, keepdim=True), out).sign_()
+                torch.sum(signs.gather(1, targets), dim=(1, 2), out=part[1])
+                torch.sum(signs, dim=(1, 2), out=part[2])
             return
+        self.negate = False
+        y = self.split.targets[self.blocks[block][0] : self.blocks[block][1]]
         flat = out.transpose(1, 2).reshape(k * rows, out.shape[1])
         targets = y.repeat(k, *([1] * (y.dim() - 1)))
         if self.loss is not None:
@@ -393,10 +409,11 @@ class RowPlan:
         else:
             squared = F.mse_loss(flat, targets.reshape(flat.shape), reduction="none")
             values = squared.sum(dim=1) / out.shape[1]
-        loss += values.reshape(k, rows).sum(dim=1)
+        part[0].copy_(values.reshape(k, rows).sum(dim=1))
+        part[1:].zero_()
         if self.classification:
-            wrong += _wrong(flat, targets).view(k, rows).sum(dim=1)
-            below += rows * (out.shape[1] - 1)
+            part[1].copy_(_wrong(flat, targets).view(k, rows).sum(dim=1))
+            part[2].fill_(rows * (out.shape[1] - 1))
 
 
 def _wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
