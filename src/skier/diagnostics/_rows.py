@@ -249,7 +249,8 @@ class RowPlan:
         modules = dict(model.named_modules())
         for node in list(graph.nodes):  # identities (dropout in eval mode) are left out
             m = modules.get(str(node.target)) if node.op == "call_module" else None
-            if type(m) in _PASS and not m.training and len(node.args) == 1 and not node.kwargs:
+            identity = type(m) is nn.Identity or (type(m) is nn.Dropout and not m.training)
+            if identity and len(node.args) == 1 and not node.kwargs:
                 assert isinstance(node.args[0], fx.Node)
                 node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
