@@ -219,7 +219,7 @@ class RowPlan:
         self.weight = loss.total_weight(split.targets) if loss is not None else None
         y = split.targets
         # the loss on the (points, classes, examples) layout: class targets only
-        self.classes = y.dim() == 1 and not y.is_floating_point() and (
+        self.classes = y.dim() == 1 and y.dtype == torch.int64 and (
             (loss is None and classification) or (loss is not None and loss.targets == "classes")
         )  # fmt: skip
         self.plain = loss is None or loss.pads  # plain cross-entropy where classes
@@ -298,7 +298,7 @@ class RowPlan:
                     values[step.node] = self._run(step, values, 1, None)
                     continue
                 for source in step.node.all_input_nodes:
-                    if source in self.moving or source in kept:
+                    if source in self.moving or (source in kept and step.layer is None):
                         continue
                     if values[source].dim() != 2 or len(values[source]) != hi - lo:
                         return False
