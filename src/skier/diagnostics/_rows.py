@@ -213,7 +213,7 @@ class RowPlan:
         n = len(split)
         size = -(-n // -(-n // _BLOCK))  # blocks of at most _BLOCK examples, of equal sizes
         self.blocks = [(i, min(i + size, n)) for i in range(0, n, size)]
-        self.data: dict[int, dict[fx.Node, torch.Tensor]] = {}
+        self.data: list[dict[fx.Node, torch.Tensor]] = []
         self.output_size = 1
         self.negate = False  # the loss sums are of log-probabilities
         self.weight = loss.total_weight(split.targets) if loss is not None else None
@@ -310,7 +310,7 @@ class RowPlan:
                         step.layer.factored[b] = pieces
                     else:
                         kept[source] = values[source].t().contiguous()
-            self.data[b] = kept
+            self.data.append(kept)
         return True
 
     def _run(self, step: _Step, values: dict[fx.Node, torch.Tensor], k: int,
@@ -319,15 +319,14 @@ class RowPlan:
         if step.kind == "linear":
             layer = step.layer
             assert layer is not None and alphas is not None
-            a3 = alphas.view(k, 1, 1)
             row = layer.row.get(block)
             if row is not None:
-                return torch.addcmul(row, a3, layer.factored[block][1])
+                return torch.addcmul(row, alphas, layer.factored[block][1])
             if layer.chunk is not alphas:  # the K points' weights, once a chunk
                 layer.chunk = alphas
                 layer.stacked = (
                     torch.addcmul(layer.bias, alphas.view(k, 1), layer.dbias).unsqueeze(2),
-                    torch.addcmul(layer.weight, a3, layer.dweight),
+                    torch.addcmul(layer.weight, alphas, layer.dweight),
                 )
             source = node.args[0]
             assert isinstance(source, fx.Node)
@@ -357,16 +356,17 @@ class RowPlan:
             per = max(1, _ROWS // (self.blocks[0][1] - self.blocks[0][0]))
             sums = []
             for first in range(0, len(alphas), per):
-                chunk = every[first : first + per]
+                chunk = every[first : first + per].view(-1, 1, 1)  # (K, 1, 1)
                 k = len(chunk)
                 # each block's sums (loss, wrong, below), added up in float64 once a chunk
-                parts = torch.empty(len(self.blocks), 3, k, dtype=x.dtype, device=x.device)
-                for b in range(len(self.blocks)):
-                    values = dict(self.data[b])
+                parts = torch.empty(3, len(self.blocks), k, dtype=x.dtype, device=x.device)
+                into = list(zip(*(p.unbind(0) for p in parts.unbind(0)), strict=True))
+                for b, data in enumerate(self.data):
+                    values = dict(data)
                     for step in run:
                         values[step.node] = self._run(step, values, k, chunk, b)
-                    self._sums(values[self.output], b, parts[b])
-                sums.append(parts.sum(dim=0, dtype=torch.float64))
+                    self._sums(values[self.output], b, *into[b])
+                sums.append(parts.sum(dim=1, dtype=torch.float64))
             read = torch.cat(sums, dim=1).tolist()
         denominator = float(self.weight) if self.weight is not None else float(n)
         denominator = (-1.0 if self.negate else 1.0) * (denominator if denominator > 0 else 1.0)
@@ -377,26 +377,29 @@ class RowPlan:
         again = [i for i, v in enumerate(read[2]) if v != n * (classes - 1)]
         return loss_values, [round(w) / n if w == w else math.nan for w in read[1]], again
 
-    def _sums(self, out: torch.Tensor, block: int, part: torch.Tensor) -> None:
+    def _sums(self, out: torch.Tensor, block: int, loss: torch.Tensor, wrong: torch.Tensor,
+              below: torch.Tensor) -> None:  # fmt: skip
         """Each point's summed loss (``negate``: its negative), wrong count and, for classes,
         how many logits are below their example's maximum, for ``out`` (``(K, outputs,
-        examples)``), written into ``part`` (``(3, K)``)."""
+        examples)``), written into ``loss``, ``wrong`` and ``below`` (``(K,)`` each)."""
         k, rows = out.shape[0], out.shape[-1]
         self.output_size = out.shape[1]
         if self.classes and out.shape[1] > 1:
-            targets = self.targets[block][:k]
+            targets = self.targets[block]
+            if len(targets) != k:
+                targets = targets[:k]
             self.negate = self.plain
             if self.plain:  # cross-entropy: the target's log-probability, summed
                 picked = torch.log_softmax(out, dim=1).gather(1, targets)
-                torch.sum(picked, dim=(1, 2), out=part[0])
+                torch.sum(picked, dim=(1, 2), out=loss)
             else:
                 assert self.loss is not None and self.loss.per_example is not None
                 values = self.loss.per_example(out, targets.reshape(k, rows))
-                torch.sum(values, dim=1, out=part[0])
+                torch.sum(values, dim=1, out=loss)
             if self.classification:  # sign(max - logit): 1 below the maximum, 0 at it
                 signs = torch.sub(out.amax(dim=1, keepdim=True), out).sign_()
-                torch.sum(signs.gather(1, targets), dim=(1, 2), out=part[1])
-                torch.sum(signs, dim=(1, 2), out=part[2])
+                torch.sum(signs.gather(1, targets), dim=(1, 2), out=wrong)
+                torch.sum(signs, dim=(1, 2), out=below)
             return
         self.negate = False
         y = self.split.targets[self.blocks[block][0] : self.blocks[block][1]]
@@ -410,11 +413,12 @@ class RowPlan:
         else:
             squared = F.mse_loss(flat, targets.reshape(flat.shape), reduction="none")
             values = squared.sum(dim=1) / out.shape[1]
-        part[0].copy_(values.reshape(k, rows).sum(dim=1))
-        part[1:].zero_()
+        loss.copy_(values.reshape(k, rows).sum(dim=1))
+        wrong.zero_()
+        below.zero_()
         if self.classification:
-            part[1].copy_(_wrong(flat, targets).view(k, rows).sum(dim=1))
-            part[2].fill_(rows * (out.shape[1] - 1))
+            wrong.copy_(_wrong(flat, targets).view(k, rows).sum(dim=1))
+            below.fill_(rows * (out.shape[1] - 1))
 
 
 def _wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
