@@ -22,9 +22,11 @@ mean over a whole split (or a fixed seeded subset), in eval mode. Directions:
 Evaluation stays in memory: the split is one tensor on the model's device, the weights of a
 point are written in place, and no DataLoader is built per point. Several grid points can be
 evaluated in one batched forward pass (``torch.func.vmap``) where ``bench/`` shows it is faster.
-One point at a time, the layers that see only the data (the first ``Linear`` or convolution)
-are not re-run: their output is linear in their weights, so it is summed from three outputs
-computed once (:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a
+A model that is a plain graph of ``Linear`` layers and activations (an MLP, residual or not)
+has its rows evaluated as stacked passes of several points each, with no Python per point
+(:mod:`skier.diagnostics._rows`); any other model goes one point at a time. One point at a
+time, the layers that see only the data (the first ``Linear`` or convolution) are not re-run:
+their output is linear in their weights, so it is summed from three outputs computed once (:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a
 classifier's head) run through a faster product (:mod:`skier.diagnostics._heads`), and a row's
 numbers are read from the device once.
 
