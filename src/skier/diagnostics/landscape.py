@@ -26,9 +26,10 @@ A model that is a plain graph of ``Linear`` layers and activations (an MLP, resi
 has its rows evaluated as stacked passes of several points each, with no Python per point
 (:mod:`skier.diagnostics._rows`); any other model goes one point at a time. One point at a
 time, the layers that see only the data (the first ``Linear`` or convolution) are not re-run:
-their output is linear in their weights, so it is summed from three outputs computed once (:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a
-classifier's head) run through a faster product (:mod:`skier.diagnostics._heads`), and a row's
-numbers are read from the device once.
+their output is linear in their weights, so it is summed from three outputs computed once
+(:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a classifier's head) run
+through a faster product (:mod:`skier.diagnostics._heads`), and a row's numbers are read from the
+device once.
 
 This module holds the grid and its evaluation; the directions are in
 :mod:`skier.diagnostics.directions` and the result types in
