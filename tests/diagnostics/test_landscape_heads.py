@@ -4,6 +4,8 @@ layers' own ``forward`` back afterwards (an error included)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -69,7 +71,11 @@ _CFG = LandscapeConfig(dims=2, points=5, points_y=4, ignore="none", eval_batch_s
 
 
 @pytest.mark.parametrize("kind", ["padded", "not-final", "built-loss"])
-def test_head_product_gives_the_per_point_loops_surface(kind: str) -> None:
+def test_head_product_gives_the_per_point_loops_surface(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the one-point path under test: the stacked rows (diagnostics/_rows.py) would take _mlp
+    monkeypatch.setattr(sys.modules["skier.diagnostics.landscape"], "_row_plan", lambda *a: None)
     split = _data()
     net: nn.Module = _TwiceHead().eval() if kind == "not-final" else _mlp()
     found = Heads.find(net, split, 600, pads=True)
@@ -88,12 +94,13 @@ def test_head_product_gives_the_per_point_loops_surface(kind: str) -> None:
     np.testing.assert_allclose(result.loss, batched.loss, rtol=2e-6)
 
 
-def test_a_regression_head_is_never_padded() -> None:
+def test_a_regression_head_is_never_padded(monkeypatch: pytest.MonkeyPatch) -> None:
     # eight outputs of mean squared error: the product is used, its padding is not
     g = torch.Generator().manual_seed(2)
     x = torch.randn(600, 12, generator=g)
     split = Split((x,), x[:, :8] * 0.5 + 0.1 * torch.randn(600, 8, generator=g))
     net = _mlp(8)
+    monkeypatch.setattr(sys.modules["skier.diagnostics.landscape"], "_row_plan", lambda *a: None)
     found = Heads.find(net, split, 600, pads=False)
     assert found is not None and not found.heads[0].padded
     result = landscape(net, split, _CFG, batch_points=1, task="regression")

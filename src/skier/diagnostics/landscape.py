@@ -22,11 +22,14 @@ mean over a whole split (or a fixed seeded subset), in eval mode. Directions:
 Evaluation stays in memory: the split is one tensor on the model's device, the weights of a
 point are written in place, and no DataLoader is built per point. Several grid points can be
 evaluated in one batched forward pass (``torch.func.vmap``) where ``bench/`` shows it is faster.
-One point at a time, the layers that see only the data (the first ``Linear`` or convolution)
-are not re-run: their output is linear in their weights, so it is summed from three outputs
-computed once (:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a
-classifier's head) run through a faster product (:mod:`skier.diagnostics._heads`), and a row's
-numbers are read from the device once.
+A model that is a plain graph of ``Linear`` layers and activations (an MLP, residual or not)
+has its rows evaluated as stacked passes of several points each, with no Python per point
+(:mod:`skier.diagnostics._rows`); any other model goes one point at a time. One point at a
+time, the layers that see only the data (the first ``Linear`` or convolution) are not re-run:
+their output is linear in their weights, so it is summed from three outputs computed once
+(:mod:`skier.diagnostics._factored`); the few-output ``Linear`` layers (a classifier's head) run
+through a faster product (:mod:`skier.diagnostics._heads`), and a row's numbers are read from the
+device once.
 
 This module holds the grid and its evaluation; the directions are in
 :mod:`skier.diagnostics.directions` and the result types in
@@ -61,6 +64,7 @@ from skier.diagnostics._common import (
 from skier.diagnostics._evaluate import BATCH_NORM, Evaluator, recompute_batch_norm
 from skier.diagnostics._factored import InputLayers
 from skier.diagnostics._heads import Heads
+from skier.diagnostics._rows import RowPlan
 from skier.diagnostics.directions import (
     check_shapes,
     direction_between,
@@ -263,19 +267,25 @@ def _sweep(
         for i in range(len(sets)):
             losses[i] = np.asarray(resume["losses"][i], dtype=float).reshape(shape)
             errors[i] = np.asarray(resume["errors"][i], dtype=float).reshape(shape)
-    # One point per pass: the layers that see only the data are factored out of every point,
-    # and the few-output layers run through a faster product.
-    speedups = [_speedups(model, s, ev, dirs, cfg) if batch_points == 1 else None
-                for (_, s), ev in zip(sets, evaluators, strict=True)]  # fmt: skip
+    # A plain graph of Linear layers and activations: a row's points stacked, no Python per
+    # point. Else one point per pass: the layers that see only the data are factored out of
+    # every point, and the few-output layers run through a faster product.
+    plans = [_row_plan(model, s, ev, base, dirs) if batch_points == 1 else None
+             for (_, s), ev in zip(sets, evaluators, strict=True)]  # fmt: skip
+    speedups = [_speedups(model, s, ev, dirs, cfg) if batch_points == 1 and plan is None else None
+                for (_, s), ev, plan in zip(sets, evaluators, plans, strict=True)]  # fmt: skip
     bar = _bar(progress, rows * len(alphas), done_rows * len(alphas))
     evaluations = 0
     try:
         for row in range(done_rows, rows):
             beta = 0.0 if betas is None else float(betas[row])
-            weights = [] if all(speedups) else [_point(base, dirs, float(a), beta) for a in alphas]
+            fast = all(p is not None or f is not None for p, f in zip(plans, speedups, strict=True))
+            weights = [] if fast else [_point(base, dirs, float(a), beta) for a in alphas]
             for i, ev in enumerate(evaluators):
-                found = speedups[i]
-                if found is not None:
+                found, plan = speedups[i], plans[i]
+                if plan is not None:
+                    loss, error = _planned_row(plan, ev, base, dirs, alphas, beta)
+                elif found is not None:
                     loss, error = _one_point_row(ev, *found, base, dirs, alphas, beta)
                 else:
                     loss, error = ev.at(weights)
@@ -326,6 +336,30 @@ def _speedups(
     skip = set() if layers is None else {layer.module for layer in layers.layers}
     heads = Heads.find(model, split, cfg.eval_batch_size, pads=ev.pads, skip=skip)
     return (layers, heads) if layers is not None or heads is not None else None
+
+
+def _row_plan(model: nn.Module, split: Split, ev: Evaluator, base: ParamList,
+              dirs: list[ParamList]) -> RowPlan | None:  # fmt: skip
+    return RowPlan.find(model, split, ev.params, base, dirs, loss=ev.loss,
+                        classification=ev.classification)  # fmt: skip
+
+
+def _planned_row(
+    plan: RowPlan,
+    ev: Evaluator,
+    base: ParamList,
+    dirs: Sequence[ParamList],
+    alphas: np.ndarray,
+    beta: float,
+) -> tuple[list[float], list[float]]:
+    """A row of stacked points; a point the plan cannot count exactly (an arg-max tie, a
+    NaN) is evaluated again with the model."""
+    loss, error, again = plan.row(base, dirs, alphas, beta)
+    if again:
+        redone = ev.at([_point(base, dirs, float(alphas[i]), beta) for i in again])
+        for j, i in enumerate(again):
+            loss[i], error[i] = redone[0][j], redone[1][j]
+    return loss, error
 
 
 def _one_point_row(
