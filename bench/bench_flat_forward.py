@@ -61,7 +61,7 @@ def _fit(workload: str, data: Any, epochs: int, enabled: bool) -> tuple[float, f
     model = MLP(data[0].shape[1], 10, hidden_sizes=hidden)
     clock = _Clock()
     result = fit(model, data, epochs=epochs + 1, batch_size=batch, lr=1e-3, seed=0,
-                 callbacks=[clock], progress=False)  # fmt: skip
+                 callbacks=[clock], progress="off")  # fmt: skip
     (w0, c0), (w1, c1) = clock.marks[0], clock.marks[-1]
     return (w1 - w0) / epochs, (c1 - c0) / epochs, result.history.column("loss")
 

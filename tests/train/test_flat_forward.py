@@ -217,3 +217,19 @@ def test_a_forward_set_on_the_instance_is_not_flattened() -> None:
     del model.forward
     model.blocks[0].forward = lambda x: x  # type: ignore[method-assign]
     assert flat_forward(model) is None
+
+
+def test_a_trace_is_reused_for_the_same_structure_with_each_models_own_modules() -> None:
+    x = _data(16)[0]
+    first, second = MLP(D, CLASSES, hidden_sizes=(8,)), MLP(D, CLASSES, hidden_sizes=(8,))
+    other = MLP(D, CLASSES, hidden_sizes=(8,), residual=True)
+    flats = [flat_forward(m) for m in (first, second, other)]
+    assert all(f is not None for f in flats)
+    assert flats[0].source == flats[1].source != flats[2].source  # type: ignore[union-attr]
+    for model, flat in zip((first, second, other), flats, strict=True):
+        assert torch.equal(flat(x), model(x))  # type: ignore[misc]
+    assert not torch.equal(flats[0](x), flats[1](x))  # type: ignore[misc]
+    second.blocks[0].skip = nn.Linear(D, 8)  # what the trace read changed: a trace of its own
+    changed = flat_forward(second)
+    assert changed is not None and changed.source != flats[1].source  # type: ignore[union-attr]
+    assert torch.equal(changed(x), second(x)) and not flats[1].valid()  # type: ignore[union-attr]

@@ -13,9 +13,9 @@ What is flattened, and what is not:
 - The modules whose ``forward`` is inlined are skier's :class:`~skier.models.MLP` and
   :class:`~skier.models.DenseBlock` and ``nn.Sequential``, whose forwards depend only on their
   submodules. Any other class (a user's own network, whose forward may read a Python attribute
-  the trace would freeze) is called as a module; a root of any other class is not flattened
-  (:func:`flat_forward` returns ``None``), nor is a model that fx cannot trace (a forward that
-  branches on its input's shape, such as skier's CNN).
+  the trace would freeze, or branch on its input's shape as skier's CNN does) is called as a
+  module; a root of any other class is not flattened (:func:`flat_forward` returns ``None``,
+  and the caller calls the model), nor is a model fx cannot trace.
 - Leaf modules written as functional calls: ``Linear``, ``Identity``, ``Flatten``, ``Dropout``
   (its ``p`` and ``training`` read at every call) and the activations (ReLU, LeakyReLU, ELU,
   GELU, SiLU, Tanh, Sigmoid, Softplus), every argument read from the module at call time.
@@ -28,7 +28,13 @@ What is flattened, and what is not:
   ``forward`` methods, nothing compiled in place).
 
 ``fit`` takes its training forward through it (:data:`ENABLED` switches it off), and so does the
-LR range test; evaluation, compiled and data-parallel training call the module.
+LR range test; evaluation, compiled (``train.compile`` or a model the caller compiled) and
+data-parallel training call the module. What it saves: ~20 µs a forward pass of the MLP
+64-128-10 at batch 64, ~10% of ``fit``'s CPU time a step at the bench suite's W3 (bench/RESULTS.md,
+sixth session). What it costs: a trace, ~3 ms the first time a process sees a structure (kept
+for the next model of the same structure: ~0.05 ms), the hook check at every step (~1 µs) and
+the structure check once an epoch (~20 µs): a fit of fewer than ~100 steps of a structure new to
+the process can be slower by up to ~3 ms. ``skier.models.flat.ENABLED = False`` turns it off.
 
 >>> from skier.models import MLP
 >>> model = MLP(4, 3, hidden_sizes=(8,))
@@ -43,6 +49,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 import torch
@@ -138,27 +145,62 @@ def _structure(modules: list[nn.Module]) -> list[Any]:
 def flat_forward(model: nn.Module) -> FlatForward | None:
     """The flattened forward of ``model`` (see the module docstring), or ``None`` when it
     cannot be flattened (or would gain nothing): a class not known to be traceable, a trace
-    that fails, a placeholder with a default or variable arguments, hooks already on it."""
+    that fails, a placeholder with a default or variable arguments, a forward replaced on an
+    instance or compiled in place.
+
+    A trace (a few ms) is kept for the structure it was made of (classes, children, parameter
+    names): another model of the same structure, as a search or a rerun builds, reuses its
+    code with its own modules."""
     if type(model) not in _INLINED or not all(hasattr(_module, n) for n in _GLOBAL_HOOKS):
         return None
-    if any(_replaced(m) for m in model.modules()):  # a call that is not the class's forward
+    modules = list(model.modules())
+    if any(_replaced(m) for m in modules):  # a call that is not the class's forward
         return None
+    key = _key(modules)
+    if key not in _TRACES:
+        if len(_TRACES) >= _KEEP:
+            _TRACES.clear()
+        _TRACES[key] = _trace(model)
+    traced = _TRACES[key]
+    if traced is None:
+        return None
+    code, constants, source = traced
+    scope = {"F": F, "torch": torch, "_model": model, **constants}
+    scope.update({f"m{i}": m for i, m in enumerate(modules)})
+    exec(code, scope)
+    return FlatForward(model, scope["flat_forward"], source)
+
+
+_Traced = tuple[CodeType, dict[str, Any], str]  # the code, its constants, its source
+_TRACES: dict[tuple[Any, ...], _Traced | None] = {}
+_KEEP = 64  # structures kept
+
+
+def _key(modules: list[nn.Module]) -> tuple[Any, ...]:
+    """The structure a trace depends on: what the inlined forwards read (classes, forwards,
+    children, parameter and buffer names), with each child as its index in ``modules``."""
+    index = {id(m): i for i, m in enumerate(modules)}
+    return tuple(
+        (type(m), type(m).forward, tuple(m._parameters), tuple(m._buffers),
+         tuple((k, None if c is None else index[id(c)]) for k, c in m._modules.items()))
+        for m in modules
+    )  # fmt: skip
+
+
+def _trace(model: nn.Module) -> _Traced | None:
     try:
-        graph = _Tracer().trace(model)
+        graph = _Tracer(autowrap_modules=()).trace(model)  # type: ignore[arg-type]  # no math.*
     except Exception:  # anything fx cannot trace is called as a module
         return None
-    built = _generate(model, graph)
-    if built is None:
-        return None
-    return FlatForward(model, *built)
+    return _generate(model, graph)
 
 
-def _generate(model: nn.Module, graph: fx.Graph) -> tuple[Callable[..., Any], str] | None:
-    """The generated function and its source, or ``None`` for a graph it does not handle."""
+def _generate(model: nn.Module, graph: fx.Graph) -> _Traced | None:
+    """The generated code, its constants and its source, or ``None`` for a graph it does not
+    handle. Module ``i`` of ``model.modules()`` is ``m{i}``, the model ``_model``."""
     modules = list(model.modules())
     names = {id(m): f"m{i}" for i, m in enumerate(modules)}
-    scope: dict[str, Any] = {"F": F, "torch": torch, "_model": model}
-    scope.update({names[id(m)]: m for m in modules})
+    scope: dict[str, Any] = {}
     consts = itertools.count()
     values: dict[fx.Node, str] = {}
     params: list[str] = []
@@ -241,8 +283,7 @@ def _generate(model: nn.Module, graph: fx.Graph) -> tuple[Callable[..., Any], st
             *(f"    {line}" for line in body),
         ]
     )
-    exec(compile(source, "<skier flat forward>", "exec"), scope)
-    return scope["flat_forward"], source
+    return compile(source, "<skier flat forward>", "exec"), scope, source
 
 
 def training_forward(
