@@ -233,3 +233,14 @@ def test_a_trace_is_reused_for_the_same_structure_with_each_models_own_modules()
     changed = flat_forward(second)
     assert changed is not None and changed.source != flats[1].source  # type: ignore[union-attr]
     assert torch.equal(changed(x), second(x)) and not flats[1].valid()  # type: ignore[union-attr]
+
+
+def test_each_functional_template_is_its_modules_forward_in_this_torch() -> None:
+    import inspect
+
+    for cls, template in flat_module._FUNCTIONAL.items():
+        lines = [line.strip() for line in inspect.getsource(cls.forward).splitlines()]
+        returned = next(line for line in reversed(lines) if line.startswith("return "))
+        for name in ("weight", "bias"):  # Linear reads its parameters through __getattr__
+            returned = returned.replace(f"self.{name}", f"self._parameters['{name}']")
+        assert returned == "return " + template.format(m="self", x="input"), cls.__name__
