@@ -47,6 +47,7 @@ from skier.diagnostics._live_curve import LiveCurve
 from skier.diagnostics._lr_batches import seeded_batches
 from skier.errors import ConfigError, DataError, problem
 from skier.models import check_output_shape
+from skier.models.flat import training_forward
 from skier.optim import build_optimizer, needs_closure
 from skier.train.batches import resolve_batch_size, step_batch_size
 from skier.train.callbacks.progress import progress_bar_class
@@ -512,13 +513,14 @@ def _run(
     step = OptimizerStep(opt, model.parameters(), grad_clip=train_cfg.grad_clip,
                          grad_clip_mode=train_cfg.grad_clip_mode)  # fmt: skip
     model.train()
+    forward = training_forward(model, model)  # flattened where that is the same (fit's rule)
     try:
         for lr, (*inputs, y) in zip(ramp, batches, strict=True):
             for group in opt.param_groups:  # set LR
                 group["lr"] = lr
             # forward → loss → backward → clip → step, as fit takes it. The model is restored
             # afterwards, so the step taken on the batch that ends the test changes nothing.
-            loss = step(lambda: _loss_and_itself(loss_fn(model(*inputs), y)))  # noqa: B023
+            loss = step(lambda: _loss_and_itself(loss_fn(forward(*inputs), y)))  # noqa: B023
             value = float(loss)  # one sync per step: the stop rule needs the value
             lrs.append(lr)
             losses.append(value)

@@ -26,6 +26,7 @@ from skier.config import OptimConfig, RegularizationConfig, ScheduleConfig, Trai
 from skier.data.types import Split
 from skier.errors import CheckpointError
 from skier.history import History
+from skier.models.flat import training_forward
 from skier.train.batches import Batch, micro_batches
 from skier.train.callbacks.base import Callback
 from skier.train.callbacks.monitor import Monitor, verdict
@@ -166,6 +167,7 @@ def _train_epochs(
     # After the resume: DDP starts every rank from rank 0's weights. train.compile compiles
     # the module that trains (DDP's wrapper, if any); s.model stays the plain module.
     s.trained = _module_that_trains(s)
+    s.forward = training_forward(s.model, s.trained)  # flattened where it is the same (safe)
     started, logs = time.perf_counter(), dict(state.history.rows[-1]) if state.history else {}
     good = _snapshot(s)
     for cb in s.callbacks:
@@ -273,6 +275,7 @@ def _train_one_epoch(s: Setup, state: TrainState) -> dict[str, float]:
     per_batch = _overrides(s.callbacks, "on_batch_end")
     sums = _EpochSums(s)
     s.model.train()
+    s.forward = training_forward(s.model, s.trained, s.forward)  # the flat one while valid
     assert s.batches is not None
     per_step = s.schedule if s.schedule is not None and s.schedule.interval == "step" else None
     group = s.optimizer.param_groups[0]
@@ -324,7 +327,7 @@ def _forward_of(s: Setup, micro: Batch, examples: int, *, first: bool) -> LossAn
 def _forward(s: Setup, micro: Batch, share: float, penalize: bool) -> tuple[torch.Tensor, _Extra]:
     """One micro-batch's loss to backpropagate, and what the epoch's sums need of it."""
     inputs, y, weights = micro
-    out = s.trained(*inputs)
+    out = s.forward(*inputs)
     data_loss = s.loss(out, y, weights)  # forward → loss
     penalty = s.penalty() if penalize and s.penalty is not None else None  # (+ penalties)
     weighted = data_loss if share == 1.0 else data_loss * share

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +140,10 @@ class Setup:
     scoring: Scoring | None = None  # train.metrics, computed by every evaluation pass
     compiled: torch.nn.Module | None = None  # the caller's torch.compile'd wrapper of `model`
     trained: torch.nn.Module = field(init=False)  # `model`, or the DDP wrapper that trains it
+    forward: Callable[..., Any] = field(init=False)  # `trained`, or the flat forward of `model`
 
     def __post_init__(self) -> None:
-        self.trained = self.model
+        self.trained = self.forward = self.model
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> Any:
         """The data loss of a batch; with sampling weights, the unbiased weighted loss."""
