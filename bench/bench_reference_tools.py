@@ -65,13 +65,15 @@ from skier.models import build_model
 from skier.optim import build_optimizer
 
 
-def _workload() -> tuple[torch.nn.Module, Split]:
+def _workload(activation: str = "relu") -> tuple[torch.nn.Module, Split]:
     data = load_data(DataConfig())
     assert data.val is not None
     x = torch.cat([data.train.inputs[0], data.val.inputs[0]])
     y = torch.cat([data.train.targets, data.val.targets])
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_sizes=[128]), input_shape=(64,), output_size=10)
+    model = build_model(
+        ModelConfig(hidden_sizes=[128], activation=activation), input_shape=(64,), output_size=10
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(20):
         opt.zero_grad()
@@ -199,7 +201,12 @@ def _skier_trace(model: torch.nn.Module, split: Split, seed: int, **settings: An
     return sharpness(model, split, settings=SharpnessConfig(seed=seed, **settings))
 
 
-def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) -> dict:
+def bench_trace(
+    model: torch.nn.Module, split: Split, seeds: int, samples: int, smooth: int | None = None
+) -> dict:
+    """The ReLU net (``smooth`` None): deflated, plain and exact. A smooth net (tanh): the
+    exact trace does not apply; PyHessian against what ``auto`` runs there (the Gauss-Newton
+    control variate, ``smooth`` probes) and the deflated estimate forced (``samples`` probes)."""
     exact, exact_s = _exact_trace(model, split)
 
     # name: what it runs, given the seed (λ1 + trace: the job with the eigenvalue as well)
@@ -225,6 +232,11 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         ),
         "skier_lambda1_exact": lambda s: sk(s, max_iterations=100, trace_method="exact"),
     }
+    if smooth is not None:  # no exact trace; auto runs the Gauss-Newton control variate
+        for name in ("skier_exact", "skier_lambda1_exact"):
+            del variants[name]
+        variants["skier_auto"] = lambda s: sk(s, trace_samples=smooth)
+        variants["skier_lambda1_auto"] = lambda s: sk(s, max_iterations=100, trace_samples=smooth)
     estimates: dict[str, list[float]] = {k: [] for k in variants}
     errors: dict[str, list[float]] = {k: [] for k in variants}
     seconds: dict[str, list[float]] = {k: [] for k in variants}
@@ -253,14 +265,20 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         },
         "mean_error": {k: statistics.fmean(v) - exact for k, v in estimates.items()},
         "median_cpu_s": {k: statistics.median(v) for k, v in seconds.items()},
+        "skier_auto_probes": smooth,
         "pyhessian_defaults": {
             "probes": [d["probes"] for d in defaults],
             "rms_error": rms([d["trace"] for d in defaults]),
         },
     }
     med, err = out["median_cpu_s"], out["rms_error"]
-    for ref, mine in (("pyhessian_100", "skier_deflated"),
-                      ("pyhessian_lambda1_100", "skier_lambda1_deflated")):  # fmt: skip
+    pairs = [
+        ("pyhessian_100", "skier_deflated"),
+        ("pyhessian_lambda1_100", "skier_lambda1_deflated"),
+    ]
+    if smooth is not None:
+        pairs += [("pyhessian_100", "skier_auto"), ("pyhessian_lambda1_100", "skier_lambda1_auto")]
+    for ref, mine in pairs:
         out[f"speedup_{mine}"] = med[ref] / med[mine]
         # Time to reach the reference's RMS error: the probes' variance falls as 1/probes.
         out[f"speedup_{mine}_at_equal_rms"] = (med[ref] * err[ref] ** 2) / (
@@ -270,6 +288,8 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         out[f"speedup_{mine}_at_equal_se"] = (med[ref] * se[ref] ** 2) / (med[mine] * se[mine] ** 2)
     # The exact (Gauss-Newton) trace has no probe error: its speed-up is the time ratio, at an
     # error (float rounding) far below the reference's.
+    if smooth is not None:
+        return out
     for ref, mine in (("pyhessian_100", "skier_exact"),
                       ("pyhessian_lambda1_100", "skier_lambda1_exact")):  # fmt: skip
         out[f"speedup_{mine}"] = med[ref] / med[mine]
@@ -472,7 +492,12 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--seeds", type=int, default=20, help="trace: seeds per estimator")
     parser.add_argument("--trace-samples", type=int, default=25, help="skier's trace probes")
-    parser.add_argument("--only", nargs="+", choices=("hessian", "trace", "lr_range", "landscape"),
+    parser.add_argument("--tanh-samples", type=int, default=10,
+                        help="trace_tanh: skier's probes under auto (the Gauss-Newton control "
+                        "variate); the forced deflated one: --tanh-deflated-samples")  # fmt: skip
+    parser.add_argument("--tanh-deflated-samples", type=int, default=60)
+    parser.add_argument("--only", nargs="+",
+                        choices=("hessian", "trace", "trace_tanh", "lr_range", "landscape"),
                         help="run these benches only (default: all)")  # fmt: skip
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
@@ -480,6 +505,10 @@ def main() -> None:
     benches: dict[str, Callable[[], Any]] = {
         "hessian": lambda: bench_hessian(model, split, rounds),
         "trace": lambda: bench_trace(model, split, args.seeds, args.trace_samples),
+        # The same MLP with tanh, trained the same way: a net where the estimate is the one used.
+        "trace_tanh": lambda: bench_trace(
+            *_workload("tanh"), args.seeds, args.tanh_deflated_samples, args.tanh_samples
+        ),
         "lr_range": lambda: bench_lr_range(model, split, rounds),
         "landscape": lambda: bench_landscape(model, split, rounds, points),
     }

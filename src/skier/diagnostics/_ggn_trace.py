@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,15 @@ from torch import nn
 from skier.train.hessian import Hessian
 from skier.train.losses import Loss
 
-__all__ = ["AUTO_MAX_OUTPUTS", "NotPiecewiseLinear", "exact_trace", "exact_trace_problem"]
+__all__ = [
+    "AUTO_MAX_OUTPUTS",
+    "NotPiecewiseLinear",
+    "affine_parameters",
+    "exact_trace",
+    "exact_trace_problem",
+    "gauss_newton_problem",
+    "traced",
+]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -55,15 +64,104 @@ class NotPiecewiseLinear(Exception):
     """The exact trace does not apply to this model (the reason is the message)."""
 
 
-def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: Loss | None) -> str:
-    """Why the exact trace does not apply to ``model`` with ``loss`` (``""``: it applies, to be
-    confirmed by the pass itself). ``params`` are the trainable parameters."""
-    if loss is not None and loss.targets is None:
-        return "the loss is a callable (its Hessian in the outputs may couple examples)"
+def traced(model: nn.Module) -> torch.fx.Graph | str:
+    """``model``'s ``torch.fx`` graph, or why it cannot be traced: trace once, check thrice."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        return torch.fx.symbolic_trace(model).graph
     except Exception as error:  # any failure to trace: not provable
         return f"torch.fx cannot trace the model ({type(error).__name__})"
+
+
+def exact_trace_problem(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    graph: torch.fx.Graph | str | None = None,
+) -> str:
+    """Why the exact trace does not apply to ``model`` with ``loss`` (``""``: it applies, to be
+    confirmed by the pass itself). ``params`` are the trainable parameters; ``graph`` what
+    :func:`traced` gave for ``model`` (traced here if not given)."""
+    graph = traced(model) if graph is None else graph
+    return _graph_problem(model, graph, params, loss, _MODULES, _FUNCTIONS, _METHODS)
+
+
+# Elementwise activations: each example's outputs still depend on its own input only, and every
+# weight is still a Linear's, so the pass computes ``tr G`` (no longer ``tr H``: ``R ≠ 0``).
+_SMOOTH_MODULES = (
+    nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus, nn.Mish,
+    nn.Hardtanh, nn.LogSigmoid, nn.Softsign,
+)  # fmt: skip
+_SMOOTH_FUNCTIONS = {
+    torch.tanh,
+    torch.sigmoid,
+    F.tanh,
+    F.sigmoid,
+    F.gelu,
+    F.silu,
+    F.elu,
+    F.softplus,
+}
+_SMOOTH_METHODS = {"tanh", "sigmoid"}
+
+
+def gauss_newton_problem(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    graph: torch.fx.Graph | str | None = None,
+) -> str:
+    """Why :func:`exact_trace`'s pass cannot give ``tr G`` exactly for ``model`` with ``loss``
+    (``""``: it can, to be confirmed by the pass): as :func:`exact_trace_problem`, but any
+    elementwise activation is allowed (tanh, sigmoid, GELU, SiLU, ELU, softplus, …)."""
+    graph = traced(model) if graph is None else graph
+    return _graph_problem(
+        model, graph, params, loss, _MODULES + _SMOOTH_MODULES, _FUNCTIONS | _SMOOTH_FUNCTIONS,
+        _METHODS | _SMOOTH_METHODS,
+    )  # fmt: skip
+
+
+def affine_parameters(
+    model: nn.Module, params: Sequence[torch.Tensor], graph: torch.fx.Graph | str | None = None
+) -> set[int]:
+    """The ids of those of ``params`` in which the model's output is jointly affine: the
+    weight and bias of the ``Linear`` whose output is the model's, called once and sharing
+    no parameter (its input cannot depend on them). ``H − G`` is zero in their block, so its
+    trace needs no probe there. Empty where the graph does not show it (no ``torch.fx`` trace,
+    an attribute read, another last operation)."""
+    graph = traced(model) if graph is None else graph
+    if isinstance(graph, str):  # not traced: nothing is proven
+        return set()
+    nodes = list(graph.nodes)
+    ends = [node for node in nodes if node.op == "output"]
+    if any(node.op == "get_attr" for node in nodes) or len(ends) != 1:
+        return set()
+    last = ends[0].args[0]
+    if not isinstance(last, torch.fx.Node) or last.op != "call_module":
+        return set()
+    head = model.get_submodule(str(last.target))
+    calls = [node for node in nodes if node.op == "call_module" and node.target == last.target]
+    if not isinstance(head, nn.Linear) or len(calls) != 1:
+        return set()
+    own = {id(p) for p in head.parameters(recurse=False)}
+    for module in model.modules():
+        if module is not head and any(id(p) in own for p in module.parameters(recurse=False)):
+            return set()
+    return own & {id(p) for p in params}
+
+
+def _graph_problem(
+    model: nn.Module,
+    graph: torch.fx.Graph | str,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    allowed: tuple[type[nn.Module], ...],
+    functions: AbstractSet[object],
+    methods: AbstractSet[str],
+) -> str:
+    if loss is not None and loss.targets is None:
+        return "the loss is a callable (its Hessian in the outputs may couple examples)"
+    if isinstance(graph, str):
+        return graph
     modules = dict(model.named_modules())
     called: set[str] = set()
     for node in graph.nodes:
@@ -71,7 +169,7 @@ def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: 
             continue
         if node.op == "call_module":
             module = modules.get(str(node.target))
-            if not isinstance(module, _MODULES):
+            if not isinstance(module, allowed):
                 return f"it has a {type(module).__name__} ({node.target})"
             if isinstance(module, nn.Dropout) and module.training:
                 return f"{node.target} is a dropout in training mode"
@@ -80,9 +178,9 @@ def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: 
                     return f"the Linear {node.target} is called more than once"
                 called.add(str(node.target))
             continue
-        if node.op == "call_function" and node.target in _FUNCTIONS:
+        if node.op == "call_function" and node.target in functions:
             continue
-        if node.op == "call_method" and node.target in _METHODS:
+        if node.op == "call_method" and node.target in methods:
             continue
         name = getattr(node.target, "__name__", str(node.target))
         return f"it computes {name} ({node.op}), which is not piecewise-linear or not checked"
@@ -101,8 +199,10 @@ AUTO_MAX_OUTPUTS = 128
 
 
 def exact_trace(hessian: Hessian, max_outputs: int | None = None) -> float:
-    """``tr H`` exactly, as ``tr G`` summed over the split's batches (float64), for the model,
-    split, loss and batch size of ``hessian`` (whose model is in the mode measured: eval).
+    """``tr G`` summed over the split's batches (float64), for the model, split, loss and batch
+    size of ``hessian`` (whose model is in the mode measured: eval): ``tr H`` exactly where
+    :func:`exact_trace_problem` finds nothing, the Gauss-Newton part only where
+    :func:`gauss_newton_problem` does not either.
     Raises :class:`NotPiecewiseLinear` when a ``Linear``'s input is not 2-D, it is called more
     than once, or the outputs are not N×C (or more than ``max_outputs`` columns)."""
     model = hessian.model

@@ -32,6 +32,14 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   loss): there ``tr H`` equals the Gauss-Newton trace, which
   :mod:`skier.diagnostics._ggn_trace` computes from 2C backward passes a batch, no probes.
   ``auto`` falls back to the estimate wherever that is not proven; ``exact`` refuses.
+- **Gauss-Newton control variate** (under ``auto``, ``trace_method`` ``"gauss_newton_cv"``)
+  for a net of ``Linear`` layers and elementwise activations (tanh, sigmoid, GELU, SiLU, …;
+  a built-in loss) that is not piecewise-linear: the same pass gives ``tr G`` exactly, and
+  Rademacher probes estimate ``tr(H − G)`` by ``wᵀ(H − G)w`` (the gradient differentiated
+  with the loss's slope in the outputs held fixed: cheaper than a product), leaving out the
+  output layer's weights, where ``H − G`` is zero. Unbiased; no Krylov basis. On a tanh MLP
+  64-128-10 on digits the variance per probe is 0.81, against 35 for plain Hutchinson and 20.7
+  deflated by 20 vectors (GELU, two hidden layers: 7.4, 122, 29).
 
 Every Hessian-vector product is exact (double backward, no finite differences), and batching
 does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
@@ -74,8 +82,11 @@ from skier.diagnostics._common import (
 from skier.diagnostics._ggn_trace import (
     AUTO_MAX_OUTPUTS,
     NotPiecewiseLinear,
+    affine_parameters,
     exact_trace,
     exact_trace_problem,
+    gauss_newton_problem,
+    traced,
 )
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
@@ -95,6 +106,8 @@ if TYPE_CHECKING:
 __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
 _TASKS = ("classification", "regression", "multilabel")
+# The trace methods that use probes (the result then reports trace_samples).
+_ESTIMATES = ("hutchinson", "gauss_newton_cv")
 
 
 @dataclass
@@ -108,9 +121,11 @@ class SharpnessResult:
     iteration. ``trace`` is the estimate from ``trace_samples`` probes deflated by
     ``trace_basis`` Krylov vectors (``None`` and 0 when not asked for) and ``trace_std_error``
     its standard error (``None`` with fewer than two probes; 0 when the basis spans every
-    weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``, or
-    ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net: ``trace_std_error`` 0.0,
-    ``trace_samples`` and ``trace_basis`` 0); ``None`` without a trace. ``examples`` is the
+    weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``,
+    ``"gauss_newton_cv"`` (``tr G`` exact plus ``trace_samples`` probes of ``H − G``;
+    ``trace_basis`` 0), or ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net:
+    ``trace_std_error`` 0.0, ``trace_samples`` and ``trace_basis`` 0); ``None`` without a
+    trace. ``examples`` is the
     number of examples the loss was averaged over.
     """
 
@@ -270,7 +285,15 @@ def sharpness(
         ) as bar,
     ):
         model.eval()
-        exact = settings.trace and _exact_applies(model, params, measured, settings)
+        wanted = settings.trace and settings.trace_method != "hutchinson"
+        graph = traced(model) if wanted else "not traced (no exact trace asked for)"
+        exact = settings.trace and _exact_applies(model, params, measured, settings, graph)
+        # Under auto, a net made of Linear layers and elementwise activations: tr G exactly
+        # from the same pass, Hutchinson on H − G only (the Gauss-Newton control variate).
+        control = (
+            settings.trace and settings.trace_method == "auto"
+            and not gauss_newton_problem(model, params, measured, graph)
+        )  # fmt: skip
         hessian = Hessian(
             model, split.to(device), params, classification=classification,
             batch_size=settings.batch_size, loss=measured,
@@ -280,6 +303,10 @@ def sharpness(
         trace, error, basis, method = None, None, 0, None
         if exact:
             trace, error, method = _exact(hessian, settings)
+        if control and trace is None:
+            affine = affine_parameters(model, params, graph)
+            trace, error = _gauss_newton_control(hessian, params, affine, settings, bar)
+            method = "gauss_newton_cv" if trace is not None else None
         if settings.trace and trace is None:
             trace, error, basis = _hutchinson(hessian, params, settings, bar, krylov)
             method = "hutchinson"
@@ -291,7 +318,7 @@ def sharpness(
         histories=[pair.history for pair in found],
         trace=trace,
         trace_std_error=error,
-        trace_samples=settings.trace_samples if method == "hutchinson" else 0,
+        trace_samples=settings.trace_samples if method in _ESTIMATES else 0,
         examples=len(split),
         split=settings.split,
         parameter_names=[name for name, _ in named],
@@ -353,13 +380,15 @@ def _exact_applies(
     params: Sequence[torch.Tensor],
     loss: Loss | None,
     settings: SharpnessConfig,
+    graph: torch.fx.Graph | str,
 ) -> bool:
     """Whether the exact (Gauss-Newton) trace is to run: never for ``hutchinson``, where
     :func:`exact_trace_problem` finds nothing for ``auto``, and for ``exact`` or a
-    :class:`ConfigError` naming the reason. The model is in eval mode already."""
+    :class:`ConfigError` naming the reason. The model is in eval mode already; ``graph`` is
+    its :func:`traced` graph."""
     if settings.trace_method == "hutchinson":
         return False
-    reason = exact_trace_problem(model, params, loss)
+    reason = exact_trace_problem(model, params, loss, graph)
     if reason and settings.trace_method == "exact":
         raise ConfigError(_exact_refused(reason))
     return not reason
@@ -425,12 +454,55 @@ def _hutchinson(
             ]
         samples.append(float(dot(probe, hessian(probe))))
         bar.update(1)
-    mean = math.fsum(samples) / len(samples)
     size = 0 if q is None else q.shape[0]
+    return (*_mean_and_error(base, samples), size)
+
+
+def _gauss_newton_control(
+    hessian: Hessian,
+    params: Sequence[torch.Tensor],
+    affine: set[int],
+    settings: SharpnessConfig,
+    bar: Any,
+) -> tuple[float | None, float | None]:
+    """``tr H = tr G + tr R``: ``tr G`` exactly (:func:`exact_trace`'s pass, which gives it for
+    any net of Linear layers) and ``tr R`` (``R = H − G``) by Rademacher probes ``wᵀRw``, with
+    the probes' standard error; ``(None, None)`` where the pass refuses (the deflated estimate
+    then runs). The probes are the deflated estimate's (the same generator and draws) with the
+    output layer's weights (``affine``) set to 0: the output is affine in those, so ``R`` is
+    zero in their block, and leaving them out removes only the variance of ``R``'s cross
+    terms with them, which held most of it. Variance per probe on digits MLPs: tanh 64-128-10
+    ``vᵀRv`` 15.3, head left out 0.81, ``vᵀHv`` 35; GELU 64-64-64-10: 22.2, 7.4, 122. ``wᵀRw``
+    costs less than a product (no loss curvature). No Krylov basis: it lowered ``R``'s
+    variance by < 4% with 40 vectors (its spectrum is flat)."""
+    try:
+        base = exact_trace(hessian, AUTO_MAX_OUTPUTS)
+    except NotPiecewiseLinear:
+        return None, None
+    generator = _generator(settings.seed, 1)
+    samples: list[float] = []
+    for _ in range(settings.trace_samples):
+        probe = [
+            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p.device, p.dtype)
+            for p in params
+        ]
+        probe = [
+            torch.zeros_like(t) if id(p) in affine else t
+            for t, p in zip(probe, params, strict=True)
+        ]
+        samples.append(hessian.residual_form(probe))
+        bar.update(1)
+    bar.update(settings.trace_basis)
+    return _mean_and_error(base, samples)
+
+
+def _mean_and_error(base: float, samples: list[float]) -> tuple[float, float | None]:
+    """``base`` plus the samples' mean, and its standard error (``None`` below two samples)."""
+    mean = math.fsum(samples) / len(samples)
     if len(samples) < 2:
-        return base + mean, None, size
+        return base + mean, None
     variance = math.fsum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
-    return base + mean, math.sqrt(variance / len(samples)), size
+    return base + mean, math.sqrt(variance / len(samples))
 
 
 def _split(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
