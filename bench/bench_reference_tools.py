@@ -14,7 +14,11 @@
   default: the Lanczos basis is then reused), plain Hutchinson in skier for the record, and
   PyHessian at its defaults (``tol=1e-3``: it stops when the running mean moves < 0.1%);
   and skier's exact trace (``trace_method="exact"``: the Gauss-Newton trace, equal to the
-  Hessian's for this ReLU net), alone and with λ1.
+  Hessian's for this ReLU net), alone and with λ1. ``trace_tanh`` and ``trace_gelu``: the same
+  on the MLP with tanh (64-128-10) and with two GELU layers (64-64-64-10), trained the same way,
+  where the exact trace does not apply: PyHessian against what ``auto`` runs there (the
+  Gauss-Newton control variate, ``--tanh-samples`` / ``--gelu-samples`` probes) and the deflated
+  estimate forced.
 * **LR range test**: skier's :func:`skier.diagnostics.lr_range.lr_range_test` against
   torch-lr-finder 0.2.2 (``LRFinder.range_test``), Adam, 100 exponential steps from 1e-6 to 10,
   batch 64, the same initial weights, optimizer (skier's fused Adam), batch order, lr ramp,
@@ -65,14 +69,18 @@ from skier.models import build_model
 from skier.optim import build_optimizer
 
 
-def _workload(activation: str = "relu") -> tuple[torch.nn.Module, Split]:
+def _workload(
+    activation: str = "relu", hidden: tuple[int, ...] = (128,)
+) -> tuple[torch.nn.Module, Split]:
     data = load_data(DataConfig())
     assert data.val is not None
     x = torch.cat([data.train.inputs[0], data.val.inputs[0]])
     y = torch.cat([data.train.targets, data.val.targets])
     torch.manual_seed(0)
     model = build_model(
-        ModelConfig(hidden_sizes=[128], activation=activation), input_shape=(64,), output_size=10
+        ModelConfig(hidden_sizes=list(hidden), activation=activation),
+        input_shape=(64,),
+        output_size=10,
     )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(20):
@@ -496,8 +504,11 @@ def main() -> None:
                         help="trace_tanh: skier's probes under auto (the Gauss-Newton control "
                         "variate); the forced deflated one: --tanh-deflated-samples")  # fmt: skip
     parser.add_argument("--tanh-deflated-samples", type=int, default=60)
+    parser.add_argument("--gelu-samples", type=int, default=20)
+    parser.add_argument("--gelu-deflated-samples", type=int, default=60)
     parser.add_argument("--only", nargs="+",
-                        choices=("hessian", "trace", "trace_tanh", "lr_range", "landscape"),
+                        choices=("hessian", "trace", "trace_tanh", "trace_gelu", "lr_range",
+                                 "landscape"),
                         help="run these benches only (default: all)")  # fmt: skip
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
@@ -508,6 +519,13 @@ def main() -> None:
         # The same MLP with tanh, trained the same way: a net where the estimate is the one used.
         "trace_tanh": lambda: bench_trace(
             *_workload("tanh"), args.seeds, args.tanh_deflated_samples, args.tanh_samples
+        ),
+        # Two GELU hidden layers (64, 64): H − G is no longer zero but in the output layer.
+        "trace_gelu": lambda: bench_trace(
+            *_workload("gelu", (64, 64)),
+            args.seeds,
+            args.gelu_deflated_samples,
+            args.gelu_samples,
         ),
         "lr_range": lambda: bench_lr_range(model, split, rounds),
         "landscape": lambda: bench_landscape(model, split, rounds, points),
