@@ -18,7 +18,9 @@
   on the MLP with tanh (64-128-10) and with two GELU layers (64-64-64-10), trained the same way,
   where the exact trace does not apply: PyHessian against what ``auto`` runs there (the
   Gauss-Newton control variate, ``--tanh-samples`` / ``--gelu-samples`` probes) and the deflated
-  estimate forced.
+  estimate forced. ``trace_cnn`` and ``trace_batch_norm``: a small CNN and the MLP with batch
+  norm, where ``auto`` takes the output layer's block exactly and the deflated estimate on the
+  rest (``--other-samples`` probes).
 * **LR range test**: skier's :func:`skier.diagnostics.lr_range.lr_range_test` against
   torch-lr-finder 0.2.2 (``LRFinder.range_test``), Adam, 100 exponential steps from 1e-6 to 10,
   batch 64, the same initial weights, optimizer (skier's fused Adam), batch order, lr ramp,
@@ -70,18 +72,28 @@ from skier.optim import build_optimizer
 
 
 def _workload(
-    activation: str = "relu", hidden: tuple[int, ...] = (128,)
+    activation: str = "relu", hidden: tuple[int, ...] = (128,), kind: str = "mlp"
 ) -> tuple[torch.nn.Module, Split]:
+    """The MLP (``kind="mlp"``; ``"batch_norm"``: with batch norm) or a CNN (``"cnn"``: two
+    3×3 convolutions of 8 channels on the 8×8 images, ReLU, a Linear head), trained 20
+    full-batch Adam steps from seed 0."""
     data = load_data(DataConfig())
     assert data.val is not None
     x = torch.cat([data.train.inputs[0], data.val.inputs[0]])
     y = torch.cat([data.train.targets, data.val.targets])
     torch.manual_seed(0)
-    model = build_model(
-        ModelConfig(hidden_sizes=list(hidden), activation=activation),
-        input_shape=(64,),
-        output_size=10,
-    )
+    model: torch.nn.Module
+    if kind == "cnn":
+        x = x.reshape(-1, 1, 8, 8)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10),
+        )  # fmt: skip
+    else:
+        config = ModelConfig(
+            hidden_sizes=list(hidden), activation=activation, batch_norm=kind == "batch_norm"
+        )
+        model = build_model(config, input_shape=(64,), output_size=10)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(20):
         opt.zero_grad()
@@ -240,7 +252,7 @@ def bench_trace(
         ),
         "skier_lambda1_exact": lambda s: sk(s, max_iterations=100, trace_method="exact"),
     }
-    if smooth is not None:  # no exact trace; auto runs the Gauss-Newton control variate
+    if smooth is not None:  # no exact trace: what auto runs there, with `smooth` probes
         for name in ("skier_exact", "skier_lambda1_exact"):
             del variants[name]
         variants["skier_auto"] = lambda s: sk(s, trace_samples=smooth)
@@ -274,6 +286,11 @@ def bench_trace(
         "mean_error": {k: statistics.fmean(v) - exact for k, v in estimates.items()},
         "median_cpu_s": {k: statistics.median(v) for k, v in seconds.items()},
         "skier_auto_probes": smooth,
+        "skier_auto_method": (
+            None
+            if smooth is None
+            else _skier_trace(model, split, 0, trace_samples=smooth).trace_method
+        ),
         "pyhessian_defaults": {
             "probes": [d["probes"] for d in defaults],
             "rms_error": rms([d["trace"] for d in defaults]),
@@ -506,9 +523,12 @@ def main() -> None:
     parser.add_argument("--tanh-deflated-samples", type=int, default=60)
     parser.add_argument("--gelu-samples", type=int, default=20)
     parser.add_argument("--gelu-deflated-samples", type=int, default=60)
+    parser.add_argument("--other-samples", type=int, default=10,
+                        help="trace_cnn, trace_batch_norm: skier's probes under auto")  # fmt: skip
+    parser.add_argument("--other-deflated-samples", type=int, default=25)
     parser.add_argument("--only", nargs="+",
-                        choices=("hessian", "trace", "trace_tanh", "trace_gelu", "lr_range",
-                                 "landscape"),
+                        choices=("hessian", "trace", "trace_tanh", "trace_gelu", "trace_cnn",
+                                 "trace_batch_norm", "lr_range", "landscape"),
                         help="run these benches only (default: all)")  # fmt: skip
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
@@ -526,6 +546,16 @@ def main() -> None:
             args.seeds,
             args.gelu_deflated_samples,
             args.gelu_samples,
+        ),
+        # Nets the Gauss-Newton pass does not cover, ending in a Linear: its block exactly.
+        "trace_cnn": lambda: bench_trace(
+            *_workload(kind="cnn"), args.seeds, args.other_deflated_samples, args.other_samples
+        ),
+        "trace_batch_norm": lambda: bench_trace(
+            *_workload(kind="batch_norm"),
+            args.seeds,
+            args.other_deflated_samples,
+            args.other_samples,
         ),
         "lr_range": lambda: bench_lr_range(model, split, rounds),
         "landscape": lambda: bench_landscape(model, split, rounds, points),

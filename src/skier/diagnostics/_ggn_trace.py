@@ -41,6 +41,8 @@ __all__ = [
     "exact_trace",
     "exact_trace_problem",
     "gauss_newton_problem",
+    "head_trace",
+    "output_linear",
     "traced",
 ]
 
@@ -120,33 +122,93 @@ def gauss_newton_problem(
     )  # fmt: skip
 
 
-def affine_parameters(
-    model: nn.Module, params: Sequence[torch.Tensor], graph: torch.fx.Graph | str | None = None
-) -> set[int]:
-    """The ids of those of ``params`` in which the model's output is jointly affine: the
-    weight and bias of the ``Linear`` whose output is the model's, called once and sharing
-    no parameter (its input cannot depend on them). ``H − G`` is zero in their block, so its
-    trace needs no probe there. Empty where the graph does not show it (no ``torch.fx`` trace,
-    an attribute read, another last operation)."""
+def output_linear(model: nn.Module, graph: torch.fx.Graph | str | None = None) -> nn.Linear | None:
+    """The ``Linear`` whose output is the model's, called once and sharing no parameter, so
+    its input cannot depend on its weights: the output is affine in them, ``H − G`` is zero in
+    their block and ``H``'s block there is ``Σ_n a_n a_nᵀ ⊗ H_n``. ``None`` where the graph does
+    not show it (no ``torch.fx`` trace, an attribute read, another last operation)."""
     graph = traced(model) if graph is None else graph
     if isinstance(graph, str):  # not traced: nothing is proven
-        return set()
+        return None
     nodes = list(graph.nodes)
     ends = [node for node in nodes if node.op == "output"]
     if any(node.op == "get_attr" for node in nodes) or len(ends) != 1:
-        return set()
+        return None
     last = ends[0].args[0]
     if not isinstance(last, torch.fx.Node) or last.op != "call_module":
-        return set()
+        return None
     head = model.get_submodule(str(last.target))
     calls = [node for node in nodes if node.op == "call_module" and node.target == last.target]
     if not isinstance(head, nn.Linear) or len(calls) != 1:
-        return set()
+        return None
     own = {id(p) for p in head.parameters(recurse=False)}
     for module in model.modules():
         if module is not head and any(id(p) in own for p in module.parameters(recurse=False)):
-            return set()
-    return own & {id(p) for p in params}
+            return None
+    return head
+
+
+def affine_parameters(
+    model: nn.Module, params: Sequence[torch.Tensor], graph: torch.fx.Graph | str | None = None
+) -> set[int]:
+    """The ids of those of ``params`` that are :func:`output_linear`'s weight and bias."""
+    head = output_linear(model, graph)
+    if head is None:
+        return set()
+    return {id(p) for p in head.parameters(recurse=False)} & {id(p) for p in params}
+
+
+def head_trace(hessian: Hessian, head: nn.Linear) -> float:
+    """The trace of ``H``'s block in :func:`output_linear`'s weight and bias, exactly:
+    ``Σ_n tr(H_n)·(‖a_n‖² + 1)`` (``a_n`` its input; the bias's ``+1`` where it is trained),
+    summed over the split's batches in float64, from one forward pass and C products of the
+    loss in the outputs a batch. It holds whatever comes before the head (convolutions, batch
+    norm), for a built-in per-example loss. Raises :class:`NotPiecewiseLinear` when the head's
+    input or the output is not 2-D."""
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, args, _o: seen.append(args[0].detach()))
+    try:
+        total = math.fsum(
+            _head_batch(hessian, head, seen, start)
+            for start in range(0, len(hessian.split), hessian.batch_size)
+        )
+    finally:
+        handle.remove()
+    if not math.isfinite(total):
+        raise NotPiecewiseLinear("the output layer's trace is not finite")
+    return total
+
+
+def _head_batch(hessian: Hessian, head: nn.Linear, seen: list[torch.Tensor], start: int) -> float:
+    stop = min(start + hessian.batch_size, len(hessian.split))
+    seen.clear()
+    out = hessian.model(*(t[start:stop] for t in hessian.split.inputs))
+    if len(seen) != 1 or seen[0].dim() != 2 or not isinstance(out, torch.Tensor):
+        raise NotPiecewiseLinear("the output layer's input is not N×features")
+    if out.dim() != 2:
+        raise NotPiecewiseLinear("the model's output is not N×C")
+    if out.dtype in _LOW_PRECISION:
+        out = out.float()
+    leaf = out.detach().requires_grad_(True)
+    targets = hessian.split.targets[start:stop]
+    (gradient,) = torch.autograd.grad(hessian.batch_loss(leaf, targets), leaf, create_graph=True)
+    diagonal = torch.zeros(out.shape[0], dtype=torch.float64, device=out.device)  # tr H_n
+    if gradient.requires_grad:
+        for c in range(out.shape[1]):
+            direction = torch.zeros_like(leaf)
+            direction[:, c] = 1.0
+            (column,) = torch.autograd.grad(
+                gradient, leaf, grad_outputs=direction, retain_graph=True, allow_unused=True
+            )
+            if column is not None:
+                diagonal += column[:, c].double()
+    wanted = {id(p) for p in hessian.params}
+    total = 0.0
+    if id(head.weight) in wanted:
+        total += float((diagonal * seen[0].double().pow(2).sum(dim=1)).sum())
+    if head.bias is not None and id(head.bias) in wanted:
+        total += float(diagonal.sum())
+    return total
 
 
 def _graph_problem(

@@ -40,6 +40,12 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   output layer's weights, where ``H − G`` is zero. Unbiased; no Krylov basis. On a tanh MLP
   64-128-10 on digits the variance per probe is 0.81, against 35 for plain Hutchinson and 20.7
   deflated by 20 vectors (GELU, two hidden layers: 7.4, 122, 29).
+- **Output layer exact** (under ``auto``, ``trace_method`` ``"hutchinson_head"``) for any other
+  net whose output is a ``Linear``'s (CNNs, batch norm; a built-in loss): that layer's block
+  of ``H`` is ``Σ_n a_n a_nᵀ ⊗ H_n``, whose trace is exact and cheap; the deflated estimate
+  (a Krylov basis of ``H`` restricted to the other weights, probes off the head) gives the
+  rest. The head's off-diagonal terms held most of the probes' variance: per probe 3.5 / 1.4
+  (20 vectors) against 60 plain on a batch-norm MLP, 54 / 15 against 995 on a small CNN.
 
 Every Hessian-vector product is exact (double backward, no finite differences), and batching
 does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
@@ -58,7 +64,6 @@ does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +77,6 @@ from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
     choose_split,
     classification_of,
-    dot,
     measured_loss,
     model_device,
     preserved,
@@ -86,7 +90,14 @@ from skier.diagnostics._ggn_trace import (
     exact_trace,
     exact_trace_problem,
     gauss_newton_problem,
+    output_linear,
     traced,
+)
+from skier.diagnostics._trace import (
+    gauss_newton_control,
+    generator,
+    hutchinson,
+    hutchinson_off_head,
 )
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
@@ -94,7 +105,6 @@ from skier.train.hessian import (
     Eigenpair,
     Hessian,
     KrylovBasis,
-    extend_krylov,
     lanczos,
     power_iteration,
 )
@@ -107,7 +117,7 @@ __all__ = ["SharpnessResult", "hessian_vector_product", "sharpness"]
 
 _TASKS = ("classification", "regression", "multilabel")
 # The trace methods that use probes (the result then reports trace_samples).
-_ESTIMATES = ("hutchinson", "gauss_newton_cv")
+_ESTIMATES = ("hutchinson", "gauss_newton_cv", "hutchinson_head")
 
 
 @dataclass
@@ -123,7 +133,8 @@ class SharpnessResult:
     its standard error (``None`` with fewer than two probes; 0 when the basis spans every
     weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``,
     ``"gauss_newton_cv"`` (``tr G`` exact plus ``trace_samples`` probes of ``H − G``;
-    ``trace_basis`` 0), or ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net:
+    ``trace_basis`` 0), ``"hutchinson_head"`` (the output layer's block exact, the deflated
+    estimate on the other weights), or ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net:
     ``trace_std_error`` 0.0, ``trace_samples`` and ``trace_basis`` 0); ``None`` without a
     trace. ``examples`` is the
     number of examples the loss was averaged over.
@@ -285,6 +296,7 @@ def sharpness(
         ) as bar,
     ):
         model.eval()
+        measured_per_example = measured is None or measured.targets is not None
         wanted = settings.trace and settings.trace_method != "hutchinson"
         graph = traced(model) if wanted else "not traced (no exact trace asked for)"
         exact = settings.trace and _exact_applies(model, params, measured, settings, graph)
@@ -305,10 +317,17 @@ def sharpness(
             trace, error, method = _exact(hessian, settings)
         if control and trace is None:
             affine = affine_parameters(model, params, graph)
-            trace, error = _gauss_newton_control(hessian, params, affine, settings, bar)
+            trace, error = gauss_newton_control(hessian, params, affine, settings, bar)
             method = "gauss_newton_cv" if trace is not None else None
+        if settings.trace and trace is None and settings.trace_method == "auto":
+            # Any net whose output is a Linear's (CNNs, batch norm): that layer's block exactly,
+            # the deflated estimate on the rest.
+            head = output_linear(model, graph) if measured_per_example else None
+            if head is not None:
+                trace, error, basis = hutchinson_off_head(hessian, params, head, settings, bar)
+                method = "hutchinson_head" if trace is not None else None
         if settings.trace and trace is None:
-            trace, error, basis = _hutchinson(hessian, params, settings, bar, krylov)
+            trace, error, basis = hutchinson(hessian, params, settings, bar, krylov)
             method = "hutchinson"
     return SharpnessResult(
         eigenvalues=[pair.value for pair in found],
@@ -332,13 +351,6 @@ def sharpness(
 # --- the two estimators ------------------------------------------------------------------------
 
 
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator per use (power iteration, trace probes), so that asking for more
-    eigenvalues does not change the trace probes, and the same seed gives the same numbers on
-    every device."""
-    return torch.Generator().manual_seed((2 * seed + stream) % 2**63)
-
-
 def _top_eigenpairs(
     hessian: Hessian,
     params: Sequence[torch.Tensor],
@@ -346,13 +358,11 @@ def _top_eigenpairs(
     bar: Any,
     krylov: KrylovBasis,
 ) -> list[Eigenpair]:
-    generator = _generator(settings.seed, 0)
+    starts = generator(settings.seed, 0)
     found: list[Eigenpair] = []
     budget = settings.top_k * settings.max_iterations
     if settings.method == "lanczos":
-        start = [
-            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
-        ]
+        start = [torch.randn(p.shape, generator=starts, dtype=p.dtype).to(p.device) for p in params]
         found = lanczos(
             hessian, start, count=settings.top_k, tolerance=settings.tolerance,
             max_products=budget, on_product=lambda: bar.update(1), krylov=krylov,
@@ -361,9 +371,7 @@ def _top_eigenpairs(
         # An exact invariant subspace (an eigenvalue of multiplicity > 1 among the top, or a
         # tiny model) can hold fewer pairs than asked: the rest by deflated power iteration.
     for _ in range(settings.top_k - len(found)):
-        start = [
-            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
-        ]
+        start = [torch.randn(p.shape, generator=starts, dtype=p.dtype).to(p.device) for p in params]
         # Each new eigenvector is kept orthogonal to the ones already found (deflation).
         pair = power_iteration(
             hessian, start, tolerance=settings.tolerance, max_iterations=settings.max_iterations,
@@ -414,99 +422,6 @@ def _exact(hessian: Hessian, settings: SharpnessConfig) -> tuple[float | None, f
         if settings.trace_method == "exact":
             raise ConfigError(_exact_refused(str(reason))) from None
         return None, None, "hutchinson"
-
-
-def _hutchinson(
-    hessian: Hessian,
-    params: Sequence[torch.Tensor],
-    settings: SharpnessConfig,
-    bar: Any,
-    krylov: KrylovBasis,
-) -> tuple[float, float | None, int]:
-    """``tr(QᵀHQ)`` (exact) plus the mean of ``wᵀHw`` over Rademacher probes projected off
-    the Krylov basis ``Q`` (``E[wᵀHw] = tr H − tr(QᵀHQ)``), the probes' standard error, and
-    the basis size. The basis is Lanczos's own (``krylov``, empty after power iteration),
-    grown to ``settings.trace_basis`` vectors; it never sees the probes' generator, so the
-    estimate is unbiased whatever the basis."""
-    basis = KrylovBasis()
-    if settings.trace_basis > 0:
-        # A basis larger than asked for (Lanczos for many eigenvalues) is all used: it is free.
-        had = len(krylov.diagonal)
-        basis = extend_krylov(
-            hessian, krylov, [p.detach() for p in params], size=settings.trace_basis,
-            generator=_generator(settings.seed, 0), on_product=lambda: bar.update(1),
-        )  # fmt: skip
-        bar.update(max(0, settings.trace_basis - (len(basis.diagonal) - had)))
-    q = basis.vectors
-    base = math.fsum(basis.diagonal) if q is not None else 0.0
-    generator = _generator(settings.seed, 1)
-    samples: list[float] = []
-    for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
-        if q is not None:
-            flat = torch.cat([t.reshape(-1) for t in probe]).to(q.dtype)
-            flat = flat - q.T @ (q @ flat)
-            probe = [
-                t.view_as(p).to(p.dtype) for t, p in zip(_split(flat, params), params, strict=True)
-            ]
-        samples.append(float(dot(probe, hessian(probe))))
-        bar.update(1)
-    size = 0 if q is None else q.shape[0]
-    return (*_mean_and_error(base, samples), size)
-
-
-def _gauss_newton_control(
-    hessian: Hessian,
-    params: Sequence[torch.Tensor],
-    affine: set[int],
-    settings: SharpnessConfig,
-    bar: Any,
-) -> tuple[float | None, float | None]:
-    """``tr H = tr G + tr R``: ``tr G`` exactly (:func:`exact_trace`'s pass, which gives it for
-    any net of Linear layers) and ``tr R`` (``R = H − G``) by Rademacher probes ``wᵀRw``, with
-    the probes' standard error; ``(None, None)`` where the pass refuses (the deflated estimate
-    then runs). The probes are the deflated estimate's (the same generator and draws) with the
-    output layer's weights (``affine``) set to 0: the output is affine in those, so ``R`` is
-    zero in their block, and leaving them out removes only the variance of ``R``'s cross
-    terms with them, which held most of it. Variance per probe on digits MLPs: tanh 64-128-10
-    ``vᵀRv`` 15.3, head left out 0.81, ``vᵀHv`` 35; GELU 64-64-64-10: 22.2, 7.4, 122. ``wᵀRw``
-    costs less than a product (no loss curvature). No Krylov basis: it lowered ``R``'s
-    variance by < 4% with 40 vectors (its spectrum is flat)."""
-    try:
-        base = exact_trace(hessian, AUTO_MAX_OUTPUTS)
-    except NotPiecewiseLinear:
-        return None, None
-    generator = _generator(settings.seed, 1)
-    samples: list[float] = []
-    for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
-        probe = [
-            torch.zeros_like(t) if id(p) in affine else t
-            for t, p in zip(probe, params, strict=True)
-        ]
-        samples.append(hessian.residual_form(probe))
-        bar.update(1)
-    bar.update(settings.trace_basis)
-    return _mean_and_error(base, samples)
-
-
-def _mean_and_error(base: float, samples: list[float]) -> tuple[float, float | None]:
-    """``base`` plus the samples' mean, and its standard error (``None`` below two samples)."""
-    mean = math.fsum(samples) / len(samples)
-    if len(samples) < 2:
-        return base + mean, None
-    variance = math.fsum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
-    return base + mean, math.sqrt(variance / len(samples))
-
-
-def _split(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return torch.split(flat, [p.numel() for p in params])
 
 
 # --- input checks (before anything is touched) -------------------------------------------------

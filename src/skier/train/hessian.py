@@ -433,13 +433,16 @@ def extend_krylov(
     size: int,
     generator: torch.Generator,
     on_product: Callable[[], None] | None = None,
+    support: torch.Tensor | None = None,
 ) -> KrylovBasis:
     """Grows ``krylov`` (empty, or the basis :func:`lanczos` built) to ``size`` orthonormal
     vectors (at most the dimension, and at most what fits in lanczos's 1 GiB) by the same
     recurrence, one product each: ``Hq`` made orthogonal to every vector so far (twice) is the
     next direction. Where the recurrence closes (an invariant subspace), or the basis is empty,
     it goes on from a random vector of ``generator`` made orthogonal to the basis. ``like``
-    gives the parameters' shapes.
+    gives the parameters' shapes. ``support`` (a flat 0/1 mask) confines the random vectors, and
+    so the basis, to its coordinates, for an operator that maps them into themselves (at most
+    as many vectors as it has ones).
 
     >>> a = torch.diag(torch.tensor([3.0, 3.0, 1.0, 1.0, 2.0], dtype=torch.float64))
     >>> basis = extend_krylov(lambda v: [a @ v[0]], KrylovBasis(), [torch.zeros(5, dtype=a.dtype)],
@@ -453,7 +456,8 @@ def extend_krylov(
     have = 0 if kept is None else kept.shape[0]
     # Never past the dimension, nor past lanczos's memory bound (a basis already larger stays).
     fits = _LANCZOS_MEMORY // max(1, dim * torch.empty((), dtype=dtype).element_size())
-    size = max(have, min(size, dim, fits))
+    room = dim if support is None else int(support.count_nonzero())
+    size = max(have, min(size, room, fits))
     rows = torch.empty(size, dim, dtype=dtype, device=device)
     if kept is not None:
         rows[:have] = kept
@@ -461,6 +465,8 @@ def extend_krylov(
     while have < size:
         if nxt is None:
             nxt = torch.randn(dim, generator=generator, dtype=dtype).to(device)
+            if support is not None:
+                nxt = nxt * support.to(device=device, dtype=dtype)
         before = float(nxt.norm())
         done = rows[:have]
         for _ in range(2):  # classical Gram-Schmidt twice, as in lanczos
