@@ -134,9 +134,9 @@ class SharpnessResult:
     weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``,
     ``"gauss_newton_cv"`` (``tr G`` exact plus ``trace_samples`` probes of ``H − G``;
     ``trace_basis`` 0), ``"hutchinson_head"`` (the output layer's block exact, the deflated
-    estimate on the other weights), or ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net:
-    ``trace_std_error`` 0.0, ``trace_samples`` and ``trace_basis`` 0); ``None`` without a
-    trace. ``examples`` is the
+    estimate on the other weights), or ``"exact"`` (the Gauss-Newton trace of a
+    piecewise-linear net: ``trace_std_error`` 0.0, ``trace_samples`` and ``trace_basis`` 0);
+    ``None`` without a trace. ``examples`` is the
     number of examples the loss was averaged over.
     """
 
