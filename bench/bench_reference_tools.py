@@ -222,7 +222,12 @@ def _skier_trace(model: torch.nn.Module, split: Split, seed: int, **settings: An
 
 
 def bench_trace(
-    model: torch.nn.Module, split: Split, seeds: int, samples: int, smooth: int | None = None
+    model: torch.nn.Module,
+    split: Split,
+    seeds: int,
+    samples: int,
+    smooth: int | None = None,
+    basis: int | None = None,
 ) -> dict:
     """The ReLU net (``smooth`` None): deflated, plain and exact. A smooth net (tanh): the
     exact trace does not apply; PyHessian against what ``auto`` runs there (the Gauss-Newton
@@ -255,8 +260,11 @@ def bench_trace(
     if smooth is not None:  # no exact trace: what auto runs there, with `smooth` probes
         for name in ("skier_exact", "skier_lambda1_exact"):
             del variants[name]
-        variants["skier_auto"] = lambda s: sk(s, trace_samples=smooth)
-        variants["skier_lambda1_auto"] = lambda s: sk(s, max_iterations=100, trace_samples=smooth)
+        size = {} if basis is None else {"trace_basis": basis}  # None: the default (20)
+        variants["skier_auto"] = lambda s: sk(s, trace_samples=smooth, **size)
+        variants["skier_lambda1_auto"] = lambda s: sk(
+            s, max_iterations=100, trace_samples=smooth, **size
+        )
     estimates: dict[str, list[float]] = {k: [] for k in variants}
     errors: dict[str, list[float]] = {k: [] for k in variants}
     seconds: dict[str, list[float]] = {k: [] for k in variants}
@@ -286,6 +294,7 @@ def bench_trace(
         "mean_error": {k: statistics.fmean(v) - exact for k, v in estimates.items()},
         "median_cpu_s": {k: statistics.median(v) for k, v in seconds.items()},
         "skier_auto_probes": smooth,
+        "skier_auto_basis": basis,
         "skier_auto_method": (
             None
             if smooth is None
@@ -526,6 +535,8 @@ def main() -> None:
     parser.add_argument("--other-samples", type=int, default=10,
                         help="trace_cnn, trace_batch_norm: skier's probes under auto")  # fmt: skip
     parser.add_argument("--other-deflated-samples", type=int, default=25)
+    parser.add_argument("--other-basis", type=int, default=None,
+                        help="trace_cnn, trace_batch_norm: trace_basis under auto")  # fmt: skip
     parser.add_argument("--only", nargs="+",
                         choices=("hessian", "trace", "trace_tanh", "trace_gelu", "trace_cnn",
                                  "trace_batch_norm", "lr_range", "landscape"),
@@ -549,13 +560,18 @@ def main() -> None:
         ),
         # Nets the Gauss-Newton pass does not cover, ending in a Linear: its block exactly.
         "trace_cnn": lambda: bench_trace(
-            *_workload(kind="cnn"), args.seeds, args.other_deflated_samples, args.other_samples
+            *_workload(kind="cnn"),
+            args.seeds,
+            args.other_deflated_samples,
+            args.other_samples,
+            args.other_basis,
         ),
         "trace_batch_norm": lambda: bench_trace(
             *_workload(kind="batch_norm"),
             args.seeds,
             args.other_deflated_samples,
             args.other_samples,
+            args.other_basis,
         ),
         "lr_range": lambda: bench_lr_range(model, split, rounds),
         "landscape": lambda: bench_landscape(model, split, rounds, points),
