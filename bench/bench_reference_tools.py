@@ -14,7 +14,13 @@
   default: the Lanczos basis is then reused), plain Hutchinson in skier for the record, and
   PyHessian at its defaults (``tol=1e-3``: it stops when the running mean moves < 0.1%);
   and skier's exact trace (``trace_method="exact"``: the Gauss-Newton trace, equal to the
-  Hessian's for this ReLU net), alone and with λ1.
+  Hessian's for this ReLU net), alone and with λ1. ``trace_tanh`` and ``trace_gelu``: the same
+  on the MLP with tanh (64-128-10) and with two GELU layers (64-64-64-10), trained the same way,
+  where the exact trace does not apply: PyHessian against what ``auto`` runs there (the
+  Gauss-Newton control variate, ``--tanh-samples`` / ``--gelu-samples`` probes) and the deflated
+  estimate forced. ``trace_cnn`` and ``trace_batch_norm``: a small CNN and the MLP with batch
+  norm, where ``auto`` takes the output layer's block exactly and the deflated estimate on the
+  rest (``--other-samples`` probes).
 * **LR range test**: skier's :func:`skier.diagnostics.lr_range.lr_range_test` against
   torch-lr-finder 0.2.2 (``LRFinder.range_test``), Adam, 100 exponential steps from 1e-6 to 10,
   batch 64, the same initial weights, optimizer (skier's fused Adam), batch order, lr ramp,
@@ -65,13 +71,29 @@ from skier.models import build_model
 from skier.optim import build_optimizer
 
 
-def _workload() -> tuple[torch.nn.Module, Split]:
+def _workload(
+    activation: str = "relu", hidden: tuple[int, ...] = (128,), kind: str = "mlp"
+) -> tuple[torch.nn.Module, Split]:
+    """The MLP (``kind="mlp"``; ``"batch_norm"``: with batch norm) or a CNN (``"cnn"``: two
+    3×3 convolutions of 8 channels on the 8×8 images, ReLU, a Linear head), trained 20
+    full-batch Adam steps from seed 0."""
     data = load_data(DataConfig())
     assert data.val is not None
     x = torch.cat([data.train.inputs[0], data.val.inputs[0]])
     y = torch.cat([data.train.targets, data.val.targets])
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_sizes=[128]), input_shape=(64,), output_size=10)
+    model: torch.nn.Module
+    if kind == "cnn":
+        x = x.reshape(-1, 1, 8, 8)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10),
+        )  # fmt: skip
+    else:
+        config = ModelConfig(
+            hidden_sizes=list(hidden), activation=activation, batch_norm=kind == "batch_norm"
+        )
+        model = build_model(config, input_shape=(64,), output_size=10)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(20):
         opt.zero_grad()
@@ -199,7 +221,17 @@ def _skier_trace(model: torch.nn.Module, split: Split, seed: int, **settings: An
     return sharpness(model, split, settings=SharpnessConfig(seed=seed, **settings))
 
 
-def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) -> dict:
+def bench_trace(
+    model: torch.nn.Module,
+    split: Split,
+    seeds: int,
+    samples: int,
+    smooth: int | None = None,
+    basis: int | None = None,
+) -> dict:
+    """The ReLU net (``smooth`` None): deflated, plain and exact. A smooth net (tanh): the
+    exact trace does not apply; PyHessian against what ``auto`` runs there (the Gauss-Newton
+    control variate, ``smooth`` probes) and the deflated estimate forced (``samples`` probes)."""
     exact, exact_s = _exact_trace(model, split)
 
     # name: what it runs, given the seed (λ1 + trace: the job with the eigenvalue as well)
@@ -225,6 +257,14 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         ),
         "skier_lambda1_exact": lambda s: sk(s, max_iterations=100, trace_method="exact"),
     }
+    if smooth is not None:  # no exact trace: what auto runs there, with `smooth` probes
+        for name in ("skier_exact", "skier_lambda1_exact"):
+            del variants[name]
+        size = {} if basis is None else {"trace_basis": basis}  # None: the default (20)
+        variants["skier_auto"] = lambda s: sk(s, trace_samples=smooth, **size)
+        variants["skier_lambda1_auto"] = lambda s: sk(
+            s, max_iterations=100, trace_samples=smooth, **size
+        )
     estimates: dict[str, list[float]] = {k: [] for k in variants}
     errors: dict[str, list[float]] = {k: [] for k in variants}
     seconds: dict[str, list[float]] = {k: [] for k in variants}
@@ -253,14 +293,26 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         },
         "mean_error": {k: statistics.fmean(v) - exact for k, v in estimates.items()},
         "median_cpu_s": {k: statistics.median(v) for k, v in seconds.items()},
+        "skier_auto_probes": smooth,
+        "skier_auto_basis": basis,
+        "skier_auto_method": (
+            None
+            if smooth is None
+            else _skier_trace(model, split, 0, trace_samples=smooth).trace_method
+        ),
         "pyhessian_defaults": {
             "probes": [d["probes"] for d in defaults],
             "rms_error": rms([d["trace"] for d in defaults]),
         },
     }
     med, err = out["median_cpu_s"], out["rms_error"]
-    for ref, mine in (("pyhessian_100", "skier_deflated"),
-                      ("pyhessian_lambda1_100", "skier_lambda1_deflated")):  # fmt: skip
+    pairs = [
+        ("pyhessian_100", "skier_deflated"),
+        ("pyhessian_lambda1_100", "skier_lambda1_deflated"),
+    ]
+    if smooth is not None:
+        pairs += [("pyhessian_100", "skier_auto"), ("pyhessian_lambda1_100", "skier_lambda1_auto")]
+    for ref, mine in pairs:
         out[f"speedup_{mine}"] = med[ref] / med[mine]
         # Time to reach the reference's RMS error: the probes' variance falls as 1/probes.
         out[f"speedup_{mine}_at_equal_rms"] = (med[ref] * err[ref] ** 2) / (
@@ -270,6 +322,8 @@ def bench_trace(model: torch.nn.Module, split: Split, seeds: int, samples: int) 
         out[f"speedup_{mine}_at_equal_se"] = (med[ref] * se[ref] ** 2) / (med[mine] * se[mine] ** 2)
     # The exact (Gauss-Newton) trace has no probe error: its speed-up is the time ratio, at an
     # error (float rounding) far below the reference's.
+    if smooth is not None:
+        return out
     for ref, mine in (("pyhessian_100", "skier_exact"),
                       ("pyhessian_lambda1_100", "skier_lambda1_exact")):  # fmt: skip
         out[f"speedup_{mine}"] = med[ref] / med[mine]
@@ -472,7 +526,20 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--seeds", type=int, default=20, help="trace: seeds per estimator")
     parser.add_argument("--trace-samples", type=int, default=25, help="skier's trace probes")
-    parser.add_argument("--only", nargs="+", choices=("hessian", "trace", "lr_range", "landscape"),
+    parser.add_argument("--tanh-samples", type=int, default=10,
+                        help="trace_tanh: skier's probes under auto (the Gauss-Newton control "
+                        "variate); the forced deflated one: --tanh-deflated-samples")  # fmt: skip
+    parser.add_argument("--tanh-deflated-samples", type=int, default=60)
+    parser.add_argument("--gelu-samples", type=int, default=20)
+    parser.add_argument("--gelu-deflated-samples", type=int, default=60)
+    parser.add_argument("--other-samples", type=int, default=10,
+                        help="trace_cnn, trace_batch_norm: skier's probes under auto")  # fmt: skip
+    parser.add_argument("--other-deflated-samples", type=int, default=25)
+    parser.add_argument("--other-basis", type=int, default=None,
+                        help="trace_cnn, trace_batch_norm: trace_basis under auto")  # fmt: skip
+    parser.add_argument("--only", nargs="+",
+                        choices=("hessian", "trace", "trace_tanh", "trace_gelu", "trace_cnn",
+                                 "trace_batch_norm", "lr_range", "landscape"),
                         help="run these benches only (default: all)")  # fmt: skip
     args = parser.parse_args()
     rounds, points = (2, 11) if args.quick else (args.rounds, args.points)
@@ -480,6 +547,32 @@ def main() -> None:
     benches: dict[str, Callable[[], Any]] = {
         "hessian": lambda: bench_hessian(model, split, rounds),
         "trace": lambda: bench_trace(model, split, args.seeds, args.trace_samples),
+        # The same MLP with tanh, trained the same way: a net where the estimate is the one used.
+        "trace_tanh": lambda: bench_trace(
+            *_workload("tanh"), args.seeds, args.tanh_deflated_samples, args.tanh_samples
+        ),
+        # Two GELU hidden layers (64, 64): H − G is no longer zero but in the output layer.
+        "trace_gelu": lambda: bench_trace(
+            *_workload("gelu", (64, 64)),
+            args.seeds,
+            args.gelu_deflated_samples,
+            args.gelu_samples,
+        ),
+        # Nets the Gauss-Newton pass does not cover, ending in a Linear: its block exactly.
+        "trace_cnn": lambda: bench_trace(
+            *_workload(kind="cnn"),
+            args.seeds,
+            args.other_deflated_samples,
+            args.other_samples,
+            args.other_basis,
+        ),
+        "trace_batch_norm": lambda: bench_trace(
+            *_workload(kind="batch_norm"),
+            args.seeds,
+            args.other_deflated_samples,
+            args.other_samples,
+            args.other_basis,
+        ),
         "lr_range": lambda: bench_lr_range(model, split, rounds),
         "landscape": lambda: bench_landscape(model, split, rounds, points),
     }

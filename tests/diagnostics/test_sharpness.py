@@ -196,7 +196,8 @@ def test_hutchinson_trace_is_unbiased_with_the_right_error(tiny) -> None:
     model, split, hessian = tiny
     exact = float(hessian.trace())
     # Plain Hutchinson (no deflation; the deflated estimator: test_sharpness_trace.py).
-    settings = SharpnessConfig(top_k=1, max_iterations=3, trace_samples=1000, trace_basis=0, seed=5)
+    settings = SharpnessConfig(top_k=1, max_iterations=3, trace_samples=1000, trace_basis=0, seed=5,
+                               trace_method="hutchinson")  # fmt: skip
     result = sharpness(model, split, settings=settings)
     assert result.trace_samples == 1000 and result.trace_std_error is not None
     assert abs(result.trace - exact) < 3 * result.trace_std_error

@@ -156,7 +156,10 @@ class SharpnessConfig(Section):
         "auto",
         description="exact: the Gauss-Newton trace, equal to the Hessian's for nets "
         "piecewise-linear in each weight (Linear, ReLU/LeakyReLU, additions; a built-in loss), "
-        "an error elsewhere; hutchinson: the deflated estimate; auto: exact where it applies",
+        "an error elsewhere; hutchinson: the deflated estimate; auto: exact where it applies, "
+        "else for nets of Linear layers and elementwise activations the Gauss-Newton control "
+        "variate (tr G exact, probes of H - G), else for nets ending in a Linear that "
+        "layer's block exact and the deflated estimate on the rest, else the deflated estimate",
     )
     split: Literal["train", "val", "test"] = "train"
     subset: PositiveInt | None = Field(

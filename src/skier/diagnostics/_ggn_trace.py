@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,17 @@ from torch import nn
 from skier.train.hessian import Hessian
 from skier.train.losses import Loss
 
-__all__ = ["AUTO_MAX_OUTPUTS", "NotPiecewiseLinear", "exact_trace", "exact_trace_problem"]
+__all__ = [
+    "AUTO_MAX_OUTPUTS",
+    "NotPiecewiseLinear",
+    "affine_parameters",
+    "exact_trace",
+    "exact_trace_problem",
+    "gauss_newton_problem",
+    "head_trace",
+    "output_linear",
+    "traced",
+]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -55,15 +66,164 @@ class NotPiecewiseLinear(Exception):
     """The exact trace does not apply to this model (the reason is the message)."""
 
 
-def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: Loss | None) -> str:
-    """Why the exact trace does not apply to ``model`` with ``loss`` (``""``: it applies, to be
-    confirmed by the pass itself). ``params`` are the trainable parameters."""
-    if loss is not None and loss.targets is None:
-        return "the loss is a callable (its Hessian in the outputs may couple examples)"
+def traced(model: nn.Module) -> torch.fx.Graph | str:
+    """``model``'s ``torch.fx`` graph, or why it cannot be traced: trace once, check thrice."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        return torch.fx.symbolic_trace(model).graph
     except Exception as error:  # any failure to trace: not provable
         return f"torch.fx cannot trace the model ({type(error).__name__})"
+
+
+def exact_trace_problem(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    graph: torch.fx.Graph | str | None = None,
+) -> str:
+    """Why the exact trace does not apply to ``model`` with ``loss`` (``""``: it applies, to be
+    confirmed by the pass itself). ``params`` are the trainable parameters; ``graph`` what
+    :func:`traced` gave for ``model`` (traced here if not given)."""
+    graph = traced(model) if graph is None else graph
+    return _graph_problem(model, graph, params, loss, _MODULES, _FUNCTIONS, _METHODS)
+
+
+# Elementwise activations: each example's outputs still depend on its own input only, and every
+# weight is still a Linear's, so the pass computes ``tr G`` (no longer ``tr H``: ``R ≠ 0``).
+_SMOOTH_MODULES = (
+    nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus, nn.Mish,
+    nn.Hardtanh, nn.LogSigmoid, nn.Softsign,
+)  # fmt: skip
+_SMOOTH_FUNCTIONS = {
+    torch.tanh,
+    torch.sigmoid,
+    F.tanh,
+    F.sigmoid,
+    F.gelu,
+    F.silu,
+    F.elu,
+    F.softplus,
+}
+_SMOOTH_METHODS = {"tanh", "sigmoid"}
+
+
+def gauss_newton_problem(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    graph: torch.fx.Graph | str | None = None,
+) -> str:
+    """Why :func:`exact_trace`'s pass cannot give ``tr G`` exactly for ``model`` with ``loss``
+    (``""``: it can, to be confirmed by the pass): as :func:`exact_trace_problem`, but any
+    elementwise activation is allowed (tanh, sigmoid, GELU, SiLU, ELU, softplus, …)."""
+    graph = traced(model) if graph is None else graph
+    return _graph_problem(
+        model, graph, params, loss, _MODULES + _SMOOTH_MODULES, _FUNCTIONS | _SMOOTH_FUNCTIONS,
+        _METHODS | _SMOOTH_METHODS,
+    )  # fmt: skip
+
+
+def output_linear(model: nn.Module, graph: torch.fx.Graph | str | None = None) -> nn.Linear | None:
+    """The ``Linear`` whose output is the model's, called once and sharing no parameter, so
+    its input cannot depend on its weights: the output is affine in them, ``H − G`` is zero in
+    their block and ``H``'s block there is ``Σ_n a_n a_nᵀ ⊗ H_n``. ``None`` where the graph does
+    not show it (no ``torch.fx`` trace, an attribute read, another last operation)."""
+    graph = traced(model) if graph is None else graph
+    if isinstance(graph, str):  # not traced: nothing is proven
+        return None
+    nodes = list(graph.nodes)
+    ends = [node for node in nodes if node.op == "output"]
+    if any(node.op == "get_attr" for node in nodes) or len(ends) != 1:
+        return None
+    last = ends[0].args[0]
+    if not isinstance(last, torch.fx.Node) or last.op != "call_module":
+        return None
+    head = model.get_submodule(str(last.target))
+    calls = [node for node in nodes if node.op == "call_module" and node.target == last.target]
+    if not isinstance(head, nn.Linear) or len(calls) != 1:
+        return None
+    own = {id(p) for p in head.parameters(recurse=False)}
+    for module in model.modules():
+        if module is not head and any(id(p) in own for p in module.parameters(recurse=False)):
+            return None
+    return head
+
+
+def affine_parameters(
+    model: nn.Module, params: Sequence[torch.Tensor], graph: torch.fx.Graph | str | None = None
+) -> set[int]:
+    """The ids of those of ``params`` that are :func:`output_linear`'s weight and bias."""
+    head = output_linear(model, graph)
+    if head is None:
+        return set()
+    return {id(p) for p in head.parameters(recurse=False)} & {id(p) for p in params}
+
+
+def head_trace(hessian: Hessian, head: nn.Linear) -> float:
+    """The trace of ``H``'s block in :func:`output_linear`'s weight and bias, exactly:
+    ``Σ_n tr(H_n)·(‖a_n‖² + 1)`` (``a_n`` its input; the bias's ``+1`` where it is trained),
+    summed over the split's batches in float64, from one forward pass and C products of the
+    loss in the outputs a batch. It holds whatever comes before the head (convolutions, batch
+    norm), for a built-in per-example loss. Raises :class:`NotPiecewiseLinear` when the head's
+    input or the output is not 2-D."""
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, args, _o: seen.append(args[0].detach()))
+    try:
+        total = math.fsum(
+            _head_batch(hessian, head, seen, start)
+            for start in range(0, len(hessian.split), hessian.batch_size)
+        )
+    finally:
+        handle.remove()
+    if not math.isfinite(total):
+        raise NotPiecewiseLinear("the output layer's trace is not finite")
+    return total
+
+
+def _head_batch(hessian: Hessian, head: nn.Linear, seen: list[torch.Tensor], start: int) -> float:
+    stop = min(start + hessian.batch_size, len(hessian.split))
+    seen.clear()
+    out = hessian.model(*(t[start:stop] for t in hessian.split.inputs))
+    if len(seen) != 1 or seen[0].dim() != 2 or not isinstance(out, torch.Tensor):
+        raise NotPiecewiseLinear("the output layer's input is not N×features")
+    if out.dim() != 2:
+        raise NotPiecewiseLinear("the model's output is not N×C")
+    if out.dtype in _LOW_PRECISION:
+        out = out.float()
+    leaf = out.detach().requires_grad_(True)
+    targets = hessian.split.targets[start:stop]
+    (gradient,) = torch.autograd.grad(hessian.batch_loss(leaf, targets), leaf, create_graph=True)
+    diagonal = torch.zeros(out.shape[0], dtype=torch.float64, device=out.device)  # tr H_n
+    if gradient.requires_grad:
+        for c in range(out.shape[1]):
+            direction = torch.zeros_like(leaf)
+            direction[:, c] = 1.0
+            (column,) = torch.autograd.grad(
+                gradient, leaf, grad_outputs=direction, retain_graph=True, allow_unused=True
+            )
+            if column is not None:
+                diagonal += column[:, c].double()
+    wanted = {id(p) for p in hessian.params}
+    total = 0.0
+    if id(head.weight) in wanted:
+        total += float((diagonal * seen[0].double().pow(2).sum(dim=1)).sum())
+    if head.bias is not None and id(head.bias) in wanted:
+        total += float(diagonal.sum())
+    return total
+
+
+def _graph_problem(
+    model: nn.Module,
+    graph: torch.fx.Graph | str,
+    params: Sequence[torch.Tensor],
+    loss: Loss | None,
+    allowed: tuple[type[nn.Module], ...],
+    functions: AbstractSet[object],
+    methods: AbstractSet[str],
+) -> str:
+    if loss is not None and loss.targets is None:
+        return "the loss is a callable (its Hessian in the outputs may couple examples)"
+    if isinstance(graph, str):
+        return graph
     modules = dict(model.named_modules())
     called: set[str] = set()
     for node in graph.nodes:
@@ -71,7 +231,7 @@ def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: 
             continue
         if node.op == "call_module":
             module = modules.get(str(node.target))
-            if not isinstance(module, _MODULES):
+            if not isinstance(module, allowed):
                 return f"it has a {type(module).__name__} ({node.target})"
             if isinstance(module, nn.Dropout) and module.training:
                 return f"{node.target} is a dropout in training mode"
@@ -80,9 +240,9 @@ def exact_trace_problem(model: nn.Module, params: Sequence[torch.Tensor], loss: 
                     return f"the Linear {node.target} is called more than once"
                 called.add(str(node.target))
             continue
-        if node.op == "call_function" and node.target in _FUNCTIONS:
+        if node.op == "call_function" and node.target in functions:
             continue
-        if node.op == "call_method" and node.target in _METHODS:
+        if node.op == "call_method" and node.target in methods:
             continue
         name = getattr(node.target, "__name__", str(node.target))
         return f"it computes {name} ({node.op}), which is not piecewise-linear or not checked"
@@ -101,8 +261,10 @@ AUTO_MAX_OUTPUTS = 128
 
 
 def exact_trace(hessian: Hessian, max_outputs: int | None = None) -> float:
-    """``tr H`` exactly, as ``tr G`` summed over the split's batches (float64), for the model,
-    split, loss and batch size of ``hessian`` (whose model is in the mode measured: eval).
+    """``tr G`` summed over the split's batches (float64), for the model, split, loss and batch
+    size of ``hessian`` (whose model is in the mode measured: eval): ``tr H`` exactly where
+    :func:`exact_trace_problem` finds nothing, the Gauss-Newton part only where
+    :func:`gauss_newton_problem` does not either.
     Raises :class:`NotPiecewiseLinear` when a ``Linear``'s input is not 2-D, it is called more
     than once, or the outputs are not N×C (or more than ``max_outputs`` columns)."""
     model = hessian.model

@@ -32,6 +32,20 @@ weights. Regularization penalties (weight decay, L1/L2) are not part of it.
   loss): there ``tr H`` equals the Gauss-Newton trace, which
   :mod:`skier.diagnostics._ggn_trace` computes from 2C backward passes a batch, no probes.
   ``auto`` falls back to the estimate wherever that is not proven; ``exact`` refuses.
+- **Gauss-Newton control variate** (under ``auto``, ``trace_method`` ``"gauss_newton_cv"``)
+  for a net of ``Linear`` layers and elementwise activations (tanh, sigmoid, GELU, SiLU, …;
+  a built-in loss) that is not piecewise-linear: the same pass gives ``tr G`` exactly, and
+  Rademacher probes estimate ``tr(H − G)`` by ``wᵀ(H − G)w`` (the gradient differentiated
+  with the loss's slope in the outputs held fixed: cheaper than a product), leaving out the
+  output layer's weights, where ``H − G`` is zero. Unbiased; no Krylov basis. On a tanh MLP
+  64-128-10 on digits the variance per probe is 0.81, against 35 for plain Hutchinson and 20.7
+  deflated by 20 vectors (GELU, two hidden layers: 7.4, 122, 29).
+- **Output layer exact** (under ``auto``, ``trace_method`` ``"hutchinson_head"``) for any other
+  net whose output is a ``Linear``'s (CNNs, batch norm; a built-in loss): that layer's block
+  of ``H`` is ``Σ_n a_n a_nᵀ ⊗ H_n``, whose trace is exact and cheap; the deflated estimate
+  (a Krylov basis of ``H`` restricted to the other weights, probes off the head) gives the
+  rest. The head's off-diagonal terms held most of the probes' variance: per probe 3.5 / 1.4
+  (20 vectors) against 60 plain on a batch-norm MLP, 54 / 15 against 995 on a small CNN.
 
 Every Hessian-vector product is exact (double backward, no finite differences), and batching
 does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
@@ -50,7 +64,6 @@ does not change it: the product over the whole set is ``Σ_b (n_b/N)·H_b v``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,7 +77,6 @@ from skier.data.types import DataBundle, Split
 from skier.diagnostics._common import (
     choose_split,
     classification_of,
-    dot,
     measured_loss,
     model_device,
     preserved,
@@ -74,8 +86,18 @@ from skier.diagnostics._common import (
 from skier.diagnostics._ggn_trace import (
     AUTO_MAX_OUTPUTS,
     NotPiecewiseLinear,
+    affine_parameters,
     exact_trace,
     exact_trace_problem,
+    gauss_newton_problem,
+    output_linear,
+    traced,
+)
+from skier.diagnostics._trace import (
+    gauss_newton_control,
+    generator,
+    hutchinson,
+    hutchinson_off_head,
 )
 from skier.errors import ConfigError, DataError, problem
 from skier.train.callbacks.progress import progress_bar_class
@@ -83,7 +105,6 @@ from skier.train.hessian import (
     Eigenpair,
     Hessian,
     KrylovBasis,
-    extend_krylov,
     lanczos,
     power_iteration,
 )
@@ -95,6 +116,8 @@ if TYPE_CHECKING:
 __all__ = ["SharpnessResult", "check_sharpness", "hessian_vector_product", "sharpness"]
 
 _TASKS = ("classification", "regression", "multilabel")
+# The trace methods that use probes (the result then reports trace_samples).
+_ESTIMATES = ("hutchinson", "gauss_newton_cv", "hutchinson_head")
 
 
 @dataclass
@@ -108,9 +131,12 @@ class SharpnessResult:
     iteration. ``trace`` is the estimate from ``trace_samples`` probes deflated by
     ``trace_basis`` Krylov vectors (``None`` and 0 when not asked for) and ``trace_std_error``
     its standard error (``None`` with fewer than two probes; 0 when the basis spans every
-    weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``, or
-    ``"exact"`` (the Gauss-Newton trace of a piecewise-linear net: ``trace_std_error`` 0.0,
-    ``trace_samples`` and ``trace_basis`` 0); ``None`` without a trace. ``examples`` is the
+    weight, the trace is then exact). ``trace_method`` says which ran: ``"hutchinson"``,
+    ``"gauss_newton_cv"`` (``tr G`` exact plus ``trace_samples`` probes of ``H − G``;
+    ``trace_basis`` 0), ``"hutchinson_head"`` (the output layer's block exact, the deflated
+    estimate on the other weights), or ``"exact"`` (the Gauss-Newton trace of a
+    piecewise-linear net: ``trace_std_error`` 0.0, ``trace_samples`` and ``trace_basis`` 0);
+    ``None`` without a trace. ``examples`` is the
     number of examples the loss was averaged over.
     """
 
@@ -247,7 +273,16 @@ def sharpness(
         ) as bar,
     ):
         model.eval()
-        exact = settings.trace and _exact_applies(model, params, measured, settings)
+        measured_per_example = measured is None or measured.targets is not None
+        wanted = settings.trace and settings.trace_method != "hutchinson"
+        graph = traced(model) if wanted else "not traced (no exact trace asked for)"
+        exact = settings.trace and _exact_applies(model, params, measured, settings, graph)
+        # Under auto, a net made of Linear layers and elementwise activations: tr G exactly
+        # from the same pass, Hutchinson on H − G only (the Gauss-Newton control variate).
+        control = (
+            settings.trace and settings.trace_method == "auto"
+            and not gauss_newton_problem(model, params, measured, graph)
+        )  # fmt: skip
         hessian = Hessian(
             model, split.to(device), params, classification=classification,
             batch_size=settings.batch_size, loss=measured,
@@ -257,8 +292,19 @@ def sharpness(
         trace, error, basis, method = None, None, 0, None
         if exact:
             trace, error, method = _exact(hessian, settings)
+        if control and trace is None:
+            affine = affine_parameters(model, params, graph)
+            trace, error = gauss_newton_control(hessian, params, affine, settings, bar)
+            method = "gauss_newton_cv" if trace is not None else None
+        if settings.trace and trace is None and settings.trace_method == "auto":
+            # Any net whose output is a Linear's (CNNs, batch norm): that layer's block exactly,
+            # the deflated estimate on the rest.
+            head = output_linear(model, graph) if measured_per_example else None
+            if head is not None:
+                trace, error, basis = hutchinson_off_head(hessian, params, head, settings, bar)
+                method = "hutchinson_head" if trace is not None else None
         if settings.trace and trace is None:
-            trace, error, basis = _hutchinson(hessian, params, settings, bar, krylov)
+            trace, error, basis = hutchinson(hessian, params, settings, bar, krylov)
             method = "hutchinson"
     return SharpnessResult(
         eigenvalues=[pair.value for pair in found],
@@ -268,7 +314,7 @@ def sharpness(
         histories=[pair.history for pair in found],
         trace=trace,
         trace_std_error=error,
-        trace_samples=settings.trace_samples if method == "hutchinson" else 0,
+        trace_samples=settings.trace_samples if method in _ESTIMATES else 0,
         examples=len(split),
         split=settings.split,
         parameter_names=[name for name, _ in named],
@@ -282,13 +328,6 @@ def sharpness(
 # --- the two estimators ------------------------------------------------------------------------
 
 
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator per use (power iteration, trace probes), so that asking for more
-    eigenvalues does not change the trace probes, and the same seed gives the same numbers on
-    every device."""
-    return torch.Generator().manual_seed((2 * seed + stream) % 2**63)
-
-
 def _top_eigenpairs(
     hessian: Hessian,
     params: Sequence[torch.Tensor],
@@ -296,13 +335,11 @@ def _top_eigenpairs(
     bar: Any,
     krylov: KrylovBasis,
 ) -> list[Eigenpair]:
-    generator = _generator(settings.seed, 0)
+    starts = generator(settings.seed, 0)
     found: list[Eigenpair] = []
     budget = settings.top_k * settings.max_iterations
     if settings.method == "lanczos":
-        start = [
-            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
-        ]
+        start = [torch.randn(p.shape, generator=starts, dtype=p.dtype).to(p.device) for p in params]
         found = lanczos(
             hessian, start, count=settings.top_k, tolerance=settings.tolerance,
             max_products=budget, on_product=lambda: bar.update(1), krylov=krylov,
@@ -311,9 +348,7 @@ def _top_eigenpairs(
         # An exact invariant subspace (an eigenvalue of multiplicity > 1 among the top, or a
         # tiny model) can hold fewer pairs than asked: the rest by deflated power iteration.
     for _ in range(settings.top_k - len(found)):
-        start = [
-            torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params
-        ]
+        start = [torch.randn(p.shape, generator=starts, dtype=p.dtype).to(p.device) for p in params]
         # Each new eigenvector is kept orthogonal to the ones already found (deflation).
         pair = power_iteration(
             hessian, start, tolerance=settings.tolerance, max_iterations=settings.max_iterations,
@@ -393,13 +428,15 @@ def _exact_applies(
     params: Sequence[torch.Tensor],
     loss: Loss | None,
     settings: SharpnessConfig,
+    graph: torch.fx.Graph | str,
 ) -> bool:
     """Whether the exact (Gauss-Newton) trace is to run: never for ``hutchinson``, where
     :func:`exact_trace_problem` finds nothing for ``auto``, and for ``exact`` or a
-    :class:`ConfigError` naming the reason. The model is in eval mode already."""
+    :class:`ConfigError` naming the reason. The model is in eval mode already; ``graph`` is
+    its :func:`traced` graph."""
     if settings.trace_method == "hutchinson":
         return False
-    reason = exact_trace_problem(model, params, loss)
+    reason = exact_trace_problem(model, params, loss, graph)
     if reason and settings.trace_method == "exact":
         raise ConfigError(_exact_refused(reason))
     return not reason
@@ -425,56 +462,6 @@ def _exact(hessian: Hessian, settings: SharpnessConfig) -> tuple[float | None, f
         if settings.trace_method == "exact":
             raise ConfigError(_exact_refused(str(reason))) from None
         return None, None, "hutchinson"
-
-
-def _hutchinson(
-    hessian: Hessian,
-    params: Sequence[torch.Tensor],
-    settings: SharpnessConfig,
-    bar: Any,
-    krylov: KrylovBasis,
-) -> tuple[float, float | None, int]:
-    """``tr(QᵀHQ)`` (exact) plus the mean of ``wᵀHw`` over Rademacher probes projected off
-    the Krylov basis ``Q`` (``E[wᵀHw] = tr H − tr(QᵀHQ)``), the probes' standard error, and
-    the basis size. The basis is Lanczos's own (``krylov``, empty after power iteration),
-    grown to ``settings.trace_basis`` vectors; it never sees the probes' generator, so the
-    estimate is unbiased whatever the basis."""
-    basis = KrylovBasis()
-    if settings.trace_basis > 0:
-        # A basis larger than asked for (Lanczos for many eigenvalues) is all used: it is free.
-        had = len(krylov.diagonal)
-        basis = extend_krylov(
-            hessian, krylov, [p.detach() for p in params], size=settings.trace_basis,
-            generator=_generator(settings.seed, 0), on_product=lambda: bar.update(1),
-        )  # fmt: skip
-        bar.update(max(0, settings.trace_basis - (len(basis.diagonal) - had)))
-    q = basis.vectors
-    base = math.fsum(basis.diagonal) if q is not None else 0.0
-    generator = _generator(settings.seed, 1)
-    samples: list[float] = []
-    for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
-        if q is not None:
-            flat = torch.cat([t.reshape(-1) for t in probe]).to(q.dtype)
-            flat = flat - q.T @ (q @ flat)
-            probe = [
-                t.view_as(p).to(p.dtype) for t, p in zip(_split(flat, params), params, strict=True)
-            ]
-        samples.append(float(dot(probe, hessian(probe))))
-        bar.update(1)
-    mean = math.fsum(samples) / len(samples)
-    size = 0 if q is None else q.shape[0]
-    if len(samples) < 2:
-        return base + mean, None, size
-    variance = math.fsum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
-    return base + mean, math.sqrt(variance / len(samples)), size
-
-
-def _split(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return torch.split(flat, [p.numel() for p in params])
 
 
 # --- input checks (before anything is touched) -------------------------------------------------
