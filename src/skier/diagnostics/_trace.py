@@ -7,7 +7,7 @@ their probes from :func:`generator` ``(seed, 1)``, their random vectors from ``(
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -55,21 +55,7 @@ def hutchinson(
         bar.update(max(0, settings.trace_basis - (len(basis.diagonal) - had)))
     q = basis.vectors
     base = math.fsum(basis.diagonal) if q is not None else 0.0
-    probes = generator(settings.seed, 1)
-    samples: list[float] = []
-    for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
-        if q is not None:
-            flat = torch.cat([t.reshape(-1) for t in probe]).to(q.dtype)
-            flat = flat - q.T @ (q @ flat)
-            probe = [
-                t.view_as(p).to(p.dtype) for t, p in zip(_split(flat, params), params, strict=True)
-            ]
-        samples.append(float(dot(probe, hessian(probe))))
-        bar.update(1)
+    samples = _projected_probes(hessian, params, q, settings, bar)
     size = 0 if q is None else q.shape[0]
     return (*_mean_and_error(base, samples), size)
 
@@ -118,15 +104,31 @@ def hutchinson_off_head(
         )  # fmt: skip
     q = basis.vectors
     base += math.fsum(basis.diagonal)
+    samples = _projected_probes(hessian, params, q, settings, bar, masked)
+    size = 0 if q is None else q.shape[0]
+    return (*_mean_and_error(base, samples), size)
+
+
+def _projected_probes(
+    hessian: Hessian,
+    params: Sequence[torch.Tensor],
+    q: torch.Tensor | None,
+    settings: SharpnessConfig,
+    bar: Any,
+    masked: Callable[[Sequence[torch.Tensor]], list[torch.Tensor]] | None = None,
+) -> list[float]:
+    """``wᵀHw`` for ``trace_samples`` Rademacher probes ``w`` from the trace's probe stream
+    (seed stream 1), each ``masked`` (entries zeroed) if given, then projected off the rows of
+    ``q`` (an orthonormal basis) if there is one."""
     probes = generator(settings.seed, 1)
     samples: list[float] = []
     for _ in range(settings.trace_samples):
-        probe = masked(
-            [
-                (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
-                for p in params
-            ]
-        )
+        probe = [
+            (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
+            for p in params
+        ]
+        if masked is not None:
+            probe = masked(probe)
         if q is not None:
             flat = torch.cat([t.reshape(-1) for t in probe]).to(q.dtype)
             flat = flat - q.T @ (q @ flat)
@@ -135,8 +137,7 @@ def hutchinson_off_head(
             ]
         samples.append(float(dot(probe, hessian(probe))))
         bar.update(1)
-    size = 0 if q is None else q.shape[0]
-    return (*_mean_and_error(base, samples), size)
+    return samples
 
 
 def gauss_newton_control(
