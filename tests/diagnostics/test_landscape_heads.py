@@ -5,6 +5,7 @@ layers' own ``forward`` back afterwards (an error included)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -45,7 +46,12 @@ class _TwiceHead(nn.Module):
         return self.head(h) + 0.1 * self.head(h.flip(1))
 
 
-def _loop(net: nn.Module, split: Split, result: object, loss: nn.Module) -> tuple[np.ndarray, ...]:
+def _loop(
+    net: nn.Module,
+    split: Split,
+    result: object,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[np.ndarray, ...]:
     """Each point's weights written in, then one forward pass: loss and arg-max error."""
     dx, dy = result.directions  # type: ignore[attr-defined]
     params = [p for p in net.parameters() if p.requires_grad]

@@ -20,6 +20,8 @@ from skier.diagnostics.landscape import landscape
 from skier.models import build_model
 from skier.train.losses import build_loss
 
+from .test_landscape_heads import _loop
+
 # 11 points along alpha: two stacked chunks of points a row (8 + 3) over 3 blocks of examples
 _CFG = LandscapeConfig(dims=2, points=11, points_y=3, ignore="none", eval_batch_size=4096)
 _WEIGHTS = [0.5, 2.0, 1.0, 1.5, 0.7, 1.0, 1.2, 0.9, 1.1, 3.0]
@@ -84,28 +86,6 @@ def _model(kind: str) -> nn.Module:
 
 
 _LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _loop(net: nn.Module, split: Split, result: object, loss: _LossFn) -> tuple[np.ndarray, ...]:
-    """Each point's weights written in, then one forward pass: loss and arg-max error."""
-    dx, dy = result.directions  # type: ignore[attr-defined]
-    params = [p for p in net.parameters() if p.requires_grad]
-    base = [p.detach().clone() for p in params]
-    alphas, betas = result.alphas, result.betas  # type: ignore[attr-defined]
-    losses = np.zeros((len(betas), len(alphas)))
-    errors = np.zeros_like(losses)
-    with torch.no_grad():
-        for i, b in enumerate(betas):
-            for j, a in enumerate(alphas):
-                for p, w, u, v in zip(params, base, dx, dy, strict=True):
-                    p.copy_(w + float(a) * u + float(b) * v)
-                out = net(*split.inputs)
-                losses[i, j] = float(loss(out, split.targets))
-                if not split.targets.is_floating_point():
-                    errors[i, j] = float((out.argmax(-1) != split.targets).float().mean())
-        for p, w in zip(params, base, strict=True):
-            p.copy_(w)
-    return losses, errors
 
 
 def _plan(net: nn.Module, split: Split, **kwargs: object) -> RowPlan | None:

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from skier.config import SharpnessConfig
 from skier.data.types import Split
 from skier.diagnostics._ggn_trace import affine_parameters, gauss_newton_problem
-from skier.diagnostics.sharpness import sharpness
 from skier.train.hessian import Hessian
 from skier.train.losses import Loss, build_loss
 
+from .test_sharpness_exact import _run
 from .test_sharpness_trace import WEIGHTS, _data, _mlp, _weighted_ce
 
 
@@ -44,10 +43,6 @@ CASES: list[tuple[Callable[[], nn.Module], str, Any, Callable[..., torch.Tensor]
      build_loss("cross_entropy", options={"class_weights": WEIGHTS}), _weighted_ce),
 ]  # fmt: skip
 IDS = ["tanh-ce", "tanh-mse", "gelu-deep-mse", "sigmoid-bce", "tanh-weighted-ce"]
-
-
-def _run(model: nn.Module, split: Split, loss: Any, **settings: Any) -> Any:
-    return sharpness(model, split, loss=loss, settings=SharpnessConfig(top_k=1, **settings))
 
 
 @pytest.mark.parametrize(("make", "kind", "loss", "oracle"), CASES, ids=IDS)
