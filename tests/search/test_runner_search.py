@@ -116,7 +116,9 @@ def test_cv_mean_objective_runs_a_cv_per_trial(tmp_path: Path) -> None:
 
 
 def _kill_first_running_worker(journal: Path, done: threading.Event, killed: list[str]) -> None:
-    """Wait for a trial to run in a worker process, then SIGKILL that process."""
+    """Wait for a trial to be mid-training in a worker process (it has reported an epoch, and
+    fewer than half of its 8), then SIGKILL that process. Killed later, the trial's run could
+    already be completed in the store while the study still holds it running."""
     while not done.is_set() and not killed:
         time.sleep(0.2)
         if not journal.exists():
@@ -130,7 +132,7 @@ def _kill_first_running_worker(journal: Path, done: threading.Event, killed: lis
         for t in study.get_trials(states=(TrialState.RUNNING,)):
             worker = t.user_attrs.get(WORKER_ATTR, "")
             pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else 0
-            if pid and pid != os.getpid() and t.intermediate_values:
+            if pid and pid != os.getpid() and 1 <= len(t.intermediate_values) < 4:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(worker)
                 return
