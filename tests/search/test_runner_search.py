@@ -117,10 +117,10 @@ def test_cv_mean_objective_runs_a_cv_per_trial(tmp_path: Path) -> None:
 
 def _kill_first_running_worker(journal: Path, done: threading.Event, killed: list[str]) -> None:
     """Wait for a trial to be mid-training in a worker process (it has reported an epoch, and
-    fewer than half of its 8), then SIGKILL that process. Killed later, the trial's run could
+    fewer than half of its 30), then SIGKILL that process. Killed later, the trial's run could
     already be completed in the store while the study still holds it running."""
     while not done.is_set() and not killed:
-        time.sleep(0.2)
+        time.sleep(0.05)
         if not journal.exists():
             continue
         try:
@@ -132,7 +132,7 @@ def _kill_first_running_worker(journal: Path, done: threading.Event, killed: lis
         for t in study.get_trials(states=(TrialState.RUNNING,)):
             worker = t.user_attrs.get(WORKER_ATTR, "")
             pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else 0
-            if pid and pid != os.getpid() and 1 <= len(t.intermediate_values) < 4:
+            if pid and pid != os.getpid() and 1 <= len(t.intermediate_values) < 15:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(worker)
                 return
@@ -151,7 +151,7 @@ def test_grid_with_two_workers_covers_the_grid_exactly_once_even_when_one_is_kil
             "train.batch_size": {"type": "categorical", "choices": [16, 32]},
         }
     )
-    config = _config(**{"data.samples": 1500, "model.hidden_sizes": [64], "train.epochs": 8})
+    config = _config(**{"data.samples": 1500, "model.hidden_sizes": [64], "train.epochs": 30})
     journal = tmp_path / "study.journal"
     tune = TuneConfig(method="grid", workers=2, storage=str(journal))
     done, killed, result = threading.Event(), [], {}
