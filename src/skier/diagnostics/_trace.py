@@ -123,10 +123,7 @@ def _projected_probes(
     probes = generator(settings.seed, 1)
     samples: list[float] = []
     for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
+        probe = _rademacher(params, probes)
         if masked is not None:
             probe = masked(probe)
         if q is not None:
@@ -138,6 +135,15 @@ def _projected_probes(
         samples.append(float(dot(probe, hessian(probe))))
         bar.update(1)
     return samples
+
+
+def _rademacher(params: Sequence[torch.Tensor], probes: torch.Generator) -> list[torch.Tensor]:
+    """One Rademacher probe (±1 entries) shaped like ``params``, drawn on the CPU from
+    ``probes`` (so that every device draws the same numbers)."""
+    return [
+        (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
+        for p in params
+    ]
 
 
 def gauss_newton_control(
@@ -164,10 +170,7 @@ def gauss_newton_control(
     probes = generator(settings.seed, 1)
     samples: list[float] = []
     for _ in range(settings.trace_samples):
-        probe = [
-            (torch.randint(0, 2, p.shape, generator=probes) * 2 - 1).to(p.device, p.dtype)
-            for p in params
-        ]
+        probe = _rademacher(params, probes)
         probe = [
             torch.zeros_like(t) if id(p) in affine else t
             for t, p in zip(probe, params, strict=True)
